@@ -1,0 +1,127 @@
+"""User accounts: who may sign in, with which roles, over which area."""
+
+from __future__ import annotations
+
+from server import auth, authz, refs
+from server.i18n import gettext as _
+from server.resource import Column, Resource, resolve
+from server.timeutil import now_iso
+from server.validation import Field, Schema, ValidationError
+
+ROLE_LABELS = {role: f"role.{role}" for role in authz.ROLES}
+MIN_PASSWORD_LENGTH = 8
+
+_FIELDS = (
+    Field("username", "user.username", required=True, min_length=3, max_length=32,
+          pattern=r"[A-Za-z0-9_.\-]+"),
+    Field("display_name", "user.display_name", required=True, max_length=30),
+    Field("phone", "user.phone", kind="phone"),
+    Field("roles", "user.roles", kind="choices", required=True, choices=ROLE_LABELS),
+    Field("area_code", "user.area", required=True, max_length=20),
+    Field("unit_name", "user.unit", max_length=60),
+    Field("active", "common.active", kind="bool"),
+)
+CREATE_SCHEMA = Schema(
+    *_FIELDS,
+    Field("password", "user.password", kind="password", required=True,
+          min_length=MIN_PASSWORD_LENGTH, max_length=128),
+)
+UPDATE_SCHEMA = Schema(
+    *_FIELDS,
+    Field("password", "user.new_password", kind="password",
+          min_length=MIN_PASSWORD_LENGTH, max_length=128),
+)
+
+
+def role_names(roles_text: str) -> str:
+    return "、".join(_(ROLE_LABELS[r]) for r in authz.parse_roles(roles_text) if r in ROLE_LABELS)
+
+
+class Users(Resource):
+    name = "users"
+    table = "users"
+    columns = (
+        Column("username", "user.username"),
+        Column("display_name", "user.display_name"),
+        Column("role_names", "user.roles"),
+        Column("area_name", "user.area"),
+        Column("unit_name", "user.unit"),
+        Column("active", "common.active"),
+    )
+    search_columns = ("username", "display_name", "phone")
+    order_by = "users.username"
+
+    def schema(self, creating):
+        return CREATE_SCHEMA if creating else UPDATE_SCHEMA
+
+    def select_sql(self):
+        return (
+            "SELECT users.id, users.username, users.display_name, users.phone, users.roles,"
+            " users.area_id, users.unit_id, users.active, areas.name AS area_name,"
+            " areas.code AS area_code, COALESCE(units.name, '') AS unit_name"
+            " FROM users JOIN areas ON areas.id = users.area_id"
+            " LEFT JOIN units ON units.id = users.unit_id"
+        )
+
+    def list(self, db, actor, query="", page=1):
+        listing = super().list(db, actor, query, page)
+        for row in listing.rows:
+            row["role_names"] = role_names(row["roles"])
+        return listing
+
+    def options(self, db, actor):
+        return {"area_code": refs.area_options(db, actor), "unit_name": refs.unit_options(db)}
+
+    def form_values(self, db, actor, record_id):
+        row = self.get(db, actor, record_id)
+        return {**row, "roles": sorted(authz.parse_roles(row["roles"])), "password": ""}
+
+    def _row(self, db, actor, data) -> dict:
+        unit_id = None
+        if data["unit_name"]:
+            unit_id = resolve("unit_name", refs.unit_id, db, data["unit_name"])
+        elif authz.HANDLER in data["roles"]:
+            raise ValidationError({"unit_name": _("user.handler_needs_unit")})
+        return {
+            "username": data["username"],
+            "display_name": data["display_name"],
+            "phone": data["phone"],
+            "roles": authz.format_roles(data["roles"]),
+            "area_id": resolve("area_code", refs.area_id, db, actor, data["area_code"]),
+            "unit_id": unit_id,
+            "active": int(data["active"]),
+            "updated_at": now_iso(),
+        }
+
+    def prepare(self, data):
+        # argon2 is deliberately slow: hash before taking the write lock.
+        password = data.pop("password", "")
+        data["password_hash"] = auth.hash_password(password) if password else None
+        return data
+
+    def create(self, db, actor, data):
+        self.unique(db, "username", data["username"], "username", _("user.username_taken"))
+        row = self._row(db, actor, data)
+        row["password_hash"] = data["password_hash"]
+        row["created_at"] = row["updated_at"]
+        return db["users"].insert(row).last_pk
+
+    def update(self, db, actor, record_id, data):
+        self.get(db, actor, record_id)
+        self.unique(
+            db, "username", data["username"], "username", _("user.username_taken"),
+            exclude_id=record_id,
+        )
+        row = self._row(db, actor, data)
+        if record_id == actor.id and (not data["active"] or authz.ADMIN not in data["roles"]):
+            raise ValidationError({"roles": _("user.cannot_demote_self")})
+        if data["password_hash"]:
+            row["password_hash"] = data["password_hash"]
+            # A new password signs the user out everywhere.
+            db.execute("DELETE FROM web_sessions WHERE user_id = ?", [record_id])
+        if not data["active"]:
+            db.execute("DELETE FROM web_sessions WHERE user_id = ?", [record_id])
+        db["users"].update(record_id, row)
+
+
+RESOURCE = Users()

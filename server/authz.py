@@ -1,0 +1,131 @@
+"""Authorization: the one place that says who may do what, and see which rows.
+
+Two questions, answered only here:
+
+* may this user use this route?  ``PERMISSIONS`` maps a permission to roles;
+  every route names one permission (see ``server/routes.py``), checked by
+  ``server.web.guard`` before the endpoint runs.
+* which rows may this user see?  The ``*_scope`` functions return a SQL
+  condition and its parameters, used by every query that lists or fetches
+  records for a user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FIELD = "field"  # 走访干部
+OFFICE = "office"  # 台账管理员
+HANDLER = "handler"  # 承办人
+LEADER = "leader"  # 领导
+ADMIN = "admin"  # 系统管理员
+
+ROLES = (FIELD, OFFICE, HANDLER, LEADER, ADMIN)
+
+# Public routes (login, static files, health) use the permission PUBLIC;
+# AUTHENTICATED only requires a signed-in active user of any role.
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    # Reading problems; what rows each role sees is decided by problem_scope().
+    "problems.view": frozenset({FIELD, OFFICE, HANDLER, LEADER}),
+    # Visits and people's diaries: field officials their own, office and leaders their area.
+    "visits.view": frozenset({FIELD, OFFICE, LEADER}),
+    # Accounts, units, areas, categories, imports and devices.
+    "admin.manage": frozenset({ADMIN}),
+}
+
+
+class Forbidden(Exception):
+    """The user is signed in but may not do this."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    display_name: str
+    roles: frozenset[str]
+    area_id: int
+    area_path: str
+    unit_id: int | None
+    area_name: str = ""
+    unit_name: str = ""
+    permissions: frozenset[str] = field(default=frozenset())
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def can(self, permission: str) -> bool:
+        if permission == PUBLIC or permission == AUTHENTICATED:
+            return True
+        return bool(PERMISSIONS[permission] & self.roles)
+
+
+def check(user: User | None, permission: str) -> None:
+    if permission == PUBLIC:
+        return
+    if user is None:
+        raise Forbidden(permission)
+    if not user.can(permission):
+        raise Forbidden(permission)
+
+
+def parse_roles(text: str) -> frozenset[str]:
+    return frozenset(role for role in text.split(",") if role)
+
+
+def format_roles(roles) -> str:
+    return ",".join(role for role in ROLES if role in set(roles))
+
+
+def _subtree(path_column: str, user: User) -> tuple[str, list]:
+    # Area paths look like "/1/4/17/": a subtree is a prefix match that uses
+    # the unique index on areas.path.
+    return (
+        f"{path_column} IN (SELECT id FROM areas WHERE path >= ? AND path < ?)",
+        [user.area_path, user.area_path[:-1] + "0"],
+    )
+
+
+def area_subtree(user: User, column: str = "area_id") -> tuple[str, list]:
+    """Rows whose ``column`` (an area id) lies in the user's area subtree."""
+    return _subtree(column, user)
+
+
+def _any_of(clauses: list[tuple[str, list]]) -> tuple[str, list]:
+    if not clauses:
+        return "0", []
+    sql = " OR ".join(f"({clause})" for clause, _ in clauses)
+    params = [param for _, clause_params in clauses for param in clause_params]
+    return f"({sql})", params
+
+
+def problem_scope(user: User, table: str = "problems") -> tuple[str, list]:
+    """Which problems the user may see."""
+    clauses = []
+    if user.roles & {OFFICE, LEADER, FIELD}:
+        clauses.append(area_subtree(user, f"{table}.area_id"))
+    if FIELD in user.roles:
+        clauses.append((f"{table}.reporter_id = ?", [user.id]))
+    if HANDLER in user.roles and user.unit_id is not None:
+        clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
+    return _any_of(clauses)
+
+
+def record_scope(user: User, table: str) -> tuple[str, list]:
+    """Which visits or diary entries the user may see."""
+    clauses = []
+    if user.roles & {OFFICE, LEADER}:
+        clauses.append(area_subtree(user, f"{table}.area_id"))
+    if FIELD in user.roles:
+        clauses.append((f"{table}.author_id = ?", [user.id]))
+    return _any_of(clauses)
+
+
+def admin_scope(user: User, table: str, column: str = "area_id") -> tuple[str, list]:
+    """Which users, units or areas an administrator may manage."""
+    if ADMIN not in user.roles:
+        return "0", []
+    return area_subtree(user, f"{table}.{column}")

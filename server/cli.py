@@ -1,0 +1,209 @@
+"""The ``fieldledger`` command."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from pathlib import Path
+
+from server import auth
+from server.db import immediate, open_database
+
+DEFAULT_DB = os.environ.get("FIELDLEDGER_DB", "data/fieldledger.db")
+
+
+def _open(path: str):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open_database(path)
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    _open(args.db).close()
+    app = create_app(args.db, secure_cookies=args.secure_cookies)
+    print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {args.db})")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        log_level="info",
+    )
+    return 0
+
+
+def _print_accounts(accounts) -> None:
+    print("Demo accounts (演示账户):")
+    for account in accounts:
+        print(
+            f"  {account.username:<14} {account.password:<10} {account.role:<6} "
+            f"{account.display_name} · {account.scope}"
+        )
+
+
+def cmd_seed_demo(args) -> int:
+    from server.demo import DemoDataExists, seed_demo
+
+    db = _open(args.db)
+    started = time.monotonic()
+    try:
+        accounts = seed_demo(db, seed=args.seed, problems=args.problems, progress=print)
+    except DemoDataExists:
+        print(f"{args.db} already holds data; use another --db or delete it.", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(f"Seeded {args.problems} problems in {time.monotonic() - started:.1f} s into {args.db}")
+    _print_accounts(accounts)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Seed a demo database if there is none yet, then serve it."""
+    from server.demo import demo_accounts, seed_demo
+
+    db = _open(args.db)
+    try:
+        if db.execute("SELECT count(*) FROM areas").fetchone()[0] == 0:
+            print("Building demo data ...")
+            accounts = seed_demo(db, seed=args.seed, problems=args.problems)
+        else:
+            accounts = demo_accounts(db)
+    finally:
+        db.close()
+    _print_accounts(accounts)
+    return cmd_serve(args)
+
+
+def cmd_create_user(args) -> int:
+    from server import authz
+    from server.accounts import RESOURCE as USERS
+    from server.validation import ValidationError
+
+    password = args.password or getpass.getpass("Password: ")
+    db = _open(args.db)
+    raw = {
+        "username": args.username,
+        "display_name": args.display_name or args.username,
+        "phone": args.phone,
+        "roles": args.roles,
+        "area_code": args.area,
+        "unit_name": args.unit or "",
+        "active": "1",
+        "password": password,
+    }
+    root = db.execute("SELECT id, path FROM areas WHERE level = 1").fetchone()
+    if root is None:
+        print("No areas yet: import the area tree first (fieldledger import areas FILE).",
+              file=sys.stderr)
+        return 1
+    system = authz.User(0, "system", "system", frozenset({authz.ADMIN}), root[0], root[1], None)
+    try:
+        data = USERS.prepare(USERS.clean(raw, creating=True))
+        with immediate(db):
+            user_id = USERS.create(db, system, data)
+    except ValidationError as error:
+        for field, message in error.errors.items():
+            print(f"{field}: {message}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    print(f"Created user {args.username} (id {user_id}).")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from server.importer import ImportFailed, import_file, system_actor
+
+    db = _open(args.db)
+    try:
+        report = import_file(db, system_actor(db), args.kind, Path(args.file))
+    except ImportFailed as failure:
+        print(f"Nothing imported from {args.file}:", file=sys.stderr)
+        for problem in failure.problems:
+            print(f"  row {problem.row}: {problem.message}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    print(f"Imported {report.created} {args.kind} from {args.file}.")
+    return 0
+
+
+def cmd_revoke_devices(args) -> int:
+    db = _open(args.db)
+    with immediate(db):
+        ids = [row[0] for row in db.execute(
+            "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id"
+            " WHERE u.username = ? AND d.revoked_at IS NULL", [args.username]
+        ).fetchall()]
+        for device_id in ids:
+            auth.revoke_device(db, device_id, "wipe" if args.wipe else "stop", None)
+    db.close()
+    print(f"Revoked {len(ids)} device(s) of {args.username}.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldledger", description="FieldLedger 走访台账")
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file ({DEFAULT_DB})")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_serve_options(sub):
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+        sub.add_argument("--secure-cookies", action="store_true",
+                         help="mark cookies Secure (when served only over HTTPS)")
+        sub.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+                         help="proxies trusted for X-Forwarded-Proto/For")
+
+    serve = commands.add_parser("serve", help="run the web server")
+    add_serve_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    seed = commands.add_parser("seed-demo", help="fill an empty database with a demo city")
+    seed.add_argument("--seed", type=int, default=1)
+    seed.add_argument("--problems", type=int, default=600)
+    seed.set_defaults(func=cmd_seed_demo)
+
+    demo = commands.add_parser("demo", help="seed demo data if the database is empty, then serve")
+    add_serve_options(demo)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--problems", type=int, default=600)
+    demo.set_defaults(func=cmd_demo)
+
+    create = commands.add_parser("create-user", help="add a user account")
+    create.add_argument("username")
+    create.add_argument("--display-name", default="")
+    create.add_argument("--roles", required=True, help="comma-separated: field,office,handler,leader,admin")
+    create.add_argument("--area", required=True, help="area code of the user's scope")
+    create.add_argument("--unit", default="", help="unit name (handlers)")
+    create.add_argument("--phone", default="")
+    create.add_argument("--password", default="", help="asked for when omitted")
+    create.set_defaults(func=cmd_create_user)
+
+    importer = commands.add_parser("import", help="import areas, units, categories or users")
+    importer.add_argument("kind", choices=["areas", "units", "categories", "users"])
+    importer.add_argument("file", help="a .csv or .xlsx file")
+    importer.set_defaults(func=cmd_import)
+
+    revoke = commands.add_parser("revoke-devices", help="revoke every device of a user")
+    revoke.add_argument("username")
+    revoke.add_argument("--wipe", action="store_true", help="tell the phones to erase their data")
+    revoke.set_defaults(func=cmd_revoke_devices)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

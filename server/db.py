@@ -1,0 +1,138 @@
+"""The database layer: one dedicated writer, readers beside it.
+
+SQLite in WAL mode lets readers run while one writer holds the write lock.
+All writes go through a single connection owned by a single thread and start
+with ``BEGIN IMMEDIATE``, so a write transaction either gets the lock at its
+start or fails fast with "database is locked" — never half-way through.
+Readers use one connection per worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from server.migrations import migrate
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def connect(path: str | Path) -> sqlite_utils.Database:
+    """Open a connection with the pragmas every FieldLedger connection uses."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A write transaction that takes the write lock at its start.
+
+    Nested ``db.atomic()`` blocks inside it become savepoints.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    else:
+        try:
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+
+
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) a database file, in WAL mode and fully migrated."""
+    db = connect(path)
+    db.enable_wal()
+    migrate(db)
+    return db
+
+
+class Store:
+    """Owns the database file for the web app: one writer thread, many readers."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._writer_db: sqlite_utils.Database | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._generation = 0
+        self._local = threading.local()
+        self._readers: list[sqlite_utils.Database] = []
+        self.open()
+
+    def open(self) -> None:
+        """Open the writer (migrating the file); a closed store may be opened again."""
+        with self._lock:
+            if self._writer is not None:
+                return
+            self._writer_db = open_database(self.path)
+            self._writer = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="fieldledger-writer"
+            )
+            self._generation += 1
+
+    def reader(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "generation", None) != self._generation:
+            db = connect(self.path)
+            db.execute("PRAGMA query_only = ON")
+            self._local.db = db
+            self._local.generation = self._generation
+            with self._lock:
+                self._readers.append(db)
+        return db
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(self.reader(), *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` on a reader connection in a worker thread."""
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self.read_sync, fn, *args)
+
+    def _write_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        with immediate(self._writer_db) as db:
+            return fn(db, *args)
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:
+        if self._writer is None:
+            self.open()
+        return self._writer.submit(self._write_in_thread, fn, *args)
+
+    def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._submit(fn, *args).result()
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` inside one BEGIN IMMEDIATE transaction on the writer."""
+        return await asyncio.wrap_future(self._submit(fn, *args))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is None:
+                return
+            self._writer.shutdown(wait=True)
+            self._writer_db.close()
+            self._writer = self._writer_db = None
+            for db in self._readers:
+                with contextlib.suppress(sqlite3.ProgrammingError):
+                    db.close()
+            self._readers.clear()

@@ -1,0 +1,162 @@
+"""Administration pages: one generic set of list/create/edit views per managed resource,
+plus the device list."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from server import auth, authz
+from server.accounts import RESOURCE as USERS
+from server.areas import RESOURCE as AREAS
+from server.categories import RESOURCE as CATEGORIES
+from server.errors import NotFound
+from server.i18n import gettext as _
+from server.resource import Resource
+from server.units import RESOURCE as UNITS
+from server.validation import ValidationError
+from server.web import page, page_number, redirect, render, store, user
+
+RESOURCES: tuple[Resource, ...] = (USERS, UNITS, AREAS, CATEGORIES)
+
+
+def _record_id(request: Request) -> int:
+    raw = request.path_params["record_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise NotFound(raw)
+    return int(raw)
+
+
+def _form_page(request, resource, *, creating, values, errors=None, status=200, options=None):
+    title_key = f"admin.{'new' if creating else 'edit'}_{resource.name}"
+    return render(
+        request,
+        "admin/form.html",
+        {
+            "resource": resource,
+            "schema": resource.schema(creating),
+            "title": _(title_key),
+            "values": values,
+            "errors": errors or {},
+            "options": options or {},
+            "creating": creating,
+        },
+        status=status,
+    )
+
+
+def resource_views(resource: Resource):
+    async def list_view(request: Request):
+        query = request.query_params.get("q", "").strip()[:50]
+        listing = await store(request).read(
+            resource.list, user(request), query, page_number(request)
+        )
+        return render(
+            request,
+            "admin/list.html",
+            {"resource": resource, "listing": listing, "query": query,
+             "title": _(f"admin.{resource.name}")},
+        )
+
+    async def new_form(request: Request):
+        options = await store(request).read(resource.options, user(request))
+        return _form_page(request, resource, creating=True, values={"active": True},
+                          options=options)
+
+    async def edit_form(request: Request):
+        record_id = _record_id(request)
+        values = await store(request).read(resource.form_values, user(request), record_id)
+        options = await store(request).read(resource.options, user(request))
+        return _form_page(request, resource, creating=False, values=values, options=options)
+
+    async def save(request: Request):
+        creating = "record_id" not in request.path_params
+        record_id = None if creating else _record_id(request)
+        actor = user(request)
+        if record_id is not None:
+            await store(request).read(resource.get, actor, record_id)  # 404 if out of scope
+        form = await request.form()
+        try:
+            data = resource.prepare(resource.clean(form, creating))
+            if creating:
+                record_id = await store(request).write(resource.create, actor, data)
+            else:
+                await store(request).write(resource.update, actor, record_id, data)
+        except ValidationError as error:
+            options = await store(request).read(resource.options, actor)
+            values = {key: form.getlist(key) if key == "roles" else form.get(key)
+                      for key in resource.schema(creating).by_name if key != "password"}
+            return _form_page(request, resource, creating=creating, values=values,
+                              errors=error.errors, status=400, options=options)
+        return redirect(f"/admin/{resource.name}?saved={record_id}")
+
+    return list_view, new_form, edit_form, save
+
+
+def resource_routes(resource: Resource):
+    list_view, new_form, edit_form, save = resource_views(resource)
+    base = f"/admin/{resource.name}"
+    perm = "admin.manage"
+    return [
+        page(base, list_view, perm, name=f"{resource.name}_list"),
+        page(f"{base}/new", new_form, perm),
+        page(f"{base}/new", save, perm, methods=["POST"]),
+        page(base + "/{record_id}", edit_form, perm),
+        page(base + "/{record_id}", save, perm, methods=["POST"]),
+    ]
+
+
+# Devices ------------------------------------------------------------------
+
+
+def _devices(db, actor: authz.User, page_no: int):
+    clause, params = authz.admin_scope(actor, "u")
+    total = db.execute(
+        f"SELECT count(*) FROM devices d JOIN users u ON u.id = d.user_id WHERE {clause}", params
+    ).fetchone()[0]
+    rows = list(db.query(
+        "SELECT d.id, d.name, d.created_at, d.last_seen_at, d.revoked_at, d.revoke_mode,"
+        " u.username, u.display_name FROM devices d JOIN users u ON u.id = d.user_id"
+        f" WHERE {clause} ORDER BY d.revoked_at IS NOT NULL, d.last_seen_at DESC LIMIT 50 OFFSET ?",
+        [*params, (page_no - 1) * 50],
+    ))
+    return rows, total
+
+
+def _revoke_in_scope(db, actor: authz.User, device_id: int, mode: str) -> None:
+    clause, params = authz.admin_scope(actor, "u")
+    row = db.execute(
+        f"SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ? AND {clause}",
+        [device_id, *params],
+    ).fetchone()
+    if row is None:
+        raise NotFound(device_id)
+    auth.revoke_device(db, device_id, mode, actor.id)
+
+
+async def devices(request: Request):
+    page_no = page_number(request)
+    rows, total = await store(request).read(_devices, user(request), page_no)
+    return render(request, "admin/devices.html",
+                  {"devices": rows, "total": total, "page": page_no,
+                   "pages": max(1, -(-total // 50))})
+
+
+async def revoke_device(request: Request):
+    form = await request.form()
+    mode = form.get("mode")
+    if mode not in ("stop", "wipe"):
+        return render(request, "error.html", {"status": 400, "message": _("errors.http_400")},
+                      status=400)
+    await store(request).write(_revoke_in_scope, user(request), _record_id(request), mode)
+    return redirect("/admin/devices")
+
+
+def routes():
+    result = []
+    for resource in RESOURCES:
+        result.extend(resource_routes(resource))
+    result += [
+        page("/admin/devices", devices, "admin.manage"),
+        page("/admin/devices/{record_id}/revoke", revoke_device, "admin.manage", methods=["POST"]),
+    ]
+    return result

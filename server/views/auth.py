@@ -1,0 +1,127 @@
+"""Signing in and out: the web login form and the phone's device-token login."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from server import auth
+from server.errors import ApiError
+from server.i18n import gettext as _
+from server.validation import Field, Schema, ValidationError
+from server.web import (
+    SESSION_COOKIE,
+    redirect,
+    render,
+    rotate_csrf,
+    safe_next,
+    set_cookie,
+    store,
+    user,
+)
+
+LOGIN_SCHEMA = Schema(
+    Field("username", "login.username", required=True, max_length=64),
+    Field("password", "login.password", kind="password", required=True, max_length=128),
+)
+DEVICE_LOGIN_SCHEMA = Schema(
+    *LOGIN_SCHEMA.fields,
+    Field("device_name", "device.name", max_length=60),
+)
+
+
+def _login_error(error: auth.AuthError) -> tuple[int, str]:
+    if isinstance(error, auth.LockedOut):
+        return 429, _("login.locked_out", minutes=error.minutes)
+    return 401, _("login.bad_credentials")
+
+
+async def login_form(request: Request):
+    if getattr(request.state, "user", None):
+        return redirect(safe_next(request.query_params.get("next")))
+    return render(request, "login.html", {"next": safe_next(request.query_params.get("next"))})
+
+
+async def login(request: Request):
+    form = await request.form()
+    next_url = safe_next(form.get("next"))
+    context = {"next": next_url, "values": {"username": form.get("username", "")}}
+    try:
+        data = LOGIN_SCHEMA.clean(form)
+        user_id = await auth.sign_in(store(request), data["username"], data["password"])
+    except ValidationError as error:
+        return render(request, "login.html", {**context, "errors": error.errors}, status=400)
+    except auth.AuthError as error:
+        status, message = _login_error(error)
+        return render(request, "login.html", {**context, "error": message}, status=status)
+    token = await store(request).write(auth.start_session, user_id)
+    response = redirect(next_url)
+    set_cookie(request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds()))
+    rotate_csrf(request, response)
+    return response
+
+
+async def logout(request: Request):
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await store(request).write(auth.end_session, token)
+    response = redirect("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    rotate_csrf(request, response)
+    return response
+
+
+async def read_json(request: Request) -> dict:
+    """The request body as a JSON object, or a 400 API error."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_json", _("errors.bad_json")) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", _("errors.bad_json"))
+    return body
+
+
+def validation_api_error(error: ValidationError) -> ApiError:
+    return ApiError(422, "invalid_input", _("errors.invalid_input"), fields=error.errors)
+
+
+def user_json(current) -> dict:
+    return {
+        "id": current.id,
+        "username": current.username,
+        "display_name": current.display_name,
+        "roles": sorted(current.roles),
+        "area": {"id": current.area_id, "name": current.area_name},
+        "unit": {"id": current.unit_id, "name": current.unit_name} if current.unit_id else None,
+    }
+
+
+async def api_login(request: Request):
+    body = await read_json(request)
+    try:
+        data = DEVICE_LOGIN_SCHEMA.clean(body)
+    except ValidationError as error:
+        raise validation_api_error(error) from None
+    try:
+        user_id = await auth.sign_in(store(request), data["username"], data["password"])
+    except auth.AuthError as error:
+        status, message = _login_error(error)
+        raise ApiError(status, error.code if status == 429 else "bad_credentials", message) from None
+    device_name = data["device_name"] or _("auth.device_name_default")
+    device_id, token = await store(request).write(auth.register_device, user_id, device_name)
+    current = await store(request).read(auth.load_user, user_id)
+    return JSONResponse(
+        {"token": token, "device_id": device_id, "user": user_json(current)}, status_code=201
+    )
+
+
+async def api_me(request: Request):
+    return JSONResponse({"user": user_json(user(request)), "device_id": request.state.device.id})
+
+
+async def api_logout(request: Request):
+    """Sign this phone out: its token stops working (a plain revocation by its owner)."""
+    current = user(request)
+    await store(request).write(auth.revoke_device, request.state.device.id, "stop", current.id)
+    return JSONResponse({"ok": True})

@@ -1,0 +1,69 @@
+"""The signed-in pages: home, problems and visits."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from server import authz, problems, visits
+from server.web import page_number, render, store, user
+
+
+def _admin_counts(db, actor: authz.User) -> dict:
+    clause, params = authz.admin_scope(actor, "users")
+    users_count = db.execute(f"SELECT count(*) FROM users WHERE {clause}", params).fetchone()[0]
+    devices_count = db.execute(
+        f"SELECT count(*) FROM devices d JOIN users ON users.id = d.user_id"
+        f" WHERE d.revoked_at IS NULL AND {clause}", params,
+    ).fetchone()[0]
+    return {"users": users_count, "devices": devices_count}
+
+
+def _home_data(db, actor: authz.User) -> dict:
+    data: dict = {}
+    if actor.can("problems.view"):
+        data["counts"] = problems.status_counts(db, actor)
+        data["recent"], data["total"] = problems.list_problems(db, actor)
+        data["recent"] = data["recent"][:10]
+    if actor.can("visits.view"):
+        data["visits"] = visits.list_visits(db, actor)[0][:5]
+    if actor.can("admin.manage"):
+        data["admin"] = _admin_counts(db, actor)
+    return data
+
+
+async def home(request: Request):
+    data = await store(request).read(_home_data, user(request))
+    return render(request, "home.html", data)
+
+
+async def problem_list(request: Request):
+    status = request.query_params.get("status")
+    status = status if status in problems.STATUSES else None
+    page_no = page_number(request)
+    rows, total = await store(request).read(problems.list_problems, user(request), status, page_no)
+    counts = await store(request).read(problems.status_counts, user(request))
+    return render(request, "problems/list.html", {
+        "problems": rows, "total": total, "page": page_no, "status": status, "counts": counts,
+        "pages": max(1, -(-total // problems.PAGE_SIZE)),
+    })
+
+
+async def problem_detail(request: Request):
+    problem = await store(request).read(
+        problems.get_problem, user(request), request.path_params["problem_id"]
+    )
+    return render(request, "problems/detail.html", {"problem": problem})
+
+
+async def visit_list(request: Request):
+    page_no = page_number(request)
+    rows, total = await store(request).read(visits.list_visits, user(request), page_no)
+    return render(request, "visits/list.html", {
+        "visits": rows, "total": total, "page": page_no,
+        "pages": max(1, -(-total // problems.PAGE_SIZE)),
+    })
+
+
+async def visit_detail(request: Request):
+    visit = await store(request).read(visits.get_visit, user(request), request.path_params["visit_id"])
+    return render(request, "visits/detail.html", {"visit": visit})

@@ -1,0 +1,212 @@
+"""Request plumbing shared by every view: the route guard, rendering, cookies and CSRF.
+
+``page()`` and ``api()`` build routes whose endpoint runs only after
+``guard`` has identified the user, checked the route's permission and (for
+pages that change data) the CSRF token. No view repeats those checks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import urllib.parse
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from server import auth, authz
+from server.errors import ApiError, error_page
+from server.i18n import gettext as _
+from server.timeutil import parse_iso, utcnow
+
+SESSION_COOKIE = "fl_session"
+CSRF_COOKIE = "fl_csrf"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEVICE_TOUCH_SECONDS = 60
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def store(request: Request):
+    return request.app.state.store
+
+
+def user(request: Request) -> authz.User:
+    return request.state.user
+
+
+# Cookies ------------------------------------------------------------------
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.app.state.settings.secure_cookies
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age=None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token for forms on this page (a double-submit cookie)."""
+    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.state.new_csrf = token
+    return token
+
+
+def rotate_csrf(request: Request, response: Response) -> None:
+    set_cookie(request, response, CSRF_COOKIE, secrets.token_urlsafe(32))
+
+
+async def csrf_ok(request: Request) -> bool:
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return False
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    try:
+        form = await request.form()
+    except Exception:
+        return False
+    submitted = form.get(CSRF_FIELD, "")
+    return bool(cookie) and isinstance(submitted, str) and hmac.compare_digest(cookie, submitted)
+
+
+# Rendering ----------------------------------------------------------------
+
+
+def render(request: Request, template: str, context: dict | None = None, status: int = 200):
+    context = dict(context or {})
+    context.setdefault("user", getattr(request.state, "user", None))
+    context["csrf_token"] = csrf_token(request)
+    templates = request.app.state.templates
+    response = templates.TemplateResponse(request, template, context, status_code=status)
+    new_token = getattr(request.state, "new_csrf", None)
+    if new_token:
+        set_cookie(request, response, CSRF_COOKIE, new_token)
+    return response
+
+
+def redirect(url: str, status: int = 303) -> RedirectResponse:
+    return RedirectResponse(url, status_code=status)
+
+
+def safe_next(url: str | None) -> str:
+    """Only same-site relative paths may be redirected to after sign-in."""
+    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return "/"
+    return url
+
+
+# Identifying the user -----------------------------------------------------
+
+
+def _session_user(db, token: str) -> authz.User | None:
+    user_id = auth.session_user_id(db, token)
+    return auth.load_user(db, user_id) if user_id else None
+
+
+def _device_user(db, token: str):
+    device = auth.device_for_token(db, token)
+    user = auth.load_user(db, device.user_id)
+    if user is None:
+        raise auth.AccountDisabled()
+    return device, user
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+AUTH_ERROR_MESSAGES = {
+    "invalid_token": "auth.invalid_token",
+    "device_revoked": "auth.device_revoked",
+    "device_wiped": "auth.device_wiped",
+    "account_disabled": "auth.invalid_token",
+}
+
+
+async def _api_user(request: Request) -> authz.User:
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "unauthorized", _("auth.token_required"))
+    try:
+        device, found = await store(request).read(_device_user, token)
+    except auth.AuthError as error:
+        raise ApiError(401, error.code, _(AUTH_ERROR_MESSAGES[error.code])) from None
+    request.state.device = device
+    last_seen = device.last_seen_at
+    if last_seen is None or (utcnow() - parse_iso(last_seen)).total_seconds() > DEVICE_TOUCH_SECONDS:
+        await store(request).write(auth.touch_device, device.id)
+    return found
+
+
+def guard(permission: str, endpoint: Endpoint, *, is_api: bool) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        if is_api:
+            request.state.user = None
+            if permission != authz.PUBLIC:
+                request.state.user = await _api_user(request)
+            try:
+                authz.check(request.state.user, permission)
+            except authz.Forbidden:
+                raise ApiError(403, "forbidden", _("errors.http_403")) from None
+            return await endpoint(request)
+
+        token = request.cookies.get(SESSION_COOKIE)
+        request.state.user = await store(request).read(_session_user, token) if token else None
+        if request.state.user is None and permission != authz.PUBLIC:
+            if request.method in SAFE_METHODS:
+                target = urllib.parse.quote(request.url.path + (
+                    "?" + request.url.query if request.url.query else ""
+                ))
+                return redirect(f"/login?next={target}")
+            return error_page(request, 401, _("auth.session_expired"))
+        try:
+            authz.check(request.state.user, permission)
+        except authz.Forbidden:
+            return error_page(request, 403)
+        if request.method not in SAFE_METHODS and not await csrf_ok(request):
+            return error_page(request, 403, _("errors.csrf"))
+        return await endpoint(request)
+
+    guarded.__name__ = getattr(endpoint, "__name__", "endpoint")
+    guarded.__doc__ = endpoint.__doc__
+    return guarded
+
+
+def page(path: str, endpoint: Endpoint, permission: str, methods=("GET",), name=None) -> Route:
+    """A server-rendered page or form action, guarded by ``permission``."""
+    route = Route(path, guard(permission, endpoint, is_api=False), methods=list(methods), name=name)
+    route.permission = permission  # read by the route x role matrix test
+    return route
+
+
+def api(path: str, endpoint: Endpoint, permission: str, methods=("GET",), name=None) -> Route:
+    """A JSON API route, guarded by ``permission`` and authenticated by a device token."""
+    route = Route(path, guard(permission, endpoint, is_api=True), methods=list(methods), name=name)
+    route.permission = permission
+    return route
+
+
+def page_number(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+
+
+def not_found_page(request: Request) -> Response:
+    return error_page(request, 404)

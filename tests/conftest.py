@@ -1,0 +1,197 @@
+"""Shared fixtures: a real SQLite file with a small known world, the real ASGI app."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import argon2
+import pytest
+from starlette.testclient import TestClient
+
+from server import auth
+from server.app import create_app
+from server.areas import insert_area
+from server.db import immediate, open_database
+from server.timeutil import now_iso
+
+PASSWORD = "secret-pass-1"
+
+# One user per role, plus a second office user scoped to one district and a
+# second field official and handler, so scope boundaries can be tested.
+USERS = {
+    "admin": ("admin", "city", None),
+    "office": ("office", "city", None),
+    "office_d1": ("office", "d1", None),
+    "leader": ("leader", "city", None),
+    "leader_d2": ("leader", "d2", None),
+    "field1": ("field", "t1", None),
+    "field2": ("field", "t2", None),
+    "handler1": ("handler", "city", "u1"),
+    "handler2": ("handler", "city", "u2"),
+    "admin_d2": ("admin", "d2", None),
+}
+ROLE_USERS = {"field": "field1", "office": "office", "handler": "handler1",
+              "leader": "leader", "admin": "admin"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing():
+    auth.set_hasher(argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@dataclass
+class World:
+    areas: dict[str, int] = field(default_factory=dict)
+    units: dict[str, int] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    visits: dict[str, str] = field(default_factory=dict)
+    category: int = 0
+
+
+def _uuid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def build_world(db) -> World:
+    world = World()
+    now = now_iso()
+    with immediate(db):
+        a = world.areas
+        a["city"] = insert_area(db, "370100", "青川市", 1, None)
+        a["d1"] = insert_area(db, "370102", "东城区", 2, a["city"])
+        a["d2"] = insert_area(db, "370103", "西湖区", 2, a["city"])
+        a["t1"] = insert_area(db, "370102001", "杏花街道", 3, a["d1"])
+        a["t2"] = insert_area(db, "370103001", "白石镇", 3, a["d2"])
+        a["v1"] = insert_area(db, "370102001001", "幸福社区", 4, a["t1"])
+        a["v2"] = insert_area(db, "370103001001", "杏花村", 4, a["t2"])
+        a["g1"] = insert_area(db, "370102001001001", "第一网格", 5, a["v1"])
+        world.units["u1"] = db["units"].insert(
+            {"name": "住建局", "area_id": a["city"], "contact_name": "王强", "contact_phone": "0531-1234567"}
+        ).last_pk
+        world.units["u2"] = db["units"].insert(
+            {"name": "水务集团", "area_id": a["city"], "contact_name": "李梅", "contact_phone": "0531-7654321"}
+        ).last_pk
+        world.category = db["categories"].insert(
+            {"code": "water", "name": "供水", "default_unit_id": world.units["u2"], "time_limit_days": 10}
+        ).last_pk
+        password_hash = auth.hash_password(PASSWORD)
+        for username, (role, area, unit) in USERS.items():
+            world.users[username] = db["users"].insert({
+                "username": username, "display_name": f"测试{username}", "phone": "",
+                "roles": role, "area_id": a[area],
+                "unit_id": world.units[unit] if unit else None,
+                "password_hash": password_hash, "active": 1, "created_at": now, "updated_at": now,
+            }).last_pk
+        for n, (key, author, area) in enumerate(
+            [("v1", "field1", "v1"), ("v2", "field2", "v2")], start=1
+        ):
+            world.visits[key] = _uuid(100 + n)
+            db["visits"].insert({
+                "id": world.visits[key], "author_id": world.users[author], "area_id": a[area],
+                "place": "村委会", "method": "sbls", "checklist": json.dumps(["no_notice"]),
+                "started_at": now, "ended_at": now, "created_at": now, "updated_at": now,
+            })
+        # p1: field1's own area, not yet accepted.
+        # p2: field2's area, assigned to unit u2.
+        # p3: a grid inside district d1, reported by field2 (outside field2's own area), unit u1.
+        for n, (key, reporter, area, status, unit, description) in enumerate([
+            ("p1", "field1", "v1", "submitted", None, "幸福社区3号楼漏水，墙面渗水"),
+            ("p2", "field2", "v2", "dispatched", "u2", "杏花村自来水水压不足"),
+            ("p3", "field2", "g1", "handling", "u1", "第一网格小区物业不作为，路灯不亮"),
+        ], start=1):
+            world.problems[key] = _uuid(n)
+            db["problems"].insert({
+                "id": world.problems[key], "reporter_id": world.users[reporter],
+                "area_id": a[area], "description": description, "status": status,
+                "lead_unit_id": world.units[unit] if unit else None,
+                "category_id": world.category,
+                "ledger_no": None if status == "submitted" else f"ZF-2026-{n:06d}",
+                "found_at": now, "created_at": now, "updated_at": now,
+                "visit_id": world.visits["v1"] if key == "p1" else None,
+            })
+            db["problem_events"].insert({
+                "id": _uuid(1000 + n), "problem_id": world.problems[key], "kind": "reported",
+                "actor_id": world.users[reporter], "at": now, "to_status": "submitted",
+            })
+    return world
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "fieldledger.db"
+
+
+@pytest.fixture
+def world(db_path) -> World:
+    db = open_database(db_path)
+    try:
+        return build_world(db)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def app(db_path, world):
+    return create_app(db_path)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db(db_path, world):
+    """A separate connection for checking what the app wrote."""
+    connection = open_database(db_path)
+    yield connection
+    connection.close()
+
+
+def csrf_of(client: TestClient) -> str:
+    if "fl_csrf" not in client.cookies:
+        client.get("/login")
+    return client.cookies["fl_csrf"]
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD):
+    token = csrf_of(client)
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        follow_redirects=False,
+    )
+
+
+def post_form(client: TestClient, url: str, data: dict | None = None, **kwargs):
+    """POST a form with the CSRF token, as a browser would."""
+    return client.post(url, data={**(data or {}), "csrf_token": csrf_of(client)},
+                       follow_redirects=False, **kwargs)
+
+
+@pytest.fixture
+def login_as(app):
+    """A function that returns a TestClient signed in as the given user."""
+    clients = []
+
+    def make(username: str) -> TestClient:
+        test_client = TestClient(app)
+        test_client.__enter__()
+        clients.append(test_client)
+        response = login(test_client, username)
+        assert response.status_code == 303, response.text
+        return test_client
+
+    yield make
+    for test_client in clients:
+        test_client.__exit__(None, None, None)
+
+
+def api_login(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/login", json={"username": username, "password": password,
+                                               "device_name": "测试手机"})
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
