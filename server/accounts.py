@@ -12,8 +12,14 @@ ROLE_LABELS = {role: f"role.{role}" for role in authz.ROLES}
 MIN_PASSWORD_LENGTH = 8
 
 _FIELDS = (
-    Field("username", "user.username", required=True, min_length=3, max_length=32,
-          pattern=r"[A-Za-z0-9_.\-]+"),
+    Field(
+        "username",
+        "user.username",
+        required=True,
+        min_length=3,
+        max_length=32,
+        pattern=r"[A-Za-z0-9_.\-]+",
+    ),
     Field("display_name", "user.display_name", required=True, max_length=30),
     Field("phone", "user.phone", kind="phone"),
     Field("roles", "user.roles", kind="choices", required=True, choices=ROLE_LABELS),
@@ -23,13 +29,24 @@ _FIELDS = (
 )
 CREATE_SCHEMA = Schema(
     *_FIELDS,
-    Field("password", "user.password", kind="password", required=True,
-          min_length=MIN_PASSWORD_LENGTH, max_length=128),
+    Field(
+        "password",
+        "user.password",
+        kind="password",
+        required=True,
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=128,
+    ),
 )
 UPDATE_SCHEMA = Schema(
     *_FIELDS,
-    Field("password", "user.new_password", kind="password",
-          min_length=MIN_PASSWORD_LENGTH, max_length=128),
+    Field(
+        "password",
+        "user.new_password",
+        kind="password",
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=128,
+    ),
 )
 
 
@@ -109,7 +126,11 @@ class Users(Resource):
     def update(self, db, actor, record_id, data):
         self.get(db, actor, record_id)
         self.unique(
-            db, "username", data["username"], "username", _("user.username_taken"),
+            db,
+            "username",
+            data["username"],
+            "username",
+            _("user.username_taken"),
             exclude_id=record_id,
         )
         row = self._row(db, actor, data)

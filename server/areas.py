@@ -30,16 +30,20 @@ def insert_area(db, code: str, name: str, level: int, parent_id: int | None, **e
         parent_path = "/"
     else:
         parent_path = db.execute("SELECT path FROM areas WHERE id = ?", [parent_id]).fetchone()[0]
-    area_id = db["areas"].insert(
-        {
-            "code": code,
-            "name": name,
-            "level": level,
-            "parent_id": parent_id,
-            "path": f"pending:{code}",
-            **extra,
-        }
-    ).last_pk
+    area_id = (
+        db["areas"]
+        .insert(
+            {
+                "code": code,
+                "name": name,
+                "level": level,
+                "parent_id": parent_id,
+                "path": f"pending:{code}",
+                **extra,
+            }
+        )
+        .last_pk
+    )
     db.execute("UPDATE areas SET path = ? WHERE id = ?", [f"{parent_path}{area_id}/", area_id])
     return area_id
 
@@ -86,7 +90,9 @@ class Areas(Resource):
         level = int(data["level"])
         if not data["parent_code"]:
             if level != 1:
-                raise ValidationError({"parent_code": _("validation.required", label=_("area.parent"))})
+                raise ValidationError(
+                    {"parent_code": _("validation.required", label=_("area.parent"))}
+                )
             if db.execute("SELECT 1 FROM areas WHERE level = 1").fetchone():
                 raise ValidationError({"level": _("area.one_root")})
             return None
@@ -97,19 +103,32 @@ class Areas(Resource):
         return parent_id
 
     def create(self, db, actor, data):
-        self.unique(db, "code", data["code"], "code", _("validation.duplicate", label=_("area.code")))
+        self.unique(
+            db, "code", data["code"], "code", _("validation.duplicate", label=_("area.code"))
+        )
         parent_id = self._parent(db, actor, data)
         return insert_area(
-            db, data["code"], data["name"], int(data["level"]), parent_id, active=int(data["active"])
+            db,
+            data["code"],
+            data["name"],
+            int(data["level"]),
+            parent_id,
+            active=int(data["active"]),
         )
 
     def update(self, db, actor, record_id, data):
         current = self.get(db, actor, record_id)
         self.unique(
-            db, "code", data["code"], "code", _("validation.duplicate", label=_("area.code")),
+            db,
+            "code",
+            data["code"],
+            "code",
+            _("validation.duplicate", label=_("area.code")),
             exclude_id=record_id,
         )
-        if int(data["level"]) != current["level"] or data["parent_code"] != (current["parent_code"] or ""):
+        if int(data["level"]) != current["level"] or data["parent_code"] != (
+            current["parent_code"] or ""
+        ):
             raise ValidationError({"parent_code": _("area.cannot_move")})
         if record_id == actor.area_id and not data["active"]:
             raise ValidationError({"active": _("area.cannot_disable_own")})

@@ -58,7 +58,7 @@ class User:
         return role in self.roles
 
     def can(self, permission: str) -> bool:
-        if permission == PUBLIC or permission == AUTHENTICATED:
+        if permission in (PUBLIC, AUTHENTICATED):
             return True
         return bool(PERMISSIONS[permission] & self.roles)
 

@@ -12,8 +12,12 @@ SCHEMA = Schema(
     Field("name", "category.name", required=True, max_length=30),
     Field("default_unit_name", "category.default_unit", max_length=60),
     Field(
-        "time_limit_days", "category.time_limit_days", kind="int", required=True,
-        min_value=1, max_value=365,
+        "time_limit_days",
+        "category.time_limit_days",
+        kind="int",
+        required=True,
+        min_value=1,
+        max_value=365,
     ),
     Field("active", "common.active", kind="bool"),
 )
@@ -63,7 +67,11 @@ class Categories(Resource):
     def _unique(self, db, data, exclude_id=None):
         for column, label in (("code", "category.code"), ("name", "category.name")):
             self.unique(
-                db, column, data[column], column, _("validation.duplicate", label=_(label)),
+                db,
+                column,
+                data[column],
+                column,
+                _("validation.duplicate", label=_(label)),
                 exclude_id=exclude_id,
             )
 

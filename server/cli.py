@@ -101,8 +101,10 @@ def cmd_create_user(args) -> int:
     }
     root = db.execute("SELECT id, path FROM areas WHERE level = 1").fetchone()
     if root is None:
-        print("No areas yet: import the area tree first (fieldledger import areas FILE).",
-              file=sys.stderr)
+        print(
+            "No areas yet: import the area tree first (fieldledger import areas FILE).",
+            file=sys.stderr,
+        )
         return 1
     system = authz.User(0, "system", "system", frozenset({authz.ADMIN}), root[0], root[1], None)
     try:
@@ -139,10 +141,14 @@ def cmd_import(args) -> int:
 def cmd_revoke_devices(args) -> int:
     db = _open(args.db)
     with immediate(db):
-        ids = [row[0] for row in db.execute(
-            "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id"
-            " WHERE u.username = ? AND d.revoked_at IS NULL", [args.username]
-        ).fetchall()]
+        ids = [
+            row[0]
+            for row in db.execute(
+                "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id"
+                " WHERE u.username = ? AND d.revoked_at IS NULL",
+                [args.username],
+            ).fetchall()
+        ]
         for device_id in ids:
             auth.revoke_device(db, device_id, "wipe" if args.wipe else "stop", None)
     db.close()
@@ -158,10 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     def add_serve_options(sub):
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
-        sub.add_argument("--secure-cookies", action="store_true",
-                         help="mark cookies Secure (when served only over HTTPS)")
-        sub.add_argument("--forwarded-allow-ips", default="127.0.0.1",
-                         help="proxies trusted for X-Forwarded-Proto/For")
+        sub.add_argument(
+            "--secure-cookies",
+            action="store_true",
+            help="mark cookies Secure (when served only over HTTPS)",
+        )
+        sub.add_argument(
+            "--forwarded-allow-ips",
+            default="127.0.0.1",
+            help="proxies trusted for X-Forwarded-Proto/For",
+        )
 
     serve = commands.add_parser("serve", help="run the web server")
     add_serve_options(serve)
@@ -181,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create-user", help="add a user account")
     create.add_argument("username")
     create.add_argument("--display-name", default="")
-    create.add_argument("--roles", required=True, help="comma-separated: field,office,handler,leader,admin")
+    create.add_argument(
+        "--roles", required=True, help="comma-separated: field,office,handler,leader,admin"
+    )
     create.add_argument("--area", required=True, help="area code of the user's scope")
     create.add_argument("--unit", default="", help="unit name (handlers)")
     create.add_argument("--phone", default="")

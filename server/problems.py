@@ -10,8 +10,16 @@ from server import authz
 from server.errors import NotFound
 
 STATUSES = (
-    "submitted", "accepted", "dispatched", "handling", "returned",
-    "replied", "callback", "closed", "rejected", "merged",
+    "submitted",
+    "accepted",
+    "dispatched",
+    "handling",
+    "returned",
+    "replied",
+    "callback",
+    "closed",
+    "rejected",
+    "merged",
 )
 PAGE_SIZE = 50
 
@@ -44,22 +52,26 @@ def list_problems(db, user: authz.User, status: str | None = None, page: int = 1
         params = [*params, status]
     condition = " AND ".join(where)
     total = db.execute(f"SELECT count(*) FROM problems p WHERE {condition}", params).fetchone()[0]
-    rows = list(db.query(
-        f"SELECT {_LIST_COLUMNS} FROM problems p {_JOINS} WHERE {condition}"
-        " ORDER BY p.found_at DESC LIMIT ? OFFSET ?",
-        [*params, PAGE_SIZE, (page - 1) * PAGE_SIZE],
-    ))
+    rows = list(
+        db.query(
+            f"SELECT {_LIST_COLUMNS} FROM problems p {_JOINS} WHERE {condition}"
+            " ORDER BY p.found_at DESC LIMIT ? OFFSET ?",
+            [*params, PAGE_SIZE, (page - 1) * PAGE_SIZE],
+        )
+    )
     return rows, total
 
 
 def get_problem(db, user: authz.User, problem_id: str) -> dict:
     clause, params = authz.problem_scope(user, "p")
-    rows = list(db.query(
-        f"SELECT p.*, a.name AS area_name, c.name AS category_name, un.name AS unit_name,"
-        f" r.display_name AS reporter_name FROM problems p {_JOINS}"
-        f" JOIN users r ON r.id = p.reporter_id WHERE p.id = ? AND {clause}",
-        [problem_id, *params],
-    ))
+    rows = list(
+        db.query(
+            f"SELECT p.*, a.name AS area_name, c.name AS category_name, un.name AS unit_name,"
+            f" r.display_name AS reporter_name FROM problems p {_JOINS}"
+            f" JOIN users r ON r.id = p.reporter_id WHERE p.id = ? AND {clause}",
+            [problem_id, *params],
+        )
+    )
     if not rows:
         raise NotFound(problem_id)
     problem = rows[0]

@@ -51,13 +51,19 @@ class Units(Resource):
         }
 
     def create(self, db, actor, data):
-        self.unique(db, "name", data["name"], "name", _("validation.duplicate", label=_("unit.name")))
+        self.unique(
+            db, "name", data["name"], "name", _("validation.duplicate", label=_("unit.name"))
+        )
         return db["units"].insert(self._row(db, actor, data)).last_pk
 
     def update(self, db, actor, record_id, data):
         self.get(db, actor, record_id)
         self.unique(
-            db, "name", data["name"], "name", _("validation.duplicate", label=_("unit.name")),
+            db,
+            "name",
+            data["name"],
+            "name",
+            _("validation.duplicate", label=_("unit.name")),
             exclude_id=record_id,
         )
         db["units"].update(record_id, self._row(db, actor, data))

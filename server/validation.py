@@ -26,7 +26,7 @@ class ValidationError(Exception):
         return "; ".join(f"{name}: {message}" for name, message in self.errors.items())
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)

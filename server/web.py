@@ -150,7 +150,10 @@ async def _api_user(request: Request) -> authz.User:
         raise ApiError(401, error.code, _(AUTH_ERROR_MESSAGES[error.code])) from None
     request.state.device = device
     last_seen = device.last_seen_at
-    if last_seen is None or (utcnow() - parse_iso(last_seen)).total_seconds() > DEVICE_TOUCH_SECONDS:
+    if (
+        last_seen is None
+        or (utcnow() - parse_iso(last_seen)).total_seconds() > DEVICE_TOUCH_SECONDS
+    ):
         await store(request).write(auth.touch_device, device.id)
     return found
 
@@ -171,9 +174,9 @@ def guard(permission: str, endpoint: Endpoint, *, is_api: bool) -> Endpoint:
         request.state.user = await store(request).read(_session_user, token) if token else None
         if request.state.user is None and permission != authz.PUBLIC:
             if request.method in SAFE_METHODS:
-                target = urllib.parse.quote(request.url.path + (
-                    "?" + request.url.query if request.url.query else ""
-                ))
+                target = urllib.parse.quote(
+                    request.url.path + ("?" + request.url.query if request.url.query else "")
+                )
                 return redirect(f"/login?next={target}")
             return error_page(request, 401, _("auth.session_expired"))
         try:

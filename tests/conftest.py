@@ -31,8 +31,13 @@ USERS = {
     "handler2": ("handler", "city", "u2"),
     "admin_d2": ("admin", "d2", None),
 }
-ROLE_USERS = {"field": "field1", "office": "office", "handler": "handler1",
-              "leader": "leader", "admin": "admin"}
+ROLE_USERS = {
+    "field": "field1",
+    "office": "office",
+    "handler": "handler1",
+    "leader": "leader",
+    "admin": "admin",
+}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -67,54 +72,118 @@ def build_world(db) -> World:
         a["v1"] = insert_area(db, "370102001001", "幸福社区", 4, a["t1"])
         a["v2"] = insert_area(db, "370103001001", "杏花村", 4, a["t2"])
         a["g1"] = insert_area(db, "370102001001001", "第一网格", 5, a["v1"])
-        world.units["u1"] = db["units"].insert(
-            {"name": "住建局", "area_id": a["city"], "contact_name": "王强", "contact_phone": "0531-1234567"}
-        ).last_pk
-        world.units["u2"] = db["units"].insert(
-            {"name": "水务集团", "area_id": a["city"], "contact_name": "李梅", "contact_phone": "0531-7654321"}
-        ).last_pk
-        world.category = db["categories"].insert(
-            {"code": "water", "name": "供水", "default_unit_id": world.units["u2"], "time_limit_days": 10}
-        ).last_pk
+        world.units["u1"] = (
+            db["units"]
+            .insert(
+                {
+                    "name": "住建局",
+                    "area_id": a["city"],
+                    "contact_name": "王强",
+                    "contact_phone": "0531-1234567",
+                }
+            )
+            .last_pk
+        )
+        world.units["u2"] = (
+            db["units"]
+            .insert(
+                {
+                    "name": "水务集团",
+                    "area_id": a["city"],
+                    "contact_name": "李梅",
+                    "contact_phone": "0531-7654321",
+                }
+            )
+            .last_pk
+        )
+        world.category = (
+            db["categories"]
+            .insert(
+                {
+                    "code": "water",
+                    "name": "供水",
+                    "default_unit_id": world.units["u2"],
+                    "time_limit_days": 10,
+                }
+            )
+            .last_pk
+        )
         password_hash = auth.hash_password(PASSWORD)
         for username, (role, area, unit) in USERS.items():
-            world.users[username] = db["users"].insert({
-                "username": username, "display_name": f"测试{username}", "phone": "",
-                "roles": role, "area_id": a[area],
-                "unit_id": world.units[unit] if unit else None,
-                "password_hash": password_hash, "active": 1, "created_at": now, "updated_at": now,
-            }).last_pk
+            world.users[username] = (
+                db["users"]
+                .insert(
+                    {
+                        "username": username,
+                        "display_name": f"测试{username}",
+                        "phone": "",
+                        "roles": role,
+                        "area_id": a[area],
+                        "unit_id": world.units[unit] if unit else None,
+                        "password_hash": password_hash,
+                        "active": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                .last_pk
+            )
         for n, (key, author, area) in enumerate(
             [("v1", "field1", "v1"), ("v2", "field2", "v2")], start=1
         ):
             world.visits[key] = _uuid(100 + n)
-            db["visits"].insert({
-                "id": world.visits[key], "author_id": world.users[author], "area_id": a[area],
-                "place": "村委会", "method": "sbls", "checklist": json.dumps(["no_notice"]),
-                "started_at": now, "ended_at": now, "created_at": now, "updated_at": now,
-            })
+            db["visits"].insert(
+                {
+                    "id": world.visits[key],
+                    "author_id": world.users[author],
+                    "area_id": a[area],
+                    "place": "村委会",
+                    "method": "sbls",
+                    "checklist": json.dumps(["no_notice"]),
+                    "started_at": now,
+                    "ended_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         # p1: field1's own area, not yet accepted.
         # p2: field2's area, assigned to unit u2.
         # p3: a grid inside district d1, reported by field2 (outside field2's own area), unit u1.
-        for n, (key, reporter, area, status, unit, description) in enumerate([
-            ("p1", "field1", "v1", "submitted", None, "幸福社区3号楼漏水，墙面渗水"),
-            ("p2", "field2", "v2", "dispatched", "u2", "杏花村自来水水压不足"),
-            ("p3", "field2", "g1", "handling", "u1", "第一网格小区物业不作为，路灯不亮"),
-        ], start=1):
+        for n, (key, reporter, area, status, unit, description) in enumerate(
+            [
+                ("p1", "field1", "v1", "submitted", None, "幸福社区3号楼漏水，墙面渗水"),
+                ("p2", "field2", "v2", "dispatched", "u2", "杏花村自来水水压不足"),
+                ("p3", "field2", "g1", "handling", "u1", "第一网格小区物业不作为，路灯不亮"),
+            ],
+            start=1,
+        ):
             world.problems[key] = _uuid(n)
-            db["problems"].insert({
-                "id": world.problems[key], "reporter_id": world.users[reporter],
-                "area_id": a[area], "description": description, "status": status,
-                "lead_unit_id": world.units[unit] if unit else None,
-                "category_id": world.category,
-                "ledger_no": None if status == "submitted" else f"ZF-2026-{n:06d}",
-                "found_at": now, "created_at": now, "updated_at": now,
-                "visit_id": world.visits["v1"] if key == "p1" else None,
-            })
-            db["problem_events"].insert({
-                "id": _uuid(1000 + n), "problem_id": world.problems[key], "kind": "reported",
-                "actor_id": world.users[reporter], "at": now, "to_status": "submitted",
-            })
+            db["problems"].insert(
+                {
+                    "id": world.problems[key],
+                    "reporter_id": world.users[reporter],
+                    "area_id": a[area],
+                    "description": description,
+                    "status": status,
+                    "lead_unit_id": world.units[unit] if unit else None,
+                    "category_id": world.category,
+                    "ledger_no": None if status == "submitted" else f"ZF-2026-{n:06d}",
+                    "found_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    "visit_id": world.visits["v1"] if key == "p1" else None,
+                }
+            )
+            db["problem_events"].insert(
+                {
+                    "id": _uuid(1000 + n),
+                    "problem_id": world.problems[key],
+                    "kind": "reported",
+                    "actor_id": world.users[reporter],
+                    "at": now,
+                    "to_status": "submitted",
+                }
+            )
     return world
 
 
@@ -168,8 +237,9 @@ def login(client: TestClient, username: str, password: str = PASSWORD):
 
 def post_form(client: TestClient, url: str, data: dict | None = None, **kwargs):
     """POST a form with the CSRF token, as a browser would."""
-    return client.post(url, data={**(data or {}), "csrf_token": csrf_of(client)},
-                       follow_redirects=False, **kwargs)
+    return client.post(
+        url, data={**(data or {}), "csrf_token": csrf_of(client)}, follow_redirects=False, **kwargs
+    )
 
 
 @pytest.fixture
@@ -191,7 +261,8 @@ def login_as(app):
 
 
 def api_login(client: TestClient, username: str, password: str = PASSWORD) -> str:
-    response = client.post("/api/login", json={"username": username, "password": password,
-                                               "device_name": "测试手机"})
+    response = client.post(
+        "/api/login", json={"username": username, "password": password, "device_name": "测试手机"}
+    )
     assert response.status_code == 201, response.text
     return response.json()["token"]

@@ -21,7 +21,7 @@ RESOURCES: tuple[Resource, ...] = (USERS, UNITS, AREAS, CATEGORIES)
 
 def _record_id(request: Request) -> int:
     raw = request.path_params["record_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound(raw)
     return int(raw)
 
@@ -53,14 +53,19 @@ def resource_views(resource: Resource):
         return render(
             request,
             "admin/list.html",
-            {"resource": resource, "listing": listing, "query": query,
-             "title": _(f"admin.{resource.name}")},
+            {
+                "resource": resource,
+                "listing": listing,
+                "query": query,
+                "title": _(f"admin.{resource.name}"),
+            },
         )
 
     async def new_form(request: Request):
         options = await store(request).read(resource.options, user(request))
-        return _form_page(request, resource, creating=True, values={"active": True},
-                          options=options)
+        return _form_page(
+            request, resource, creating=True, values={"active": True}, options=options
+        )
 
     async def edit_form(request: Request):
         record_id = _record_id(request)
@@ -83,10 +88,20 @@ def resource_views(resource: Resource):
                 await store(request).write(resource.update, actor, record_id, data)
         except ValidationError as error:
             options = await store(request).read(resource.options, actor)
-            values = {key: form.getlist(key) if key == "roles" else form.get(key)
-                      for key in resource.schema(creating).by_name if key != "password"}
-            return _form_page(request, resource, creating=creating, values=values,
-                              errors=error.errors, status=400, options=options)
+            values = {
+                key: form.getlist(key) if key == "roles" else form.get(key)
+                for key in resource.schema(creating).by_name
+                if key != "password"
+            }
+            return _form_page(
+                request,
+                resource,
+                creating=creating,
+                values=values,
+                errors=error.errors,
+                status=400,
+                options=options,
+            )
         return redirect(f"/admin/{resource.name}?saved={record_id}")
 
     return list_view, new_form, edit_form, save
@@ -113,12 +128,15 @@ def _devices(db, actor: authz.User, page_no: int):
     total = db.execute(
         f"SELECT count(*) FROM devices d JOIN users u ON u.id = d.user_id WHERE {clause}", params
     ).fetchone()[0]
-    rows = list(db.query(
-        "SELECT d.id, d.name, d.created_at, d.last_seen_at, d.revoked_at, d.revoke_mode,"
-        " u.username, u.display_name FROM devices d JOIN users u ON u.id = d.user_id"
-        f" WHERE {clause} ORDER BY d.revoked_at IS NOT NULL, d.last_seen_at DESC LIMIT 50 OFFSET ?",
-        [*params, (page_no - 1) * 50],
-    ))
+    rows = list(
+        db.query(
+            "SELECT d.id, d.name, d.created_at, d.last_seen_at, d.revoked_at, d.revoke_mode,"
+            " u.username, u.display_name FROM devices d JOIN users u ON u.id = d.user_id"
+            f" WHERE {clause} ORDER BY d.revoked_at IS NOT NULL, d.last_seen_at DESC"
+            " LIMIT 50 OFFSET ?",
+            [*params, (page_no - 1) * 50],
+        )
+    )
     return rows, total
 
 
@@ -136,17 +154,20 @@ def _revoke_in_scope(db, actor: authz.User, device_id: int, mode: str) -> None:
 async def devices(request: Request):
     page_no = page_number(request)
     rows, total = await store(request).read(_devices, user(request), page_no)
-    return render(request, "admin/devices.html",
-                  {"devices": rows, "total": total, "page": page_no,
-                   "pages": max(1, -(-total // 50))})
+    return render(
+        request,
+        "admin/devices.html",
+        {"devices": rows, "total": total, "page": page_no, "pages": max(1, -(-total // 50))},
+    )
 
 
 async def revoke_device(request: Request):
     form = await request.form()
     mode = form.get("mode")
     if mode not in ("stop", "wipe"):
-        return render(request, "error.html", {"status": 400, "message": _("errors.http_400")},
-                      status=400)
+        return render(
+            request, "error.html", {"status": 400, "message": _("errors.http_400")}, status=400
+        )
     await store(request).write(_revoke_in_scope, user(request), _record_id(request), mode)
     return redirect("/admin/devices")
 

@@ -56,7 +56,9 @@ async def login(request: Request):
         return render(request, "login.html", {**context, "error": message}, status=status)
     token = await store(request).write(auth.start_session, user_id)
     response = redirect(next_url)
-    set_cookie(request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds()))
+    set_cookie(
+        request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds())
+    )
     rotate_csrf(request, response)
     return response
 
@@ -107,7 +109,9 @@ async def api_login(request: Request):
         user_id = await auth.sign_in(store(request), data["username"], data["password"])
     except auth.AuthError as error:
         status, message = _login_error(error)
-        raise ApiError(status, error.code if status == 429 else "bad_credentials", message) from None
+        raise ApiError(
+            status, error.code if status == 429 else "bad_credentials", message
+        ) from None
     device_name = data["device_name"] or _("auth.device_name_default")
     device_id, token = await store(request).write(auth.register_device, user_id, device_name)
     current = await store(request).read(auth.load_user, user_id)

@@ -13,7 +13,8 @@ def _admin_counts(db, actor: authz.User) -> dict:
     users_count = db.execute(f"SELECT count(*) FROM users WHERE {clause}", params).fetchone()[0]
     devices_count = db.execute(
         f"SELECT count(*) FROM devices d JOIN users ON users.id = d.user_id"
-        f" WHERE d.revoked_at IS NULL AND {clause}", params,
+        f" WHERE d.revoked_at IS NULL AND {clause}",
+        params,
     ).fetchone()[0]
     return {"users": users_count, "devices": devices_count}
 
@@ -42,10 +43,18 @@ async def problem_list(request: Request):
     page_no = page_number(request)
     rows, total = await store(request).read(problems.list_problems, user(request), status, page_no)
     counts = await store(request).read(problems.status_counts, user(request))
-    return render(request, "problems/list.html", {
-        "problems": rows, "total": total, "page": page_no, "status": status, "counts": counts,
-        "pages": max(1, -(-total // problems.PAGE_SIZE)),
-    })
+    return render(
+        request,
+        "problems/list.html",
+        {
+            "problems": rows,
+            "total": total,
+            "page": page_no,
+            "status": status,
+            "counts": counts,
+            "pages": max(1, -(-total // problems.PAGE_SIZE)),
+        },
+    )
 
 
 async def problem_detail(request: Request):
@@ -58,12 +67,20 @@ async def problem_detail(request: Request):
 async def visit_list(request: Request):
     page_no = page_number(request)
     rows, total = await store(request).read(visits.list_visits, user(request), page_no)
-    return render(request, "visits/list.html", {
-        "visits": rows, "total": total, "page": page_no,
-        "pages": max(1, -(-total // problems.PAGE_SIZE)),
-    })
+    return render(
+        request,
+        "visits/list.html",
+        {
+            "visits": rows,
+            "total": total,
+            "page": page_no,
+            "pages": max(1, -(-total // problems.PAGE_SIZE)),
+        },
+    )
 
 
 async def visit_detail(request: Request):
-    visit = await store(request).read(visits.get_visit, user(request), request.path_params["visit_id"])
+    visit = await store(request).read(
+        visits.get_visit, user(request), request.path_params["visit_id"]
+    )
     return render(request, "visits/detail.html", {"visit": visit})

@@ -1,0 +1,1 @@
+"""The sync protocol between phones and the server: pure functions over the database."""

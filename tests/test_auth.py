@@ -1,0 +1,231 @@
+"""Signing in and out, on the web and from phones."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from server import auth
+from server.i18n import gettext as _
+from tests.conftest import PASSWORD, api_login, csrf_of, login, post_form
+
+
+def test_login_sets_a_protected_session_cookie(client):
+    response = login(client, "office")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    cookie = next(h for h in response.headers.get_list("set-cookie") if h.startswith("fl_session="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+    assert "Secure" not in cookie  # plain HTTP in tests
+    assert client.get("/").status_code == 200
+
+
+def test_session_cookie_is_secure_behind_https(app, world):
+    with TestClient(app, base_url="https://ledger.example") as client:
+        response = login(client, "office")
+        cookie = next(
+            h for h in response.headers.get_list("set-cookie") if h.startswith("fl_session=")
+        )
+        assert "Secure" in cookie
+
+
+def test_session_token_is_stored_only_hashed(client, db):
+    login(client, "office")
+    token = client.cookies["fl_session"]
+    stored = [row["token_hash"] for row in db["web_sessions"].rows]
+    assert token not in stored
+    assert auth.token_hash(token) in stored
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(client):
+    wrong = login(client, "office", "not-the-password")
+    unknown = login(client, "nobody-here", "not-the-password")
+    assert wrong.status_code == unknown.status_code == 401
+    message = _("login.bad_credentials")
+    assert message in wrong.text and message in unknown.text
+    assert 'value="office"' in wrong.text  # the username is kept
+
+
+def test_disabled_account_cannot_sign_in(client, db, world):
+    db["users"].update(world.users["office"], {"active": 0})
+    response = login(client, "office")
+    assert response.status_code == 401
+    assert _("login.bad_credentials") in response.text
+
+
+def test_repeated_failures_lock_the_username_for_a_while(client):
+    for _attempt in range(auth.MAX_FAILURES - 1):
+        assert login(client, "office", "wrong").status_code == 401
+    locked = login(client, "office", "wrong")
+    assert locked.status_code == 429
+    # Even the right password is refused while locked.
+    assert login(client, "office").status_code == 429
+    # Unknown usernames lock the same way, so locking reveals nothing.
+    for _attempt in range(auth.MAX_FAILURES):
+        response = login(client, "ghost", "wrong")
+    assert response.status_code == 429
+
+
+def test_lock_does_not_affect_other_users(client):
+    for _attempt in range(auth.MAX_FAILURES):
+        login(client, "office", "wrong")
+    assert login(client, "leader").status_code == 303
+
+
+def test_success_clears_the_failure_count(client, db):
+    login(client, "office", "wrong")
+    assert db["login_failures"].count == 1
+    assert login(client, "office").status_code == 303
+    assert db["login_failures"].count == 0
+
+
+def test_login_without_fields_is_a_form_error(client):
+    response = client.post("/login", data={"csrf_token": csrf_of(client)})
+    assert response.status_code == 400
+    assert _("validation.required", label=_("login.username")) in response.text
+
+
+def test_login_requires_csrf_token(client, db):
+    response = client.post("/login", data={"username": "office", "password": PASSWORD})
+    assert response.status_code == 403
+    assert db["web_sessions"].count == 0
+
+
+def test_next_parameter_is_followed_only_within_the_site(client):
+    token = csrf_of(client)
+    for target, expected in [
+        ("/problems", "/problems"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil", "/"),
+    ]:
+        client.cookies.delete("fl_session")
+        response = client.post(
+            "/login",
+            data={"username": "office", "password": PASSWORD, "csrf_token": token, "next": target},
+            follow_redirects=False,
+        )
+        token = client.cookies["fl_csrf"]
+        assert response.headers["location"] == expected
+
+
+def test_pages_redirect_anonymous_users_to_login(client):
+    response = client.get("/problems?status=closed", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/problems%3Fstatus%3Dclosed"
+
+
+def test_logout_ends_the_session(client, db):
+    login(client, "office")
+    token = client.cookies["fl_session"]
+    response = post_form(client, "/logout")
+    assert response.status_code == 303
+    assert db["web_sessions"].count == 0
+    client.cookies.set("fl_session", token)
+    assert client.get("/", follow_redirects=False).headers["location"].startswith("/login")
+
+
+def test_logout_needs_csrf(client, db):
+    login(client, "office")
+    response = client.post("/logout", data={}, follow_redirects=False)
+    assert response.status_code == 403
+    assert db["web_sessions"].count == 1
+
+
+def test_expired_session_is_refused(client, db):
+    login(client, "office")
+    db.execute("UPDATE web_sessions SET expires_at = '2000-01-01T00:00:00+00:00'")
+    db.conn.commit()
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+# Phones -------------------------------------------------------------------
+
+
+def test_api_login_returns_a_device_token_stored_hashed(client, db, world):
+    response = client.post(
+        "/api/login", json={"username": "field1", "password": PASSWORD, "device_name": "红米 Note"}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["user"]["username"] == "field1"
+    assert body["user"]["roles"] == ["field"]
+    device = db["devices"].get(body["device_id"])
+    assert device["name"] == "红米 Note"
+    assert device["token_hash"] == auth.token_hash(body["token"])
+    assert body["token"] not in str(list(db["devices"].rows))
+
+
+def test_api_me_with_bearer_token(client):
+    token = api_login(client, "field1")
+    response = client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json()["user"]["area"]["name"] == "杏花街道"
+
+
+def test_api_errors_are_json_with_codes(client):
+    cases = [
+        ({}, "unauthorized"),
+        ({"Authorization": "Bearer not-a-token"}, "invalid_token"),
+        ({"Authorization": "Basic abc"}, "unauthorized"),
+        ({"Authorization": "Bearer "}, "unauthorized"),
+    ]
+    for headers, code in cases:
+        response = client.get("/api/me", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == code
+        assert response.json()["error"]["message"]
+
+
+def test_api_login_bad_input(client, db):
+    cases = [
+        (b"not json", 400, "bad_json"),
+        (b"[1, 2]", 400, "bad_json"),
+        (b'{"username": "field1"}', 422, "invalid_input"),
+        (b'{"username": 5, "password": "' + b"x" * 500 + b'"}', 422, "invalid_input"),
+    ]
+    for body, status, code in cases:
+        response = client.post(
+            "/api/login", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == status, body
+        assert response.json()["error"]["code"] == code
+    assert db["devices"].count == 0
+
+
+def test_api_login_wrong_password_and_lockout(client, db):
+    for _attempt in range(auth.MAX_FAILURES - 1):
+        response = client.post("/api/login", json={"username": "field1", "password": "nope"})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "bad_credentials"
+    response = client.post("/api/login", json={"username": "field1", "password": "nope"})
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "locked_out"
+    assert db["devices"].count == 0
+
+
+def test_api_logout_revokes_only_this_device(client):
+    first = api_login(client, "field1")
+    second = api_login(client, "field1")
+    response = client.post("/api/logout", headers={"Authorization": f"Bearer {first}"})
+    assert response.status_code == 200
+    refused = client.get("/api/me", headers={"Authorization": f"Bearer {first}"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "device_revoked"
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+
+
+def test_disabled_user_token_stops_working(client, db, world):
+    token = api_login(client, "field1")
+    db["users"].update(world.users["field1"], {"active": 0})
+    response = client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "account_disabled"
+
+
+def test_device_last_seen_is_recorded(client, db):
+    token = api_login(client, "field1")
+    db.execute("UPDATE devices SET last_seen_at = '2020-01-01T00:00:00+00:00'")
+    db.conn.commit()
+    client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert next(db["devices"].rows)["last_seen_at"] > "2020-01-01"

@@ -1,0 +1,116 @@
+"""Every route x every role: allowed where the product says so, refused everywhere else.
+
+The expectations below are written out by hand, not derived from
+server/authz.py, so a change to the rules has to be made on purpose in both.
+A route missing from EXPECTED fails the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from tests.conftest import ROLE_USERS, api_login, csrf_of, login
+
+ALL = {"field", "office", "handler", "leader", "admin"}
+PUBLIC = "public"
+
+EXPECTED: dict[tuple[str, str], set[str] | str] = {
+    ("GET", "/"): ALL,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("POST", "/logout"): ALL,
+    ("GET", "/problems"): {"field", "office", "handler", "leader"},
+    ("GET", "/problems/{problem_id}"): {"field", "office", "handler", "leader"},
+    ("GET", "/visits"): {"field", "office", "leader"},
+    ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
+    **{
+        (method, path.format(name=name)): {"admin"}
+        for name in ("users", "units", "areas", "categories")
+        for method, path in (
+            ("GET", "/admin/{name}"),
+            ("GET", "/admin/{name}/new"),
+            ("POST", "/admin/{name}/new"),
+            ("GET", "/admin/{name}/{{record_id}}"),
+            ("POST", "/admin/{name}/{{record_id}}"),
+        )
+    },
+    ("GET", "/admin/devices"): {"admin"},
+    ("POST", "/admin/devices/{record_id}/revoke"): {"admin"},
+    ("GET", "/admin/import"): {"admin"},
+    ("POST", "/admin/import"): {"admin"},
+    ("GET", "/admin/import/template/{kind}.csv"): {"admin"},
+    ("POST", "/api/login"): PUBLIC,
+    ("GET", "/api/me"): ALL,
+    ("POST", "/api/logout"): ALL,
+    ("GET", "/api/healthz"): PUBLIC,
+}
+
+
+def guarded_routes(app):
+    for route in app.routes:
+        if isinstance(route, Route):
+            for method in sorted(route.methods - {"HEAD"}):
+                yield method, route.path, route
+
+
+def concrete(path: str, world) -> str:
+    return (
+        path.replace("{problem_id}", world.problems["p3"])
+        .replace("{visit_id}", world.visits["v1"])
+        .replace("{record_id}", "1")
+        .replace("{kind}", "users")
+    )
+
+
+def test_every_route_is_guarded_and_listed(app):
+    seen = set()
+    for method, path, route in guarded_routes(app):
+        assert hasattr(route, "permission"), f"{method} {path} has no permission"
+        seen.add((method, path))
+    assert seen == set(EXPECTED), f"untested: {seen - set(EXPECTED)}; gone: {set(EXPECTED) - seen}"
+
+
+def _request(client: TestClient, method: str, url: str, token: str | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if method == "GET":
+        return client.get(url, headers=headers, follow_redirects=False)
+    if url.startswith("/api/"):
+        return client.post(url, json={}, headers=headers, follow_redirects=False)
+    return client.post(url, data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+
+
+def _denied(response, api: bool, signed_in: bool) -> bool:
+    if api:
+        return response.status_code in (401, 403) and "error" in response.json()
+    if not signed_in:
+        return response.status_code == 401 or (
+            response.status_code == 303 and response.headers["location"].startswith("/login")
+        )
+    return response.status_code == 403
+
+
+@pytest.mark.parametrize("role", sorted(ALL) + ["anonymous"])
+def test_route_role_matrix(app, world, role):
+    # /logout and /api/logout end the session they run in: run them last.
+    routes = sorted(
+        guarded_routes(app), key=lambda item: (item[1] in ("/logout", "/api/logout"), item[1])
+    )
+    with TestClient(app) as client:
+        token = None
+        if role != "anonymous":
+            assert login(client, ROLE_USERS[role]).status_code == 303
+            token = api_login(client, ROLE_USERS[role])
+        failures = []
+        for method, path, _route in routes:
+            expected = EXPECTED[(method, path)]
+            api = path.startswith("/api/")
+            response = _request(client, method, concrete(path, world), token if api else None)
+            allowed = expected == PUBLIC or role in expected
+            denied = _denied(response, api, role != "anonymous")
+            if allowed and (denied or response.status_code >= 500):
+                failures.append(f"{method} {path}: {response.status_code}, expected allowed")
+            if not allowed and not denied:
+                failures.append(f"{method} {path}: {response.status_code}, expected denied")
+        assert not failures, "\n".join(failures)

@@ -1,0 +1,70 @@
+"""Error answers: JSON for the API, a page for people, never a traceback."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from server.i18n import gettext as _
+from server.web import page
+from tests.conftest import login
+
+
+def test_unknown_page_is_a_404_page(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert _("errors.http_404") in response.text
+
+
+def test_unknown_api_route_is_a_json_404(client):
+    response = client.get("/api/no-such-thing")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": _("errors.http_404")}}
+
+
+def test_wrong_method_is_405(client):
+    response = client.delete("/api/login")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_server_error_shows_no_traceback(app, world):
+    async def explode(request):
+        raise RuntimeError("secret internals /etc/passwd")
+
+    app.router.routes.insert(0, page("/explode", explode, "authenticated"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        login(client, "office")
+        response = client.get("/explode")
+    assert response.status_code == 500
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+    assert _("errors.http_500") in response.text
+
+
+def test_api_server_error_is_json(app, world):
+    from server.authz import PUBLIC
+    from server.web import api
+
+    async def explode(request):
+        raise RuntimeError("boom")
+
+    app.router.routes.insert(0, api("/api/explode", explode, PUBLIC))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/api/explode")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "server_error"
+    assert "boom" not in response.text
+
+
+def test_security_headers_on_every_response(client):
+    for url in ("/login", "/api/healthz", "/nowhere"):
+        headers = client.get(url).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_forbidden_page_for_wrong_role(login_as):
+    response = login_as("field1").get("/admin/users")
+    assert response.status_code == 403
+    assert _("errors.http_403") in response.text
