@@ -259,8 +259,10 @@ def revoke_device(db: sqlite_utils.Database, device_id: int, mode: str, by_user_
     if mode not in ("stop", "wipe"):
         raise ValueError(f"unknown revoke mode {mode!r}")
     db.execute(
-        "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?), revoke_mode = ?, revoked_by = ?"
-        " WHERE id = ?",
+        # A wipe, once ordered, is never downgraded to a plain stop.
+        "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?),"
+        " revoke_mode = CASE WHEN revoke_mode = 'wipe' THEN 'wipe' ELSE ? END,"
+        " revoked_by = COALESCE(revoked_by, ?) WHERE id = ?",
         [now_iso(), mode, by_user_id, device_id],
     )
 

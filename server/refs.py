@@ -34,12 +34,17 @@ def unit_id(db: sqlite_utils.Database, name: str) -> int:
 def area_options(db: sqlite_utils.Database, actor: authz.User) -> list[tuple[str, str]]:
     clause, params = authz.area_subtree(actor, "areas.id")
     rows = db.execute(
-        f"SELECT code, name, level FROM areas WHERE active AND {clause} ORDER BY path",
+        f"SELECT code, name, level, active FROM areas WHERE {clause} ORDER BY path",
         params,
     ).fetchall()
-    return [(code, f"{'　' * (level - 1)}{name}") for code, name, level in rows]
+    inactive = _("common.inactive")
+    return [
+        (code, f"{'　' * (level - 1)}{name}{'' if active else f'（{inactive}）'}")
+        for code, name, level, active in rows
+    ]
 
 
 def unit_options(db: sqlite_utils.Database) -> list[tuple[str, str]]:
-    rows = db.execute("SELECT name FROM units WHERE active ORDER BY name").fetchall()
-    return [(name, name) for (name,) in rows]
+    rows = db.execute("SELECT name, active FROM units ORDER BY active DESC, name").fetchall()
+    inactive = _("common.inactive")
+    return [(name, name if active else f"{name}（{inactive}）") for name, active in rows]

@@ -9,6 +9,7 @@ written once and holds for forms and spreadsheets alike.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -70,9 +71,11 @@ class Resource:
         clause, params = self.scope(actor)
         where = [clause]
         if query and self.search_columns:
-            like = f"%{query}%"
+            like = "%" + re.sub(r"([\\%_])", r"\\\1", query) + "%"
             where.append(
-                "(" + " OR ".join(f"{self.table}.{c} LIKE ?" for c in self.search_columns) + ")"
+                "("
+                + " OR ".join(f"{self.table}.{c} LIKE ? ESCAPE '\\'" for c in self.search_columns)
+                + ")"
             )
             params = [*params, *([like] * len(self.search_columns))]
         condition = " AND ".join(where)

@@ -208,7 +208,9 @@ def api(path: str, endpoint: Endpoint, permission: str, methods=("GET",), name=N
 
 def page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) < 100_000:
+        return int(raw)
+    return 1
 
 
 def not_found_page(request: Request) -> Response:
