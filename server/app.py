@@ -17,6 +17,11 @@ from server.middleware import SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
 from server.routes import build_routes
 from server.timeutil import local
+from sync.uploads import PhotoStore
+
+
+def photos_dir(db_path: str | Path) -> Path:
+    return Path(f"{db_path}.photos")
 
 
 @dataclass(frozen=True)
@@ -53,4 +58,6 @@ def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlett
     app.state.store = store
     app.state.settings = Settings(secure_cookies=secure_cookies)
     app.state.templates = make_templates()
+    app.state.photos = PhotoStore(photos_dir(db_path))
+    app.state.upload_locks = {}
     return app

@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "problems.view": frozenset({FIELD, OFFICE, HANDLER, LEADER}),
     # Visits and people's diaries: field officials their own, office and leaders their area.
     "visits.view": frozenset({FIELD, OFFICE, LEADER}),
+    # Recording visits, diaries and problems from the phone.
+    "sync.capture": frozenset({FIELD, OFFICE, LEADER}),
     # Accounts, units, areas, categories, imports and devices.
     "admin.manage": frozenset({ADMIN}),
 }

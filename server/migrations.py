@@ -132,8 +132,7 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
             lng REAL,
             accuracy_m REAL,
             created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            version INTEGER NOT NULL DEFAULT 0
+            updated_at TEXT NOT NULL
         );
         CREATE INDEX idx_visits_author ON visits(author_id, started_at);
         CREATE INDEX idx_visits_area ON visits(area_id, started_at);
@@ -150,8 +149,7 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
             content TEXT NOT NULL,
             recorded_at TEXT NOT NULL,
             created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            version INTEGER NOT NULL DEFAULT 0
+            updated_at TEXT NOT NULL
         );
         CREATE INDEX idx_diary_visit ON diary_entries(visit_id);
         CREATE INDEX idx_diary_author ON diary_entries(author_id, recorded_at);
@@ -183,8 +181,7 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
             updated_at TEXT NOT NULL,
             accepted_at TEXT,
             dispatched_at TEXT,
-            closed_at TEXT,
-            version INTEGER NOT NULL DEFAULT 0
+            closed_at TEXT
         );
         CREATE INDEX idx_problems_area_status ON problems(area_id, status);
         CREATE INDEX idx_problems_status_found ON problems(status, found_at);
@@ -201,8 +198,7 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
             from_status TEXT,
             to_status TEXT,
             note TEXT NOT NULL DEFAULT '',
-            data TEXT NOT NULL DEFAULT '{}',
-            version INTEGER NOT NULL DEFAULT 0
+            data TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX idx_problem_events_problem ON problem_events(problem_id, at);
 
@@ -217,7 +213,9 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
         );
 
         CREATE TABLE attachment_links (
-            sha256 TEXT NOT NULL REFERENCES attachments(sha256),
+            -- No foreign key: a record may name a photo whose bytes are
+            -- still on their way (text syncs first).
+            sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
             record_type TEXT NOT NULL CHECK (record_type IN ('visit', 'diary', 'problem', 'event')),
             record_id TEXT NOT NULL,
             position INTEGER NOT NULL DEFAULT 0,
@@ -232,6 +230,177 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
         BEGIN SELECT RAISE(ABORT, 'problem_events is append-only'); END;
         """
     )
+
+
+@migrations()
+def m002_sync(db: sqlite_utils.Database) -> None:
+    """The sync protocol: server epoch, per-client progress, the change log, uploads.
+
+    Triggers keep the change log: whatever writes a synced table (a phone's
+    push, the office, an import, the demo seeder) stamps the row with a new
+    global version, so no write path can forget to.
+    """
+    import uuid
+
+    db["settings"].insert({"key": "epoch", "value": str(uuid.uuid4())})
+    run_script(
+        db,
+        """
+        CREATE TABLE sync_clients (
+            client_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            device_id INTEGER REFERENCES devices(id),
+            last_mutation_id INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- Mutations the server refused for good, with the reason shown on the phone.
+        CREATE TABLE sync_rejections (
+            client_id TEXT NOT NULL,
+            mutation_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            code TEXT NOT NULL,
+            message TEXT NOT NULL,
+            args TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (client_id, mutation_id)
+        );
+
+        -- One row per synced record, at the version of its latest change: a
+        -- pull reads the rows above its cursor, so its cost follows the number
+        -- of changes, not the size of the ledger.
+        CREATE TABLE changes (
+            version INTEGER PRIMARY KEY AUTOINCREMENT,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (entity, entity_id)
+        );
+
+        CREATE TABLE uploads (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            length INTEGER NOT NULL,
+            sha256 TEXT,
+            filename TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            completed_at TEXT
+        );
+        CREATE INDEX idx_uploads_user_sha ON uploads(user_id, sha256);
+
+        ALTER TABLE problems ADD COLUMN conflict INTEGER NOT NULL DEFAULT 0;
+        -- A duplicate points at the original it was merged into.
+        ALTER TABLE problems ADD COLUMN merged_into TEXT REFERENCES problems(id);
+        -- For each editable field, the version at which it last changed.
+        ALTER TABLE problems ADD COLUMN field_versions TEXT NOT NULL DEFAULT '{}';
+
+        CREATE TRIGGER areas_changed_insert AFTER INSERT ON areas
+        BEGIN
+            DELETE FROM changes WHERE entity = 'area' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('area', NEW.id);
+        END;
+        CREATE TRIGGER areas_changed_update AFTER UPDATE ON areas
+        BEGIN
+            DELETE FROM changes WHERE entity = 'area' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('area', NEW.id);
+        END;
+        CREATE TRIGGER areas_changed_delete AFTER DELETE ON areas
+        BEGIN
+            DELETE FROM changes WHERE entity = 'area' AND entity_id = OLD.id;
+            INSERT INTO changes (entity, entity_id, deleted) VALUES ('area', OLD.id, 1);
+        END;
+        CREATE TRIGGER units_changed_insert AFTER INSERT ON units
+        BEGIN
+            DELETE FROM changes WHERE entity = 'unit' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('unit', NEW.id);
+        END;
+        CREATE TRIGGER units_changed_update AFTER UPDATE ON units
+        BEGIN
+            DELETE FROM changes WHERE entity = 'unit' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('unit', NEW.id);
+        END;
+        CREATE TRIGGER units_changed_delete AFTER DELETE ON units
+        BEGIN
+            DELETE FROM changes WHERE entity = 'unit' AND entity_id = OLD.id;
+            INSERT INTO changes (entity, entity_id, deleted) VALUES ('unit', OLD.id, 1);
+        END;
+        CREATE TRIGGER categories_changed_insert AFTER INSERT ON categories
+        BEGIN
+            DELETE FROM changes WHERE entity = 'category' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('category', NEW.id);
+        END;
+        CREATE TRIGGER categories_changed_update AFTER UPDATE ON categories
+        BEGIN
+            DELETE FROM changes WHERE entity = 'category' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('category', NEW.id);
+        END;
+        CREATE TRIGGER categories_changed_delete AFTER DELETE ON categories
+        BEGIN
+            DELETE FROM changes WHERE entity = 'category' AND entity_id = OLD.id;
+            INSERT INTO changes (entity, entity_id, deleted) VALUES ('category', OLD.id, 1);
+        END;
+        CREATE TRIGGER visits_changed_insert AFTER INSERT ON visits
+        BEGIN
+            DELETE FROM changes WHERE entity = 'visit' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('visit', NEW.id);
+        END;
+        CREATE TRIGGER visits_changed_update AFTER UPDATE ON visits
+        BEGIN
+            DELETE FROM changes WHERE entity = 'visit' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('visit', NEW.id);
+        END;
+        CREATE TRIGGER visits_changed_delete AFTER DELETE ON visits
+        BEGIN
+            DELETE FROM changes WHERE entity = 'visit' AND entity_id = OLD.id;
+            INSERT INTO changes (entity, entity_id, deleted) VALUES ('visit', OLD.id, 1);
+        END;
+        CREATE TRIGGER diary_entries_changed_insert AFTER INSERT ON diary_entries
+        BEGIN
+            DELETE FROM changes WHERE entity = 'diary' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('diary', NEW.id);
+        END;
+        CREATE TRIGGER diary_entries_changed_update AFTER UPDATE ON diary_entries
+        BEGIN
+            DELETE FROM changes WHERE entity = 'diary' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('diary', NEW.id);
+        END;
+        CREATE TRIGGER diary_entries_changed_delete AFTER DELETE ON diary_entries
+        BEGIN
+            DELETE FROM changes WHERE entity = 'diary' AND entity_id = OLD.id;
+            INSERT INTO changes (entity, entity_id, deleted) VALUES ('diary', OLD.id, 1);
+        END;
+        CREATE TRIGGER problems_changed_insert AFTER INSERT ON problems
+        BEGIN
+            DELETE FROM changes WHERE entity = 'problem' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('problem', NEW.id);
+        END;
+        CREATE TRIGGER problems_changed_update AFTER UPDATE ON problems
+        BEGIN
+            DELETE FROM changes WHERE entity = 'problem' AND entity_id = NEW.id;
+            INSERT INTO changes (entity, entity_id) VALUES ('problem', NEW.id);
+        END;
+        CREATE TRIGGER problems_changed_delete AFTER DELETE ON problems
+        BEGIN
+            DELETE FROM changes WHERE entity = 'problem' AND entity_id = OLD.id;
+            INSERT INTO changes (entity, entity_id, deleted) VALUES ('problem', OLD.id, 1);
+        END;
+        -- A new event changes its problem (phones receive problems with their history).
+        CREATE TRIGGER problem_events_changed AFTER INSERT ON problem_events
+        BEGIN
+            DELETE FROM changes WHERE entity = 'problem' AND entity_id = NEW.problem_id;
+            INSERT INTO changes (entity, entity_id) VALUES ('problem', NEW.problem_id);
+        END;
+        """,
+    )
+    for table, entity in (
+        ("areas", "area"), ("units", "unit"), ("categories", "category"),
+        ("visits", "visit"), ("diary_entries", "diary"), ("problems", "problem"),
+    ):
+        db.execute(
+            f"INSERT INTO changes (entity, entity_id) SELECT '{entity}', id FROM {table}"
+            " ORDER BY rowid"
+        )
 
 
 def migrate(db: sqlite_utils.Database) -> None:

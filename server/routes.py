@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 
 from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
-from server.views import admin, auth, pages
+from server.views import admin, admin_import, auth, pages, sync
 from server.web import api, page
 
 
@@ -27,9 +27,20 @@ def build_routes():
         page("/visits", pages.visit_list, "visits.view", name="visits"),
         page("/visits/{visit_id}", pages.visit_detail, "visits.view"),
         *admin.routes(),
+        *admin_import.routes(),
         api("/api/login", auth.api_login, PUBLIC, methods=["POST"]),
         api("/api/me", auth.api_me, AUTHENTICATED),
         api("/api/logout", auth.api_logout, AUTHENTICATED, methods=["POST"]),
         api("/api/healthz", healthz, PUBLIC),
+        api("/api/sync/push", sync.sync_push, AUTHENTICATED, methods=["POST"]),
+        api("/api/sync/pull", sync.sync_pull, AUTHENTICATED),
+        api("/api/uploads", sync.tus_options, PUBLIC, methods=["OPTIONS"]),
+        api("/api/uploads", sync.tus_create, AUTHENTICATED, methods=["POST"]),
+        api("/api/uploads/{upload_id}", sync.tus_head, AUTHENTICATED, methods=["HEAD"]),
+        api("/api/uploads/{upload_id}", sync.tus_patch, AUTHENTICATED, methods=["PATCH"]),
+        api("/api/photos/{sha256}", sync.photo, AUTHENTICATED),
+        api("/api/photos/{sha256}/thumb", sync.photo_thumb, AUTHENTICATED),
+        page("/photos/{sha256}", sync.photo, AUTHENTICATED),
+        page("/photos/{sha256}/thumb", sync.photo_thumb, AUTHENTICATED),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -1,0 +1,230 @@
+"""The sync API: thin HTTP endpoints over the pure functions in ``sync/``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from server.errors import ApiError, NotFound
+from server.i18n import gettext as _
+from server.views.auth import read_json
+from server.web import store, user
+from sync import pull, push, uploads
+from sync.errors import BadRequest
+from sync.schemas import UUID
+
+RETRY_AFTER_SECONDS = 2
+TUS_HEADERS = {"Tus-Resumable": uploads.TUS_VERSION, "Cache-Control": "no-store"}
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+async def sync_push(request: Request):
+    body = await read_json(request)
+    device = getattr(request.state, "device", None)
+    try:
+        result = await store(request).write(
+            push.apply_push, user(request), body, device.id if device else None
+        )
+    except BadRequest as error:
+        status = 403 if error.code == "client_owner" else 400
+        raise ApiError(status, error.code, error.message) from None
+    except sqlite3.OperationalError as error:
+        if _busy(error):
+            # A temporary failure: nothing was applied; the client retries.
+            return JSONResponse(
+                {"error": {"code": "busy", "message": _("sync.busy")}}, status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        raise
+    return JSONResponse(result)
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int, message: str):
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ApiError(400, f"bad_{name}", message)
+    return int(raw)
+
+
+def _read_pull_snapshot(db, current, client_id, cursor, limit):
+    db.execute("BEGIN")
+    try:
+        return pull.read_pull(db, current, client_id, cursor, limit)
+    finally:
+        db.execute("COMMIT")
+
+
+async def sync_pull(request: Request):
+    client_id = request.query_params.get("client_id", "")
+    if not re.fullmatch(UUID["pattern"], client_id):
+        raise ApiError(400, "bad_client_id", _("sync.bad.client_id"))
+    cursor = _int_param(request, "cursor", 0, 0, 2**62, _("sync.bad.cursor"))
+    limit = _int_param(request, "limit", pull.DEFAULT_LIMIT, 1, pull.MAX_LIMIT,
+                       _("sync.bad.limit", max=pull.MAX_LIMIT))
+    result = await store(request).read(_read_pull_snapshot, user(request), client_id, cursor,
+                                       limit)
+    return JSONResponse(result)
+
+
+# tus uploads --------------------------------------------------------------------
+
+
+def photo_store(request: Request) -> uploads.PhotoStore:
+    return request.app.state.photos
+
+
+def _tus_error(error: uploads.UploadError) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": error.code, "message": error.message}},
+        status_code=error.status, headers=TUS_HEADERS,
+    )
+
+
+def _check_tus_version(request: Request) -> None:
+    if request.headers.get("tus-resumable") != uploads.TUS_VERSION:
+        raise uploads.UploadError(412, "tus_version", "Tus-Resumable: 1.0.0 required")
+
+
+async def tus_options(request: Request):
+    return Response(status_code=204, headers={
+        **TUS_HEADERS,
+        "Tus-Version": uploads.TUS_VERSION,
+        "Tus-Extension": "creation,checksum",
+        "Tus-Max-Size": str(uploads.MAX_SIZE),
+        "Tus-Checksum-Algorithm": ",".join(uploads.CHECKSUM_ALGORITHMS),
+    })
+
+
+async def tus_create(request: Request):
+    try:
+        _check_tus_version(request)
+        raw_length = request.headers.get("upload-length", "")
+        if not (raw_length.isascii() and raw_length.isdigit()) or int(raw_length) < 1:
+            raise uploads.UploadError(400, "bad_length", "Upload-Length required")
+        length = int(raw_length)
+        if length > uploads.MAX_SIZE:
+            raise uploads.UploadError(413, "too_large", _("errors.http_413"))
+        metadata = uploads.parse_metadata(request.headers.get("upload-metadata", ""))
+        upload_id = await store(request).write(
+            uploads.create_upload, photo_store(request), user(request), length, metadata
+        )
+    except uploads.UploadError as error:
+        return _tus_error(error)
+    return Response(status_code=201, headers={
+        **TUS_HEADERS, "Location": f"/api/uploads/{upload_id}",
+    })
+
+
+async def tus_head(request: Request):
+    try:
+        _check_tus_version(request)
+        upload = await store(request).read(uploads.get_upload, user(request),
+                                           request.path_params["upload_id"])
+    except uploads.UploadError as error:
+        return Response(status_code=error.status, headers=TUS_HEADERS)
+    return Response(status_code=200, headers={
+        **TUS_HEADERS,
+        "Upload-Offset": str(photo_store(request).offset(upload)),
+        "Upload-Length": str(upload.length),
+    })
+
+
+def _locks(request: Request) -> dict[str, asyncio.Lock]:
+    return request.app.state.upload_locks
+
+
+async def tus_patch(request: Request):
+    upload_id = request.path_params["upload_id"]
+    lock = _locks(request).setdefault(upload_id, asyncio.Lock())
+    if lock.locked():
+        return _tus_error(uploads.UploadError(409, "busy_upload", "another PATCH is running"))
+    async with lock:
+        try:
+            return await _patch(request, upload_id)
+        except uploads.UploadError as error:
+            return _tus_error(error)
+        finally:
+            _locks(request).pop(upload_id, None)
+
+
+async def _patch(request: Request, upload_id: str) -> Response:
+    _check_tus_version(request)
+    if request.headers.get("content-type") != "application/offset+octet-stream":
+        raise uploads.UploadError(415, "bad_content_type", "application/offset+octet-stream")
+    photos = photo_store(request)
+    upload = await store(request).read(uploads.get_upload, user(request), upload_id)
+    offset = photos.offset(upload)
+    claimed = request.headers.get("upload-offset", "")
+    if not (claimed.isascii() and claimed.isdigit()) or int(claimed) != offset:
+        raise uploads.UploadError(409, "offset_mismatch", f"Upload-Offset must be {offset}")
+    if upload.completed_at:
+        return Response(status_code=204, headers={**TUS_HEADERS, "Upload-Offset": str(offset)})
+    checksum = uploads.parse_checksum(request.headers.get("upload-checksum"))
+    digest = uploads.CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
+    path: Path = photos.partial(upload.id)
+    received = offset
+    with open(path, "ab") as f:
+        try:
+            async for chunk in request.stream():
+                if received + len(chunk) > upload.length:
+                    f.truncate(offset)
+                    raise uploads.UploadError(413, "too_large", "more bytes than Upload-Length")
+                f.write(chunk)
+                if digest:
+                    digest.update(chunk)
+                received += len(chunk)
+        except ClientDisconnect:
+            # Keep what arrived: the client resumes from here (unless it had
+            # asked for a checksum, which a partial chunk cannot satisfy).
+            if digest:
+                f.truncate(offset)
+            return Response(status_code=400)
+        if digest and digest.digest() != checksum[1]:
+            f.truncate(offset)
+            raise uploads.UploadError(460, "checksum_mismatch", "Upload-Checksum mismatch")
+        f.flush()
+        os.fsync(f.fileno())
+    if received == upload.length:
+        attachment = uploads.finish(photos, upload)
+        await store(request).write(uploads.record_finished, upload, attachment)
+    return Response(status_code=204, headers={**TUS_HEADERS, "Upload-Offset": str(received)})
+
+
+# Photos ---------------------------------------------------------------------------
+
+
+async def _photo(request: Request, thumb: bool):
+    sha = request.path_params["sha256"]
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise NotFound(sha)
+    attachment = await store(request).read(uploads.photo_visible, user(request), sha)
+    if attachment is None:
+        raise NotFound(sha)
+    photos = photo_store(request)
+    headers = {"Cache-Control": "private, max-age=31536000, immutable"}
+    if thumb:
+        from starlette.concurrency import run_in_threadpool
+
+        path = await run_in_threadpool(uploads.make_thumbnail, photos, sha)
+        return FileResponse(path, media_type="image/jpeg", headers=headers)
+    return FileResponse(photos.photo(sha), media_type=attachment["mime"], headers=headers)
+
+
+async def photo(request: Request):
+    return await _photo(request, thumb=False)
+
+
+async def photo_thumb(request: Request):
+    return await _photo(request, thumb=True)

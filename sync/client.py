@@ -1,0 +1,307 @@
+"""A reference sync client in plain Python (standard library only).
+
+It does what the phone app does — an outbox of numbered mutations, push,
+resumable photo uploads, pull — and is used by the tests, the benchmarks and
+``fieldledger simulate-devices``. Its state is a JSON-serialisable dict, so a
+test can "restart the phone" by rebuilding a client from it.
+
+The transport is a function ``(method, path, headers, body) -> Response``;
+``HttpTransport`` talks to a real server, and tests may wrap it to lose
+responses or break connections.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import random
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+PUSH_BATCH = 100
+CHUNK_SIZE = 256 * 1024
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+Transport = Callable[[str, str, dict, bytes | None], Response]
+
+
+class TransportError(Exception):
+    """The request may or may not have reached the server; retrying is safe."""
+
+
+class SyncError(Exception):
+    """The server refused in a way retrying will not fix."""
+
+    def __init__(self, status: int, body):
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class HttpTransport:
+    def __init__(self, base_url: str, timeout: float = 30):
+        parts = urllib.parse.urlsplit(base_url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port
+        self.timeout = timeout
+
+    def __call__(self, method, path, headers, body) -> Response:
+        connection_class = (
+            http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        )
+        connection = connection_class(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return Response(response.status, {k.lower(): v for k, v in response.getheaders()},
+                            response.read())
+        except (OSError, http.client.HTTPException) as error:
+            raise TransportError(str(error)) from error
+        finally:
+            connection.close()
+
+
+def new_state(client_id: str | None = None) -> dict:
+    return {
+        "client_id": client_id or str(uuid.uuid4()),
+        "token": None,
+        "next_mutation_id": 1,
+        "outbox": [],          # mutations not yet acknowledged
+        "captured": {},        # "kind:id" -> latest mutation {name, args}: what the phone holds
+        "records": {},         # "entity:id" -> data pulled from the server
+        "cursor": 0,
+        "epoch": None,
+        "rejected": [],        # {id, name, code, message}
+        "photos": {},          # sha256 -> {"upload": url or None, "done": bool}
+    }
+
+
+def record_key(name: str, args: dict) -> str:
+    """The local record a mutation saves: re-saving it replaces the earlier version."""
+    kind = name.split(".")[0]
+    if name == "problem.edit":
+        return f"problem:{args['problem_id']}"
+    return f"{kind}:{args['id']}" if name != "problem.note" else f"note:{args['id']}"
+
+
+class SyncClient:
+    def __init__(self, transport: Transport, state: dict | None = None,
+                 sleep: Callable[[float], None] = time.sleep, max_attempts: int = 6):
+        self.transport = transport
+        self.state = state or new_state()
+        self.sleep = sleep
+        self.max_attempts = max_attempts
+        # Photo bytes live on the phone until uploaded; kept out of the JSON state.
+        self.photo_bytes: dict[str, bytes] = {}
+
+    # HTTP -----------------------------------------------------------------
+
+    def _headers(self, extra: dict | None = None) -> dict:
+        headers = dict(extra or {})
+        if self.state["token"]:
+            headers["Authorization"] = f"Bearer {self.state['token']}"
+        return headers
+
+    def request(self, method: str, path: str, body=None, headers=None, retry=True) -> Response:
+        """Send with exponential backoff and jitter on network errors and 503s."""
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        all_headers = self._headers(headers)
+        if isinstance(body, dict):
+            all_headers["Content-Type"] = "application/json"
+        for attempt in range(self.max_attempts):
+            try:
+                response = self.transport(method, path, all_headers, data)
+            except TransportError:
+                if not retry or attempt == self.max_attempts - 1:
+                    raise
+            else:
+                if response.status != 503 or not retry:
+                    return response
+                if attempt == self.max_attempts - 1:
+                    return response
+            delay = min(30.0, 0.2 * 2**attempt)
+            self.sleep(delay * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    def login(self, username: str, password: str, device_name: str = "reference client"):
+        response = self.request("POST", "/api/login", {
+            "username": username, "password": password, "device_name": device_name,
+        })
+        if response.status != 201:
+            raise SyncError(response.status, response.json())
+        self.state["token"] = response.json()["token"]
+        return response.json()
+
+    # Capturing ------------------------------------------------------------
+
+    def capture(self, name: str, args: dict) -> int:
+        """Record a local change: it is held on the phone and queued for the server."""
+        mutation = {"id": self.state["next_mutation_id"], "name": name, "args": args}
+        self.state["next_mutation_id"] += 1
+        self.state["outbox"].append(mutation)
+        key = record_key(name, args)
+        if name == "problem.edit" and key in self.state["captured"]:
+            held = self.state["captured"][key]
+            held["args"] = {**held["args"], **args["changes"]}
+        else:
+            self.state["captured"][key] = {"name": name, "args": args}
+        return mutation["id"]
+
+    def add_photo(self, data: bytes) -> str:
+        """Keep a photo for upload; returns its SHA-256, by which records name it."""
+        sha = hashlib.sha256(data).hexdigest()
+        self.photo_bytes[sha] = data
+        self.state["photos"].setdefault(sha, {"upload": None, "done": False})
+        return sha
+
+    # Push -----------------------------------------------------------------
+
+    def push(self) -> list[dict]:
+        """Send the outbox in batches; drop what the server acknowledged."""
+        results = []
+        while self.state["outbox"]:
+            batch = self.state["outbox"][:PUSH_BATCH]
+            response = self.request("POST", "/api/sync/push", {
+                "client_id": self.state["client_id"], "schema_version": SCHEMA_VERSION,
+                "mutations": batch,
+            })
+            if response.status != 200:
+                raise SyncError(response.status, response.json())
+            body = response.json()
+            results.extend(body["results"])
+            self._note_epoch(body["epoch"])
+            for result in body["results"]:
+                if result["status"] == "rejected":
+                    mutation = next(m for m in batch if m["id"] == result["id"])
+                    self.state["rejected"].append({**result["error"], "id": result["id"],
+                                                   "name": mutation["name"]})
+            acknowledged = body["last_mutation_id"]
+            self.state["outbox"] = [m for m in self.state["outbox"] if m["id"] > acknowledged]
+            if body["gap"] or (self.state["outbox"] and
+                               self.state["outbox"][0]["id"] != acknowledged + 1):
+                # The server forgot mutations it had acknowledged (a restore
+                # from backup): send everything the phone still holds again.
+                self.resend_all(acknowledged)
+        return results
+
+    def resend_all(self, server_last: int) -> None:
+        self.state["outbox"] = []
+        self.state["next_mutation_id"] = server_last + 1
+        for held in list(self.state["captured"].values()):
+            mutation = {"id": self.state["next_mutation_id"], **held}
+            self.state["next_mutation_id"] += 1
+            self.state["outbox"].append(mutation)
+
+    def _note_epoch(self, epoch: str) -> None:
+        known = self.state["epoch"]
+        self.state["epoch"] = epoch
+        if known is not None and known != epoch:
+            self.state["cursor"] = 0
+            self.state["records"] = {}
+            self.resend_all(0)
+
+    # Photos ---------------------------------------------------------------
+
+    def announce_photos(self) -> None:
+        """tus creation for each new photo, before the records naming it are pushed."""
+        for sha, photo in self.state["photos"].items():
+            if photo["upload"] is None and not photo["done"] and sha in self.photo_bytes:
+                data = self.photo_bytes[sha]
+                metadata = ",".join([
+                    "sha256 " + base64.b64encode(sha.encode()).decode(),
+                    "filetype " + base64.b64encode(b"image/jpeg").decode(),
+                ])
+                response = self.request("POST", "/api/uploads", b"", {
+                    "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)),
+                    "Upload-Metadata": metadata,
+                })
+                if response.status != 201:
+                    raise SyncError(response.status, response.body)
+                photo["upload"] = response.headers["location"]
+
+    def upload_photos(self) -> None:
+        for sha, photo in self.state["photos"].items():
+            if not photo["done"] and photo["upload"] and sha in self.photo_bytes:
+                self._upload(photo["upload"], self.photo_bytes[sha])
+                photo["done"] = True
+
+    def _upload(self, url: str, data: bytes) -> None:
+        tus = {"Tus-Resumable": "1.0.0"}
+        head = self.request("HEAD", url, None, tus)
+        if head.status != 200:
+            raise SyncError(head.status, head.body)
+        offset = int(head.headers["upload-offset"])
+        while offset < len(data):
+            chunk = data[offset:offset + CHUNK_SIZE]
+            checksum = base64.b64encode(hashlib.sha1(chunk).digest()).decode()
+            response = self.request("PATCH", url, chunk, {
+                **tus, "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Checksum": f"sha1 {checksum}",
+            })
+            if response.status == 409:  # we were wrong about the offset: ask again
+                offset = int(self.request("HEAD", url, None, tus).headers["upload-offset"])
+                continue
+            if response.status != 204:
+                raise SyncError(response.status, response.body)
+            offset = int(response.headers["upload-offset"])
+
+    # Pull -----------------------------------------------------------------
+
+    def pull(self, limit: int = 500) -> int:
+        """Fetch changes until up to date; returns how many were applied."""
+        applied = 0
+        while True:
+            query = urllib.parse.urlencode({
+                "client_id": self.state["client_id"], "cursor": self.state["cursor"],
+                "limit": limit,
+            })
+            response = self.request("GET", f"/api/sync/pull?{query}")
+            if response.status != 200:
+                raise SyncError(response.status, response.json())
+            body = response.json()
+            self._note_epoch(body["epoch"])
+            if body["reset"]:
+                self.state["cursor"] = 0
+                self.state["records"] = {}
+                self.resend_all(body["last_mutation_id"])
+                continue
+            for change in body["changes"]:
+                key = f"{change['entity']}:{change['id']}"
+                if change.get("deleted"):
+                    self.state["records"].pop(key, None)
+                else:
+                    self.state["records"][key] = {**change["data"], "_version": change["version"]}
+                applied += 1
+            self.state["cursor"] = body["cursor"]
+            if not body["has_more"]:
+                return applied
+
+    def sync(self) -> None:
+        """One full round, in the order the phone app uses."""
+        self.announce_photos()
+        self.push()
+        self.upload_photos()
+        self.pull()
+
+    def records(self, entity: str) -> dict[str, dict]:
+        prefix = f"{entity}:"
+        return {k[len(prefix):]: v for k, v in self.state["records"].items()
+                if k.startswith(prefix)}

@@ -1,0 +1,337 @@
+"""What each mutation does to the database.
+
+Every handler runs inside the push's write transaction, after its args passed
+their JSON Schema. It raises ``Rejected`` for anything that can never succeed.
+Ids are made on the phone, so applying the same mutation twice changes
+nothing the second time, and saving the same id again is an update by its
+owner — never a second row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from server import authz
+from server.timeutil import now_iso, to_iso
+from sync.errors import Rejected
+from sync.validate import parse_time
+
+EDITABLE_PROBLEM_FIELDS = (
+    "area_id", "place", "lat", "lng", "category_id", "urgency", "description",
+    "resident_name", "resident_phone", "suggested_unit_id",
+)
+CAPTURE = "sync.capture"
+
+
+@dataclass(frozen=True)
+class Context:
+    user: authz.User
+    client_id: str
+
+
+Handler = Callable[[sqlite_utils.Database, Context, dict], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(name: str):
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+# Checks shared by the handlers ---------------------------------------------
+
+
+def _require(ctx: Context, permission: str) -> None:
+    if not ctx.user.can(permission):
+        raise Rejected("forbidden")
+
+
+def _area_in_scope(db, ctx: Context, area_id: int | None) -> int | None:
+    if area_id is None:
+        return None
+    clause, params = authz.area_subtree(ctx.user, "areas.id")
+    row = db.execute(f"SELECT id FROM areas WHERE id = ? AND {clause}", [area_id, *params])
+    if row.fetchone() is None:
+        raise Rejected("area_out_of_scope")
+    return area_id
+
+
+def _existing_id(db, table: str, record_id, extra: str = "", params=()) -> object:
+    """The id if such a row exists (and matches ``extra``), else None.
+
+    References that went stale on the phone (a category retired since the
+    last pull, a visit that was itself rejected) are dropped rather than
+    losing the record that names them.
+    """
+    if record_id is None:
+        return None
+    row = db.execute(f"SELECT id FROM {table} WHERE id = ? {extra}", [record_id, *params])
+    return record_id if row.fetchone() else None
+
+
+def _check_photos(db, ctx: Context, photos: list[str], field: str) -> None:
+    for sha in photos:
+        known = db.execute("SELECT 1 FROM attachments WHERE sha256 = ?", [sha]).fetchone()
+        announced = db.execute(
+            "SELECT 1 FROM uploads WHERE sha256 = ? AND user_id = ?", [sha, ctx.user.id]
+        ).fetchone()
+        if not known and not announced:
+            raise Rejected("unknown_photo", field=field)
+
+
+def _link_photos(db, record_type: str, record_id: str, photos: list[str]) -> None:
+    db.execute(
+        "DELETE FROM attachment_links WHERE record_type = ? AND record_id = ?",
+        [record_type, record_id],
+    )
+    for position, sha in enumerate(photos):
+        db["attachment_links"].insert(
+            {"sha256": sha, "record_type": record_type, "record_id": record_id,
+             "position": position}
+        )
+
+
+def _owned(db, table: str, owner_column: str, record_id: str, ctx: Context) -> dict | None:
+    """The existing row with this id, if any; refuses one that belongs to someone else."""
+    rows = list(db.query(f"SELECT * FROM {table} WHERE id = ?", [record_id]))
+    if rows and rows[0][owner_column] != ctx.user.id:
+        raise Rejected("not_owner")
+    return rows[0] if rows else None
+
+
+def _upsert_changed(db, table: str, existing: dict | None, row: dict) -> None:
+    """Insert, or update only if something differs (so a re-send bumps no version)."""
+    if existing is None:
+        db[table].insert(row)
+        return
+    changed = {k: v for k, v in row.items() if k != "created_at" and existing.get(k) != v}
+    changed.pop("updated_at", None)
+    if changed:
+        db[table].update(row["id"], {**changed, "updated_at": row["updated_at"]})
+
+
+def _stamp(value: str | None, field: str) -> str | None:
+    return to_iso(parse_time(value, field)) if value else None
+
+
+# Handlers -------------------------------------------------------------------
+
+
+@handler("visit.save")
+def visit_save(db, ctx: Context, args: dict) -> None:
+    _require(ctx, CAPTURE)
+    existing = _owned(db, "visits", "author_id", args["id"], ctx)
+    photos = args.get("photos", [])
+    _check_photos(db, ctx, photos, "photos")
+    now = now_iso()
+    _upsert_changed(db, "visits", existing, {
+        "id": args["id"],
+        "author_id": ctx.user.id,
+        "area_id": _area_in_scope(db, ctx, args.get("area_id")),
+        "place": args.get("place", ""),
+        "method": args["method"],
+        "checklist": json.dumps(args.get("checklist", [])),
+        "companions": args.get("companions", ""),
+        "started_at": _stamp(args["started_at"], "started_at"),
+        "ended_at": _stamp(args.get("ended_at"), "ended_at"),
+        "lat": args.get("lat"),
+        "lng": args.get("lng"),
+        "accuracy_m": args.get("accuracy_m"),
+        "created_at": now,
+        "updated_at": now,
+    })
+    if "photos" in args:
+        _link_photos(db, "visit", args["id"], photos)
+
+
+@handler("diary.save")
+def diary_save(db, ctx: Context, args: dict) -> None:
+    _require(ctx, CAPTURE)
+    existing = _owned(db, "diary_entries", "author_id", args["id"], ctx)
+    photos = args.get("photos", [])
+    _check_photos(db, ctx, photos, "photos")
+    now = now_iso()
+    visit_id = _existing_id(db, "visits", args.get("visit_id"), "AND author_id = ?",
+                            [ctx.user.id])
+    _upsert_changed(db, "diary_entries", existing, {
+        "id": args["id"],
+        "visit_id": visit_id,
+        "author_id": ctx.user.id,
+        "area_id": _area_in_scope(db, ctx, args.get("area_id")),
+        "person_name": args.get("person_name", ""),
+        "person_kind": args["person_kind"],
+        "phone": args.get("phone", ""),
+        "address": args.get("address", ""),
+        "content": args["content"],
+        "recorded_at": _stamp(args["recorded_at"], "recorded_at"),
+        "created_at": now,
+        "updated_at": now,
+    })
+    if "photos" in args:
+        _link_photos(db, "diary", args["id"], photos)
+
+
+def _problem_fields(db, ctx: Context, args: dict) -> dict:
+    """The editable problem fields present in args, with references checked."""
+    fields = {key: args[key] for key in EDITABLE_PROBLEM_FIELDS if key in args}
+    if "area_id" in fields:
+        if fields["area_id"] is None:
+            fields["area_id"] = ctx.user.area_id
+        _area_in_scope(db, ctx, fields["area_id"])
+    if "category_id" in fields:
+        fields["category_id"] = _existing_id(db, "categories", fields["category_id"])
+    if "suggested_unit_id" in fields:
+        fields["suggested_unit_id"] = _existing_id(db, "units", fields["suggested_unit_id"])
+    return fields
+
+
+def _next_version_sql() -> str:
+    # The version the change-log trigger is about to give this row.
+    return "(SELECT seq FROM sqlite_sequence WHERE name = 'changes') + 1"
+
+
+def _event(db, problem_id: str, kind: str, actor_id: int, at: str, event_id: str | None = None,
+           note: str = "", data: dict | None = None, from_status=None, to_status=None) -> str:
+    event_id = event_id or str(uuid.uuid4())
+    db["problem_events"].insert({
+        "id": event_id, "problem_id": problem_id, "kind": kind, "actor_id": actor_id,
+        "at": at, "from_status": from_status, "to_status": to_status, "note": note,
+        "data": json.dumps(data or {}, ensure_ascii=False),
+    })
+    return event_id
+
+
+@handler("problem.report")
+def problem_report(db, ctx: Context, args: dict) -> None:
+    _require(ctx, CAPTURE)
+    existing = _owned(db, "problems", "reporter_id", args["id"], ctx)
+    if existing is not None:
+        # The same report sent again (a retry, or a re-send after a restore):
+        # while nobody has accepted it, it corrects the report; afterwards the
+        # office owns the record and the re-send changes nothing.
+        if existing["status"] == "submitted":
+            fields = _problem_fields(db, ctx, {"area_id": existing["area_id"], **args})
+            _edit(db, ctx, existing, fields, base_version=None)
+        return
+    photos = args.get("photos", [])
+    _check_photos(db, ctx, photos, "photos")
+    solved = args.get("solved_on_spot")
+    if solved:
+        _check_photos(db, ctx, solved.get("photos", []), "solved_on_spot.photos")
+    fields = _problem_fields(db, ctx, {"area_id": None, **args})
+    visit_id = _existing_id(db, "visits", args.get("visit_id"), "AND author_id = ?",
+                            [ctx.user.id])
+    if fields["area_id"] == ctx.user.area_id and visit_id and args.get("area_id") is None:
+        visit_area = db.execute("SELECT area_id FROM visits WHERE id = ?", [visit_id]).fetchone()
+        fields["area_id"] = visit_area[0] or ctx.user.area_id
+    found_at = _stamp(args["found_at"], "found_at")
+    now = now_iso()
+    status = "callback" if solved else "submitted"
+    db["problems"].insert({
+        "id": args["id"],
+        "reporter_id": ctx.user.id,
+        "visit_id": visit_id,
+        "diary_id": _existing_id(db, "diary_entries", args.get("diary_id"),
+                                 "AND author_id = ?", [ctx.user.id]),
+        "urgency": "normal",
+        "place": "",
+        **fields,
+        "source": "visit" if visit_id else "field",
+        "status": "submitted",
+        "solved_on_spot": int(bool(solved)),
+        "found_at": found_at,
+        "created_at": now,
+        "updated_at": now,
+    })
+    _link_photos(db, "problem", args["id"], photos)
+    _event(db, args["id"], "reported", ctx.user.id, found_at, to_status="submitted",
+           event_id=str(uuid.uuid5(uuid.UUID(args["id"]), "reported")))
+    if solved:
+        event_id = _event(
+            db, args["id"], "solved_on_spot", ctx.user.id, found_at, note=solved["note"],
+            from_status="submitted", to_status=status,
+            event_id=str(uuid.uuid5(uuid.UUID(args["id"]), "solved_on_spot")),
+        )
+        _link_photos(db, "event", event_id, solved.get("photos", []))
+        db["problems"].update(args["id"], {"status": status})
+
+
+@handler("problem.note")
+def problem_note(db, ctx: Context, args: dict) -> None:
+    existing = db.execute(
+        "SELECT problem_id, actor_id FROM problem_events WHERE id = ?", [args["id"]]
+    ).fetchone()
+    if existing is not None:
+        if existing[1] != ctx.user.id or existing[0] != args["problem_id"]:
+            raise Rejected("id_taken")
+        return  # already recorded: events are append-only
+    clause, params = authz.problem_scope(ctx.user, "p")
+    row = db.execute(
+        f"SELECT p.id, p.status, p.merged_into FROM problems p WHERE p.id = ? AND {clause}",
+        [args["problem_id"], *params],
+    ).fetchone()
+    if row is None:
+        raise Rejected("problem_not_found")
+    photos = args.get("photos", [])
+    if not args.get("note", "").strip() and not photos:
+        raise Rejected("empty", field="note")
+    _check_photos(db, ctx, photos, "photos")
+    # Notes on a merged duplicate land on the original it was merged into.
+    problem_id = row[2] or row[0]
+    data = {}
+    if args.get("lat") is not None and args.get("lng") is not None:
+        data = {"lat": args["lat"], "lng": args["lng"]}
+    if problem_id != args["problem_id"]:
+        data["via"] = args["problem_id"]
+    _event(db, problem_id, "note", ctx.user.id, _stamp(args["at"], "at"),
+           event_id=args["id"], note=args.get("note", ""), data=data)
+    _link_photos(db, "event", args["id"], photos)
+
+
+def _edit(db, ctx: Context, problem: dict, fields: dict, base_version: int | None) -> None:
+    """Apply field changes last-writer-wins, flagging fields changed since base_version."""
+    versions = json.loads(problem["field_versions"] or "{}")
+    changes, conflicts = {}, {}
+    for field, new in fields.items():
+        old = problem[field]
+        if old == new:
+            continue
+        changes[field] = {"old": old, "new": new}
+        if base_version is not None and versions.get(field, 0) > base_version:
+            conflicts[field] = changes[field]
+    if not changes:
+        return
+    assignments = ", ".join(f"{field} = ?" for field in changes)
+    field_versions_sql = "json_set(field_versions, " + ", ".join(
+        f"'$.{field}', {_next_version_sql()}" for field in changes
+    ) + ")"
+    db.execute(
+        f"UPDATE problems SET {assignments}, field_versions = {field_versions_sql},"
+        f" conflict = conflict OR ?, updated_at = ? WHERE id = ?",
+        [*(change["new"] for change in changes.values()), bool(conflicts), now_iso(),
+         problem["id"]],
+    )
+    _event(db, problem["id"], "edited", ctx.user.id, now_iso(),
+           data={"changes": changes, "conflicts": sorted(conflicts),
+                 "base_version": base_version})
+
+
+@handler("problem.edit")
+def problem_edit(db, ctx: Context, args: dict) -> None:
+    rows = list(db.query("SELECT * FROM problems WHERE id = ?", [args["problem_id"]]))
+    if not rows:
+        raise Rejected("problem_not_found")
+    problem = rows[0]
+    if problem["reporter_id"] != ctx.user.id:
+        raise Rejected("not_owner")
+    if problem["status"] != "submitted":
+        raise Rejected("already_accepted")
+    _edit(db, ctx, problem, _problem_fields(db, ctx, args["changes"]), args["base_version"])

@@ -1,0 +1,236 @@
+"""Pull: the changes above a cursor that this user may have on their phone.
+
+The change log (table ``changes``, kept by triggers) holds one row per record
+at the version of its latest change, so a pull reads only the rows above its
+cursor through the primary key: its cost follows the number of changes, not
+the size of the ledger. Call ``read_pull`` inside one read transaction so
+every row comes from the same snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import sqlite_utils
+
+from server import authz
+from server.timeutil import to_iso, utcnow
+from sync.push import epoch, last_mutation_id
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 500
+# Closed problems of the official's area stay on the phone this long, for
+# return visits (回头看); the app drops older ones by the same rule.
+RECENTLY_CLOSED = dt.timedelta(days=90)
+FINISHED = ("closed", "rejected", "merged")
+
+
+def _placeholders(ids) -> str:
+    return ",".join("?" * len(ids))
+
+
+def _photos(db, record_type: str, ids: list[str]) -> dict[str, list[str]]:
+    photos: dict[str, list[str]] = {}
+    if not ids:
+        return photos
+    for record_id, sha in db.execute(
+        f"SELECT record_id, sha256 FROM attachment_links WHERE record_type = ?"
+        f" AND record_id IN ({_placeholders(ids)}) ORDER BY record_id, position",
+        [record_type, *ids],
+    ):
+        photos.setdefault(record_id, []).append(sha)
+    return photos
+
+
+def mask_phone(phone: str) -> str:
+    digits = phone.strip()
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def _areas(db, user, ids):
+    clause, params = authz.area_subtree(user, "areas.id")
+    return {
+        str(row["id"]): row
+        for row in db.query(
+            f"SELECT id, code, name, level, parent_id, lat, lng, active FROM areas"
+            f" WHERE id IN ({_placeholders(ids)}) AND {clause}",
+            [*ids, *params],
+        )
+    }
+
+
+def _units(db, user, ids):
+    return {
+        str(row["id"]): row
+        for row in db.query(
+            f"SELECT id, name, area_id, active FROM units WHERE id IN ({_placeholders(ids)})", ids
+        )
+    }
+
+
+def _categories(db, user, ids):
+    return {
+        str(row["id"]): row
+        for row in db.query(
+            "SELECT id, code, name, default_unit_id, time_limit_days, active FROM categories"
+            f" WHERE id IN ({_placeholders(ids)})",
+            ids,
+        )
+    }
+
+
+def _visits(db, user, ids):
+    rows = {
+        row["id"]: {**row, "checklist": json.loads(row["checklist"])}
+        for row in db.query(
+            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)}) AND author_id = ?",
+            [*ids, user.id],
+        )
+    }
+    photos = _photos(db, "visit", list(rows))
+    for record_id, row in rows.items():
+        row["photos"] = photos.get(record_id, [])
+    return rows
+
+
+def _diaries(db, user, ids):
+    rows = {
+        row["id"]: row
+        for row in db.query(
+            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)}) AND author_id = ?",
+            [*ids, user.id],
+        )
+    }
+    photos = _photos(db, "diary", list(rows))
+    for record_id, row in rows.items():
+        row["photos"] = photos.get(record_id, [])
+    return rows
+
+
+def phone_problem_scope(user: authz.User) -> tuple[str, list]:
+    """Problems a phone holds: the user's own reports, and the open or recently
+    closed problems the user may see."""
+    clause, params = authz.problem_scope(user, "p")
+    cutoff = to_iso(utcnow() - RECENTLY_CLOSED)
+    return (
+        f"(p.reporter_id = ? OR ({clause} AND (p.status NOT IN ('closed', 'rejected', 'merged')"
+        " OR p.closed_at >= ?)))",
+        [user.id, *params, cutoff],
+    )
+
+
+PROBLEM_COLUMNS = (
+    "id, ledger_no, reporter_id, visit_id, diary_id, area_id, place, lat, lng, category_id,"
+    " urgency, description, resident_name, resident_phone, suggested_unit_id, source, status,"
+    " lead_unit_id, deadline, solved_on_spot, supervision, found_at, accepted_at,"
+    " dispatched_at, closed_at, conflict, merged_into"
+)
+
+
+def _problems(db, user, ids):
+    clause, params = phone_problem_scope(user)
+    rows = {
+        row["id"]: row
+        for row in db.query(
+            f"SELECT {PROBLEM_COLUMNS} FROM problems p WHERE p.id IN ({_placeholders(ids)})"
+            f" AND {clause}",
+            [*ids, *params],
+        )
+    }
+    if not rows:
+        return rows
+    events: dict[str, list] = {}
+    for event in db.query(
+        "SELECT e.id, e.problem_id, e.kind, e.at, e.from_status, e.to_status, e.note, e.data,"
+        " u.display_name AS actor_name FROM problem_events e"
+        " LEFT JOIN users u ON u.id = e.actor_id"
+        f" WHERE e.problem_id IN ({_placeholders(rows)}) ORDER BY e.at, e.rowid",
+        list(rows),
+    ):
+        event["data"] = json.loads(event["data"])
+        events.setdefault(event.pop("problem_id"), []).append(event)
+    event_photos = _photos(db, "event", [e["id"] for evs in events.values() for e in evs])
+    photos = _photos(db, "problem", list(rows))
+    for problem_id, row in rows.items():
+        if row["reporter_id"] != user.id and row["resident_phone"]:
+            row["resident_phone"] = mask_phone(row["resident_phone"])
+        row["photos"] = photos.get(problem_id, [])
+        row["events"] = events.get(problem_id, [])
+        for event in row["events"]:
+            event["photos"] = event_photos.get(event["id"], [])
+    return rows
+
+
+def _removed_problems(db, user, ids) -> set[str]:
+    """Changed problems no longer on this phone that the user may know of: tombstones."""
+    clause, params = authz.area_subtree(user, "p.area_id")
+    return {
+        row[0]
+        for row in db.execute(
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
+            f" AND (p.reporter_id = ? OR {clause})",
+            [*ids, user.id, *params],
+        )
+    }
+
+
+LOADERS = {
+    "area": _areas,
+    "unit": _units,
+    "category": _categories,
+    "visit": _visits,
+    "diary": _diaries,
+    "problem": _problems,
+}
+
+
+REFERENCE_ENTITIES = ("area", "unit", "category")
+
+
+def latest_version(db: sqlite_utils.Database) -> int:
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+    return row[0] if row else 0
+
+
+def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, cursor: int,
+              limit: int = DEFAULT_LIMIT) -> dict:
+    latest = latest_version(db)
+    base = {
+        "epoch": epoch(db),
+        "last_mutation_id": last_mutation_id(db, client_id),
+    }
+    if cursor > latest:
+        # The client has seen versions this database never reached: it was
+        # restored from a backup. The client starts over and re-sends.
+        return {**base, "reset": True, "cursor": 0, "has_more": True, "changes": []}
+    rows = db.execute(
+        "SELECT version, entity, entity_id, deleted FROM changes WHERE version > ?"
+        " ORDER BY version LIMIT ?",
+        [cursor, limit],
+    ).fetchall()
+    wanted: dict[str, list[str]] = {}
+    for _version, entity, entity_id, deleted in rows:
+        if not deleted:
+            wanted.setdefault(entity, []).append(entity_id)
+    visible = {entity: LOADERS[entity](db, user, ids) for entity, ids in wanted.items()}
+    hidden_problems = [pid for pid in wanted.get("problem", []) if pid not in visible["problem"]]
+    removed = _removed_problems(db, user, hidden_problems) if hidden_problems else set()
+    changes = []
+    for version, entity, entity_id, deleted in rows:
+        record = visible.get(entity, {}).get(entity_id)
+        if record is not None:
+            changes.append({"entity": entity, "id": entity_id, "version": version,
+                            "data": record})
+        elif (deleted and entity in REFERENCE_ENTITIES) or entity_id in removed:
+            changes.append({"entity": entity, "id": entity_id, "version": version,
+                            "deleted": True})
+    return {
+        **base,
+        "reset": False,
+        "cursor": rows[-1][0] if rows else cursor,
+        "has_more": len(rows) == limit,
+        "changes": changes,
+    }

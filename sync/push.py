@@ -1,0 +1,127 @@
+"""Push: apply a client's mutations exactly once, in order, in one transaction.
+
+``apply_push`` runs inside the caller's ``BEGIN IMMEDIATE`` transaction, so
+the client's new ``last_mutation_id`` commits together with the effects: a
+response lost after the commit leads to a retry whose mutations are all
+skipped, never applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import sqlite_utils
+from jsonschema import Draft202012Validator
+
+from server import authz
+from server.i18n import gettext as _
+from server.timeutil import now_iso
+from sync.errors import BadRequest, Rejected
+from sync.mutations import HANDLERS, Context
+from sync.schemas import MUTATION, PUSH_BODY
+from sync.validate import check_args
+
+SCHEMA_VERSION = 1
+
+_body_validator = Draft202012Validator(PUSH_BODY)
+_mutation_validator = Draft202012Validator(MUTATION)
+
+
+def check_body(body) -> None:
+    """Refuse a malformed request as a whole (nothing is applied)."""
+    if not isinstance(body, dict):
+        raise BadRequest("bad_body", _("sync.bad.body", detail="JSON object expected"))
+    if body.get("schema_version") != SCHEMA_VERSION and "schema_version" in body:
+        raise BadRequest(
+            "unsupported_schema_version", _("sync.bad.schema_version", version=SCHEMA_VERSION)
+        )
+    error = next(iter(_body_validator.iter_errors(body)), None)
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "body"
+        raise BadRequest("bad_body", _("sync.bad.body", detail=f"{where}: {error.message}"))
+
+
+def last_mutation_id(db: sqlite_utils.Database, client_id: str) -> int:
+    row = db.execute(
+        "SELECT last_mutation_id FROM sync_clients WHERE client_id = ?", [client_id]
+    ).fetchone()
+    return row[0] if row else 0
+
+
+def _client(db, user: authz.User, client_id: str, device_id: int | None) -> int:
+    row = db.execute(
+        "SELECT user_id, last_mutation_id FROM sync_clients WHERE client_id = ?", [client_id]
+    ).fetchone()
+    if row is None:
+        now = now_iso()
+        db["sync_clients"].insert({
+            "client_id": client_id, "user_id": user.id, "device_id": device_id,
+            "last_mutation_id": 0, "created_at": now, "updated_at": now,
+        })
+        return 0
+    if row[0] != user.id:
+        raise BadRequest("client_owner", _("sync.bad.client_owner"))
+    return row[1]
+
+
+def _apply_one(db, ctx: Context, mutation) -> dict:
+    """Apply one mutation inside a savepoint; a rejection undoes only its own effects."""
+    error = next(iter(_mutation_validator.iter_errors(mutation)), None)
+    name = mutation.get("name") if isinstance(mutation, dict) else None
+    try:
+        if error is not None:
+            field = ".".join(str(p) for p in error.absolute_path) or "mutation"
+            raise Rejected("unknown_mutation" if field == "name" else "invalid_value",
+                           field=field)
+        check_args(name, mutation["args"])
+        try:
+            with db.atomic():
+                HANDLERS[name](db, ctx, mutation["args"])
+        except sqlite3.IntegrityError:
+            # Data the checks let through but the schema's constraints refuse:
+            # still a permanent failure of this one mutation, not of the queue.
+            raise Rejected("integrity") from None
+    except Rejected as rejection:
+        db["sync_rejections"].insert({
+            "client_id": ctx.client_id, "mutation_id": mutation["id"], "name": str(name),
+            "code": rejection.code, "message": rejection.message,
+            "args": json.dumps(mutation.get("args"), ensure_ascii=False)[:20000],
+            "at": now_iso(),
+        }, replace=True)
+        return {"id": mutation["id"], "status": "rejected",
+                "error": {"code": rejection.code, "message": rejection.message}}
+    return {"id": mutation["id"], "status": "applied"}
+
+
+def apply_push(db: sqlite_utils.Database, user: authz.User, body: dict,
+               device_id: int | None = None) -> dict:
+    """Apply a push body; returns the response body. Call inside a write transaction."""
+    check_body(body)
+    client_id = body["client_id"]
+    last = _client(db, user, client_id, device_id)
+    ctx = Context(user=user, client_id=client_id)
+    results = []
+    gap = False
+    for mutation in body["mutations"]:
+        mutation_id = mutation.get("id")
+        if not isinstance(mutation_id, int) or isinstance(mutation_id, bool) or mutation_id < 1:
+            raise BadRequest("bad_body", _("sync.bad.body", detail="mutation id"))
+        if mutation_id <= last:
+            results.append({"id": mutation_id, "status": "skipped"})
+            continue
+        if mutation_id > last + 1:
+            gap = True
+            break
+        results.append(_apply_one(db, ctx, mutation))
+        last = mutation_id
+    db.execute(
+        "UPDATE sync_clients SET last_mutation_id = ?, updated_at = ? WHERE client_id = ?",
+        [last, now_iso(), client_id],
+    )
+    return {"last_mutation_id": last, "results": results, "gap": gap,
+            "epoch": epoch(db)}
+
+
+def epoch(db: sqlite_utils.Database) -> str:
+    return db.execute("SELECT value FROM settings WHERE key = 'epoch'").fetchone()[0]

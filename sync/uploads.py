@@ -1,0 +1,226 @@
+"""Photos: resumable uploads (tus 1.0: core, creation, checksum) and content-addressed storage.
+
+A photo is named by the SHA-256 of its bytes and stored once, however many
+records or uploads name it. A partial upload's offset is the size of its
+file on disk, so an upload broken at 40% — by the network, or by the server
+being killed — resumes at 40%.
+
+Layout under the photos folder (``<database>.photos/``)::
+
+    uploads/<upload id>      bytes received so far
+    ab/abcdef…               a complete photo, by SHA-256
+    thumbs/abcdef….jpg       its thumbnail, made on first request
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from server import authz
+from server.timeutil import now_iso
+
+TUS_VERSION = "1.0.0"
+MAX_SIZE = 10 * 1024 * 1024
+CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
+THUMB_SIZE = 320
+
+
+class UploadError(Exception):
+    """A tus request that cannot be served; ``status`` and ``code`` say why."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    user_id: int
+    length: int
+    sha256: str | None
+    completed_at: str | None
+
+
+class PhotoStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        (self.root / "uploads").mkdir(parents=True, exist_ok=True)
+        (self.root / "thumbs").mkdir(exist_ok=True)
+
+    def partial(self, upload_id: str) -> Path:
+        return self.root / "uploads" / upload_id
+
+    def photo(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha
+
+    def thumb(self, sha: str) -> Path:
+        return self.root / "thumbs" / f"{sha}.jpg"
+
+    def offset(self, upload: Upload) -> int:
+        if upload.completed_at:
+            return upload.length
+        path = self.partial(upload.id)
+        return path.stat().st_size if path.exists() else 0
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    metadata = {}
+    for pair in filter(None, (item.strip() for item in header.split(","))):
+        key, _sep, value = pair.partition(" ")
+        try:
+            metadata[key] = base64.b64decode(value, validate=True).decode("utf-8") if value else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise UploadError(400, "bad_metadata", f"Upload-Metadata {key}") from None
+    return metadata
+
+
+def create_upload(db: sqlite_utils.Database, photos: PhotoStore, user: authz.User,
+                  length: int, metadata: dict[str, str]) -> str:
+    sha = metadata.get("sha256", "").lower() or None
+    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+        raise UploadError(400, "bad_metadata", "sha256")
+    upload_id = secrets.token_hex(16)
+    db["uploads"].insert({
+        "id": upload_id, "user_id": user.id, "length": length, "sha256": sha,
+        "filename": metadata.get("filename", "")[:200], "created_at": now_iso(),
+    })
+    photos.partial(upload_id).touch()
+    return upload_id
+
+
+def get_upload(db: sqlite_utils.Database, user: authz.User, upload_id: str) -> Upload:
+    row = db.execute(
+        "SELECT id, user_id, length, sha256, completed_at FROM uploads WHERE id = ?", [upload_id]
+    ).fetchone()
+    if row is None or row[1] != user.id:
+        raise UploadError(404, "not_found", upload_id)
+    return Upload(*row)
+
+
+def parse_checksum(header: str | None):
+    if not header:
+        return None
+    algorithm, _sep, value = header.partition(" ")
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise UploadError(400, "bad_checksum_algorithm", algorithm)
+    try:
+        return algorithm, base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise UploadError(400, "bad_checksum", header) from None
+
+
+def image_type(head: bytes) -> str | None:
+    """The MIME type from the file's first bytes, if it is a photo we accept."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def image_size(path: Path) -> tuple[int | None, int | None]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError):
+        return None, None
+
+
+def finish(photos: PhotoStore, upload: Upload) -> dict:
+    """Check a complete upload and move it into place; returns the attachment row.
+
+    Raises UploadError (and discards the bytes) when they are not what was
+    announced or not an image.
+    """
+    partial = photos.partial(upload.id)
+    digest = hashlib.sha256()
+    with open(partial, "rb") as f:
+        head = f.read(64)
+        digest.update(head)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    mime = image_type(head)
+    if upload.sha256 and sha != upload.sha256:
+        partial.unlink(missing_ok=True)
+        raise UploadError(460, "checksum_mismatch", "sha256 of the bytes differs from metadata")
+    if mime is None:
+        partial.unlink(missing_ok=True)
+        raise UploadError(415, "not_an_image", "not a JPEG, PNG or WebP image")
+    width, height = image_size(partial)
+    if width is None:
+        partial.unlink(missing_ok=True)
+        raise UploadError(415, "not_an_image", "the image cannot be decoded")
+    target = photos.photo(sha)
+    if target.exists():
+        partial.unlink()
+    else:
+        target.parent.mkdir(exist_ok=True)
+        os.replace(partial, target)
+    return {"sha256": sha, "size": upload.length, "mime": mime, "width": width,
+            "height": height, "uploaded_by": upload.user_id, "created_at": now_iso()}
+
+
+def record_finished(db: sqlite_utils.Database, upload: Upload, attachment: dict) -> None:
+    db["attachments"].insert(attachment, ignore=True)
+    db.execute(
+        "UPDATE uploads SET completed_at = ?, sha256 = ? WHERE id = ?",
+        [now_iso(), attachment["sha256"], upload.id],
+    )
+
+
+def photo_visible(db: sqlite_utils.Database, user: authz.User, sha: str) -> dict | None:
+    """The attachment row if the user may see this photo: they uploaded it, or
+    they may see a record that shows it."""
+    rows = list(db.query("SELECT * FROM attachments WHERE sha256 = ?", [sha]))
+    if not rows:
+        return None
+    if db.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND user_id = ?",
+                  [sha, user.id]).fetchone():
+        return rows[0]
+    problem_clause, problem_params = authz.problem_scope(user, "p")
+    visit_clause, visit_params = authz.record_scope(user, "v")
+    diary_clause, diary_params = authz.record_scope(user, "d")
+    visible = db.execute(
+        "SELECT 1 FROM attachment_links l WHERE l.sha256 = ? AND ("
+        f" (l.record_type = 'problem' AND l.record_id IN"
+        f"   (SELECT p.id FROM problems p WHERE p.id = l.record_id AND {problem_clause}))"
+        f" OR (l.record_type = 'event' AND l.record_id IN (SELECT e.id FROM problem_events e"
+        f"   JOIN problems p ON p.id = e.problem_id WHERE e.id = l.record_id AND {problem_clause}))"
+        f" OR (l.record_type = 'visit' AND l.record_id IN"
+        f"   (SELECT v.id FROM visits v WHERE v.id = l.record_id AND {visit_clause}))"
+        f" OR (l.record_type = 'diary' AND l.record_id IN"
+        f"   (SELECT d.id FROM diary_entries d WHERE d.id = l.record_id AND {diary_clause}))"
+        ") LIMIT 1",
+        [sha, *problem_params, *problem_params, *visit_params, *diary_params],
+    ).fetchone()
+    return rows[0] if visible else None
+
+
+def make_thumbnail(photos: PhotoStore, sha: str) -> Path:
+    from PIL import Image, ImageOps
+
+    target = photos.thumb(sha)
+    if not target.exists():
+        with Image.open(photos.photo(sha)) as image:
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            temporary = target.with_suffix(".tmp")
+            image.convert("RGB").save(temporary, "JPEG", quality=75)
+            os.replace(temporary, target)
+    return target

@@ -1,0 +1,97 @@
+"""Checking mutation arguments against their JSON Schema, with clear codes and messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+
+from server.i18n import gettext as _
+from server.timeutil import utcnow
+from sync.errors import Rejected
+from sync.schemas import MUTATIONS, TIMESTAMP
+
+MAX_FUTURE = dt.timedelta(days=1)
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+# jsonschema keyword -> our error code
+CODES = {
+    "additionalProperties": "unknown_field",
+    "required": "missing_field",
+    "type": "wrong_type",
+    "maxLength": "too_long",
+    "maxItems": "too_many",
+    "minLength": "empty",
+    "minProperties": "empty",
+    "enum": "invalid_value",
+    "minimum": "out_of_range",
+    "maximum": "out_of_range",
+    "uniqueItems": "duplicate_items",
+}
+
+
+@cache
+def validator(schema_key: str) -> Draft202012Validator:
+    return Draft202012Validator(MUTATIONS[schema_key])
+
+
+def _field_path(error: SchemaError) -> str:
+    path = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        path = ".".join(filter(None, [path, extra[0] if extra else ""]))
+    elif error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        path = ".".join(filter(None, [path, missing]))
+    return path or "args"
+
+
+def _code(error: SchemaError) -> str:
+    if error.validator == "pattern":
+        pattern = error.schema.get("pattern", "")
+        if pattern.startswith("^[0-9a-f]{8}"):
+            return "invalid_id"
+        if pattern.startswith("^[0-9a-f]{64}"):
+            return "invalid_photo"
+        if pattern == TIMESTAMP["pattern"]:
+            return "invalid_time"
+        return "empty" if pattern == r"\S" else "invalid_format"
+    if error.validator == "anyOf":
+        return "invalid_value"
+    return CODES.get(error.validator, "invalid_value")
+
+
+def _best(errors: list[SchemaError]) -> SchemaError:
+    # For anyOf (a value or null), report the branch that got furthest.
+    error = min(errors, key=lambda e: (len(e.absolute_path) * -1, str(e.absolute_path)))
+    while error.validator == "anyOf" and error.context:
+        error = max(error.context, key=lambda e: len(e.absolute_path))
+    return error
+
+
+def parse_time(value: str, field: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejected("invalid_time", field=field) from None
+    if moment > utcnow() + MAX_FUTURE:
+        raise Rejected("future_time", field=field)
+    if moment < EARLIEST:
+        raise Rejected("invalid_time", field=field)
+    return moment
+
+
+def check_args(name: str, args) -> None:
+    """Raise ``Rejected`` with the first problem found in a mutation's args."""
+    if not isinstance(args, dict):
+        raise Rejected("wrong_type", field="args")
+    errors = list(validator(name).iter_errors(args))
+    if errors:
+        error = _best(errors)
+        raise Rejected(_code(error), field=_field_path(error))
+
+
+def describe(code: str, field: str) -> str:
+    return _(f"sync.rejected.{code}", field=field)
