@@ -6,6 +6,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from server import openapi
 from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
 from server.views import admin, admin_import, auth, pages, sync
@@ -32,6 +33,7 @@ def build_routes():
         api("/api/me", auth.api_me, AUTHENTICATED),
         api("/api/logout", auth.api_logout, AUTHENTICATED, methods=["POST"]),
         api("/api/healthz", healthz, PUBLIC),
+        api("/api/openapi.json", openapi.openapi, PUBLIC),
         api("/api/sync/push", sync.sync_push, AUTHENTICATED, methods=["POST"]),
         api("/api/sync/pull", sync.sync_pull, AUTHENTICATED),
         api("/api/uploads", sync.tus_options, PUBLIC, methods=["OPTIONS"]),

@@ -45,6 +45,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/me"): ALL,
     ("POST", "/api/logout"): ALL,
     ("GET", "/api/healthz"): PUBLIC,
+    ("GET", "/api/openapi.json"): PUBLIC,
     ("POST", "/api/sync/push"): ALL,
     ("GET", "/api/sync/pull"): ALL,
     ("OPTIONS", "/api/uploads"): PUBLIC,
