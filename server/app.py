@@ -13,7 +13,7 @@ from starlette.templating import Jinja2Templates
 from server import accounts, i18n
 from server.db import Store
 from server.errors import EXCEPTION_HANDLERS
-from server.middleware import SecurityHeadersMiddleware
+from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
 from server.routes import build_routes
 from server.timeutil import local
@@ -51,7 +51,7 @@ def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlett
 
     app = Starlette(
         routes=build_routes(),
-        middleware=[Middleware(SecurityHeadersMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware), Middleware(BodySizeLimitMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

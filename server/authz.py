@@ -82,12 +82,16 @@ def format_roles(roles) -> str:
     return ",".join(role for role in ROLES if role in set(roles))
 
 
+def subtree_bounds(user: User) -> list[str]:
+    # Area paths look like "/1/4/17/": a subtree is the range of paths with
+    # that prefix ('0' sorts right after '/'), which uses the index on areas.path.
+    return [user.area_path, user.area_path[:-1] + "0"]
+
+
 def _subtree(path_column: str, user: User) -> tuple[str, list]:
-    # Area paths look like "/1/4/17/": a subtree is a prefix match that uses
-    # the unique index on areas.path.
     return (
         f"{path_column} IN (SELECT id FROM areas WHERE path >= ? AND path < ?)",
-        [user.area_path, user.area_path[:-1] + "0"],
+        subtree_bounds(user),
     )
 
 

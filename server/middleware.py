@@ -32,3 +32,57 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over a limit before anything reads them into memory.
+
+    Photo uploads (tus PATCH, at most 10 MB per photo) get their own, larger
+    limit; everything else — forms, spreadsheets, sync batches — the smaller one.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int = 6 * 1024 * 1024, upload_limit: int = 11 * 1024 * 1024
+    ):
+        self.app = app
+        self.limit = limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_limit if scope["path"].startswith("/api/uploads/") else self.limit
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.exceptions import HTTPException
+        from starlette.requests import Request
+
+        from server.errors import handle_http_exception
+
+        request = Request(scope, receive)
+        response = await handle_http_exception(request, HTTPException(413))
+        await response(scope, receive, send)

@@ -232,6 +232,43 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
     )
 
 
+# (table, entity name in the change log). Frozen with m002: a later change
+# to the synced tables belongs in a new migration.
+SYNCED_TABLES = (
+    ("areas", "area"), ("units", "unit"), ("categories", "category"),
+    ("visits", "visit"), ("diary_entries", "diary"), ("problems", "problem"),
+)
+
+
+def _bump(entity: str, id_expression: str, deleted: int = 0) -> str:
+    key = f"CAST({id_expression} AS TEXT)"
+    return (
+        f"DELETE FROM changes WHERE entity = '{entity}' AND entity_id = {key};\n"
+        f"INSERT INTO changes (entity, entity_id, deleted) VALUES ('{entity}', {key}, {deleted});"
+    )
+
+
+def _change_log_triggers(tables) -> str:
+    """Triggers that move a row to the top of the change log whenever it is written."""
+    statements = []
+    for table, entity in tables:
+        for event in ("INSERT", "UPDATE"):
+            statements.append(
+                f"CREATE TRIGGER {table}_changed_{event.lower()} AFTER {event} ON {table}\n"
+                f"BEGIN\n{_bump(entity, 'NEW.id')}\nEND;"
+            )
+        statements.append(
+            f"CREATE TRIGGER {table}_changed_delete AFTER DELETE ON {table}\n"
+            f"BEGIN\n{_bump(entity, 'OLD.id', deleted=1)}\nEND;"
+        )
+    # A new event changes its problem: phones receive problems with their history.
+    statements.append(
+        "CREATE TRIGGER problem_events_changed AFTER INSERT ON problem_events\n"
+        f"BEGIN\n{_bump('problem', 'NEW.problem_id')}\nEND;"
+    )
+    return "\n".join(statements) + "\n"
+
+
 @migrations()
 def m002_sync(db: sqlite_utils.Database) -> None:
     """The sync protocol: server epoch, per-client progress, the change log, uploads.
@@ -295,112 +332,56 @@ def m002_sync(db: sqlite_utils.Database) -> None:
         -- For each editable field, the version at which it last changed.
         ALTER TABLE problems ADD COLUMN field_versions TEXT NOT NULL DEFAULT '{}';
 
-        CREATE TRIGGER areas_changed_insert AFTER INSERT ON areas
-        BEGIN
-            DELETE FROM changes WHERE entity = 'area' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('area', NEW.id);
-        END;
-        CREATE TRIGGER areas_changed_update AFTER UPDATE ON areas
-        BEGIN
-            DELETE FROM changes WHERE entity = 'area' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('area', NEW.id);
-        END;
-        CREATE TRIGGER areas_changed_delete AFTER DELETE ON areas
-        BEGIN
-            DELETE FROM changes WHERE entity = 'area' AND entity_id = OLD.id;
-            INSERT INTO changes (entity, entity_id, deleted) VALUES ('area', OLD.id, 1);
-        END;
-        CREATE TRIGGER units_changed_insert AFTER INSERT ON units
-        BEGIN
-            DELETE FROM changes WHERE entity = 'unit' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('unit', NEW.id);
-        END;
-        CREATE TRIGGER units_changed_update AFTER UPDATE ON units
-        BEGIN
-            DELETE FROM changes WHERE entity = 'unit' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('unit', NEW.id);
-        END;
-        CREATE TRIGGER units_changed_delete AFTER DELETE ON units
-        BEGIN
-            DELETE FROM changes WHERE entity = 'unit' AND entity_id = OLD.id;
-            INSERT INTO changes (entity, entity_id, deleted) VALUES ('unit', OLD.id, 1);
-        END;
-        CREATE TRIGGER categories_changed_insert AFTER INSERT ON categories
-        BEGIN
-            DELETE FROM changes WHERE entity = 'category' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('category', NEW.id);
-        END;
-        CREATE TRIGGER categories_changed_update AFTER UPDATE ON categories
-        BEGIN
-            DELETE FROM changes WHERE entity = 'category' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('category', NEW.id);
-        END;
-        CREATE TRIGGER categories_changed_delete AFTER DELETE ON categories
-        BEGIN
-            DELETE FROM changes WHERE entity = 'category' AND entity_id = OLD.id;
-            INSERT INTO changes (entity, entity_id, deleted) VALUES ('category', OLD.id, 1);
-        END;
-        CREATE TRIGGER visits_changed_insert AFTER INSERT ON visits
-        BEGIN
-            DELETE FROM changes WHERE entity = 'visit' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('visit', NEW.id);
-        END;
-        CREATE TRIGGER visits_changed_update AFTER UPDATE ON visits
-        BEGIN
-            DELETE FROM changes WHERE entity = 'visit' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('visit', NEW.id);
-        END;
-        CREATE TRIGGER visits_changed_delete AFTER DELETE ON visits
-        BEGIN
-            DELETE FROM changes WHERE entity = 'visit' AND entity_id = OLD.id;
-            INSERT INTO changes (entity, entity_id, deleted) VALUES ('visit', OLD.id, 1);
-        END;
-        CREATE TRIGGER diary_entries_changed_insert AFTER INSERT ON diary_entries
-        BEGIN
-            DELETE FROM changes WHERE entity = 'diary' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('diary', NEW.id);
-        END;
-        CREATE TRIGGER diary_entries_changed_update AFTER UPDATE ON diary_entries
-        BEGIN
-            DELETE FROM changes WHERE entity = 'diary' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('diary', NEW.id);
-        END;
-        CREATE TRIGGER diary_entries_changed_delete AFTER DELETE ON diary_entries
-        BEGIN
-            DELETE FROM changes WHERE entity = 'diary' AND entity_id = OLD.id;
-            INSERT INTO changes (entity, entity_id, deleted) VALUES ('diary', OLD.id, 1);
-        END;
-        CREATE TRIGGER problems_changed_insert AFTER INSERT ON problems
-        BEGIN
-            DELETE FROM changes WHERE entity = 'problem' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('problem', NEW.id);
-        END;
-        CREATE TRIGGER problems_changed_update AFTER UPDATE ON problems
-        BEGIN
-            DELETE FROM changes WHERE entity = 'problem' AND entity_id = NEW.id;
-            INSERT INTO changes (entity, entity_id) VALUES ('problem', NEW.id);
-        END;
-        CREATE TRIGGER problems_changed_delete AFTER DELETE ON problems
-        BEGIN
-            DELETE FROM changes WHERE entity = 'problem' AND entity_id = OLD.id;
-            INSERT INTO changes (entity, entity_id, deleted) VALUES ('problem', OLD.id, 1);
-        END;
-        -- A new event changes its problem (phones receive problems with their history).
-        CREATE TRIGGER problem_events_changed AFTER INSERT ON problem_events
-        BEGIN
-            DELETE FROM changes WHERE entity = 'problem' AND entity_id = NEW.problem_id;
-            INSERT INTO changes (entity, entity_id) VALUES ('problem', NEW.problem_id);
-        END;
         """,
     )
-    for table, entity in (
-        ("areas", "area"), ("units", "unit"), ("categories", "category"),
-        ("visits", "visit"), ("diary_entries", "diary"), ("problems", "problem"),
-    ):
+    run_script(db, _change_log_triggers(SYNCED_TABLES))
+    for table, entity in SYNCED_TABLES:
         db.execute(
             f"INSERT INTO changes (entity, entity_id) SELECT '{entity}', id FROM {table}"
             " ORDER BY rowid"
         )
+
+
+@migrations()
+def m003_ledger(db: sqlite_utils.Database) -> None:
+    """The problem ledger's workflow: numbering, deadlines, replies, callbacks, return visits."""
+    run_script(
+        db,
+        """
+        CREATE TABLE ledger_counters (
+            year INTEGER PRIMARY KEY,
+            last_no INTEGER NOT NULL
+        );
+
+        -- Working-day calendar entries that override (or extend) the bundled
+        -- Chinese holiday calendar: public holidays and adjusted working days.
+        CREATE TABLE calendar_days (
+            day TEXT PRIMARY KEY,
+            is_workday INTEGER NOT NULL,
+            note TEXT NOT NULL DEFAULT ''
+        );
+
+        ALTER TABLE categories ADD COLUMN return_visit_days INTEGER NOT NULL DEFAULT 30;
+
+        ALTER TABLE problems ADD COLUMN helper_unit_ids TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE problems ADD COLUMN original_deadline TEXT;
+        ALTER TABLE problems ADD COLUMN extension_request TEXT;
+        ALTER TABLE problems ADD COLUMN signed_at TEXT;
+        ALTER TABLE problems ADD COLUMN replied_at TEXT;
+        ALTER TABLE problems ADD COLUMN outcome TEXT;
+        ALTER TABLE problems ADD COLUMN redo_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE problems ADD COLUMN callback_reached INTEGER;
+        ALTER TABLE problems ADD COLUMN callback_solved INTEGER;
+        ALTER TABLE problems ADD COLUMN satisfaction TEXT;
+        ALTER TABLE problems ADD COLUMN closed_on_time INTEGER;
+        ALTER TABLE problems ADD COLUMN return_visit_due TEXT;
+        ALTER TABLE problems ADD COLUMN return_visit_result TEXT;
+        ALTER TABLE problems ADD COLUMN relapsed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE problems ADD COLUMN supervision_note TEXT NOT NULL DEFAULT '';
+        CREATE INDEX idx_problems_deadline ON problems(status, deadline);
+        CREATE INDEX idx_problems_return_due ON problems(return_visit_due);
+        """,
+    )
 
 
 def migrate(db: sqlite_utils.Database) -> None:

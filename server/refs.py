@@ -15,9 +15,9 @@ from server.i18n import gettext as _
 
 def area_id(db: sqlite_utils.Database, actor: authz.User, code: str) -> int:
     """The id of the area with this code inside the actor's subtree; ValueError if none."""
-    clause, params = authz.area_subtree(actor, "areas.id")
     row = db.execute(
-        f"SELECT id FROM areas WHERE code = ? AND {clause}", [code, *params]
+        "SELECT id FROM areas WHERE code = ? AND path >= ? AND path < ?",
+        [code, *authz.subtree_bounds(actor)],
     ).fetchone()
     if row is None:
         raise ValueError(_("validation.unknown_area", value=code))

@@ -68,3 +68,25 @@ def test_forbidden_page_for_wrong_role(login_as):
     response = login_as("field1").get("/admin/users")
     assert response.status_code == 403
     assert _("errors.http_403") in response.text
+
+
+def test_oversized_bodies_are_refused_before_reading(login_as, db):
+    client = login_as("admin")
+    before = db["units"].count
+    response = client.post(
+        "/admin/import",
+        content=b"x" * (7 * 1024 * 1024),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert response.status_code == 413
+    assert db["units"].count == before
+
+
+def test_oversized_api_body_is_a_json_413(client):
+    response = client.post(
+        "/api/sync/push",
+        content=b"{" + b" " * (7 * 1024 * 1024),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"

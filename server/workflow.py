@@ -1,0 +1,599 @@
+"""The problem state machine: one table of allowed transitions, and how each action is applied.
+
+Every action appends one event (who, when, what, why, and whether the problem
+was overdue at that moment) and updates the problem's current columns in the
+same transaction. The status is always the ``to_status`` of the latest event
+that has one, so the history and the current state cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from server import authz
+from server.authz import FIELD, HANDLER, LEADER, OFFICE
+from server.i18n import gettext as _
+from server.timeutil import LOCAL_TZ, now_iso, parse_iso, utcnow
+from server.validation import ValidationError
+from server.workdays import UnknownCalendarYear, WorkCalendar
+
+OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
+FINISHED_STATES = ("closed", "rejected", "merged")
+OUTCOMES = ("solved", "partial", "explained", "untrue")
+SATISFACTION = ("satisfied", "basically", "unsatisfied")
+SUPERVISION_LEVELS = ("none", "reminded", "supervised", "flagged")
+LEDGER_PREFIX = "ZF"
+
+
+class TransitionError(Exception):
+    """The action is not allowed for this problem in its state, or for this user."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    from_states: tuple[str, ...]
+    to_state: str | None  # None: the status does not change
+    roles: frozenset[str]
+    unit_only: bool = False  # only the lead unit's handlers
+    fields: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+
+HANDLING = ("dispatched", "handling")
+
+# The one table of allowed transitions.
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        Action(
+            "accept",
+            ("submitted",),
+            "accepted",
+            frozenset({OFFICE}),
+            fields=("category_id", "urgency", "note"),
+        ),
+        Action(
+            "reject",
+            ("submitted",),
+            "rejected",
+            frozenset({OFFICE}),
+            fields=("note",),
+            required=("note",),
+        ),
+        Action(
+            "merge",
+            ("submitted", "accepted"),
+            "merged",
+            frozenset({OFFICE}),
+            fields=("original_id", "note"),
+            required=("original_id",),
+        ),
+        Action(
+            "dispatch",
+            ("accepted", "returned"),
+            "dispatched",
+            frozenset({OFFICE}),
+            fields=("lead_unit_id", "helper_unit_ids", "time_limit_days", "note"),
+            required=("lead_unit_id",),
+        ),
+        Action(
+            "sign",
+            ("dispatched",),
+            "handling",
+            frozenset({HANDLER}),
+            unit_only=True,
+            fields=("note",),
+        ),
+        Action(
+            "return",
+            HANDLING,
+            "returned",
+            frozenset({HANDLER}),
+            unit_only=True,
+            fields=("note",),
+            required=("note",),
+        ),
+        Action(
+            "progress",
+            ("handling",),
+            None,
+            frozenset({HANDLER}),
+            unit_only=True,
+            fields=("note",),
+            required=("note",),
+        ),
+        Action(
+            "request_extension",
+            HANDLING,
+            None,
+            frozenset({HANDLER}),
+            unit_only=True,
+            fields=("extra_days", "note"),
+            required=("extra_days", "note"),
+        ),
+        Action("approve_extension", HANDLING, None, frozenset({OFFICE}), fields=("note",)),
+        Action(
+            "refuse_extension",
+            HANDLING,
+            None,
+            frozenset({OFFICE}),
+            fields=("note",),
+            required=("note",),
+        ),
+        Action(
+            "reply",
+            ("handling",),
+            "replied",
+            frozenset({HANDLER}),
+            unit_only=True,
+            fields=("outcome", "note"),
+            required=("outcome", "note"),
+        ),
+        Action("verify", ("replied",), "callback", frozenset({OFFICE}), fields=("note",)),
+        Action(
+            "send_back",
+            ("replied",),
+            "handling",
+            frozenset({OFFICE}),
+            fields=("note",),
+            required=("note",),
+        ),
+        Action(
+            "callback",
+            ("callback",),
+            None,
+            frozenset({OFFICE}),
+            fields=("reached", "solved", "satisfaction", "note"),
+            required=("reached",),
+        ),
+        Action(
+            "return_visit",
+            ("closed",),
+            None,
+            frozenset({OFFICE, FIELD}),
+            fields=("held", "note"),
+            required=("held",),
+        ),
+        Action("remind", OPEN_STATES, None, frozenset({OFFICE}), fields=("note",)),
+        Action("supervise", OPEN_STATES, None, frozenset({OFFICE}), fields=("note",)),
+        Action(
+            "flag", OPEN_STATES, None, frozenset({LEADER}), fields=("note",), required=("note",)
+        ),
+    )
+}
+
+
+def local_today() -> dt.date:
+    return utcnow().astimezone(LOCAL_TZ).date()
+
+
+def is_overdue(problem: dict, today: dt.date | None = None) -> bool:
+    if problem["status"] in FINISHED_STATES or not problem["deadline"]:
+        return False
+    return (today or local_today()) > dt.date.fromisoformat(problem["deadline"])
+
+
+def allowed_actions(problem: dict, user: authz.User) -> list[str]:
+    """The actions this user may take on this problem now (for showing buttons)."""
+    names = []
+    for action in ACTIONS.values():
+        try:
+            _check_allowed(action, problem, user)
+        except TransitionError:
+            continue
+        names.append(action.name)
+    return names
+
+
+def _check_allowed(action: Action, problem: dict, user: authz.User) -> None:
+    if problem["status"] not in action.from_states:
+        raise TransitionError(
+            _(
+                "workflow.wrong_state",
+                action=_(f"action.{action.name}"),
+                status=_(f"status.{problem['status']}"),
+            )
+        )
+    if not action.roles & user.roles:
+        raise TransitionError(_("workflow.wrong_role"))
+    if action.unit_only and (
+        authz.HANDLER not in user.roles or problem["lead_unit_id"] != user.unit_id
+    ):
+        raise TransitionError(_("workflow.not_your_unit"))
+    if action.name in ("approve_extension", "refuse_extension") and not problem.get(
+        "extension_request"
+    ):
+        raise TransitionError(_("workflow.no_extension_request"))
+    if action.name == "request_extension" and problem.get("extension_request"):
+        raise TransitionError(_("workflow.extension_pending"))
+    if action.name == "return_visit" and problem.get("return_visit_result"):
+        raise TransitionError(_("workflow.return_visit_done"))
+
+
+def _required(data: dict, name: str) -> None:
+    value = data.get(name)
+    if value is None or value == "" or value == []:
+        raise ValidationError({name: _("validation.required", label=_(f"workflow.field.{name}"))})
+
+
+def _event(db, problem: dict, action: str, actor: authz.User, to_status, note, data) -> str:
+    event_id = str(uuid.uuid4())
+    db["problem_events"].insert(
+        {
+            "id": event_id,
+            "problem_id": problem["id"],
+            "kind": action,
+            "actor_id": actor.id,
+            "at": now_iso(),
+            "from_status": problem["status"],
+            "to_status": to_status,
+            "note": note or "",
+            "data": json.dumps(data, ensure_ascii=False, sort_keys=True),
+        }
+    )
+    return event_id
+
+
+def next_ledger_no(db: sqlite_utils.Database, year: int) -> str:
+    """The next number of the year, without gaps: the counter moves in the same transaction."""
+    db.execute(
+        "INSERT INTO ledger_counters (year, last_no) VALUES (?, 1)"
+        " ON CONFLICT(year) DO UPDATE SET last_no = last_no + 1",
+        [year],
+    )
+    number = db.execute("SELECT last_no FROM ledger_counters WHERE year = ?", [year]).fetchone()
+    return f"{LEDGER_PREFIX}-{year}-{number[0]:06d}"
+
+
+def _unit_exists(db, unit_id) -> bool:
+    return (
+        unit_id is not None
+        and db.execute("SELECT 1 FROM units WHERE id = ? AND active", [unit_id]).fetchone()
+        is not None
+    )
+
+
+def load(db: sqlite_utils.Database, user: authz.User, problem_id: str) -> dict:
+    from server.problems import get_problem_row
+
+    return get_problem_row(db, user, problem_id)
+
+
+def apply(
+    db: sqlite_utils.Database, user: authz.User, problem_id: str, action_name: str, data: dict
+) -> dict:
+    """Apply an action inside the caller's write transaction; returns the updated problem.
+
+    Raises ``TransitionError`` (not allowed now, for this user) or
+    ``ValidationError`` (missing or bad input). Nothing is written before every
+    check has passed.
+    """
+    action = ACTIONS.get(action_name)
+    if action is None:
+        raise TransitionError(_("workflow.unknown_action"))
+    problem = load(db, user, problem_id)
+    _check_allowed(action, problem, user)
+    data = {key: data.get(key) for key in action.fields if data.get(key) not in (None, "")}
+    for name in action.required:
+        _required(data, name)
+    note = data.pop("note", "")
+    changes, event_data, to_status = APPLY[action.name](db, user, problem, data, note)
+    to_status = to_status or action.to_state
+    event_data["overdue"] = is_overdue(problem)
+    if to_status and to_status != problem["status"]:
+        changes["status"] = to_status
+    changes["updated_at"] = now_iso()
+    event_id = _event(db, problem, action.name, user, to_status or None, note, event_data)
+    db["problems"].update(problem["id"], changes)
+    problem.update(changes)
+    problem["last_event_id"] = event_id
+    return problem
+
+
+# What each action changes --------------------------------------------------------
+
+
+def _accept(db, user, problem, data, note):
+    changes = {
+        "accepted_at": now_iso(),
+        "ledger_no": problem["ledger_no"] or next_ledger_no(db, local_today().year),
+    }
+    if data.get("category_id") is not None:
+        if not db.execute(
+            "SELECT 1 FROM categories WHERE id = ?", [data["category_id"]]
+        ).fetchone():
+            raise ValidationError({"category_id": _("workflow.unknown_category")})
+        changes["category_id"] = data["category_id"]
+    if data.get("urgency"):
+        if data["urgency"] not in ("normal", "urgent", "critical"):
+            raise ValidationError({"urgency": _("workflow.bad_value")})
+        changes["urgency"] = data["urgency"]
+    return changes, {"ledger_no": changes["ledger_no"]}, None
+
+
+def _reject(db, user, problem, data, note):
+    return {"closed_at": now_iso()}, {}, None
+
+
+def _merge(db, user, problem, data, note):
+    from server.problems import get_problem_row
+
+    original_id = data["original_id"]
+    if original_id == problem["id"]:
+        raise ValidationError({"original_id": _("workflow.merge_self")})
+    try:
+        original = get_problem_row(db, user, original_id)
+    except Exception:
+        raise ValidationError({"original_id": _("workflow.merge_unknown")}) from None
+    if original["status"] in ("rejected", "merged"):
+        raise ValidationError({"original_id": _("workflow.merge_unknown")})
+    # The original records the link too, so each side shows the other.
+    _event(db, original, "merged_in", user, None, note, {"duplicate_id": problem["id"]})
+    return (
+        {"merged_into": original["id"], "closed_at": now_iso()},
+        {"original_id": original["id"], "original_no": original["ledger_no"]},
+        None,
+    )
+
+
+def _dispatch(db, user, problem, data, note):
+    unit_id = _int(data, "lead_unit_id")
+    if not _unit_exists(db, unit_id):
+        raise ValidationError({"lead_unit_id": _("workflow.unknown_unit")})
+    helpers = data.get("helper_unit_ids") or []
+    if isinstance(helpers, str):
+        helpers = [helpers]
+    helper_ids = sorted({int(h) for h in helpers if str(h).isdigit()} - {unit_id})
+    if any(not _unit_exists(db, helper) for helper in helper_ids):
+        raise ValidationError({"helper_unit_ids": _("workflow.unknown_unit")})
+    changes = {"lead_unit_id": unit_id, "helper_unit_ids": json.dumps(helper_ids)}
+    event_data = {"lead_unit_id": unit_id, "helper_unit_ids": helper_ids}
+    if problem["dispatched_at"] is None:
+        # The clock starts at the first dispatch; a ticket bounced back and
+        # re-assigned keeps its deadline.
+        days = data.get("time_limit_days")
+        if days is None:
+            row = db.execute(
+                "SELECT time_limit_days FROM categories WHERE id = ?", [problem["category_id"]]
+            ).fetchone()
+            days = row[0] if row else 10
+        days = _int(data | {"time_limit_days": days}, "time_limit_days")
+        if not 1 <= days <= 365:
+            raise ValidationError({"time_limit_days": _("workflow.bad_days")})
+        try:
+            deadline = WorkCalendar.load(db).add_working_days(local_today(), days)
+        except UnknownCalendarYear as error:
+            raise ValidationError(
+                {"time_limit_days": _("workflow.unknown_year", year=error.year)}
+            ) from None
+        changes.update(
+            dispatched_at=now_iso(),
+            deadline=deadline.isoformat(),
+            original_deadline=deadline.isoformat(),
+        )
+        event_data.update(time_limit_days=days, deadline=deadline.isoformat())
+    return changes, event_data, None
+
+
+def _int(data: dict, name: str) -> int:
+    try:
+        return int(data[name])
+    except (TypeError, ValueError, KeyError):
+        raise ValidationError({name: _("workflow.bad_value")}) from None
+
+
+def _sign(db, user, problem, data, note):
+    return {"signed_at": problem["signed_at"] or now_iso()}, {}, None
+
+
+def _return(db, user, problem, data, note):
+    return {"signed_at": None}, {"unit_id": problem["lead_unit_id"]}, None
+
+
+def _progress(db, user, problem, data, note):
+    return {}, {}, None
+
+
+def _request_extension(db, user, problem, data, note):
+    days = _int(data, "extra_days")
+    if not 1 <= days <= 60:
+        raise ValidationError({"extra_days": _("workflow.bad_days")})
+    if problem["deadline"] and local_today() > dt.date.fromisoformat(problem["deadline"]):
+        raise TransitionError(_("workflow.extension_too_late"))
+    request = {"extra_days": days, "reason": note, "at": now_iso()}
+    return {"extension_request": json.dumps(request, ensure_ascii=False)}, request, None
+
+
+def _approve_extension(db, user, problem, data, note):
+    request = json.loads(problem["extension_request"])
+    base = dt.date.fromisoformat(problem["deadline"])
+    try:
+        deadline = WorkCalendar.load(db).add_working_days(base, request["extra_days"])
+    except UnknownCalendarYear as error:
+        raise TransitionError(_("workflow.unknown_year", year=error.year)) from None
+    return (
+        {"deadline": deadline.isoformat(), "extension_request": None},
+        {
+            "old_deadline": problem["deadline"],
+            "deadline": deadline.isoformat(),
+            "extra_days": request["extra_days"],
+        },
+        None,
+    )
+
+
+def _refuse_extension(db, user, problem, data, note):
+    return {"extension_request": None}, {"deadline": problem["deadline"]}, None
+
+
+def _reply(db, user, problem, data, note):
+    if data["outcome"] not in OUTCOMES:
+        raise ValidationError({"outcome": _("workflow.bad_value")})
+    return (
+        {"outcome": data["outcome"], "replied_at": now_iso(), "extension_request": None},
+        {"outcome": data["outcome"]},
+        None,
+    )
+
+
+def _replier(db, problem) -> int | None:
+    row = db.execute(
+        "SELECT actor_id FROM problem_events WHERE problem_id = ? AND kind = 'reply'"
+        " ORDER BY at DESC, rowid DESC LIMIT 1",
+        [problem["id"]],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _verify(db, user, problem, data, note):
+    if _replier(db, problem) == user.id:
+        raise TransitionError(_("workflow.verifier_is_handler"))
+    return {}, {"outcome": problem["outcome"]}, None
+
+
+def _send_back(db, user, problem, data, note):
+    if _replier(db, problem) == user.id:
+        raise TransitionError(_("workflow.verifier_is_handler"))
+    return {"redo_count": problem["redo_count"] + 1}, {"redo": problem["redo_count"] + 1}, None
+
+
+def _flag(value) -> bool | None:
+    if value in (True, "1", "true", "yes", "on", 1):
+        return True
+    if value in (False, "0", "false", "no", "off", 0):
+        return False
+    return None
+
+
+def _callback(db, user, problem, data, note):
+    reached = _flag(data.get("reached"))
+    if reached is None:
+        raise ValidationError({"reached": _("workflow.bad_value")})
+    if not reached:
+        # Nobody answered: the attempt is recorded and the call is due again.
+        return {"callback_reached": 0}, {"reached": False}, None
+    solved = _flag(data.get("solved"))
+    satisfaction = data.get("satisfaction")
+    if solved is None:
+        raise ValidationError(
+            {"solved": _("validation.required", label=_("workflow.field.solved"))}
+        )
+    if satisfaction not in SATISFACTION:
+        raise ValidationError(
+            {"satisfaction": _("validation.required", label=_("workflow.field.satisfaction"))}
+        )
+    event = {"reached": True, "solved": solved, "satisfaction": satisfaction}
+    changes = {"callback_reached": 1, "callback_solved": int(solved), "satisfaction": satisfaction}
+    if not solved:
+        if not note:
+            raise ValidationError(
+                {"note": _("validation.required", label=_("workflow.field.note"))}
+            )
+        return changes, event, "handling"
+    closed_at = now_iso()
+    today = local_today()
+    on_time = problem["deadline"] is None or today <= dt.date.fromisoformat(problem["deadline"])
+    days = _return_visit_days(db, problem)
+    changes.update(
+        closed_at=closed_at,
+        closed_on_time=int(on_time),
+        return_visit_due=(today + dt.timedelta(days=days)).isoformat(),
+    )
+    event.update(on_time=on_time)
+    return changes, event, "closed"
+
+
+def _return_visit_days(db, problem) -> int:
+    row = db.execute(
+        "SELECT return_visit_days FROM categories WHERE id = ?", [problem["category_id"]]
+    ).fetchone()
+    return row[0] if row else 30
+
+
+def _return_visit(db, user, problem, data, note):
+    held = _flag(data.get("held"))
+    if held is None:
+        raise ValidationError({"held": _("workflow.bad_value")})
+    if held:
+        return {"return_visit_result": "held"}, {"held": True}, None
+    if not note:
+        raise ValidationError({"note": _("validation.required", label=_("workflow.field.note"))})
+    # A relapse (反弹) reopens the problem with its unit, flagged.
+    return (
+        {
+            "return_visit_result": "relapsed",
+            "relapsed": 1,
+            "closed_at": None,
+            "closed_on_time": None,
+            "signed_at": None,
+        },
+        {"held": False},
+        "dispatched",
+    )
+
+
+def _supervision(level: str):
+    def apply_level(db, user, problem, data, note):
+        current = SUPERVISION_LEVELS.index(problem["supervision"] or "none")
+        changes = {"supervision": SUPERVISION_LEVELS[max(current, SUPERVISION_LEVELS.index(level))]}
+        if note:
+            changes["supervision_note"] = note
+        return changes, {"level": level}, None
+
+    return apply_level
+
+
+APPLY = {
+    "accept": _accept,
+    "reject": _reject,
+    "merge": _merge,
+    "dispatch": _dispatch,
+    "sign": _sign,
+    "return": _return,
+    "progress": _progress,
+    "request_extension": _request_extension,
+    "approve_extension": _approve_extension,
+    "refuse_extension": _refuse_extension,
+    "reply": _reply,
+    "verify": _verify,
+    "send_back": _send_back,
+    "callback": _callback,
+    "return_visit": _return_visit,
+    "remind": _supervision("reminded"),
+    "supervise": _supervision("supervised"),
+    "flag": _supervision("flagged"),
+}
+assert set(APPLY) == set(ACTIONS)
+
+
+def derive_status(events: list[dict]) -> str:
+    """The status a problem's history implies: the last event that set one."""
+    status = "submitted"
+    for event in events:
+        if event["to_status"]:
+            status = event["to_status"]
+    return status
+
+
+def return_visit_due(problem: dict, today: dt.date | None = None) -> bool:
+    return (
+        problem["status"] == "closed"
+        and not problem.get("return_visit_result")
+        and problem.get("return_visit_due") is not None
+        and (today or local_today()) >= dt.date.fromisoformat(problem["return_visit_due"])
+    )
+
+
+def parse_stamp(text: str | None) -> dt.datetime | None:
+    return parse_iso(text) if text else None
