@@ -367,6 +367,7 @@ def m003_ledger(db: sqlite_utils.Database) -> None:
         ALTER TABLE problems ADD COLUMN original_deadline TEXT;
         ALTER TABLE problems ADD COLUMN extension_request TEXT;
         ALTER TABLE problems ADD COLUMN signed_at TEXT;
+        ALTER TABLE problems ADD COLUMN resident_contacted INTEGER;
         ALTER TABLE problems ADD COLUMN replied_at TEXT;
         ALTER TABLE problems ADD COLUMN outcome TEXT;
         ALTER TABLE problems ADD COLUMN redo_count INTEGER NOT NULL DEFAULT 0;

@@ -75,6 +75,12 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
     if not rows:
         raise NotFound(problem_id)
     problem = rows[0]
+    problem["photos"] = [
+        row[0] for row in db.execute(
+            "SELECT sha256 FROM attachment_links WHERE record_type = 'problem' AND record_id = ?"
+            " ORDER BY position", [problem_id]
+        )
+    ]
     problem["events"] = [
         {**event, "data": json.loads(event["data"])}
         for event in db.query(
@@ -84,3 +90,14 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
         )
     ]
     return problem
+
+
+def get_problem_row(db, user: authz.User, problem_id: str) -> dict:
+    """The problem's own columns, if the user may see it."""
+    clause, params = authz.problem_scope(user, "p")
+    rows = list(db.query(
+        f"SELECT p.* FROM problems p WHERE p.id = ? AND {clause}", [problem_id, *params]
+    ))
+    if not rows:
+        raise NotFound(problem_id)
+    return rows[0]

@@ -31,11 +31,12 @@ LEDGER_PREFIX = "ZF"
 
 
 class TransitionError(Exception):
-    """The action is not allowed for this problem in its state, or for this user."""
+    """The action is not allowed for this problem in its state (409), or for this user (403)."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, status: int = 409):
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ ACTIONS: dict[str, Action] = {
             "handling",
             frozenset({HANDLER}),
             unit_only=True,
-            fields=("note",),
+            fields=("contacted", "note"),
         ),
         Action(
             "return",
@@ -206,11 +207,11 @@ def _check_allowed(action: Action, problem: dict, user: authz.User) -> None:
             )
         )
     if not action.roles & user.roles:
-        raise TransitionError(_("workflow.wrong_role"))
+        raise TransitionError(_("workflow.wrong_role"), 403)
     if action.unit_only and (
         authz.HANDLER not in user.roles or problem["lead_unit_id"] != user.unit_id
     ):
-        raise TransitionError(_("workflow.not_your_unit"))
+        raise TransitionError(_("workflow.not_your_unit"), 403)
     if action.name in ("approve_extension", "refuse_extension") and not problem.get(
         "extension_request"
     ):
@@ -394,7 +395,13 @@ def _int(data: dict, name: str) -> int:
 
 
 def _sign(db, user, problem, data, note):
-    return {"signed_at": problem["signed_at"] or now_iso()}, {}, None
+    # The response clock: signing and contacting the resident within the limit.
+    contacted = _flag(data.get("contacted")) or False
+    return (
+        {"signed_at": problem["signed_at"] or now_iso(), "resident_contacted": int(contacted)},
+        {"contacted": contacted},
+        None,
+    )
 
 
 def _return(db, user, problem, data, note):
@@ -458,13 +465,13 @@ def _replier(db, problem) -> int | None:
 
 def _verify(db, user, problem, data, note):
     if _replier(db, problem) == user.id:
-        raise TransitionError(_("workflow.verifier_is_handler"))
+        raise TransitionError(_("workflow.verifier_is_handler"), 403)
     return {}, {"outcome": problem["outcome"]}, None
 
 
 def _send_back(db, user, problem, data, note):
     if _replier(db, problem) == user.id:
-        raise TransitionError(_("workflow.verifier_is_handler"))
+        raise TransitionError(_("workflow.verifier_is_handler"), 403)
     return {"redo_count": problem["redo_count"] + 1}, {"redo": problem["redo_count"] + 1}, None
 
 

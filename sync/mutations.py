@@ -261,7 +261,13 @@ def problem_report(db, ctx: Context, args: dict) -> None:
             event_id=str(uuid.uuid5(uuid.UUID(args["id"]), "solved_on_spot")),
         )
         _link_photos(db, "event", event_id, solved.get("photos", []))
-        db["problems"].update(args["id"], {"status": status})
+        # Solved on the spot: it enters the ledger at once, awaiting the callback.
+        from server.workflow import local_today, next_ledger_no
+
+        db["problems"].update(args["id"], {
+            "status": status, "accepted_at": now, "closed_on_time": 1,
+            "ledger_no": next_ledger_no(db, local_today().year),
+        })
 
 
 @handler("problem.note")

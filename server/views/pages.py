@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, problems, visits
+from server import authz, problems, visits, workflow
+from server.i18n import gettext as _
 from server.web import page_number, render, store, user
 
 
@@ -57,11 +58,42 @@ async def problem_list(request: Request):
     )
 
 
-async def problem_detail(request: Request):
-    problem = await store(request).read(
-        problems.get_problem, user(request), request.path_params["problem_id"]
+def _action_context(db, actor: authz.User, problem: dict) -> dict:
+    return {
+        "actions": workflow.allowed_actions(problem, actor),
+        "fields": {name: action.fields for name, action in workflow.ACTIONS.items()},
+        "categories": list(db.query("SELECT id, name FROM categories WHERE active ORDER BY code")),
+        "units": list(db.query("SELECT id, name FROM units WHERE active ORDER BY name")),
+    }
+
+
+def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
+    problem = problems.get_problem(db, actor, problem_id)
+    return {"problem": problem, **_action_context(db, actor, problem)}
+
+
+async def problem_page(request: Request, *, action=None, values=None, errors=None,
+                       message=None, status=200):
+    data = await store(request).read(
+        _problem_page_data, user(request), request.path_params["problem_id"]
     )
-    return render(request, "problems/detail.html", {"problem": problem})
+    done = request.query_params.get("done")
+    return render(request, "problems/detail.html", {
+        **data,
+        "failed_action": action,
+        "values": values or {},
+        "errors": errors or {},
+        "message": message,
+        "done": _("workflow.done", action=_(f"action.{done}")) if done in workflow.ACTIONS
+        else None,
+        "outcomes": workflow.OUTCOMES,
+        "satisfaction": workflow.SATISFACTION,
+        "overdue": workflow.is_overdue(data["problem"]),
+    }, status=status)
+
+
+async def problem_detail(request: Request):
+    return await problem_page(request)
 
 
 async def visit_list(request: Request):

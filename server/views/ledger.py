@@ -1,0 +1,32 @@
+"""The ledger's actions on one problem: every button on the problem page posts here."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from server import workflow
+from server.validation import ValidationError
+from server.views.pages import problem_page
+from server.web import redirect, store, user
+
+
+def _form_data(form) -> dict:
+    data = {key: form.get(key) for key in form if key not in ("csrf_token", "helper_unit_ids")}
+    data["helper_unit_ids"] = form.getlist("helper_unit_ids")
+    return data
+
+
+async def problem_action(request: Request):
+    problem_id = request.path_params["problem_id"]
+    action = request.path_params["action"]
+    form = await request.form()
+    data = _form_data(form)
+    try:
+        await store(request).write(workflow.apply, user(request), problem_id, action, data)
+    except ValidationError as error:
+        return await problem_page(request, action=action, values=data, errors=error.errors,
+                                  status=400)
+    except workflow.TransitionError as error:
+        return await problem_page(request, action=action, values=data, message=error.message,
+                                  status=error.status)
+    return redirect(f"/problems/{problem_id}?done={action}")
