@@ -38,7 +38,9 @@ def test_import_command_all_or_nothing(db_path, world, tmp_path, capsys):
     good.write_text("单位名称,所属区域\n东城区体育局,370102\n", encoding="utf-8-sig")
     assert main(["--db", str(db_path), "import", "units", str(good)]) == 0
     bad = tmp_path / "bad.csv"
-    bad.write_text("单位名称,所属区域\n东城区档案馆,370102\n无效单位,999999\n", encoding="utf-8-sig")
+    bad.write_text(
+        "单位名称,所属区域\n东城区档案馆,370102\n无效单位,999999\n", encoding="utf-8-sig"
+    )
     assert main(["--db", str(db_path), "import", "units", str(bad)]) == 2
     assert "row 3" in capsys.readouterr().err
     names = {row["name"] for row in open_database(db_path)["units"].rows}
