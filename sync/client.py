@@ -199,22 +199,33 @@ class SyncClient:
                 # The server forgot mutations it had acknowledged (a restore
                 # from backup): send everything the phone still holds again.
                 self.resend_all(acknowledged)
+                self.announce_photos()
         return results
 
+    def acknowledged(self) -> int:
+        """The highest mutation id the server has acknowledged to this phone."""
+        outbox = self.state["outbox"]
+        return outbox[0]["id"] - 1 if outbox else self.state["next_mutation_id"] - 1
+
     def resend_all(self, server_last: int) -> None:
+        """Start over after a restore: re-send every record and photo, then pull from 0."""
         self.state["outbox"] = []
+        self.state["cursor"] = 0
+        self.state["records"] = {}
         self.state["next_mutation_id"] = server_last + 1
         for held in list(self.state["captured"].values()):
             mutation = {"id": self.state["next_mutation_id"], **held}
             self.state["next_mutation_id"] += 1
             self.state["outbox"].append(mutation)
+        # The server may have lost the uploads too (the files stay, their records go).
+        for sha, photo in self.state["photos"].items():
+            if sha in self.photo_bytes:
+                photo.update(upload=None, done=False)
 
     def _note_epoch(self, epoch: str) -> None:
         known = self.state["epoch"]
         self.state["epoch"] = epoch
         if known is not None and known != epoch:
-            self.state["cursor"] = 0
-            self.state["records"] = {}
             self.resend_all(0)
 
     # Photos ---------------------------------------------------------------
@@ -239,12 +250,19 @@ class SyncClient:
     def upload_photos(self) -> None:
         for sha, photo in self.state["photos"].items():
             if not photo["done"] and photo["upload"] and sha in self.photo_bytes:
-                self._upload(photo["upload"], self.photo_bytes[sha])
-                photo["done"] = True
+                if self._upload(photo["upload"], self.photo_bytes[sha]):
+                    photo["done"] = True
+                else:
+                    # The server no longer knows this upload (a restore from
+                    # backup): announce the photo again on the next round.
+                    photo["upload"] = None
 
-    def _upload(self, url: str, data: bytes) -> None:
+    def _upload(self, url: str, data: bytes) -> bool:
+        """Send the bytes from the server's offset; False if the server forgot the upload."""
         tus = {"Tus-Resumable": "1.0.0"}
         head = self.request("HEAD", url, None, tus)
+        if head.status == 404:
+            return False
         if head.status != 200:
             raise SyncError(head.status, head.body)
         offset = int(head.headers["upload-offset"])
@@ -259,9 +277,12 @@ class SyncClient:
             if response.status == 409:  # we were wrong about the offset: ask again
                 offset = int(self.request("HEAD", url, None, tus).headers["upload-offset"])
                 continue
+            if response.status == 404:
+                return False
             if response.status != 204:
                 raise SyncError(response.status, response.body)
             offset = int(response.headers["upload-offset"])
+        return True
 
     # Pull -----------------------------------------------------------------
 
@@ -278,9 +299,9 @@ class SyncClient:
                 raise SyncError(response.status, response.json())
             body = response.json()
             self._note_epoch(body["epoch"])
-            if body["reset"]:
-                self.state["cursor"] = 0
-                self.state["records"] = {}
+            if body["reset"] or body["last_mutation_id"] < self.acknowledged():
+                # A cursor from the future, or acknowledged mutations forgotten:
+                # the server was restored (other phones may have written since).
                 self.resend_all(body["last_mutation_id"])
                 continue
             for change in body["changes"]:

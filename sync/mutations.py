@@ -78,12 +78,13 @@ def _existing_id(db, table: str, record_id, extra: str = "", params=()) -> objec
 
 
 def _check_photos(db, ctx: Context, photos: list[str], field: str) -> None:
+    # Only photos this user announced or uploaded: knowing a stored photo's
+    # hash must not be a way to attach it to one's own record and then view it.
     for sha in photos:
-        known = db.execute("SELECT 1 FROM attachments WHERE sha256 = ?", [sha]).fetchone()
         announced = db.execute(
             "SELECT 1 FROM uploads WHERE sha256 = ? AND user_id = ?", [sha, ctx.user.id]
         ).fetchone()
-        if not known and not announced:
+        if not announced:
             raise Rejected("unknown_photo", field=field)
 
 
@@ -218,7 +219,8 @@ def problem_report(db, ctx: Context, args: dict) -> None:
         # while nobody has accepted it, it corrects the report; afterwards the
         # office owns the record and the re-send changes nothing.
         if existing["status"] == "submitted":
-            fields = _problem_fields(db, ctx, {"area_id": existing["area_id"], **args})
+            area_id = args.get("area_id") or existing["area_id"]
+            fields = _problem_fields(db, ctx, {**args, "area_id": area_id})
             _edit(db, ctx, existing, fields, base_version=None)
         return
     photos = args.get("photos", [])

@@ -165,14 +165,24 @@ def _problems(db, user, ids):
 
 
 def _removed_problems(db, user, ids) -> set[str]:
-    """Changed problems no longer on this phone that the user may know of: tombstones."""
-    clause, params = authz.area_subtree(user, "p.area_id")
+    """Changed problems no longer on this phone that the user may know of: tombstones.
+
+    Known limit: a problem moved out of the user's area (or re-assigned away
+    from a handler's unit) sends no tombstone; the copy stays on the phone
+    until the phone's own 90-day rule drops it once closed.
+    """
+    clauses = [("p.reporter_id = ?", [user.id])]
+    if user.roles & {authz.OFFICE, authz.LEADER, authz.FIELD}:
+        clauses.append(authz.area_subtree(user, "p.area_id"))
+    if authz.HANDLER in user.roles and user.unit_id is not None:
+        clauses.append(("p.lead_unit_id = ?", [user.unit_id]))
+    condition = " OR ".join(f"({clause})" for clause, _ in clauses)
+    params = [param for _, clause_params in clauses for param in clause_params]
     return {
         row[0]
         for row in db.execute(
-            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
-            f" AND (p.reporter_id = ? OR {clause})",
-            [*ids, user.id, *params],
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND ({condition})",
+            [*ids, *params],
         )
     }
 

@@ -65,6 +65,11 @@ def _client(db, user: authz.User, client_id: str, device_id: int | None) -> int:
     return row[1]
 
 
+def _storable(text: str) -> str:
+    """Text as SQLite can store it: a lone UTF-16 surrogate (valid in JSON) becomes '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _apply_one(db, ctx: Context, mutation) -> dict:
     """Apply one mutation inside a savepoint; a rejection undoes only its own effects."""
     error = next(iter(_mutation_validator.iter_errors(mutation)), None)
@@ -74,6 +79,9 @@ def _apply_one(db, ctx: Context, mutation) -> dict:
             field = ".".join(str(p) for p in error.absolute_path) or "mutation"
             raise Rejected("unknown_mutation" if field == "name" else "invalid_value",
                            field=field)
+        as_text = json.dumps(mutation, ensure_ascii=False)
+        if _storable(as_text) != as_text:
+            raise Rejected("invalid_value", field="args")
         check_args(name, mutation["args"])
         try:
             with db.atomic():
@@ -84,9 +92,9 @@ def _apply_one(db, ctx: Context, mutation) -> dict:
             raise Rejected("integrity") from None
     except Rejected as rejection:
         db["sync_rejections"].insert({
-            "client_id": ctx.client_id, "mutation_id": mutation["id"], "name": str(name),
-            "code": rejection.code, "message": rejection.message,
-            "args": json.dumps(mutation.get("args"), ensure_ascii=False)[:20000],
+            "client_id": ctx.client_id, "mutation_id": mutation["id"],
+            "name": _storable(str(name)), "code": rejection.code, "message": rejection.message,
+            "args": _storable(json.dumps(mutation.get("args"), ensure_ascii=False)[:20000]),
             "at": now_iso(),
         }, replace=True)
         return {"id": mutation["id"], "status": "rejected",

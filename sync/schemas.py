@@ -25,8 +25,9 @@ PHOTOS = {
     "uniqueItems": True,
     "description": "SHA-256 of photos announced with a tus upload (the bytes may follow later)",
 }
-AREA_ID = {"type": ["integer", "null"], "minimum": 1}
-REF_ID = {"type": ["integer", "null"], "minimum": 1}
+# Bounded so that any accepted id fits an SQLite INTEGER.
+AREA_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**53}
+REF_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**53}
 LAT = {"type": ["number", "null"], "minimum": -90, "maximum": 90}
 LNG = {"type": ["number", "null"], "minimum": -180, "maximum": 180}
 ACCURACY = {"type": ["number", "null"], "minimum": 0, "maximum": 100000}

@@ -190,8 +190,9 @@ def photo_visible(db: sqlite_utils.Database, user: authz.User, sha: str) -> dict
     rows = list(db.query("SELECT * FROM attachments WHERE sha256 = ?", [sha]))
     if not rows:
         return None
-    if db.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND user_id = ?",
-                  [sha, user.id]).fetchone():
+    # Only a finished upload counts: announcing a hash proves nothing about its bytes.
+    if db.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND user_id = ?"
+                  " AND completed_at IS NOT NULL", [sha, user.id]).fetchone():
         return rows[0]
     problem_clause, problem_params = authz.problem_scope(user, "p")
     visit_clause, visit_params = authz.record_scope(user, "v")

@@ -67,7 +67,8 @@ def _best(errors: list[SchemaError]) -> SchemaError:
     # For anyOf (a value or null), report the branch that got furthest.
     error = min(errors, key=lambda e: (len(e.absolute_path) * -1, str(e.absolute_path)))
     while error.validator == "anyOf" and error.context:
-        error = max(error.context, key=lambda e: len(e.absolute_path))
+        # Of equally deep branches, prefer one that says more than "not null".
+        error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
     return error
 
 

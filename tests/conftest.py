@@ -174,6 +174,12 @@ def build_world(db) -> World:
                     "visit_id": world.visits["v1"] if key == "p1" else None,
                 }
             )
+            if status != "submitted":
+                db.execute(
+                    "INSERT INTO ledger_counters (year, last_no) VALUES (2026, ?)"
+                    " ON CONFLICT(year) DO UPDATE SET last_no = excluded.last_no",
+                    [n],
+                )
             db["problem_events"].insert(
                 {
                     "id": _uuid(1000 + n),

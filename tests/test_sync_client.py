@@ -1,0 +1,420 @@
+"""The reference sync client against the real app: offline capture, failures, restores."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.db import open_database
+from sync.client import Response, SyncClient, TransportError
+from tests.conftest import build_world
+from tests.sync_helpers import asgi_transport, jpeg, new_id, phone, problem_args, visit_args
+
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+
+def count_world_ledger_numbers(db) -> None:
+    """Move the ledger counter past the numbers the test world wrote directly."""
+    with db.conn:
+        db.execute(
+            "INSERT OR REPLACE INTO ledger_counters (year, last_no)"
+            " SELECT CAST(substr(ledger_no, 4, 4) AS INTEGER), max(CAST(substr(ledger_no, 9)"
+            " AS INTEGER)) FROM problems WHERE ledger_no IS NOT NULL"
+            " GROUP BY substr(ledger_no, 4, 4)")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
+    db = open_database(path)
+    try:
+        built = build_world(db)
+        count_world_ledger_numbers(db)
+        return path, built
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def world(db_path, template):
+    path, built = template
+    shutil.copyfile(path, db_path)
+    return built
+
+
+def diary_args(**extra) -> dict:
+    return {"id": new_id(), "person_kind": "resident", "content": "群众反映路灯不亮",
+            "recorded_at": "2026-05-01T10:00:00+08:00", **extra}
+
+
+def note_args(problem_id: str) -> dict:
+    return {"id": new_id(), "problem_id": problem_id, "note": "回头看",
+            "at": "2026-05-02T10:00:00+08:00"}
+
+
+def large_jpeg() -> bytes:
+    image = Image.frombytes("RGB", (720, 720), os.urandom(720 * 720 * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def count(db, table: str, record_id: str) -> int:
+    return db.execute(f"SELECT count(*) FROM {table} WHERE id = ?", [record_id]).fetchone()[0]
+
+
+def last_id(db, client: SyncClient) -> int:
+    return db.execute("SELECT last_mutation_id FROM sync_clients WHERE client_id = ?",
+                      [client.state["client_id"]]).fetchone()[0]
+
+
+def latest_version(db) -> int:
+    return db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()[0]
+
+
+def offline(method, path, headers, body):
+    raise TransportError("no signal")
+
+
+class Wrapped:
+    """A transport that lets a test step in before or after the real one."""
+
+    def __init__(self, real, intercept):
+        self.real = real
+        self.intercept = intercept
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, method, path, headers, body):
+        self.calls.append((method, path.split("?")[0]))
+        return self.intercept(self, method, path, headers, body)
+
+
+# Capturing and syncing ---------------------------------------------------------------
+
+
+def test_what_was_captured_offline_reaches_the_server_on_the_next_sync(client, db, world):
+    sender = phone(client, "field1")
+    online = sender.transport
+    sender.transport = offline
+    visit_photo = sender.add_photo(jpeg(seed=1))
+    problem_photo = sender.add_photo(jpeg(seed=2))
+    visit = visit_args(area_id=world.areas["v1"], photos=[visit_photo])
+    diary = diary_args(visit_id=visit["id"])
+    report = problem_args(visit_id=visit["id"], photos=[problem_photo])
+    note = note_args(world.problems["p1"])
+    for name, args in (("visit.save", visit), ("diary.save", diary),
+                       ("problem.report", report), ("problem.note", note)):
+        sender.capture(name, args)
+    with pytest.raises(TransportError):
+        sender.sync()
+    assert len(sender.state["outbox"]) == 4
+    assert count(db, "visits", visit["id"]) == 0
+
+    restarted = SyncClient(online, state=json.loads(json.dumps(sender.state)),
+                           sleep=lambda _s: None)
+    restarted.photo_bytes = dict(sender.photo_bytes)
+    restarted.sync()
+
+    assert restarted.state["outbox"] == []
+    assert restarted.state["rejected"] == []
+    assert last_id(db, restarted) == 4
+    assert count(db, "visits", visit["id"]) == 1
+    assert db.execute("SELECT visit_id FROM diary_entries WHERE id = ?",
+                      [diary["id"]]).fetchone() == (visit["id"],)
+    assert db.execute("SELECT area_id, source FROM problems WHERE id = ?",
+                      [report["id"]]).fetchone() == (world.areas["v1"], "visit")
+    assert count(db, "problem_events", note["id"]) == 1
+    assert {r[0] for r in db.execute("SELECT sha256 FROM attachments")} == {
+        visit_photo, problem_photo}
+    assert all(photo["done"] for photo in restarted.state["photos"].values())
+    assert restarted.records("visit")[visit["id"]]["photos"] == [visit_photo]
+    assert restarted.records("problem")[report["id"]]["photos"] == [problem_photo]
+    assert diary["id"] in restarted.records("diary")
+
+
+def test_rejected_changes_are_kept_with_a_message_and_do_not_block(client, db, world):
+    sender = phone(client, "field1")
+    first, outside, second = visit_args(), visit_args(area_id=world.areas["v2"]), visit_args()
+    late_edit = {"problem_id": world.problems["p2"], "base_version": 0,
+                 "changes": {"place": "改"}}
+    sender.capture("visit.save", first)
+    sender.capture("visit.save", outside)
+    sender.capture("problem.edit", late_edit)
+    sender.capture("visit.save", second)
+    sender.sync()
+    assert [(r["id"], r["name"], r["code"]) for r in sender.state["rejected"]] == [
+        (2, "visit.save", "area_out_of_scope"), (3, "problem.edit", "not_owner")]
+    assert all(CHINESE.search(r["message"]) for r in sender.state["rejected"])
+    assert sender.state["outbox"] == []
+    assert (count(db, "visits", first["id"]), count(db, "visits", outside["id"]),
+            count(db, "visits", second["id"])) == (1, 0, 1)
+    assert last_id(db, sender) == 4
+    assert set(sender.records("visit")) >= {first["id"], second["id"]}
+    assert outside["id"] not in sender.records("visit")
+
+
+def test_a_503_is_waited_out_and_retried(client, db, world):
+    sender = phone(client, "field1")
+    pauses: list[float] = []
+    sender.sleep = pauses.append
+
+    def busy_once(transport, method, path, headers, body):
+        if path == "/api/sync/push" and transport.calls.count(("POST", path)) == 1:
+            return Response(503, {"retry-after": "2"},
+                            b'{"error": {"code": "busy", "message": "busy"}}')
+        return transport.real(method, path, headers, body)
+
+    sender.transport = Wrapped(sender.transport, busy_once)
+    visit = visit_args()
+    sender.capture("visit.save", visit)
+    results = sender.push()
+    assert results == [{"id": 1, "status": "applied"}]
+    assert sender.transport.calls.count(("POST", "/api/sync/push")) == 2
+    assert len(pauses) == 1 and 0 < pauses[0] <= 0.2
+    assert count(db, "visits", visit["id"]) == 1
+    assert sender.state["outbox"] == []
+
+
+def test_a_response_lost_after_the_commit_is_retried_and_skipped(client, db, world):
+    sender = phone(client, "field1")
+    committed = []
+
+    def lose_first_answer(transport, method, path, headers, body):
+        response = transport.real(method, path, headers, body)
+        if path == "/api/sync/push" and transport.calls.count(("POST", path)) == 1:
+            committed.append(latest_version(db))
+            raise TransportError("connection reset after the server answered")
+        return response
+
+    sender.transport = Wrapped(sender.transport, lose_first_answer)
+    visit, report = visit_args(), problem_args(solved_on_spot={"note": "当场解决"})
+    note = note_args(world.problems["p1"])
+    sender.capture("visit.save", visit)
+    sender.capture("problem.report", report)
+    sender.capture("problem.note", note)
+
+    results = sender.push()
+
+    assert [r["status"] for r in results] == ["skipped"] * 3
+    assert sender.state["outbox"] == []
+    assert last_id(db, sender) == 3
+    assert (count(db, "visits", visit["id"]), count(db, "problems", report["id"]),
+            count(db, "problem_events", note["id"])) == (1, 1, 1)
+    assert [r[0] for r in db.execute(
+        "SELECT kind FROM problem_events WHERE problem_id = ? ORDER BY rowid", [report["id"]])
+    ] == ["reported", "solved_on_spot"]
+    assert latest_version(db) == committed[0]
+
+
+def test_an_upload_broken_mid_chunk_resumes_from_the_servers_offset(client, db, world):
+    sender = phone(client, "field1")
+    data = large_jpeg()
+    assert len(data) > 2 * 256 * 1024
+
+    def lose_second_patch_answer(transport, method, path, headers, body):
+        response = transport.real(method, path, headers, body)
+        if method == "PATCH" and sum(m == "PATCH" for m, _p in transport.calls) == 2:
+            raise TransportError("timed out waiting for the answer")
+        return response
+
+    sender.transport = Wrapped(sender.transport, lose_second_patch_answer)
+    sha = sender.add_photo(data)
+    sender.capture("visit.save", visit_args(photos=[sha]))
+    sender.sync()
+    assert sender.state["photos"][sha]["done"] is True
+    assert db.execute("SELECT size, mime FROM attachments WHERE sha256 = ?",
+                      [sha]).fetchone() == (len(data), "image/jpeg")
+    upload = sender.state["photos"][sha]["upload"]
+    assert [method for method, path in sender.transport.calls if path == upload] == [
+        "HEAD", "PATCH", "PATCH", "PATCH", "HEAD", "PATCH"]
+    assert client.get(f"/api/photos/{sha}", headers={
+        "Authorization": f"Bearer {sender.state['token']}"}).content == data
+
+
+# Restores from backup ------------------------------------------------------------------
+
+
+def copy_database(source, target) -> None:
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+class Server:
+    """The app, which a test can stop, restore from a backup and start again."""
+
+    def __init__(self, db_path):
+        self.db_path = db_path
+        self.client: TestClient | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.client = TestClient(create_app(self.db_path))
+        self.client.__enter__()
+
+    def stop(self) -> None:
+        self.client.__exit__(None, None, None)
+
+    def backup(self, target) -> None:
+        copy_database(self.db_path, target)
+
+    def restore(self, backup, phones: list[SyncClient]) -> None:
+        self.stop()
+        copy_database(backup, self.db_path)
+        self.start()
+        for device in phones:
+            device.transport = asgi_transport(self.client)
+
+
+@pytest.fixture
+def server(db_path, world):
+    running = Server(db_path)
+    yield running
+    running.stop()
+
+
+def on_server(db, table: str, ids: list[str]) -> list[int]:
+    return [count(db, table, record_id) for record_id in ids]
+
+
+def capture_visits(device: SyncClient, n: int, **extra) -> list[str]:
+    ids = []
+    for _ in range(n):
+        args = visit_args(**extra)
+        device.capture("visit.save", args)
+        ids.append(args["id"])
+    return ids
+
+
+def test_a_restore_noticed_by_a_push_gap_resends_everything(server, db, world, tmp_path):
+    field1 = phone(server.client, "field1")
+    before = capture_visits(field1, 2)
+    report = problem_args()
+    field1.capture("problem.report", report)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    after = capture_visits(field1, 3)
+    note = note_args(report["id"])
+    field1.capture("problem.note", note)
+    field1.sync()
+    server.restore(tmp_path / "backup.db", [field1])
+    assert on_server(db, "visits", after) == [0, 0, 0]
+
+    newest = capture_visits(field1, 1)
+    field1.sync()
+
+    assert field1.state["rejected"] == []
+    assert on_server(db, "visits", before + after + newest) == [1] * 6
+    assert count(db, "problems", report["id"]) == 1
+    assert count(db, "problem_events", note["id"]) == 1
+    assert db.execute("SELECT count(*) FROM visits WHERE author_id = ?",
+                      [world.users["field1"]]).fetchone() == (7,)
+    assert set(field1.records("visit")) == set(before + after + newest) | {world.visits["v1"]}
+
+
+def test_a_restore_noticed_by_a_pull_from_the_future_resends_everything(server, db, world,
+                                                                       tmp_path):
+    field1 = phone(server.client, "field1")
+    before = capture_visits(field1, 2)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    after = capture_visits(field1, 3)
+    field1.sync()
+    server.restore(tmp_path / "backup.db", [field1])
+
+    field1.sync()
+    field1.sync()
+
+    assert field1.state["rejected"] == []
+    assert on_server(db, "visits", before + after) == [1] * 5
+    assert set(field1.records("visit")) == set(before + after) | {world.visits["v1"]}
+
+
+def test_a_restore_is_noticed_even_after_others_wrote_to_the_server(server, db, world,
+                                                                    tmp_path):
+    field1, field2 = phone(server.client, "field1"), phone(server.client, "field2")
+    before = capture_visits(field1, 2)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    after = capture_visits(field1, 3)
+    field1.sync()
+    server.restore(tmp_path / "backup.db", [field1, field2])
+    capture_visits(field2, 10)
+    field2.sync()
+
+    field1.sync()
+    field1.sync()
+
+    assert field1.state["rejected"] == []
+    assert on_server(db, "visits", before + after) == [1] * 5
+
+
+def test_after_a_restore_the_phone_pulls_everything_again(server, db, world, tmp_path):
+    field1 = phone(server.client, "field1")
+    capture_visits(field1, 1)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    capture_visits(field1, 3)
+    field1.sync()
+    server.restore(tmp_path / "backup.db", [field1])
+    db["problems"].update(world.problems["p1"], {"description": "恢复后办公室改的描述"})
+
+    capture_visits(field1, 1)
+    field1.sync()
+
+    assert field1.records("problem")[world.problems["p1"]]["description"] == "恢复后办公室改的描述"
+
+
+def test_a_photo_uploaded_after_the_backup_is_sent_again(server, db, world, tmp_path):
+    field1 = phone(server.client, "field1")
+    capture_visits(field1, 1)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    sha = field1.add_photo(jpeg(seed=21))
+    with_photo = capture_visits(field1, 1, photos=[sha])
+    field1.sync()
+    server.restore(tmp_path / "backup.db", [field1])
+    assert db.execute("SELECT count(*) FROM attachments").fetchone() == (0,)
+
+    capture_visits(field1, 1)
+    field1.sync()
+
+    assert field1.state["rejected"] == []
+    assert on_server(db, "visits", with_photo) == [1]
+    assert db.execute("SELECT sha256 FROM attachment_links WHERE record_id = ?",
+                      with_photo).fetchall() == [(sha,)]
+    assert db.execute("SELECT count(*) FROM attachments WHERE sha256 = ?",
+                      [sha]).fetchone() == (1,)
+
+
+def test_an_upload_the_server_forgot_is_announced_again(server, db, world, tmp_path):
+    field1 = phone(server.client, "field1")
+    capture_visits(field1, 1)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    sha = field1.add_photo(jpeg(seed=22))
+    with_photo = capture_visits(field1, 1, photos=[sha])
+    field1.announce_photos()
+    field1.push()
+    forgotten = field1.state["photos"][sha]["upload"]
+    server.restore(tmp_path / "backup.db", [field1])
+
+    field1.sync()
+    field1.sync()
+
+    assert field1.state["rejected"] == []
+    assert field1.state["photos"][sha]["done"] is True
+    assert field1.state["photos"][sha]["upload"] != forgotten
+    assert on_server(db, "visits", with_photo) == [1]
+    assert db.execute("SELECT count(*) FROM attachments WHERE sha256 = ?",
+                      [sha]).fetchone() == (1,)

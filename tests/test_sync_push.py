@@ -1,0 +1,426 @@
+"""The push protocol: exactly once, in order, in one transaction, whatever the request."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+
+import pytest
+from starlette.testclient import TestClient
+
+import server.db
+from server.app import create_app
+from server.db import open_database
+from sync import mutations
+from sync.errors import Rejected
+from tests.conftest import api_login, build_world
+from tests.sync_helpers import new_id, problem_args, visit_args
+
+TRACKED = ("visits", "diary_entries", "problems", "problem_events", "attachment_links",
+           "changes", "sync_rejections")
+
+
+def count_world_ledger_numbers(db) -> None:
+    """Move the ledger counter past the numbers the test world wrote directly."""
+    with db.conn:
+        db.execute(
+            "INSERT OR REPLACE INTO ledger_counters (year, last_no)"
+            " SELECT CAST(substr(ledger_no, 4, 4) AS INTEGER), max(CAST(substr(ledger_no, 9)"
+            " AS INTEGER)) FROM problems WHERE ledger_no IS NOT NULL"
+            " GROUP BY substr(ledger_no, 4, 4)")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
+    db = open_database(path)
+    try:
+        built = build_world(db)
+        count_world_ledger_numbers(db)
+        return path, built
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def world(db_path, template):
+    path, built = template
+    shutil.copyfile(path, db_path)
+    return built
+
+
+class Pusher:
+    def __init__(self, client: TestClient, username: str, client_id: str | None = None):
+        self.client = client
+        self.token = api_login(client, username)
+        self.client_id = client_id or new_id()
+
+    def body(self, mutations: list, **extra) -> dict:
+        return {"client_id": self.client_id, "schema_version": 1, "mutations": mutations,
+                **extra}
+
+    def post(self, body, token: str | None = None):
+        content = body if isinstance(body, bytes) else json.dumps(body)
+        return self.client.post("/api/sync/push", content=content, headers={
+            "Authorization": f"Bearer {token or self.token}",
+            "Content-Type": "application/json"})
+
+    def push(self, mutations: list) -> dict:
+        response = self.post(self.body(mutations))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def field1(client):
+    return Pusher(client, "field1")
+
+
+def visit(mutation_id: int, **extra) -> dict:
+    return {"id": mutation_id, "name": "visit.save", "args": visit_args(**extra)}
+
+
+def bad_visit(mutation_id: int) -> dict:
+    return {"id": mutation_id, "name": "visit.save", "args": visit_args(method="phone")}
+
+
+def last_id(db, client_id: str) -> int | None:
+    row = db.execute("SELECT last_mutation_id FROM sync_clients WHERE client_id = ?",
+                     [client_id]).fetchone()
+    return row[0] if row else None
+
+
+def visit_ids(db) -> set[str]:
+    return {row[0] for row in db.execute("SELECT id FROM visits")}
+
+
+def snapshot(db) -> dict:
+    return {table: list(db.query(f"SELECT * FROM {table} ORDER BY rowid")) for table in TRACKED}
+
+
+def statuses(result: dict) -> list[tuple[int, str]]:
+    return [(r["id"], r["status"]) for r in result["results"]]
+
+
+# The protocol ------------------------------------------------------------------------
+
+
+def test_mutations_are_applied_in_order_and_acknowledged(field1, db, world):
+    first, second = visit(1), visit(2)
+    result = field1.push([first, second])
+    assert statuses(result) == [(1, "applied"), (2, "applied")]
+    assert (result["last_mutation_id"], result["gap"]) == (2, False)
+    assert result["epoch"] == db.execute(
+        "SELECT value FROM settings WHERE key = 'epoch'").fetchone()[0]
+    assert {first["args"]["id"], second["args"]["id"]} <= visit_ids(db)
+    assert last_id(db, field1.client_id) == 2
+
+
+def test_the_client_is_registered_to_its_user_and_device(field1, db, world):
+    field1.push([visit(1)])
+    user_id, device_id = db.execute(
+        "SELECT user_id, device_id FROM sync_clients WHERE client_id = ?",
+        [field1.client_id]).fetchone()
+    assert user_id == world.users["field1"]
+    assert db.execute("SELECT user_id FROM devices WHERE id = ?", [device_id]).fetchone() == (
+        world.users["field1"],)
+
+
+def test_later_mutations_in_a_batch_see_earlier_ones(field1, db, world):
+    report = problem_args()
+    visit_mutation = visit(1)
+    field1.push([
+        visit_mutation,
+        {"id": 2, "name": "diary.save", "args": {
+            "id": new_id(), "visit_id": visit_mutation["args"]["id"], "person_kind": "resident",
+            "content": "同一批里引用刚保存的走访", "recorded_at": "2026-05-01T10:00:00+08:00"}},
+        {"id": 3, "name": "problem.report", "args": report},
+        {"id": 4, "name": "problem.note", "args": {
+            "id": new_id(), "problem_id": report["id"], "note": "补充",
+            "at": "2026-05-01T11:00:00+08:00"}},
+    ])
+    assert db.execute("SELECT visit_id FROM diary_entries").fetchall() == [
+        (visit_mutation["args"]["id"],)]
+    kinds = [r[0] for r in db.execute(
+        "SELECT kind FROM problem_events WHERE problem_id = ? ORDER BY rowid", [report["id"]])]
+    assert kinds == ["reported", "note"]
+
+
+def test_ids_up_to_the_last_applied_are_skipped(field1, db):
+    field1.push([visit(1), visit(2)])
+    before = snapshot(db)
+    again = [visit(1), visit(2), visit(3)]
+    result = field1.push(again)
+    assert statuses(result) == [(1, "skipped"), (2, "skipped"), (3, "applied")]
+    assert again[0]["args"]["id"] not in visit_ids(db)
+    assert again[1]["args"]["id"] not in visit_ids(db)
+    assert again[2]["args"]["id"] in visit_ids(db)
+    assert len(visit_ids(db)) == len({r["id"] for r in before["visits"]}) + 1
+
+
+def test_a_gap_stops_processing(field1, db):
+    field1.push([visit(1)])
+    before = snapshot(db)
+    later = [visit(3), visit(4)]
+    result = field1.push(later)
+    assert result["gap"] is True
+    assert result["last_mutation_id"] == 1
+    assert result["results"] == []
+    assert snapshot(db) == before
+    assert last_id(db, field1.client_id) == 1
+
+
+def test_a_gap_in_the_middle_keeps_what_came_before_it(field1, db):
+    before_gap, after_gap = visit(1), visit(3)
+    result = field1.push([before_gap, after_gap, visit(2)])
+    assert statuses(result) == [(1, "applied")]
+    assert (result["gap"], result["last_mutation_id"]) == (True, 1)
+    assert before_gap["args"]["id"] in visit_ids(db)
+    assert after_gap["args"]["id"] not in visit_ids(db)
+    assert last_id(db, field1.client_id) == 1
+
+
+def test_a_rejected_mutation_advances_and_the_rest_are_applied(field1, db):
+    after = visit(2)
+    result = field1.push([bad_visit(1), after, visit(3)])
+    assert statuses(result) == [(1, "rejected"), (2, "applied"), (3, "applied")]
+    assert result["results"][0]["error"]["code"] == "invalid_value"
+    assert after["args"]["id"] in visit_ids(db)
+    assert last_id(db, field1.client_id) == 3
+
+
+def test_the_same_batch_twice_changes_nothing_the_second_time(field1, db):
+    batch = [visit(1), bad_visit(2), {"id": 3, "name": "problem.report",
+                                      "args": problem_args()}]
+    field1.push(batch)
+    before = snapshot(db)
+    result = field1.push(batch)
+    assert statuses(result) == [(1, "skipped"), (2, "skipped"), (3, "skipped")]
+    assert result["last_mutation_id"] == 3
+    assert snapshot(db) == before
+
+
+def test_an_empty_batch_answers_the_last_id(field1, db):
+    field1.push([visit(1)])
+    result = field1.push([])
+    assert (result["last_mutation_id"], result["results"], result["gap"]) == (1, [], False)
+
+
+def test_rejections_are_kept_with_code_message_and_args(field1, db):
+    bad = bad_visit(1)
+    field1.push([bad])
+    row = next(db.query("SELECT * FROM sync_rejections WHERE client_id = ?",
+                        [field1.client_id]))
+    assert (row["mutation_id"], row["name"], row["code"]) == (1, "visit.save", "invalid_value")
+    assert row["message"] == "取值无效：method"
+    assert json.loads(row["args"]) == bad["args"]
+
+
+def test_a_rejection_undoes_only_its_own_writes(field1, db, monkeypatch):
+    real = mutations.HANDLERS["visit.save"]
+
+    def save_then_refuse(db, ctx, args):
+        real(db, ctx, args)
+        if args.get("place") == "refuse":
+            raise Rejected("integrity")
+
+    monkeypatch.setitem(mutations.HANDLERS, "visit.save", save_then_refuse)
+    refused, kept = visit(1, place="refuse"), visit(2)
+    result = field1.push([refused, kept])
+    assert statuses(result) == [(1, "rejected"), (2, "applied")]
+    assert refused["args"]["id"] not in visit_ids(db)
+    assert kept["args"]["id"] in visit_ids(db)
+    assert db.execute("SELECT count(*) FROM changes WHERE entity_id = ?",
+                      [refused["args"]["id"]]).fetchone() == (0,)
+
+
+def test_a_constraint_failure_is_a_rejection_of_that_mutation(field1, db, monkeypatch):
+    real = mutations.HANDLERS["visit.save"]
+
+    def save_then_break(db, ctx, args):
+        real(db, ctx, args)
+        raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+
+    monkeypatch.setitem(mutations.HANDLERS, "visit.save", save_then_break)
+    broken = visit(1)
+    result = field1.push([broken])
+    assert result["results"][0]["error"]["code"] == "integrity"
+    assert broken["args"]["id"] not in visit_ids(db)
+    assert last_id(db, field1.client_id) == 1
+
+
+def test_the_last_id_commits_only_together_with_the_effects(app, field1, db, monkeypatch):
+    field1.push([visit(1)])
+
+    def crash(db, ctx, args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(mutations.HANDLERS, "diary.save", crash)
+    before = snapshot(db)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        field1.client = client
+        response = field1.post(field1.body([
+            visit(2), {"id": 3, "name": "diary.save", "args": {
+                "id": new_id(), "person_kind": "resident", "content": "写到一半",
+                "recorded_at": "2026-05-01T10:00:00+08:00"}}]))
+    assert response.status_code == 500
+    assert snapshot(db) == before
+    assert last_id(db, field1.client_id) == 1
+
+
+# Refused requests ---------------------------------------------------------------------
+
+def _with(**changes):
+    def make(pusher):
+        return {**pusher.body([visit(2)]), **changes}
+    return make
+
+
+def _without(key):
+    def make(pusher):
+        body = pusher.body([visit(2)])
+        del body[key]
+        return body
+    return make
+
+
+def _mutations(*extra):
+    return lambda pusher: pusher.body([visit(2), *extra])
+
+
+BAD_BODIES = [
+    ("not JSON", lambda p: b'{"client_id": ', "bad_json"),
+    ("a list", lambda p: [p.body([visit(2)])], "bad_json"),
+    ("a string", lambda p: "push", "bad_json"),
+    ("no client_id", _without("client_id"), "bad_body"),
+    ("client_id not a UUID", _with(client_id="phone-1"), "bad_body"),
+    ("client_id in capitals", lambda p: {**p.body([visit(2)]),
+                                         "client_id": p.client_id.upper()}, "bad_body"),
+    ("mutations not a list", _with(mutations={"id": 2}), "bad_body"),
+    ("no mutations", _without("mutations"), "bad_body"),
+    ("1001 mutations", lambda p: p.body([visit(i) for i in range(2, 1003)]), "bad_body"),
+    ("a mutation that is not an object", _mutations(3), "bad_body"),
+    ("mutation id 0", _mutations(visit(0)), "bad_body"),
+    ("negative mutation id", _mutations(visit(-3)), "bad_body"),
+    ("boolean mutation id", _mutations(visit(True)), "bad_body"),
+    ("string mutation id", _mutations(visit("3")), "bad_body"),
+    ("fractional mutation id", _mutations(visit(3.5)), "bad_body"),
+    ("mutation without id", _mutations({"name": "visit.save", "args": visit_args()}),
+     "bad_body"),
+    ("unsupported schema version", _with(schema_version=2), "unsupported_schema_version"),
+    ("schema version as text", _with(schema_version="1"), "unsupported_schema_version"),
+    ("no schema version", _without("schema_version"), "bad_body"),
+    ("an unknown top-level field", _with(device="x"), "bad_body"),
+]
+
+
+@pytest.mark.parametrize(("make", "code"), [case[1:] for case in BAD_BODIES],
+                         ids=[case[0] for case in BAD_BODIES])
+def test_a_malformed_request_applies_nothing(field1, db, make, code):
+    field1.push([visit(1)])
+    before = snapshot(db)
+    response = field1.post(make(field1))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+    assert snapshot(db) == before
+    assert last_id(db, field1.client_id) == 1
+
+
+def test_a_client_id_of_another_user_is_refused(client, field1, db):
+    field1.push([visit(1)])
+    field2 = Pusher(client, "field2", client_id=field1.client_id)
+    before = snapshot(db)
+    response = field2.post(field2.body([visit(2)]))
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "client_owner"
+    assert snapshot(db) == before
+    assert last_id(db, field1.client_id) == 1
+
+
+def test_an_unauthenticated_push_is_refused(client, field1, db):
+    before = snapshot(db)
+    response = client.post("/api/sync/push", json=field1.body([visit(1)]))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    response = field1.post(field1.body([visit(1)]), token="not-a-token")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+    assert snapshot(db) == before
+    assert last_id(db, field1.client_id) is None
+
+
+@pytest.mark.parametrize(("mode", "code"), [("stop", "device_revoked"),
+                                            ("wipe", "device_wiped")])
+def test_a_revoked_device_cannot_push(field1, db, world, mode, code):
+    field1.push([visit(1)])
+    db.execute("UPDATE devices SET revoked_at = '2026-01-01T00:00:00+00:00', revoke_mode = ?"
+               " WHERE user_id = ?", [mode, world.users["field1"]])
+    db.conn.commit()
+    before = snapshot(db)
+    response = field1.post(field1.body([visit(2)]))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+    assert snapshot(db) == before
+    assert last_id(db, field1.client_id) == 1
+
+
+def test_a_role_without_capture_gets_rejections_not_an_error(client, db):
+    admin = Pusher(client, "admin")
+    result = admin.push([visit(1), {"id": 2, "name": "problem.report", "args": problem_args()}])
+    assert [r["error"]["code"] for r in result["results"]] == ["forbidden", "forbidden"]
+    assert result["last_mutation_id"] == 2
+
+
+# A busy database ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def impatient_app(db_path, world, monkeypatch):
+    monkeypatch.setattr(server.db, "BUSY_TIMEOUT_MS", 100)
+    return create_app(db_path)
+
+
+def _hold_write_lock(db_path) -> sqlite3.Connection:
+    holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_locked_database_answers_503_and_applies_nothing(impatient_app, db_path, db):
+    with TestClient(impatient_app) as client:
+        field1 = Pusher(client, "field1")
+        field1.push([visit(1)])
+        before = snapshot(db)
+        body = field1.body([visit(1), visit(2), bad_visit(3)])
+        holder = _hold_write_lock(db_path)
+        try:
+            response = field1.post(body)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert response.status_code == 503
+        assert response.headers["retry-after"].isdigit()
+        assert response.json()["error"]["code"] == "busy"
+        assert snapshot(db) == before
+        assert last_id(db, field1.client_id) == 1
+
+        retried = field1.post(body)
+        assert retried.status_code == 200
+        assert statuses(retried.json()) == [(1, "skipped"), (2, "applied"), (3, "rejected")]
+        assert last_id(db, field1.client_id) == 3
+
+
+def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(client, field1, db_path, db):
+    holder = _hold_write_lock(db_path)
+    release = threading.Timer(0.3, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        result = field1.push([visit(1)])
+    finally:
+        release.join()
+        holder.close()
+    assert result["last_mutation_id"] == 1
+    assert last_id(db, field1.client_id) == 1
