@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 from server import openapi
 from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
-from server.views import admin, admin_import, auth, pages, sync
+from server.views import admin, admin_import, auth, field_app, ledger, pages, sync
 from server.web import api, page
 
 
@@ -25,10 +25,13 @@ def build_routes():
         page("/logout", auth.logout, AUTHENTICATED, methods=["POST"], name="logout"),
         page("/problems", pages.problem_list, "problems.view", name="problems"),
         page("/problems/{problem_id}", pages.problem_detail, "problems.view"),
+        page("/problems/{problem_id}/actions/{action}", ledger.problem_action, "problems.view",
+             methods=["POST"]),
         page("/visits", pages.visit_list, "visits.view", name="visits"),
         page("/visits/{visit_id}", pages.visit_detail, "visits.view"),
         *admin.routes(),
         *admin_import.routes(),
+        *field_app.routes(),
         api("/api/login", auth.api_login, PUBLIC, methods=["POST"]),
         api("/api/me", auth.api_me, AUTHENTICATED),
         api("/api/logout", auth.api_logout, AUTHENTICATED, methods=["POST"]),

@@ -186,7 +186,7 @@ class SyncClient:
                 raise SyncError(response.status, response.json())
             body = response.json()
             results.extend(body["results"])
-            self._note_epoch(body["epoch"])
+            self._note_epoch(body["epoch"], body["last_mutation_id"])
             for result in body["results"]:
                 if result["status"] == "rejected":
                     mutation = next(m for m in batch if m["id"] == result["id"])
@@ -222,11 +222,11 @@ class SyncClient:
             if sha in self.photo_bytes:
                 photo.update(upload=None, done=False)
 
-    def _note_epoch(self, epoch: str) -> None:
+    def _note_epoch(self, epoch: str, server_last: int) -> None:
         known = self.state["epoch"]
         self.state["epoch"] = epoch
         if known is not None and known != epoch:
-            self.resend_all(0)
+            self.resend_all(server_last)
 
     # Photos ---------------------------------------------------------------
 
@@ -298,7 +298,7 @@ class SyncClient:
             if response.status != 200:
                 raise SyncError(response.status, response.json())
             body = response.json()
-            self._note_epoch(body["epoch"])
+            self._note_epoch(body["epoch"], body["last_mutation_id"])
             if body["reset"] or body["last_mutation_id"] < self.acknowledged():
                 # A cursor from the future, or acknowledged mutations forgotten:
                 # the server was restored (other phones may have written since).

@@ -23,6 +23,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/logout"): ALL,
     ("GET", "/problems"): {"field", "office", "handler", "leader"},
     ("GET", "/problems/{problem_id}"): {"field", "office", "handler", "leader"},
+    ("POST", "/problems/{problem_id}/actions/{action}"): {"field", "office", "handler", "leader"},
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
     **{
@@ -56,6 +57,10 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/photos/{sha256}/thumb"): ALL,
     ("GET", "/photos/{sha256}"): ALL,
     ("GET", "/photos/{sha256}/thumb"): ALL,
+    ("GET", "/app/"): PUBLIC,
+    ("GET", "/app/manifest.webmanifest"): PUBLIC,
+    ("GET", "/app/sw.js"): PUBLIC,
+    ("GET", "/app/strings.js"): PUBLIC,
 }
 
 
@@ -73,6 +78,7 @@ def concrete(path: str, world) -> str:
         .replace("{visit_id}", world.visits["v1"])
         .replace("{record_id}", "1")
         .replace("{kind}", "users")
+        .replace("{action}", "no-such-action")
         .replace("{upload_id}", "no-such-upload")
         .replace("{sha256}", "0" * 64)
     )

@@ -1,0 +1,1 @@
+"""FieldLedger (走访台账): the web app."""

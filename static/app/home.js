@@ -1,0 +1,132 @@
+// Home (工作台): the visit in progress, quick capture, sync status, rejected
+// items, storage; the sign-in form when there is no token.
+
+import { h, t, field, button, toast, when, megabytes } from './ui.js';
+import * as db from './db.js';
+import * as state from './state.js';
+import { login, status as syncStatus, syncNow, NetworkError } from './sync.js';
+
+function deviceName() {
+  const ua = navigator.userAgent;
+  const model = (/Android [\d.]+; ([^;)]+)/.exec(ua) || [])[1] || (/iPhone|iPad/.exec(ua) || [])[0] || '';
+  return `${t('app.short_name')} ${model}`.trim().slice(0, 60);
+}
+
+function signInForm(username, again) {
+  const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  const user = h('input', { name: 'username', autocomplete: 'username', required: true, value: username || '', readonly: again, autocapitalize: 'none' });
+  const pass = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, t('login.submit'));
+  const form = h('form', { class: 'card form', novalidate: true },
+    h('h1', null, again ? t('login.again_title') : t('login.title')),
+    h('p', { class: 'muted' }, again ? t('login.again_hint') : t('login.hint')),
+    field(t('login.username'), user), field(t('login.password'), pass), error,
+    h('div', { class: 'actions' }, submit));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    if (!user.value.trim() || !pass.value) {
+      error.textContent = t('login.missing');
+      error.hidden = false;
+      return;
+    }
+    submit.disabled = true;
+    try {
+      await login(user.value.trim(), pass.value, deviceName());
+      toast(t('login.done'));
+      syncNow();
+      location.hash = '#/';
+      window.dispatchEvent(new HashChangeEvent('hashchange'));
+    } catch (failure) {
+      error.textContent = failure instanceof NetworkError ? t('login.offline')
+        : failure.code === 'other_user' ? t('login.other_user') : failure.message;
+      error.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+async function storageCard() {
+  const part = h('section', { class: 'card storage', 'aria-labelledby': 'storage-title' }, h('h2', { id: 'storage-title' }, t('storage.title')));
+  if (!navigator.storage) return part;
+  const persisted = navigator.storage.persisted ? await navigator.storage.persisted() : false;
+  part.append(h('p', null, persisted ? t('storage.persistent') : t('storage.not_persistent')));
+  if (navigator.storage.estimate) {
+    const { usage = 0, quota = 0 } = await navigator.storage.estimate();
+    part.append(h('p', null, t('storage.usage', { used: megabytes(usage), quota: megabytes(quota) })));
+    if (quota && usage / quota > 0.8) part.append(h('p', { class: 'warning', role: 'alert' }, t('storage.almost_full')));
+  }
+  const ios = /iPad|iPhone|iPod/.test(navigator.userAgent);
+  const standalone = navigator.standalone || matchMedia('(display-mode: standalone)').matches;
+  if (ios && !standalone) part.append(h('p', { class: 'warning' }, t('storage.ios_hint')));
+  return part;
+}
+
+function authNotice(auth) {
+  if (auth === 'device_revoked') return h('p', { class: 'warning', role: 'alert' }, t('auth.revoked'));
+  if (auth === 'account_disabled') return h('p', { class: 'warning', role: 'alert' }, t('auth.disabled'));
+  if (auth === 'client_owner') return h('p', { class: 'warning', role: 'alert' }, t('auth.client_owner'));
+  return null;
+}
+
+export async function homeScreen(view) {
+  const meta = await db.metaMany(['token', 'user', 'auth', 'username', 'last_sync', 'last_error', 'rejected']);
+  if (!meta.token) {
+    const wiped = localStorage.getItem('fl-wiped');
+    view.replaceChildren(wiped ? h('p', { class: 'warning', role: 'alert' }, t('auth.wiped')) : '', signInForm('', false));
+    return;
+  }
+  const pending = await db.count('outbox');
+  const visit = await state.currentVisit();
+  const rejected = meta.rejected || [];
+  const visitCard = h('section', { class: 'card visit-card', 'aria-labelledby': 'visit-title' },
+    h('h2', { id: 'visit-title' }, t('home.visit')),
+    visit
+      ? [h('p', null, t('home.visit_running', { method: t(`visit.method_${visit.args.method}`), time: when(visit.args.started_at) })),
+        h('a', { class: 'btn btn-primary', href: '#/visit' }, t('home.visit_continue'))]
+      : h('a', { class: 'btn btn-primary', href: '#/visit' }, t('home.visit_start')));
+  const syncLine = syncStatus.running ? t('sync.running')
+    : navigator.onLine === false ? t('sync.offline')
+      : meta.last_error ? t('sync.failed') : '';
+  const syncCard = h('section', { class: 'card sync-card', 'aria-labelledby': 'sync-title' },
+    h('h2', { id: 'sync-title' }, t('sync.title')),
+    h('p', { class: 'pending', dataset: { count: String(pending) } }, pending ? t('sync.pending', { n: pending }) : t('sync.nothing_pending')),
+    h('p', { class: 'muted last-sync' }, meta.last_sync ? t('sync.last', { time: when(meta.last_sync) }) : t('sync.never')),
+    syncLine ? h('p', { class: 'muted', role: 'status' }, syncLine) : null,
+    authNotice(meta.auth),
+    meta.auth === 'ok' ? button(t('sync.now'), async (event) => {
+      event.target.disabled = true;
+      const result = await syncNow();
+      if (result === 'offline') toast(t('sync.offline'));
+      else if (result === 'ok') toast(t('sync.done'));
+      else if (result === 'error') toast(t('sync.failed'));
+    }, 'btn') : null);
+  const rejectedCard = rejected.length ? h('section', { class: 'card rejected', 'aria-labelledby': 'rejected-title' },
+    h('h2', { id: 'rejected-title' }, t('rejected.title', { n: rejected.length })),
+    h('ul', { class: 'rows' }, rejected.map((item, index) => h('li', { class: 'row' },
+      h('p', null, h('strong', null, t(`records.kind_${(item.key || 'x:').split(':')[0]}`)), ' ', item.message),
+      h('div', { class: 'actions' },
+        item.key && /^(diary|problem):/.test(item.key) ? h('a', { class: 'btn btn-small', href: `#/${item.key.replace(':', '/')}` }, t('rejected.edit')) : null,
+        button(t('rejected.dismiss'), async () => {
+          const list = (await db.getMeta('rejected')) || [];
+          list.splice(index, 1);
+          await db.setMeta('rejected', list);
+          homeScreen(view);
+        }, 'btn btn-small btn-plain'))))) ) : null;
+  view.replaceChildren(
+    meta.auth === 'invalid_token' ? signInForm(meta.username, true) : '',
+    h('p', { class: 'hello' }, t('home.hello', { name: meta.user ? meta.user.display_name : '' })),
+    visitCard,
+    h('nav', { class: 'quick', 'aria-label': t('home.quick') },
+      h('a', { class: 'btn btn-big', href: '#/diary' }, t('home.diary')),
+      h('a', { class: 'btn btn-big', href: '#/problem' }, t('home.problem'))),
+    syncCard,
+    rejectedCard || '',
+    h('nav', { class: 'links', 'aria-label': t('home.more') },
+      h('a', { class: 'btn', href: '#/records' }, t('home.records')),
+      h('a', { class: 'btn', href: '#/area' }, t('home.area'))),
+    await storageCard());
+}
+

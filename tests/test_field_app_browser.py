@@ -1,0 +1,539 @@
+"""The field app in a real Chromium on an emulated phone against a real server.
+
+Offline capture, reload and restart with no signal, automatic sync with no
+duplicates, dropped connections, a service worker update while typing,
+revoked devices, and axe-core on every screen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from server.db import immediate, open_database
+from server.views.field_app import VERSION_SALT_ENV
+from tests.conftest import PASSWORD, build_world
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("FIELDLEDGER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "locale": "zh-CN",
+    "timezone_id": "Asia/Shanghai",
+}
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url, db_path, world, salt):
+        self.url, self.db_path, self.world, self.salt = url, db_path, world, salt
+
+    def query(self, sql, params=()):
+        connection = sqlite3.connect(self.db_path)
+        try:
+            return connection.execute(sql, params).fetchall()
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fieldapp")
+    path = folder / "fieldledger.db"
+    db = open_database(path)
+    world = build_world(db)
+    db.close()
+    salt = folder / "version-salt"
+    salt.write_text("0")
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--db", str(path), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, VERSION_SALT_ENV: str(salt)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/healthz", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(process.stdout.read().decode()) from None
+            time.sleep(0.1)
+    yield Server(url, path, world, salt)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def phone(browser):
+    context = browser.new_context(**PHONE)
+    context.set_default_timeout(15000)
+    yield context
+    context.close()
+
+
+def jpeg(path: Path, seed: int, size=(2400, 1800)) -> Path:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, ((seed * 53) % 256, (seed * 97) % 256, 140))
+    draw = ImageDraw.Draw(image)
+    for i in range(0, size[0], 40):
+        draw.line([(i, 0), (size[0] - i, size[1])], fill=((i + seed) % 256, 30, 200), width=7)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def sign_in(page, server: Server, username: str) -> None:
+    page.goto(f"{server.url}/app/")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.get_by_text(f"测试{username}，您好").wait_for()
+    page.get_by_text("上次同步：").wait_for()
+    poll(page, "() => navigator.serviceWorker.controller !== null")
+
+
+def pending(page, n: int) -> None:
+    text = f"待同步 {n} 条" if n else "没有待同步的记录"
+    try:
+        page.get_by_text(text).wait_for(timeout=20000)
+    except Exception:
+        raise AssertionError(page.locator("body").inner_text()) from None
+
+
+def home(page) -> None:
+    page.get_by_role("link", name="走访台账").click()
+    page.get_by_role("heading", name="同步").wait_for()
+
+
+def capture_problem_with_photo(page, description: str, photo: Path) -> None:
+    home(page)
+    page.get_by_role("link", name="记问题").click()
+    page.get_by_label("问题描述").fill(description)
+    page.locator("input[type=file][capture]").first.set_input_files(str(photo))
+    page.get_by_text("已添加 1 张照片").wait_for()
+    page.get_by_role("button", name="保存", exact=True).click()
+    page.get_by_role("heading", name="同步").wait_for()
+
+
+def local_count(page, store: str) -> int:
+    return page.evaluate(
+        """(store) => new Promise((resolve, reject) => {
+            const open = indexedDB.open('fieldledger');
+            open.onsuccess = () => {
+              const db = open.result;
+              if (!db.objectStoreNames.contains(store)) { db.close(); resolve(0); return; }
+              const request = db.transaction(store).objectStore(store).count();
+              request.onsuccess = () => { db.close(); resolve(request.result); };
+              request.onerror = () => reject(request.error);
+            };
+            open.onerror = () => reject(open.error);
+          })""",
+        store,
+    )
+
+
+ALL_PHOTOS_UPLOADED = """() => new Promise((resolve) => {
+    const open = indexedDB.open('fieldledger');
+    open.onsuccess = () => {
+      const r = open.result.transaction('photos').objectStore('photos').getAll();
+      r.onsuccess = () => { open.result.close(); resolve(r.result.every((p) => p.done)); };
+    };
+  })"""
+
+
+def poll(page, script: str, arg=None, timeout: float = 20) -> None:
+    """Wait until an async page function is true (page.wait_for_function would
+    need 'unsafe-eval', which the app's CSP forbids)."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if page.evaluate(script, arg) is True:
+                return
+        except Error:  # the page is navigating: ask again
+            pass
+        assert time.monotonic() < deadline, script
+        time.sleep(0.2)
+
+
+def photo_bytes_match(server: Server, sha: str) -> bool:
+    path = Path(f"{server.db_path}.photos") / sha[:2] / sha
+    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha
+
+
+# The day in the field ------------------------------------------------------------
+
+
+def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
+    playwright, server, tmp_path
+):
+    profile = tmp_path / "profile"
+    photo = jpeg(tmp_path / "roof.jpg", 1)
+    area = server.world.areas["v1"]
+
+    def launch(offline=False):
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, offline=offline, **PHONE
+        )
+        context.set_default_timeout(15000)
+        return context
+
+    context = launch()
+    page = context.pages[0] if context.pages else context.new_page()
+    sign_in(page, server, "field1")
+    context.set_offline(True)
+    page.get_by_text("离线").wait_for()
+
+    # Start a visit: four-no/two-direct is ticked for 四不两直.
+    page.get_by_role("link", name="开始走访").click()
+    assert page.get_by_label("四不两直暗访").is_checked()
+    assert page.get_by_label("不打招呼").is_checked()
+    page.get_by_label("地点（区域）").select_option(str(area))
+    page.get_by_label("详细地点").fill("幸福社区3号楼前")
+    page.get_by_label("同行人员").fill("李干事")
+    page.get_by_role("button", name="开始走访").click()
+    page.get_by_text("正在走访：四不两直暗访").wait_for()
+
+    # A diary entry, turned into a problem with a photo.
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("谈话对象（可不填）").fill("张大爷")
+    page.get_by_label("联系电话（可不填）").fill("13912345678")
+    page.get_by_label("反映内容").fill("楼顶防水层老化，雨天漏水三个月无人修")
+    page.get_by_role("button", name="转为问题").click()
+    page.get_by_role("heading", name="记问题").wait_for()
+    assert page.get_by_label("问题描述").input_value() == "楼顶防水层老化，雨天漏水三个月无人修"
+    assert page.get_by_label("反映人").input_value() == "张大爷"
+    page.locator("input[type=file][capture]").first.set_input_files(str(photo))
+    page.get_by_text("已添加 1 张照片").wait_for()
+    assert page.locator(".thumbs img").count() == 1
+    page.get_by_label("较急").check()
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 3)
+
+    # End the visit: a one-screen summary.
+    page.get_by_role("link", name="继续走访").click()
+    page.get_by_role("button", name="结束走访").click()
+    page.get_by_role("heading", name="走访小结").wait_for()
+    stats = page.locator(".stats").inner_text()
+    assert "走访群众\n1" in stats and "发现问题\n1" in stats and "当场解决\n0" in stats
+    home(page)
+    pending(page, 4)
+
+    # Reload with no signal: all there.
+    page.reload()
+    pending(page, 4)
+    page.get_by_role("link", name="我的记录").click()
+    page.get_by_role("heading", name="我的记录").wait_for()
+    rows = page.locator(".rows .row")
+    rows.nth(2).wait_for()
+    assert rows.count() == 3
+    assert page.get_by_text("待同步", exact=True).count() == 3
+    assert page.get_by_text("张大爷：楼顶防水层老化").is_visible()
+    context.close()
+
+    # Close the browser and open it again, still offline: still there.
+    context = launch(offline=True)
+    page = context.pages[0] if context.pages else context.new_page()
+    page.goto(f"{server.url}/app/#/records")
+    page.get_by_role("heading", name="我的记录").wait_for()
+    page.locator(".rows .row").nth(2).wait_for()
+    assert page.locator(".rows .row").count() == 3
+    home(page)
+    pending(page, 4)
+    assert local_count(page, "photos") == 1
+
+    # Signal again: it syncs by itself.
+    context.set_offline(False)
+    pending(page, 0)
+    context.close()
+
+    user = server.world.users["field1"]
+    visits = server.query(
+        "SELECT id, method, area_id, place, companions, checklist, ended_at FROM visits"
+        " WHERE author_id = ? AND place = '幸福社区3号楼前'", [user])
+    assert len(visits) == 1
+    visit_id, method, area_id, _place, companions, checklist, ended_at = visits[0]
+    assert (method, area_id, companions) == ("sbls", area, "李干事")
+    assert "no_greeting" in checklist and ended_at
+    diaries = server.query(
+        "SELECT id, person_name, phone, visit_id FROM diary_entries WHERE author_id = ?"
+        " AND content LIKE '楼顶防水层老化%'", [user])
+    assert len(diaries) == 1 and diaries[0][1:] == ("张大爷", "13912345678", visit_id)
+    problems = server.query(
+        "SELECT id, diary_id, visit_id, urgency, status, area_id FROM problems"
+        " WHERE description LIKE '楼顶防水层老化%'")
+    assert len(problems) == 1
+    problem_id, diary_id, problem_visit, urgency, status, problem_area = problems[0]
+    assert (diary_id, problem_visit, urgency, status) == (diaries[0][0], visit_id, "urgent",
+                                                            "submitted")
+    assert problem_area == area
+    shas = server.query("SELECT sha256 FROM attachment_links WHERE record_type = 'problem'"
+                        " AND record_id = ?", [problem_id])
+    assert len(shas) == 1
+    sha = shas[0][0]
+    assert photo_bytes_match(server, sha)
+    width, height = server.query("SELECT width, height FROM attachments WHERE sha256 = ?",
+                                 [sha])[0]
+    assert max(width, height) == 1600
+
+
+def test_a_problem_with_one_photo_takes_at_most_six_taps(phone, server, tmp_path):
+    page = phone.new_page()
+    sign_in(page, server, "field1")
+    photo = jpeg(tmp_path / "road.jpg", 2, size=(800, 600))
+    taps = 0
+    page.get_by_role("link", name="记问题").click()
+    taps += 1
+    page.keyboard.type("巷口路灯坏了一个月")  # the description has the focus: typing only
+    with page.expect_file_chooser() as chooser:
+        page.get_by_text("拍照", exact=True).filter(visible=True).click()
+        taps += 1
+    chooser.value.set_files(str(photo))
+    taps += 1  # choosing the photo
+    page.get_by_text("已添加 1 张照片").wait_for()
+    page.get_by_role("button", name="保存", exact=True).click()
+    taps += 1
+    page.get_by_role("heading", name="同步").wait_for()
+    assert taps <= 6
+    pending(page, 0)
+    rows = server.query("SELECT id FROM problems WHERE description = '巷口路灯坏了一个月'")
+    assert len(rows) == 1
+
+
+def test_dropped_connections_mid_sync_retry_without_duplicates(phone, server, tmp_path):
+    page = phone.new_page()
+    sign_in(page, server, "field2")
+    phone.set_offline(True)
+    photo = jpeg(tmp_path / "a.jpg", 3)
+    capture_problem_with_photo(page, "白石镇桥头护栏断裂，行人有坠落危险", photo)
+    home(page)
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("村民反映自来水浑浊")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 2)
+
+    dropped = {"push": 0, "patch": 0}
+
+    def lose_response(route, kind):
+        # The server gets and commits the request; the phone never hears back.
+        if dropped[kind] == 0:
+            dropped[kind] += 1
+            route.fetch()
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/sync/push", lambda route: lose_response(route, "push"))
+    page.route(
+        "**/api/uploads/*",
+        lambda route: lose_response(route, "patch") if route.request.method == "PATCH"
+        else route.continue_(),
+    )
+    phone.set_offline(False)
+    pending(page, 0)
+    poll(page, ALL_PHOTOS_UPLOADED)
+    assert dropped == {"push": 1, "patch": 1}
+    user = server.world.users["field2"]
+    problems = server.query("SELECT id FROM problems WHERE description = ?",
+                            ["白石镇桥头护栏断裂，行人有坠落危险"])
+    assert len(problems) == 1
+    events = server.query("SELECT kind FROM problem_events WHERE problem_id = ?", [problems[0][0]])
+    assert events == [("reported",)]
+    assert len(server.query("SELECT id FROM diary_entries WHERE author_id = ? AND content = ?",
+                            [user, "村民反映自来水浑浊"])) == 1
+    sha = server.query("SELECT sha256 FROM attachment_links WHERE record_id = ?",
+                       [problems[0][0]])[0][0]
+    assert photo_bytes_match(server, sha)
+
+
+def test_update_while_typing_keeps_the_form(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "field1")
+    version_before = page.evaluate("caches.keys()")
+    page.get_by_role("link", name="记问题").click()
+    page.get_by_label("问题描述").fill("小区消防通道被占用")
+    server.salt.write_text(str(time.time()))  # a new app version on the server
+    page.evaluate("window.flApp.checkForUpdate()")
+    page.get_by_text("新版本可用").wait_for()
+    page.get_by_label("反映人").fill("王女士")  # still typing when tapping the banner
+    page.get_by_role("button", name="立即更新").click()
+    poll(page, "() => document.querySelector('.banner.update') === null")
+    page.get_by_role("heading", name="记问题").wait_for()
+    assert page.get_by_label("问题描述").input_value() == "小区消防通道被占用"
+    assert page.get_by_label("反映人").input_value() == "王女士"
+    poll(page, "(before) => caches.keys().then((keys) => keys.length === 1"
+         " && !before.includes(keys[0]))", version_before)
+
+
+def _revoke(server: Server, username: str, mode: str) -> None:
+    db = open_database(server.db_path)
+    try:
+        from server import auth
+
+        user = server.world.users[username]
+        with immediate(db):
+            for (device_id,) in db.execute(
+                "SELECT id FROM devices WHERE user_id = ? AND revoked_at IS NULL", [user]
+            ).fetchall():
+                auth.revoke_device(db, device_id, mode, server.world.users["admin"])
+    finally:
+        db.close()
+
+
+def test_wiped_device_erases_itself_and_stopped_device_keeps_data(browser, server):
+    wiped = browser.new_context(**PHONE)
+    stopped = browser.new_context(**PHONE)
+    try:
+        for context, username in ((wiped, "office"), (stopped, "leader")):
+            context.set_default_timeout(15000)
+            page = context.new_page()
+            sign_in(page, server, username)
+            context.set_offline(True)
+            page.get_by_role("link", name="记民情").click()
+            page.get_by_label("反映内容").fill(f"{username} 的离线记录")
+            page.get_by_role("button", name="保存", exact=True).click()
+            pending(page, 1)
+        _revoke(server, "office", "wipe")
+        _revoke(server, "leader", "stop")
+
+        page = wiped.pages[0]
+        wiped.set_offline(False)
+        page.get_by_text("此设备已被注销，本机数据已按要求清除。").wait_for()
+        assert page.get_by_role("button", name="登录").is_visible()
+        assert local_count(page, "records") == 0
+
+        page = stopped.pages[0]
+        stopped.set_offline(False)
+        page.get_by_text("此设备已被管理员停用").wait_for()
+        pending(page, 1)
+        assert local_count(page, "records") == 1
+        page.reload()
+        page.get_by_text("此设备已被管理员停用").wait_for()
+        pending(page, 1)
+    finally:
+        wiped.close()
+        stopped.close()
+
+
+def test_expired_token_keeps_capturing_and_asks_for_the_password(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "office_d1")
+    db = open_database(server.db_path)
+    with immediate(db):  # the token is no longer known to the server
+        db.execute("UPDATE devices SET token_hash = 'gone' || id WHERE user_id = ?",
+                   [server.world.users["office_d1"]])
+    db.close()
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("令牌失效后记录的民情")
+    page.get_by_role("button", name="保存", exact=True).click()
+    page.get_by_role("heading", name="请重新输入密码").wait_for()
+    pending(page, 1)
+    assert page.get_by_label("用户名").input_value() == "office_d1"
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    pending(page, 0)
+    assert len(server.query("SELECT id FROM diary_entries WHERE content = ?",
+                            ["令牌失效后记录的民情"])) == 1
+
+
+# Accessibility -------------------------------------------------------------------
+
+
+def axe_violations(page) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "axe.run(document, {runOnly:"
+        " ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_every_screen_passes_axe(browser, server, tmp_path):
+    # axe is injected as an inline script, which the app's CSP refuses: this
+    # context alone bypasses the CSP.
+    context = browser.new_context(**PHONE, bypass_csp=True)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    page.goto(f"{server.url}/app/")
+    page.get_by_role("button", name="登录").wait_for()
+    failures = {"signin": axe_violations(page)}
+    sign_in(page, server, "leader_d2")
+    capture_problem_with_photo(page, "杏花村垃圾清运不及时", jpeg(tmp_path / "b.jpg", 4))
+    pending(page, 0)
+    screens = {
+        "home": "#/",
+        "visit": "#/visit",
+        "diary": "#/diary",
+        "problem": "#/problem",
+        "records": "#/records",
+        "area": "#/area",
+    }
+    for name, hash_ in screens.items():
+        page.goto(f"{server.url}/app/{hash_}")
+        poll(page, "(name) => document.body.dataset.screen === name", name)
+        page.wait_for_timeout(200)
+        failures[name] = axe_violations(page)
+    page.goto(f"{server.url}/app/#/area")
+    page.locator(".rows .row-link").first.click()
+    page.get_by_role("heading", name="问题详情").wait_for()
+    failures["area_detail"] = axe_violations(page)
+    page.goto(f"{server.url}/app/#/visit")
+    page.get_by_role("button", name="开始走访").click()
+    page.get_by_role("link", name="继续走访").click()
+    page.get_by_role("button", name="结束走访").click()
+    page.get_by_role("heading", name="走访小结").wait_for()
+    failures["summary"] = axe_violations(page)
+    context.close()
+    assert not any(failures.values()), failures
