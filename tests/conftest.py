@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from dataclasses import dataclass, field
 
 import argon2
@@ -198,13 +200,22 @@ def db_path(tmp_path):
     return tmp_path / "fieldledger.db"
 
 
-@pytest.fixture
-def world(db_path) -> World:
-    db = open_database(db_path)
+@pytest.fixture(scope="session")
+def world_template(tmp_path_factory, cheap_password_hashing):
+    """The world, built once per test run; each test gets its own copy of the file."""
+    path = tmp_path_factory.mktemp("world") / "fieldledger.db"
+    db = open_database(path)
     try:
-        return build_world(db)
+        return path, build_world(db)
     finally:
         db.close()
+
+
+@pytest.fixture
+def world(db_path, world_template) -> World:
+    path, built = world_template
+    shutil.copyfile(path, db_path)
+    return copy.deepcopy(built)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sqlite3
 
 import pytest
@@ -14,41 +13,16 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from server.db import open_database
 from sync.client import Response, SyncClient, TransportError
-from tests.conftest import build_world
 from tests.sync_helpers import asgi_transport, jpeg, new_id, phone, problem_args, visit_args
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 
-def count_world_ledger_numbers(db) -> None:
-    """Move the ledger counter past the numbers the test world wrote directly."""
-    with db.conn:
-        db.execute(
-            "INSERT OR REPLACE INTO ledger_counters (year, last_no)"
-            " SELECT CAST(substr(ledger_no, 4, 4) AS INTEGER), max(CAST(substr(ledger_no, 9)"
-            " AS INTEGER)) FROM problems WHERE ledger_no IS NOT NULL"
-            " GROUP BY substr(ledger_no, 4, 4)")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
-    db = open_database(path)
-    try:
-        built = build_world(db)
-        count_world_ledger_numbers(db)
-        return path, built
-    finally:
-        db.close()
 
 
-@pytest.fixture
-def world(db_path, template):
-    path, built = template
-    shutil.copyfile(path, db_path)
-    return built
 
 
 def diary_args(**extra) -> dict:

@@ -6,16 +6,14 @@ import base64
 import datetime as dt
 import json
 import re
-import shutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.db import open_database
 from server.paths import ROOT
 from sync.schemas import MUTATIONS
-from tests.conftest import api_login, build_world
+from tests.conftest import api_login
 from tests.sync_helpers import new_id, problem_args, visit_args
 
 KNOWN_CODES = set(
@@ -84,34 +82,10 @@ class RawPhone:
                 return version
 
 
-def count_world_ledger_numbers(db) -> None:
-    """Move the ledger counter past the numbers the test world wrote directly."""
-    with db.conn:
-        db.execute(
-            "INSERT OR REPLACE INTO ledger_counters (year, last_no)"
-            " SELECT CAST(substr(ledger_no, 4, 4) AS INTEGER), max(CAST(substr(ledger_no, 9)"
-            " AS INTEGER)) FROM problems WHERE ledger_no IS NOT NULL"
-            " GROUP BY substr(ledger_no, 4, 4)")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
-    db = open_database(path)
-    try:
-        built = build_world(db)
-        count_world_ledger_numbers(db)
-        return path, built
-    finally:
-        db.close()
 
 
-@pytest.fixture
-def world(db_path, template):
-    """The shared world, copied from a file built once for this module."""
-    path, built = template
-    shutil.copyfile(path, db_path)
-    return built
 
 
 @pytest.fixture

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import sqlite3
 import uuid
 
 import pytest
 
 from server import auth
-from server.db import connect, open_database
+from server.db import connect
 from server.timeutil import now_iso, to_iso, utcnow
 from server.views.sync import _read_pull_snapshot
 from sync import pull
-from tests.conftest import USERS, api_login, build_world
+from tests.conftest import USERS, api_login
 from tests.sync_helpers import new_id, phone, problem_args, visit_args
 
 AREA_PARENTS = {"city": None, "d1": "city", "d2": "city", "t1": "d1", "t2": "d2",
@@ -23,33 +22,10 @@ AREA_PARENTS = {"city": None, "d1": "city", "d2": "city", "t1": "d1", "t2": "d2"
 FINISHED = {"closed", "rejected", "merged"}
 
 
-def count_world_ledger_numbers(db) -> None:
-    """Move the ledger counter past the numbers the test world wrote directly."""
-    with db.conn:
-        db.execute(
-            "INSERT OR REPLACE INTO ledger_counters (year, last_no)"
-            " SELECT CAST(substr(ledger_no, 4, 4) AS INTEGER), max(CAST(substr(ledger_no, 9)"
-            " AS INTEGER)) FROM problems WHERE ledger_no IS NOT NULL"
-            " GROUP BY substr(ledger_no, 4, 4)")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
-    db = open_database(path)
-    try:
-        built = build_world(db)
-        count_world_ledger_numbers(db)
-        return path, built
-    finally:
-        db.close()
 
 
-@pytest.fixture
-def world(db_path, template):
-    path, built = template
-    shutil.copyfile(path, db_path)
-    return built
 
 
 class Puller:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 
@@ -12,43 +11,19 @@ from starlette.testclient import TestClient
 
 import server.db
 from server.app import create_app
-from server.db import open_database
 from sync import mutations
 from sync.errors import Rejected
-from tests.conftest import api_login, build_world
+from tests.conftest import api_login
 from tests.sync_helpers import new_id, problem_args, visit_args
 
 TRACKED = ("visits", "diary_entries", "problems", "problem_events", "attachment_links",
            "changes", "sync_rejections")
 
 
-def count_world_ledger_numbers(db) -> None:
-    """Move the ledger counter past the numbers the test world wrote directly."""
-    with db.conn:
-        db.execute(
-            "INSERT OR REPLACE INTO ledger_counters (year, last_no)"
-            " SELECT CAST(substr(ledger_no, 4, 4) AS INTEGER), max(CAST(substr(ledger_no, 9)"
-            " AS INTEGER)) FROM problems WHERE ledger_no IS NOT NULL"
-            " GROUP BY substr(ledger_no, 4, 4)")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
-    db = open_database(path)
-    try:
-        built = build_world(db)
-        count_world_ledger_numbers(db)
-        return path, built
-    finally:
-        db.close()
 
 
-@pytest.fixture
-def world(db_path, template):
-    path, built = template
-    shutil.copyfile(path, db_path)
-    return built
 
 
 class Pusher:

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,21 +24,8 @@ from tests.sync_helpers import jpeg, new_id, problem_args, visit_args
 JPEG_HEADER = b"\xff\xd8\xff"
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("template") / "fieldledger.db"
-    db = open_database(path)
-    try:
-        return path, build_world(db)
-    finally:
-        db.close()
 
 
-@pytest.fixture
-def world(db_path, template):
-    path, built = template
-    shutil.copyfile(path, db_path)
-    return built
 
 
 @pytest.fixture
