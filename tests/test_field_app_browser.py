@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,17 +18,10 @@ import pytest
 from server.db import immediate, open_database
 from server.views.field_app import VERSION_SALT_ENV
 from tests.conftest import PASSWORD, build_world
+from tests.live import CHROMIUM, CHROMIUM_ARGS, launch_chromium, running_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("FIELDLEDGER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {
     "viewport": {"width": 390, "height": 844},
     "is_mobile": True,
@@ -42,12 +30,6 @@ PHONE = {
     "timezone_id": "Asia/Shanghai",
 }
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -71,26 +53,8 @@ def server(tmp_path_factory):
     db.close()
     salt = folder / "version-salt"
     salt.write_text("0")
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--db", str(path), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, VERSION_SALT_ENV: str(salt)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/healthz", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(process.stdout.read().decode()) from None
-            time.sleep(0.1)
-    yield Server(url, path, world, salt)
-    process.terminate()
-    process.wait(timeout=10)
+    with running_server(path, env={VERSION_SALT_ENV: str(salt)}) as url:
+        yield Server(url, path, world, salt)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +67,7 @@ def playwright():
 
 @pytest.fixture(scope="module")
 def browser(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = launch_chromium(playwright)
     yield browser
     browser.close()
 

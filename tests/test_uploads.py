@@ -6,10 +6,6 @@ import base64
 import hashlib
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +15,7 @@ from PIL import Image
 from server.app import photos_dir
 from server.db import open_database
 from tests.conftest import PASSWORD, api_login, build_world
+from tests.live import running_server
 from tests.sync_helpers import jpeg, new_id, problem_args, visit_args
 
 JPEG_HEADER = b"\xff\xd8\xff"
@@ -452,37 +449,14 @@ def test_the_browser_route_needs_a_session(client, problem_photos):
 # The real tus-py client against a real server -----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     path = tmp_path_factory.mktemp("live") / "fieldledger.db"
     db = open_database(path)
     build_world(db)
     db.close()
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--db", str(path), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/healthz", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(process.stdout.read().decode()) from None
-            time.sleep(0.1)
-    yield url, path
-    process.terminate()
-    process.wait(timeout=10)
+    with running_server(path) as url:
+        yield url, path
 
 
 def _live_token(url: str) -> str:
