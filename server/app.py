@@ -18,7 +18,8 @@ from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
 from server.routes import build_routes
 from server.timeutil import local
-from sync.uploads import PhotoStore
+from sync.epoch import renew_epoch_if_restored
+from sync.uploads import PhotoStore, repair_forgotten_uploads
 
 
 def photos_dir(db_path: str | Path) -> Path:
@@ -47,6 +48,9 @@ def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        store.open()
+        await store.write(renew_epoch_if_restored, app.state.photos.root)
+        await store.write(repair_forgotten_uploads, app.state.photos)
         yield
         store.close()
 

@@ -26,6 +26,12 @@ from dataclasses import dataclass
 SCHEMA_VERSION = 1
 PUSH_BATCH = 100
 CHUNK_SIZE = 256 * 1024
+# Rejections a server restored from a backup can give although the phone is
+# right: a photo announced after the backup, or a note whose problem another
+# phone has not sent again yet. The phone still holds the record, so it sends
+# it again on later rounds (a few times) before taking the rejection as final.
+RETRIED_REJECTIONS = {"unknown_photo", "problem_not_found"}
+MAX_RETRIES = 10
 
 
 @dataclass
@@ -90,7 +96,14 @@ def new_state(client_id: str | None = None) -> dict:
         "epoch": None,
         "rejected": [],        # {id, name, code, message}
         "photos": {},          # sha256 -> {"upload": url or None, "done": bool}
+        "deferred": [],        # rejected mutations to send again (see RETRIED_REJECTIONS)
+        "retries": {},         # record key -> times sent again
     }
+
+
+def photos_named(args: dict) -> list[str]:
+    solved = args.get("solved_on_spot") or {}
+    return [*args.get("photos", []), *solved.get("photos", [])]
 
 
 def record_key(name: str, args: dict) -> str:
@@ -190,8 +203,7 @@ class SyncClient:
             for result in body["results"]:
                 if result["status"] == "rejected":
                     mutation = next(m for m in batch if m["id"] == result["id"])
-                    self.state["rejected"].append({**result["error"], "id": result["id"],
-                                                   "name": mutation["name"]})
+                    self._rejected(mutation, result["error"])
             acknowledged = body["last_mutation_id"]
             self.state["outbox"] = [m for m in self.state["outbox"] if m["id"] > acknowledged]
             if body["gap"] or (self.state["outbox"] and
@@ -201,6 +213,26 @@ class SyncClient:
                 self.resend_all(acknowledged)
                 self.announce_photos()
         return results
+
+    def _rejected(self, mutation: dict, error: dict) -> None:
+        key = record_key(mutation["name"], mutation["args"])
+        retries = self.state["retries"]
+        if error["code"] in RETRIED_REJECTIONS and retries.get(key, 0) < MAX_RETRIES:
+            retries[key] = retries.get(key, 0) + 1
+            self.state["deferred"].append(
+                {"name": mutation["name"], "args": mutation["args"]})
+            if error["code"] == "unknown_photo":
+                for sha in photos_named(mutation["args"]):
+                    if sha in self.state["photos"]:
+                        self.state["photos"][sha].update(upload=None, done=False)
+            return
+        self.state["rejected"].append({**error, "id": mutation["id"], "name": mutation["name"]})
+
+    def requeue_deferred(self) -> None:
+        """Queue again the mutations set aside by ``_rejected``, once a pull brought news."""
+        deferred, self.state["deferred"] = self.state["deferred"], []
+        for held in deferred:
+            self.capture(held["name"], held["args"])
 
     def acknowledged(self) -> int:
         """The highest mutation id the server has acknowledged to this phone."""
@@ -222,11 +254,14 @@ class SyncClient:
             if sha in self.photo_bytes:
                 photo.update(upload=None, done=False)
 
-    def _note_epoch(self, epoch: str, server_last: int) -> None:
+    def _note_epoch(self, epoch: str, server_last: int) -> bool:
+        """Start over if the server's epoch changed; True if it did."""
         known = self.state["epoch"]
         self.state["epoch"] = epoch
         if known is not None and known != epoch:
             self.resend_all(server_last)
+            return True
+        return False
 
     # Photos ---------------------------------------------------------------
 
@@ -298,7 +333,8 @@ class SyncClient:
             if response.status != 200:
                 raise SyncError(response.status, response.json())
             body = response.json()
-            self._note_epoch(body["epoch"], body["last_mutation_id"])
+            if self._note_epoch(body["epoch"], body["last_mutation_id"]):
+                continue  # this page was read from the old timeline: start again from 0
             if body["reset"] or body["last_mutation_id"] < self.acknowledged():
                 # A cursor from the future, or acknowledged mutations forgotten:
                 # the server was restored (other phones may have written since).
@@ -320,7 +356,8 @@ class SyncClient:
         self.announce_photos()
         self.push()
         self.upload_photos()
-        self.pull()
+        if self.pull() or any(held["name"] != "problem.note" for held in self.state["deferred"]):
+            self.requeue_deferred()
 
     def records(self, entity: str) -> dict[str, dict]:
         prefix = f"{entity}:"

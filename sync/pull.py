@@ -16,6 +16,7 @@ import sqlite_utils
 
 from server import authz
 from server.timeutil import to_iso, utcnow
+from sync.epoch import latest_version
 from sync.push import epoch, last_mutation_id
 
 MAX_LIMIT = 1000
@@ -200,11 +201,6 @@ LOADERS = {
 REFERENCE_ENTITIES = ("area", "unit", "category")
 
 
-def latest_version(db: sqlite_utils.Database) -> int:
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
-    return row[0] if row else 0
-
-
 def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, cursor: int,
               limit: int = DEFAULT_LIMIT) -> dict:
     latest = latest_version(db)
@@ -239,6 +235,7 @@ def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, curso
                             "deleted": True})
     return {
         **base,
+        "latest_version": latest,
         "reset": False,
         "cursor": rows[-1][0] if rows else cursor,
         "has_more": len(rows) == limit,

@@ -141,6 +141,46 @@ def image_size(path: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _sha256_of(path: Path) -> tuple[str, bytes]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        head = f.read(64)
+        digest.update(head)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest(), head
+
+
+def repair_forgotten_uploads(db: sqlite_utils.Database, photos: PhotoStore) -> int:
+    """Complete uploads whose photo is stored but whose completion the database forgot.
+
+    After a restore from backup, an upload that finished after the backup
+    was taken is open again in the database while its bytes sit in the photo
+    store under their hash. Run at start-up; returns how many were repaired.
+    """
+    repaired = 0
+    for row in db.execute(
+        "SELECT id, user_id, length, sha256, completed_at FROM uploads"
+        " WHERE completed_at IS NULL AND sha256 IS NOT NULL"
+    ).fetchall():
+        upload = Upload(*row)
+        path = photos.photo(upload.sha256)
+        if not path.exists():
+            continue
+        sha, head = _sha256_of(path)
+        mime = image_type(head)
+        if sha != upload.sha256 or mime is None:
+            continue
+        width, height = image_size(path)
+        record_finished(db, upload, {
+            "sha256": sha, "size": path.stat().st_size, "mime": mime, "width": width,
+            "height": height, "uploaded_by": upload.user_id, "created_at": now_iso(),
+        })
+        photos.partial(upload.id).unlink(missing_ok=True)
+        repaired += 1
+    return repaired
+
+
 def finish(photos: PhotoStore, upload: Upload) -> dict:
     """Check a complete upload and move it into place; returns the attachment row.
 
@@ -148,13 +188,7 @@ def finish(photos: PhotoStore, upload: Upload) -> dict:
     announced or not an image.
     """
     partial = photos.partial(upload.id)
-    digest = hashlib.sha256()
-    with open(partial, "rb") as f:
-        head = f.read(64)
-        digest.update(head)
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    sha = digest.hexdigest()
+    sha, head = _sha256_of(partial)
     mime = image_type(head)
     if upload.sha256 and sha != upload.sha256:
         partial.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -16,6 +17,7 @@ from server.i18n import gettext as _
 from server.views.auth import read_json
 from server.web import store, user
 from sync import pull, push, uploads
+from sync.epoch import raise_mark
 from sync.errors import BadRequest
 from sync.schemas import UUID
 
@@ -75,6 +77,11 @@ async def sync_pull(request: Request):
                        _("sync.bad.limit", max=pull.MAX_LIMIT))
     result = await store(request).read(_read_pull_snapshot, user(request), client_id, cursor,
                                        limit)
+    if "latest_version" in result:
+        # What phones may now hold as a cursor: remembered beside the photos,
+        # so that a restore from backup is noticed at the next start.
+        await run_in_threadpool(raise_mark, photo_store(request).root,
+                                result.pop("latest_version"))
     return JSONResponse(result)
 
 
