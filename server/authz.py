@@ -34,6 +34,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "visits.view": frozenset({FIELD, OFFICE, LEADER}),
     # Recording visits, diaries and problems from the phone.
     "sync.capture": frozenset({FIELD, OFFICE, LEADER}),
+    # The ledger's work queues (我的工作): office, unit handlers and leaders.
+    "work.view": frozenset({OFFICE, HANDLER, LEADER}),
+    # Statistics (统计分析), within the user's problem scope.
+    "stats.view": frozenset({OFFICE, LEADER}),
+    # Exporting the ledger (XLSX / CSV), within the user's problem scope.
+    "export": frozenset({OFFICE, HANDLER, LEADER}),
+    # Residents' phone numbers unmasked (in exports): the office, which calls them back.
+    "resident_phone.view": frozenset({OFFICE}),
     # Accounts, units, areas, categories, imports and devices.
     "admin.manage": frozenset({ADMIN}),
 }

@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 from server import openapi
 from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
-from server.views import admin, admin_import, auth, field_app, ledger, pages, sync
+from server.views import admin, admin_import, auth, field_app, ledger, ledger_pages, pages, sync
 from server.web import api, page
 
 
@@ -23,7 +23,12 @@ def build_routes():
         page("/login", auth.login_form, PUBLIC, name="login"),
         page("/login", auth.login, PUBLIC, methods=["POST"]),
         page("/logout", auth.logout, AUTHENTICATED, methods=["POST"], name="logout"),
-        page("/problems", pages.problem_list, "problems.view", name="problems"),
+        page("/problems", ledger_pages.ledger_list, "problems.view", name="problems"),
+        page("/problems/export.xlsx", ledger_pages.export_xlsx, "export"),
+        page("/problems/export.csv", ledger_pages.export_csv, "export"),
+        page("/work", ledger_pages.my_work, "work.view", name="work"),
+        page("/diary", ledger_pages.diary_list, "visits.view", name="diary"),
+        page("/stats", ledger_pages.stats, "stats.view", name="stats"),
         page("/problems/{problem_id}", pages.problem_detail, "problems.view"),
         page("/problems/{problem_id}/actions/{action}", ledger.problem_action, "problems.view",
              methods=["POST"]),

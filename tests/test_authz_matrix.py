@@ -24,6 +24,11 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/problems"): {"field", "office", "handler", "leader"},
     ("GET", "/problems/{problem_id}"): {"field", "office", "handler", "leader"},
     ("POST", "/problems/{problem_id}/actions/{action}"): {"field", "office", "handler", "leader"},
+    ("GET", "/problems/export.xlsx"): {"office", "handler", "leader"},
+    ("GET", "/problems/export.csv"): {"office", "handler", "leader"},
+    ("GET", "/work"): {"office", "handler", "leader"},
+    ("GET", "/diary"): {"field", "office", "leader"},
+    ("GET", "/stats"): {"office", "leader"},
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
     **{

@@ -6,6 +6,7 @@ from starlette.requests import Request
 
 from server import authz, problems, visits, workflow
 from server.i18n import gettext as _
+from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
 
 
@@ -38,26 +39,6 @@ async def home(request: Request):
     return render(request, "home.html", data)
 
 
-async def problem_list(request: Request):
-    status = request.query_params.get("status")
-    status = status if status in problems.STATUSES else None
-    page_no = page_number(request)
-    rows, total = await store(request).read(problems.list_problems, user(request), status, page_no)
-    counts = await store(request).read(problems.status_counts, user(request))
-    return render(
-        request,
-        "problems/list.html",
-        {
-            "problems": rows,
-            "total": total,
-            "page": page_no,
-            "status": status,
-            "counts": counts,
-            "pages": max(1, -(-total // problems.PAGE_SIZE)),
-        },
-    )
-
-
 def _action_context(db, actor: authz.User, problem: dict) -> dict:
     return {
         "actions": workflow.allowed_actions(problem, actor),
@@ -69,7 +50,9 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
 
 def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
     problem = problems.get_problem(db, actor, problem_id)
-    return {"problem": problem, **_action_context(db, actor, problem)}
+    context = _action_context(db, actor, problem)
+    return {"problem": problem, **context,
+            **similar_context(db, actor, problem, context["actions"])}
 
 
 async def problem_page(request: Request, *, action=None, values=None, errors=None,

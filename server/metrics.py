@@ -1,0 +1,392 @@
+"""Every statistic of the ledger, in one place: what is counted, and how each rate is formed.
+
+docs/metrics.md explains each definition exactly as coded here; change both together.
+
+The population ("cohort") of every figure: the problems in the user's
+``authz.problem_scope`` that were accepted (立案, ``accepted_at``) in the
+period, Asia/Shanghai days ``start``..``end`` inclusive, and are not rejected
+or merged (those count nowhere). Each problem is taken as it stands at the
+cut-off, the moment the page is computed.
+
+One query reads each problem's ``FEATURES`` (small numbers computed in SQL,
+packed into one integer) and counts problems per unit, category, child area,
+week and features; ``COUNTS`` says, from the features, whether a problem
+counts toward each number; ``RATES`` divides the counts. A rate with a zero
+denominator is None (shown as "—"), never 0%.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from server import authz
+from server.ledger_query import local_day_start
+from server.workdays import UnknownCalendarYear, WorkCalendar
+from server.workflow import local_today
+
+SETTINGS = {
+    # 满意率 = (satisfied + w x basically satisfied) / valid callbacks
+    "satisfaction_weight": 0.9,
+    # 响应率: signed (and resident contacted) within this many working days after dispatch
+    "response_limit_days": 1,
+    # units, categories and areas with fewer problems than this are not ranked
+    "stats_min_sample": 5,
+}
+MAX_PERIOD_DAYS = 3 * 366
+
+# What is read from each problem of the cohort: FEATURES, small numbers computed
+# in SQL (NULL counts as 0), each given ``bits`` in one integer per row.
+# A valid callback: the resident was reached and answered both questions.
+VALID_CALLBACK = (
+    "p.callback_reached = 1 AND p.callback_solved IS NOT NULL AND p.satisfaction IS NOT NULL"
+)
+SATISFACTION_CODES = {"satisfied": 1, "basically": 2, "unsatisfied": 3}
+NO_DEADLINE, DEADLINE_AHEAD, DEADLINE_PASSED = 0, 1, 2
+
+FEATURES: dict[str, tuple[str, int]] = {
+    "closed": ("p.status = 'closed'", 1),
+    # Closed on or before the deadline in force: frozen by the workflow at closing
+    # (closed_on_time); without it, the local closing day against the deadline.
+    "on_time": (
+        "p.status = 'closed' AND coalesce(p.closed_on_time, p.deadline IS NULL"
+        " OR date(p.closed_at, '+8 hours') <= p.deadline) = 1",
+        1,
+    ),
+    "replied": ("p.outcome IS NOT NULL", 1),
+    "claimed_solved": ("p.outcome = 'solved'", 1),
+    "valid_callback": (VALID_CALLBACK, 1),
+    "resident_solved": ("p.callback_solved = 1", 1),
+    "satisfaction": (
+        "CASE p.satisfaction "
+        + " ".join(f"WHEN '{name}' THEN {code}" for name, code in SATISFACTION_CODES.items())
+        + " ELSE 0 END",
+        2,
+    ),
+    "dispatched": ("p.dispatched_at IS NOT NULL", 1),
+    # Signed, with the resident contacted, before the end of the response limit for
+    # the local day of dispatch: cfg.limits holds that end (a stored UTC timestamp,
+    # 25 characters) for each day from cfg.day0 on (see response_limits).
+    "responded": (
+        "p.resident_contacted IS 1 AND p.signed_at IS NOT NULL"
+        " AND p.signed_at < CAST(substr(cfg.limits, 25 * CAST("
+        "julianday(p.dispatched_at) + 8 / 24.0 - cfg.day0 AS INTEGER) + 1, 25) AS TEXT)",
+        1,
+    ),
+    # cfg.today: the local (Asia/Shanghai) day at the cut-off.
+    "deadline": (
+        f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
+        f" WHEN p.deadline < cfg.today THEN {DEADLINE_PASSED} ELSE {DEADLINE_AHEAD} END",
+        2,
+    ),
+}
+
+
+def _sat(f: dict, name: str) -> bool:
+    return f["valid_callback"] and f["satisfaction"] == SATISFACTION_CODES[name]
+
+
+# For one problem (its features ``f``), whether it counts toward each number.
+COUNTS: dict[str, Callable[[dict], bool]] = {
+    "accepted": lambda f: True,
+    "closed": lambda f: f["closed"],
+    "closed_on_time": lambda f: f["closed"] and f["on_time"],
+    "replied": lambda f: f["replied"],
+    "claimed_solved": lambda f: f["claimed_solved"],
+    "valid_callbacks": lambda f: f["valid_callback"],
+    "solved": lambda f: f["valid_callback"] and f["resident_solved"],
+    "satisfied": lambda f: _sat(f, "satisfied"),
+    "basically": lambda f: _sat(f, "basically"),
+    "unsatisfied": lambda f: _sat(f, "unsatisfied"),
+    "dispatched": lambda f: f["dispatched"],
+    "responded": lambda f: f["responded"],
+    # Due: a deadline that has passed, or that was settled by closing.
+    "due": lambda f: f["deadline"] != NO_DEADLINE
+    and (f["closed"] or f["deadline"] == DEADLINE_PASSED),
+    # Overdue: closed late, or open past the deadline.
+    "overdue": lambda f: f["deadline"] != NO_DEADLINE
+    and ((f["closed"] and not f["on_time"])
+         or (not f["closed"] and f["deadline"] == DEADLINE_PASSED)),
+}
+
+
+FEATURE_BITS = sum(bits for _sql, bits in FEATURES.values())
+DIM_BITS = 20  # category ids below 2**20
+
+
+def packed_features_sql() -> str:
+    """One integer per row holding every feature, each in its bits."""
+    parts, shift = [], 0
+    for sql, bits in FEATURES.values():
+        parts.append(f"(ifnull(({sql}), 0) << {shift})")
+        shift += bits
+    return " | ".join(parts)
+
+
+def unpack(mask: int) -> dict[str, int]:
+    features, shift = {}, 0
+    for name, (_sql, bits) in FEATURES.items():
+        features[name] = (mask >> shift) & ((1 << bits) - 1)
+        shift += bits
+    return features
+
+
+def counts_of(mask: int, n: int = 1) -> dict[str, int]:
+    """The counts for ``n`` problems sharing the packed features ``mask``."""
+    features = unpack(mask)
+    return {name: n if test(features) else 0 for name, test in COUNTS.items()}
+
+
+def _counts_of(mask: int, n: int) -> dict[str, int]:
+    return {name: n * one for name, one in _one(mask).items()}
+
+
+@functools.cache
+def _one(mask: int) -> dict[str, int]:
+    return counts_of(mask)
+
+
+@dataclass(frozen=True)
+class RateDef:
+    numerator: tuple[str, ...]  # counts added up (the second weighted by w for 满意率)
+    denominator: str
+    weighted: bool = False
+    lower_is_better: bool = False
+
+
+RATES: dict[str, RateDef] = {
+    "completion": RateDef(("closed",), "accepted"),  # 办结率
+    "on_time": RateDef(("closed_on_time",), "closed"),  # 按期办结率
+    "resolution": RateDef(("solved",), "valid_callbacks"),  # 解决率 (the resident's answer)
+    "claimed": RateDef(("claimed_solved",), "replied"),  # the units' own "solved" share
+    "satisfaction": RateDef(("satisfied", "basically"), "valid_callbacks", weighted=True),  # 满意率
+    "response": RateDef(("responded",), "dispatched"),  # 响应率
+    "overdue": RateDef(("overdue",), "due", lower_is_better=True),  # 超期率
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    numerator: float
+    n: int  # the sample size: the denominator
+
+    @property
+    def value(self) -> float | None:
+        return self.numerator / self.n if self.n else None
+
+    def percent(self) -> str:
+        return "—" if self.value is None else f"{self.value * 100:.2f}%"
+
+
+def rate(counts: dict, name: str, weight: float) -> Rate:
+    definition = RATES[name]
+    parts = [counts.get(part, 0) for part in definition.numerator]
+    numerator = parts[0] + weight * parts[1] if definition.weighted else sum(parts)
+    return Rate(numerator, counts.get(definition.denominator, 0))
+
+
+def rates(counts: dict, weight: float) -> dict[str, Rate]:
+    return {name: rate(counts, name, weight) for name in RATES}
+
+
+# Settings and periods --------------------------------------------------------------
+
+
+def settings(db) -> dict:
+    """SETTINGS, overridden by the ``settings`` table where it holds a valid number."""
+    values = dict(SETTINGS)
+    keys = list(SETTINGS)
+    rows = db.execute(
+        f"SELECT key, value FROM settings WHERE key IN ({', '.join('?' * len(keys))})", keys
+    ).fetchall()
+    for key, raw in rows:
+        try:
+            value = type(SETTINGS[key])(raw)
+        except ValueError:
+            continue
+        if (key == "satisfaction_weight" and 0 <= value <= 1) or (
+            key != "satisfaction_weight" and 0 < value <= 100
+        ):
+            values[key] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Period:
+    start: dt.date
+    end: dt.date  # inclusive
+
+    @classmethod
+    def default(cls, today: dt.date | None = None) -> Period:
+        """The last eight weeks: from the Monday seven weeks before this week's, to today."""
+        today = today or local_today()
+        return cls(today - dt.timedelta(days=today.weekday() + 49), today)
+
+
+def response_limits(db, period: Period, days: int, today: dt.date) -> bytes:
+    """For each possible dispatch day, when the time to respond ends.
+
+    That is the end (next local midnight, as a stored UTC timestamp) of the
+    ``days``-th working day after the dispatch day. A dispatch happens after
+    acceptance, so the days run from the period's start to today, one
+    25-character timestamp each, for the SQL to pick by position. Years the
+    holiday calendar does not know count Monday to Friday.
+    """
+    calendar = WorkCalendar.load(db)
+    limits = []
+    day = period.start
+    while day <= today:
+        try:
+            last = calendar.add_working_days(day, days)
+        except UnknownCalendarYear:
+            last, counted = day, 0
+            while counted < days:
+                last += dt.timedelta(days=1)
+                counted += last.weekday() < 5
+        limits.append(local_day_start(last + dt.timedelta(days=1)))
+        day += dt.timedelta(days=1)
+    assert all(len(limit) == 25 for limit in limits)
+    return "".join(limits).encode()  # a BLOB: substr() is by byte, without scanning UTF-8
+
+
+# The query ------------------------------------------------------------------------
+
+
+def child_codes(db, user: authz.User) -> tuple[bytes, dict[int, int]]:
+    """One byte per area id, for the SQL to pick by position: 0 outside the user's subtree,
+    1 the user's own area, 2 + i the i-th child area of the user's area (and its subtree;
+    children after the 253rd share 255).
+
+    Returns the bytes and {code: area id} (the user's own area under code 1).
+    """
+    rows = db.execute("SELECT id, path FROM areas").fetchall()
+    own = user.area_path
+    children = sorted({int(path[len(own):].split("/")[0]) for _id, path in rows
+                       if path.startswith(own) and path != own})
+    code_of = {child: min(2 + index, 255) for index, child in enumerate(children)}
+    codes = bytearray(max((row[0] for row in rows), default=0) + 1)
+    for area_id, path in rows:
+        if path == own:
+            codes[area_id] = 1
+        elif path.startswith(own):
+            codes[area_id] = code_of[int(path[len(own):].split("/")[0])]
+    return bytes(codes), {1: user.area_id} | {code: child for child, code in code_of.items()}
+
+
+def monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def grouped_counts(db, user: authz.User, period: Period, cfg: dict) -> list[tuple]:
+    """(unit, category, child-area code, week number, packed features, problems) over the cohort.
+
+    Per-row lookups are positions in constants (``cfg``), not joins: the end
+    of the response time by dispatch day, the child area by area id (one byte
+    each; ``instr`` in the 256 byte values reads a byte as a number); the week
+    is counted in whole weeks from the Monday of the period's first week.
+    Grouping by two integers keeps the sort that GROUP BY needs cheap.
+    """
+    today = local_today()
+    limits = response_limits(db, period, int(cfg["response_limit_days"]), today)
+    codes, _children = child_codes(db, user)
+    scope, scope_params = authz.problem_scope(user, "p")
+    sql = (
+        "WITH cfg(limits, day0, areas, bytes, week0, today) AS"
+        " (SELECT ?, julianday(?), ?, ?, julianday(?), date('now', '+8 hours'))"
+        " SELECT dims, place, count(*) FROM (SELECT"
+        f" ifnull(p.lead_unit_id, 0) * {1 << DIM_BITS} + ifnull(p.category_id, 0) AS dims,"
+        " ((instr(cfg.bytes, substr(cfg.areas, p.area_id + 1, 1)) - 1) * 256"
+        " + CAST((julianday(p.accepted_at) + 8 / 24.0 + 1e-7 - cfg.week0) / 7 AS INTEGER))"
+        f" * {1 << FEATURE_BITS} + ({packed_features_sql()}) AS place"
+        " FROM cfg, problems p INDEXED BY idx_problems_stats"
+        " WHERE p.accepted_at >= ? AND p.accepted_at < ?"
+        f" AND p.status NOT IN ('rejected', 'merged') AND {scope} LIMIT -1"
+        ") GROUP BY dims, place"
+    )
+    params = [
+        limits, period.start.isoformat(), codes, bytes(range(256)),
+        monday(period.start).isoformat(), local_day_start(period.start),
+        local_day_start(period.end + dt.timedelta(days=1)), *scope_params,
+    ]
+    return db.execute(sql, params).fetchall()
+
+
+@dataclass
+class Breakdown:
+    key: object
+    label: str
+    counts: Counter
+    rates: dict[str, Rate]
+    rank: int | None = None
+
+
+def rank(rows: list[Breakdown], metric: str, min_sample: int) -> tuple[list, list]:
+    """Rows with at least ``min_sample`` in the metric's denominator, ranked; and the rest."""
+    definition = RATES[metric]
+    ranked = [row for row in rows if row.rates[metric].n >= min_sample]
+    rest = [row for row in rows if row.rates[metric].n < min_sample]
+    ranked.sort(
+        key=lambda row: (
+            row.rates[metric].value if definition.lower_is_better else -row.rates[metric].value,
+            -row.rates[metric].n,
+            row.label,
+        )
+    )
+    for position, row in enumerate(ranked, start=1):
+        row.rank = position
+    rest.sort(key=lambda row: (-row.rates[metric].n, row.label))
+    return ranked, rest
+
+
+def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> dict:
+    """Totals and breakdowns (by unit, category, child area, week) for the statistics page."""
+    cfg = cfg or settings(db)
+    weight = float(cfg["satisfaction_weight"])
+    totals: Counter = Counter()
+    groups: dict[str, dict] = {dim: defaultdict(Counter) for dim in ("unit", "category", "area",
+                                                                     "week")}
+    _codes, children = child_codes(db, user)
+    first_monday = monday(period.start)
+    for dims, place, n in grouped_counts(db, user, period, cfg):
+        counts = _counts_of(place % (1 << FEATURE_BITS), n)
+        totals.update(counts)
+        unit, category = dims >> DIM_BITS or None, dims % (1 << DIM_BITS) or None
+        code, week = divmod(place >> FEATURE_BITS, 256)
+        week = (first_monday + dt.timedelta(weeks=week)).isoformat()
+        for dim, key in (("unit", unit), ("category", category),
+                         ("area", children.get(code)), ("week", week)):
+            groups[dim][key].update(counts)
+    labels = _labels(db, user)
+
+    def breakdown(dim: str) -> list[Breakdown]:
+        return [
+            Breakdown(key, labels[dim].get(key, ""), counts, rates(counts, weight))
+            for key, counts in groups[dim].items()
+        ]
+
+    weeks = sorted(breakdown("week"), key=lambda row: row.key)
+    for row in weeks:
+        row.label = row.key
+    return {
+        "totals": totals,
+        "rates": rates(totals, weight),
+        "units": breakdown("unit"),
+        "categories": sorted(breakdown("category"), key=lambda row: row.label),
+        "areas": sorted(breakdown("area"), key=lambda row: row.label),
+        "weeks": weeks,
+        "settings": cfg,
+    }
+
+
+def _labels(db, user: authz.User) -> dict[str, dict]:
+    return {
+        "unit": {row[0]: row[1] for row in db.execute("SELECT id, name FROM units")},
+        "category": {row[0]: row[1] for row in db.execute("SELECT id, name FROM categories")},
+        "area": {row[0]: row[1] for row in db.execute(
+            "SELECT id, name FROM areas WHERE parent_id = ? OR id = ?", [user.area_id, user.area_id]
+        )},
+        "week": {},
+    }

@@ -1,0 +1,264 @@
+"""The office pages over the ledger: the ledger list, my work, diaries, statistics, export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from server import authz, charts, export, ledger_query, metrics, workflow
+from server.db import connect
+from server.i18n import gettext as _
+from server.problems import STATUSES
+from server.web import page_number, render, store, user
+from server.workdays import UnknownCalendarYear, WorkCalendar
+
+# The ledger ---------------------------------------------------------------------------
+
+
+def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
+    """The filter form's choices, (value, label) per select, in the order shown."""
+    found = ledger_query.filter_options(db, actor)
+
+    def labelled(values, prefix):
+        return [(value, _(f"{prefix}.{value}")) for value in values]
+
+    return {
+        "category": [(row["id"], row["name"]) for row in found["categories"]],
+        "area": [(row["code"], "\u3000" * (row["level"] - 1) + row["name"])
+                 for row in found["areas"]],
+        "unit": [(row["id"], row["name"]) for row in found["units"]],
+        "source": labelled(ledger_query.SOURCES, "ledger.source"),
+        "urgency": labelled(ledger_query.URGENCIES, "urgency"),
+        "overdue": [("yes", _("common.yes")), ("no", _("common.no"))],
+        "supervision": labelled(workflow.SUPERVISION_LEVELS, "supervision"),
+        "reporter": [(row["id"], row["display_name"]) for row in found["reporters"]],
+    }
+
+
+def _ledger_data(db, actor: authz.User, f: ledger_query.Filter) -> dict:
+    return {**ledger_query.ledger(db, actor, f), "options": _options(db, actor)}
+
+
+async def ledger_list(request: Request):
+    f = ledger_query.parse(request.query_params)
+    data = await store(request).read(_ledger_data, user(request), f)
+    return render(request, "ledger/list.html", {
+        **data,
+        "f": f,
+        "notice": ledger_query.ignored_notice(f),
+        "statuses": STATUSES,
+        "sorts": ledger_query.SORTS,
+        "date_filters": ledger_query.DATE_FILTERS,
+        "base_query": f.query_string(page=None),
+        "cap": ledger_query.COUNT_CAP,
+    })
+
+
+# Export ---------------------------------------------------------------------------------
+
+
+def _attachment(extension: str) -> dict:
+    name = urllib.parse.quote(f"{_('problem.title')}-{dt.date.today():%Y%m%d}.{extension}")
+    return {
+        "Content-Disposition": f"attachment; filename=ledger.{extension};"
+        f" filename*=UTF-8''{name}",
+        "Cache-Control": "no-store",
+    }
+
+
+def _export_connection(request: Request):
+    db = connect(store(request).path)
+    db.execute("PRAGMA query_only = ON")
+    return db
+
+
+async def export_csv(request: Request):
+    f = ledger_query.parse(request.query_params)
+    db = _export_connection(request)
+    actor = user(request)
+
+    def chunks():
+        try:
+            yield from export.csv_chunks(export.records(db, actor, f))
+        finally:
+            db.close()
+
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8",
+                             headers=_attachment("csv"))
+
+
+async def export_xlsx(request: Request):
+    f = ledger_query.parse(request.query_params)
+    db = _export_connection(request)
+    actor = user(request)
+
+    def build():
+        try:
+            return export.xlsx_file(export.records(db, actor, f))
+        finally:
+            db.close()
+
+    target = await run_in_threadpool(build)
+    return StreamingResponse(
+        export.file_chunks(target),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers=_attachment("xlsx"),
+    )
+
+
+# My work ----------------------------------------------------------------------------------
+
+
+def _due_soon_limit(db) -> dt.date:
+    today = workflow.local_today()
+    try:
+        return WorkCalendar.load(db).add_working_days(today, 3)
+    except UnknownCalendarYear:
+        return today + dt.timedelta(days=5)
+
+
+def _work_data(db, actor: authz.User) -> list[dict]:
+    return ledger_query.work_queues(db, actor, _due_soon_limit(db))
+
+
+async def my_work(request: Request):
+    queues = await store(request).read(_work_data, user(request))
+    return render(request, "ledger/work.html", {"queues": queues})
+
+
+# People's diaries -------------------------------------------------------------------------
+
+DIARY_PAGE = 50
+
+
+def _diary_data(db, actor: authz.User, q: str, page: int) -> dict:
+    scope, params = authz.record_scope(actor, "d")
+    where, values = scope, list(params)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where += (
+            " AND (d.content LIKE ? ESCAPE '\\' OR d.person_name LIKE ? ESCAPE '\\'"
+            " OR d.address LIKE ? ESCAPE '\\')"
+        )
+        values += [like] * 3
+    rows = list(db.query(
+        "SELECT d.id, d.visit_id, d.person_name, d.person_kind, d.address, d.content,"
+        " d.recorded_at, a.name AS area_name, u.display_name AS author_name"
+        " FROM diary_entries d JOIN users u ON u.id = d.author_id"
+        f" LEFT JOIN areas a ON a.id = d.area_id WHERE {where}"
+        " ORDER BY d.recorded_at DESC, d.rowid DESC LIMIT ? OFFSET ?",
+        [*values, DIARY_PAGE, (page - 1) * DIARY_PAGE],
+    ))
+    total = db.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM diary_entries d WHERE {where} LIMIT ?)",
+        [*values, ledger_query.COUNT_CAP + 1],
+    ).fetchone()[0]
+    return {"rows": rows, "total": total}
+
+
+async def diary_list(request: Request):
+    q = " ".join(request.query_params.get("q", "").split())[:ledger_query.MAX_QUERY]
+    page = min(page_number(request), ledger_query.MAX_PAGE)
+    data = await store(request).read(_diary_data, user(request), q, page)
+    total = data["total"]
+    return render(request, "ledger/diary.html", {
+        **data,
+        "q": q,
+        "page": page,
+        "pages": max(1, min(ledger_query.MAX_PAGE, -(-min(total, ledger_query.COUNT_CAP)
+                                                     // DIARY_PAGE))),
+        "total_label": f"{ledger_query.COUNT_CAP}+" if total > ledger_query.COUNT_CAP
+        else str(total),
+        "base_query": urllib.parse.urlencode({"q": q}) if q else "",
+    })
+
+
+# Statistics ---------------------------------------------------------------------------------
+
+
+def _stats_params(params, cfg: dict) -> tuple[metrics.Period, str, int, list[str]]:
+    ignored = []
+    period = metrics.Period.default()
+    start, end = period.start, period.end
+    for name in ("from", "to"):
+        raw = params.get(name, "").strip()
+        if not raw:
+            continue
+        value = ledger_query._date(raw)
+        if value is None:
+            ignored.append(name)
+        elif name == "from":
+            start = value
+        else:
+            end = value
+    if start > end or (end - start).days > metrics.MAX_PERIOD_DAYS:
+        ignored += ["from", "to"]
+        start, end = period.start, period.end
+    rank_by = params.get("rank", "completion")
+    if rank_by not in metrics.RATES:
+        ignored.append("rank")
+        rank_by = "completion"
+    min_n = int(cfg["stats_min_sample"])
+    raw = params.get("min_n", "").strip()
+    if raw:
+        value = ledger_query._int(raw)
+        if value is None or not 1 <= value <= 10_000:
+            ignored.append("min_n")
+        else:
+            min_n = value
+    return metrics.Period(start, end), rank_by, min_n, ignored
+
+
+def _stats_data(db, actor: authz.User, params) -> dict:
+    cfg = metrics.settings(db)
+    period, rank_by, min_n, ignored = _stats_params(params, cfg)
+    result = metrics.compute(db, actor, period, cfg)
+    ranked, unranked = metrics.rank(result["units"], rank_by, min_n)
+    return {**result, "period": period, "rank_by": rank_by, "min_n": min_n,
+            "ranked": ranked, "unranked": unranked, "ignored": ignored}
+
+
+async def stats(request: Request):
+    data = await store(request).read(_stats_data, user(request), request.query_params)
+    weeks = data["weeks"]
+    labels = [row.label for row in weeks]
+    metric_label = _(f"stats.rate.{data['rank_by']}")
+    charts_svg = {
+        "trend": charts.trend(labels, {
+            _(f"stats.rate.{name}"): [row.rates[name].value for row in weeks]
+            for name in ("completion", "resolution", "satisfaction")
+        }, _("stats.trend")),
+        "volume": charts.columns(labels, {
+            _("stats.count.accepted"): [row.counts["accepted"] for row in weeks],
+            _("stats.count.closed"): [row.counts["closed"] for row in weeks],
+        }, _("stats.volume")),
+        "units": charts.bars(
+            [(row.label, row.rates[data["rank_by"]].value, row.rates[data["rank_by"]].n)
+             for row in data["ranked"]],
+            metric_label,
+        ),
+    }
+    notice = None
+    if data["ignored"]:
+        names = "、".join(_(f"stats.param.{name}") for name in dict.fromkeys(data["ignored"]))
+        notice = _("ledger.ignored", names=names)
+    return render(request, "ledger/stats.html", {
+        **data, "charts": charts_svg, "rate_names": list(metrics.RATES), "notice": notice,
+        "raw_counts": {name: data["totals"].get(name, 0) for name in metrics.COUNTS},
+    })
+
+
+# Problem detail: similar problems -------------------------------------------------------------
+
+
+def similar_context(db, actor: authz.User, problem: dict, actions: list[str]) -> dict:
+    """What templates/ledger/_similar.html needs; called by pages._problem_page_data."""
+    return {
+        "similar": ledger_query.similar(db, actor, problem),
+        "can_merge": "merge" in actions,
+    }
+

@@ -1,0 +1,184 @@
+"""The ledger pages for each role: ledger, my work, diaries, statistics, similar problems."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from server import workflow
+from server.db import immediate
+from server.timeutil import now_iso
+from tests.conftest import post_form
+from tests.ledger_helpers import add_problem
+
+PAGES = {
+    "/problems": {"field", "office", "handler", "leader"},
+    "/problems?q=漏水&overdue=no&sort=deadline": {"field", "office", "handler", "leader"},
+    "/problems/export.csv": {"office", "handler", "leader"},
+    "/problems/export.xlsx": {"office", "handler", "leader"},
+    "/work": {"office", "handler", "leader"},
+    "/diary": {"field", "office", "leader"},
+    "/stats": {"office", "leader"},
+}
+USERS = {"field": "field1", "office": "office", "handler": "handler1", "leader": "leader",
+         "admin": "admin"}
+
+
+@pytest.mark.parametrize("role", sorted(USERS))
+def test_pages_for_each_role(login_as, world, role):
+    client = login_as(USERS[role])
+    for url, allowed in PAGES.items():
+        response = client.get(url)
+        expected = 200 if role in allowed else 403
+        assert response.status_code == expected, (url, role, response.status_code)
+
+
+def test_nav_links_follow_permissions(login_as, world):
+    office = login_as("office").get("/").text
+    for link in ('href="/work"', 'href="/diary"', 'href="/stats"', 'href="/problems"'):
+        assert link in office
+    handler = login_as("handler1").get("/").text
+    assert 'href="/work"' in handler and 'href="/stats"' not in handler
+    assert 'href="/diary"' not in handler
+
+
+def queue(html: str, key: str) -> str:
+    match = re.search(rf'<section class="card" id="q-{key}".*?</section>', html, re.S)
+    assert match, key
+    return match.group(0)
+
+
+def test_office_work_queues(login_as, db, world):
+    office = world.users["office"]
+    replied = add_problem(db, world, status="replied", description="待审核的答复")
+    callback = add_problem(db, world, status="callback", description="待回访的问题")
+    today = workflow.local_today()
+    due = add_problem(db, world, status="closed", description="回头看到期",
+                      return_visit_due=(today - dt.timedelta(days=1)).isoformat())
+    add_problem(db, world, status="closed", description="回头看已做",
+                return_visit_due=today.isoformat(), return_visit_result="held")
+    add_problem(db, world, status="closed", description="回头看未到期",
+                return_visit_due=(today + dt.timedelta(days=3)).isoformat())
+    extension = add_problem(db, world, status="handling", lead_unit_id=world.units["u1"],
+                            extension_request='{"extra_days": 3}', description="申请延期")
+    html = login_as("office").get("/work").text
+    assert world.problems["p1"] in queue(html, "intake")
+    assert world.problems["p2"] not in queue(html, "intake")
+    assert replied in queue(html, "verify")
+    assert callback in queue(html, "callback")
+    visits = queue(html, "return_visit")
+    assert due in visits and "回头看已做" not in visits and "回头看未到期" not in visits
+    assert extension in queue(html, "extension")
+    assert office  # the office sees no unit or leader lists
+    assert 'id="q-to_sign"' not in html and 'id="q-flagged"' not in html
+
+
+def test_handler_work_queues(login_as, db, world):
+    u1 = world.units["u1"]
+    today = workflow.local_today()
+    soon = add_problem(db, world, status="handling", lead_unit_id=u1, description="快到期",
+                       deadline=(today + dt.timedelta(days=1)).isoformat())
+    later = add_problem(db, world, status="handling", lead_unit_id=u1, description="还早",
+                        deadline=(today + dt.timedelta(days=30)).isoformat())
+    to_sign = add_problem(db, world, status="dispatched", lead_unit_id=u1, description="待签",
+                          deadline=(today + dt.timedelta(days=10)).isoformat())
+    html = login_as("handler1").get("/work").text
+    assert to_sign in queue(html, "to_sign")
+    hand = queue(html, "in_hand")
+    assert world.problems["p3"] in hand and soon in hand and later in hand
+    due = queue(html, "due_soon")
+    assert soon in due and later not in due
+    # The other unit's dispatched problem is not on this unit's list.
+    assert world.problems["p2"] not in html
+    html = login_as("handler2").get("/work").text
+    assert world.problems["p2"] in queue(html, "to_sign")
+
+
+def test_leader_work_queues(login_as, db, world):
+    late = add_problem(db, world, status="handling", deadline="2020-01-01", description="超期了")
+    flagged = add_problem(db, world, status="handling", supervision="flagged",
+                          description="挂牌的")
+    add_problem(db, world, status="closed", supervision="flagged", deadline="2020-01-01",
+                description="已办结的挂牌")
+    html = login_as("leader").get("/work").text
+    assert late in queue(html, "overdue")
+    assert flagged in queue(html, "flagged")
+    assert "已办结的挂牌" not in html
+    # leader_d2 does not see district d1's problems.
+    html = login_as("leader_d2").get("/work").text
+    assert late not in html and flagged not in html
+
+
+def add_diary(db, world, author: str, area: str, content: str, person: str = "张大娘") -> str:
+    diary_id = f"d-{content}"
+    now = now_iso()
+    with immediate(db):
+        db["diary_entries"].insert({
+            "id": diary_id, "visit_id": world.visits["v1" if author == "field1" else "v2"],
+            "author_id": world.users[author], "area_id": world.areas[area],
+            "person_name": person, "person_kind": "resident", "content": content,
+            "recorded_at": now, "created_at": now, "updated_at": now,
+        })
+    return diary_id
+
+
+def test_diary_list_search_and_scope(login_as, db, world):
+    add_diary(db, world, "field1", "v1", "反映小区物业收费不透明")
+    add_diary(db, world, "field2", "v2", "村里自来水经常停水")
+    html = login_as("office").get("/diary").text
+    assert "物业收费" in html and "经常停水" in html
+    assert f'href="/visits/{world.visits["v1"]}"' in html
+    html = login_as("office").get("/diary?q=物业").text
+    assert "物业收费" in html and "经常停水" not in html
+    # A district office and a field official see only their part.
+    html = login_as("office_d1").get("/diary").text
+    assert "物业收费" in html and "经常停水" not in html
+    html = login_as("field2").get("/diary").text
+    assert "物业收费" not in html and "经常停水" in html
+    assert login_as("office").get("/diary?q=%25&page=abc").status_code == 200
+
+
+def test_stats_page(login_as, db, world):
+    stamp = now_iso()
+    for n in range(6):
+        add_problem(db, world, status="closed" if n < 3 else "handling", accepted_at=stamp,
+                    closed_at=stamp if n < 3 else None, lead_unit_id=world.units["u1"])
+    response = login_as("office").get("/stats")
+    assert response.status_code == 200
+    html = response.text
+    assert "<svg" in html and "<script" not in html
+    assert "办结率" in html and "50.00%" in html  # 3 closed of 6 accepted
+    assert "n=6" in html and "住建局" in html
+    response = login_as("leader").get("/stats?from=2026-99-01&rank=bogus&min_n=0")
+    assert response.status_code == 200 and "已忽略" in response.text
+    response = login_as("leader").get("/stats?from=2026-03-01&to=2026-01-01")
+    assert response.status_code == 200 and "已忽略" in response.text
+
+
+def test_similar_problems_and_one_click_merge(login_as, db, world):
+    base = {"category_id": world.category, "area_id": world.areas["v1"]}
+    with immediate(db):
+        db["problems"].update(world.problems["p1"], {"lat": 36.65, "lng": 117.01})
+    near = add_problem(db, world, **base, status="accepted", ledger_no="ZF-2026-000050",
+                       lat=36.651, lng=117.0105, description="供水管道破裂")  # about 120 m
+    far = add_problem(db, world, **base, status="accepted", lat=36.70, lng=117.01,
+                      description="另一处供水问题")  # about 5.5 km
+    text = add_problem(db, world, **base, status="accepted",
+                       description="幸福社区3号楼漏水，墙面渗水严重")  # no position, same words
+    client = login_as("office")
+    html = client.get(f"/problems/{world.problems['p1']}").text
+    section = re.search(r'<section class="card" aria-labelledby="similar-h">.*?</section>', html,
+                        re.S).group(0)
+    assert near in section and text in section and far not in section
+    assert "相距" in section and "描述相似" in section
+    response = post_form(client, f"/problems/{world.problems['p1']}/actions/merge",
+                         {"original_id": near, "note": "重复"})
+    assert response.status_code == 303
+    row = db.execute("SELECT status, merged_into FROM problems WHERE id = ?",
+                     [world.problems["p1"]]).fetchone()
+    assert row == ("merged", near)
+    # A handler sees the section without merge buttons (it may not merge).
+    html = login_as("handler1").get(f"/problems/{world.problems['p3']}").text
+    assert "/actions/merge" not in html

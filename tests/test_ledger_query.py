@@ -1,0 +1,321 @@
+"""The ledger list: every filter, search (Chinese bigrams), scope, sort, pages, bad parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import QueryParams
+
+from server import authz, ledger_query
+from server.db import immediate
+from server.timeutil import to_iso
+from tests.ledger_helpers import add_problem, load
+
+
+@pytest.fixture(autouse=True)
+def time_to_count(monkeypatch):
+    """Counts here are exact: a loaded test machine must not run out of the page's budget."""
+    monkeypatch.setattr(ledger_query, "COUNT_BUDGET_S", 30)
+
+
+def ids(db, world, username: str, query: str = "") -> set[str]:
+    f = ledger_query.parse(QueryParams(query))
+    f.page = 1
+    rows = ledger_query.list_rows(db, load(db, world, username), f)
+    return {row["id"] for row in rows}
+
+
+def names(world, found: set[str]) -> set[str]:
+    by_id = {value: key for key, value in world.problems.items()}
+    return {by_id.get(problem_id, problem_id) for problem_id in found}
+
+
+# Search ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("漏水", {"p1"}),  # a two-character word
+        ("物业", {"p3"}),
+        ("物业不作为", {"p3"}),  # a 3+ character phrase must appear as written
+        ("物业作为", set()),
+        ("水压 杏花", {"p2"}),  # every part must match
+        ("ZF-2026-000002", {"p2"}),  # a ledger number, on its unique index
+        ("zf-2026-2", {"p2"}),
+        ("000003", {"p3"}),  # a word of the ledger number
+        ("漏", {"p1"}),  # one Chinese character: a prefix query
+        ("水", {"p1", "p2"}),  # ... including the end of a run (渗水, 自来水)
+        ("3", {"p1", "p3"}),  # one other character: LIKE (3号楼, ZF-2026-000003)
+        ("不存在的词", set()),
+        ("!!", set()),
+    ],
+)
+def test_search(db, world, query, expected):
+    found = ids(db, world, "office", f"q={query}")
+    assert names(world, found) == expected
+
+
+@pytest.mark.parametrize("query", ["漏水", "物业不作为", "水", "水压 杏花", "000003"])
+def test_broad_search_gives_the_same_rows(db, world, monkeypatch, query):
+    # A search matching many problems is checked row by row, read in sort order.
+    narrow = ids(db, world, "office", f"q={query}")
+    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", 0)
+    monkeypatch.setattr(ledger_query, "COUNT_CAP", 0)
+    assert ids(db, world, "office", f"q={query}") == narrow
+    f = ledger_query.parse(QueryParams(f"q={query}"))
+    assert {row["id"] for row in ledger_query.ledger(db, load(db, world, "office"), f)["rows"]} \
+        == narrow
+    assert f.broad_search
+
+
+def test_search_covers_place_and_resident_and_follows_edits(db, world):
+    extra = add_problem(db, world, description="路面坑洼", place="人民路口", resident_name="赵大爷")
+    assert ids(db, world, "office", "q=人民路") == {extra}
+    assert ids(db, world, "office", "q=赵大爷") == {extra}
+    with immediate(db):
+        db["problems"].update(extra, {"description": "井盖缺失"})
+    assert ids(db, world, "office", "q=坑洼") == set()
+    assert ids(db, world, "office", "q=井盖") == {extra}
+    # A status change does not touch the index, and search still finds the row.
+    with immediate(db):
+        db["problems"].update(extra, {"status": "dispatched"})
+    assert ids(db, world, "office", "q=井盖") == {extra}
+
+
+def test_fts_query_shapes():
+    assert ledger_query.fts_query("漏水") == '"漏水"'
+    assert ledger_query.fts_query("物业不作为") == '"物业 业不 不作 作为"'
+    assert ledger_query.fts_query("漏") == '"漏"*'
+    assert ledger_query.fts_query("3号楼 ABC") == '"3" "号楼" "ABC"'
+    assert ledger_query.fts_query('"，。') is None
+
+
+# Filters -----------------------------------------------------------------------------
+
+
+def test_every_filter(db, world):
+    a, w = world.areas, world
+    day = dt.datetime(2026, 3, 10, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
+    target = add_problem(
+        db, w, status="handling", lead_unit_id=w.units["u1"], source="hotline",
+        urgency="critical", supervision="flagged", reporter_id=w.users["field2"],
+        area_id=a["v1"], deadline="2020-01-01", found_at=to_iso(day),
+        accepted_at=to_iso(day + dt.timedelta(days=1)),
+        closed_at=to_iso(day + dt.timedelta(days=5)),
+    )
+    cases = {
+        "status=handling": {"p3", target},
+        "category=999": set(),
+        f"category={w.category}": {"p1", "p2", "p3", target},
+        "area=370103": {"p2"},  # district d2's subtree
+        "area=370102001001": {"p1", "p3", target},  # the community v1 and its grid
+        f"unit={w.units['u2']}": {"p2"},
+        "source=hotline": {target},
+        "urgency=critical": {target},
+        "overdue=yes": {target},
+        "overdue=no": {"p1", "p2", "p3"},
+        "supervision=flagged": {target},
+        "supervision=none": {"p1", "p2", "p3"},
+        f"reporter={w.users['field2']}": {"p2", "p3", target},
+        "found_from=2026-03-10&found_to=2026-03-10": {target},
+        "found_to=2026-03-09": set(),
+        "accepted_from=2026-03-11&accepted_to=2026-03-11": {target},
+        "closed_from=2026-03-15": {target},
+        "closed_to=2026-03-14": set(),
+        # Combinations: every condition holds.
+        f"status=handling&unit={w.units['u1']}&q=物业": {"p3"},
+        "area=370102&overdue=yes&urgency=critical": {target},
+        "area=370103&source=hotline": set(),
+    }
+    for query, expected in cases.items():
+        found = names(w, ids(db, w, "office", query))
+        assert found == {names(w, {e}).pop() for e in expected}, query
+
+
+def test_local_days_bound_the_date_filters(db, world):
+    # 23:30 on 9 March in Shanghai is 15:30 UTC: it belongs to 9 March, not the 10th.
+    late = add_problem(db, world, found_at="2026-03-09T15:30:00+00:00")
+    assert ids(db, world, "office", "found_from=2026-03-09&found_to=2026-03-09") == {late}
+    assert ids(db, world, "office", "found_from=2026-03-10&found_to=2026-03-10") == set()
+
+
+# Scope -------------------------------------------------------------------------------
+
+
+def test_handler_sees_only_own_unit(db, world):
+    assert names(world, ids(db, world, "handler1")) == {"p3"}
+    # Asking for the other unit's problems gives nothing, not them.
+    assert ids(db, world, "handler1", f"unit={world.units['u2']}") == set()
+    assert ids(db, world, "handler1", "q=水压") == set()
+
+
+def test_district_office_never_sees_other_district(db, world):
+    assert names(world, ids(db, world, "office_d1")) == {"p1", "p3"}
+    assert ids(db, world, "office_d1", "area=370103") == set()
+    assert ids(db, world, "office_d1", "q=ZF-2026-000002") == set()
+    counts = ledger_query.status_counts(db, load(db, world, "office_d1"), ledger_query.Filter())
+    assert counts["dispatched"] == 0 and counts["submitted"] == 1 and counts["handling"] == 1
+
+
+# Counts, sort and pages --------------------------------------------------------------------
+
+
+def test_counts_per_state_follow_the_other_filters(db, world):
+    user = load(db, world, "office")
+    f = ledger_query.parse(QueryParams("status=handling&q=水"))
+    counts = ledger_query.status_counts(db, user, f)
+    # The state tabs ignore the state filter itself: 水 is in p1 (submitted) and p2 (dispatched).
+    assert counts["submitted"] == 1 and counts["dispatched"] == 1 and counts["handling"] == 0
+    assert str(ledger_query.total(counts, f)) == "0"
+
+
+def test_counts_are_capped(db, world, monkeypatch):
+    monkeypatch.setattr(ledger_query, "COUNT_CAP", 2)
+    for _ in range(3):
+        add_problem(db, world, status="submitted")
+    user = load(db, world, "office")
+    f = ledger_query.Filter()
+    counts = ledger_query.status_counts(db, user, f)
+    assert counts["submitted"] == 3  # the cap plus one: "more than the cap"
+    total = ledger_query.total(counts, f)
+    assert total.capped and str(total) == "2+"
+
+
+def test_uncountable_counts_show_as_unknown(db, world, monkeypatch):
+    monkeypatch.setattr(ledger_query, "COUNT_BUDGET_S", -1)  # no time to count at all
+    data = ledger_query.ledger(db, load(db, world, "office"), ledger_query.Filter())
+    assert str(data["total"]) == "…" and data["total"].many
+    assert len(data["rows"]) == 3 and data["pages"] == 1
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_sort_and_pages_are_stable(db, world, many, monkeypatch):
+    if many:  # read through the sort order's index (as with a million problems)
+        monkeypatch.setattr(ledger_query, "COUNT_CAP", 1)
+    same_time = "2026-01-05T01:00:00+00:00"
+    made = {add_problem(db, world, found_at=same_time, deadline=f"2026-02-{n % 20 + 1:02d}")
+            for n in range(120)}
+    user = load(db, world, "office")
+    for sort in ledger_query.SORTS:
+        pages = {}
+        for direction in ("asc", "desc"):
+            seen = []
+            for page in (1, 2, 3):
+                f = ledger_query.parse(QueryParams(
+                    f"sort={sort}&dir={direction}&page={page}&found_to=2026-01-05"))
+                seen += [row["id"] for row in ledger_query.ledger(db, user, f)["rows"]]
+            assert len(seen) == len(set(seen)) == 120, sort
+            assert set(seen) == made
+            pages[direction] = seen
+        assert pages["asc"] == pages["desc"][::-1], sort
+    f = ledger_query.parse(QueryParams("sort=deadline&dir=asc&found_to=2026-01-05"))
+    deadlines = [row["deadline"] for row in ledger_query.list_rows(db, user, f)]
+    assert deadlines == sorted(deadlines)
+
+
+# Bad parameters ---------------------------------------------------------------------------
+
+
+def test_bad_parameters_are_ignored_with_a_notice(login_as, world):
+    client = login_as("office")
+    response = client.get(
+        "/problems?category=abc&unit=1e9&found_from=2026-13-45&status=nope&page=-1"
+        "&area=../x&sort=evil;drop&dir=up&overdue=maybe&reporter=%00&q=" + "漏" * 300
+    )
+    assert response.status_code == 200
+    assert "已忽略" in response.text
+    for label in ("类别", "责任单位", "发现时间（起）", "状态", "页码", "区域", "排序"):
+        assert label in response.text
+    response = client.get("/problems?area=999999")  # well-formed but unknown
+    assert response.status_code == 200 and "已忽略" in response.text
+
+
+def test_the_page_keeps_every_filter_in_links(login_as, world):
+    client = login_as("office")
+    response = client.get("/problems?q=漏水&urgency=normal&sort=deadline&dir=asc")
+    assert response.status_code == 200
+    assert world.problems["p1"] in response.text
+    assert world.problems["p3"] not in response.text
+    links = re.findall(r'href="/problems\?([^"]*)"', response.text)
+    assert any("status=submitted" in link and "urgency=normal" in link and "sort=deadline" in link
+               for link in links)
+    assert 'value="漏水"' in response.text
+
+
+# Random combinations -------------------------------------------------------------------------
+
+FIXTURES = [HealthCheck.function_scoped_fixture]
+FILTER_VALUES = {
+    "status": st.sampled_from(["submitted", "handling", "closed", "bogus", ""]),
+    "category": st.sampled_from(["1", "2", "x", ""]),
+    "area": st.sampled_from(["370102", "370103", "370102001001001", "nope", ""]),
+    "unit": st.sampled_from(["1", "2", "-1", ""]),
+    "source": st.sampled_from(["visit", "hotline", "x", ""]),
+    "urgency": st.sampled_from(["normal", "critical", ""]),
+    "overdue": st.sampled_from(["yes", "no", "?", ""]),
+    "supervision": st.sampled_from(["none", "flagged", ""]),
+    "found_from": st.sampled_from(["2026-01-01", "2026-02-30", ""]),
+    "q": st.sampled_from(["漏水", "物业", "水", "3", "ZF-2026-000003", "a\"b", "", "%_"]),
+    "sort": st.sampled_from(list(ledger_query.SORTS) + ["x"]),
+    "dir": st.sampled_from(["asc", "desc", "x"]),
+    "page": st.sampled_from(["1", "2", "0", "abc"]),
+}
+
+
+def _matches(row: dict, f: ledger_query.Filter, areas: dict, today: str) -> bool:
+    checks = [
+        f.status is None or row["status"] == f.status,
+        f.category is None or row["category_id"] == f.category,
+        f.unit is None or row["lead_unit_id"] == f.unit,
+        f.source is None or row["source"] == f.source,
+        f.urgency is None or row["urgency"] == f.urgency,
+        f.supervision is None or row["supervision"] == f.supervision,
+        f.area is None or areas[row["area_id"]].startswith(areas[f.area]),
+        f.found_from is None or row["found_at"] >= ledger_query.local_day_start(f.found_from),
+    ]
+    overdue = row["status"] not in ("closed", "rejected", "merged") and bool(
+        row["deadline"] and row["deadline"] < today)
+    checks.append(f.overdue is None or overdue == (f.overdue == "yes"))
+    if f.q and len(f.q) > 1 and not f.q.startswith("ZF"):
+        text = row["description"] + row["place"] + row["resident_name"]
+        checks.append(all(part in text for part in f.q.split()))
+    return all(checks)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES)
+@given(params=st.fixed_dictionaries({}, optional=FILTER_VALUES))
+def test_random_filters_never_fail_and_rows_match(db, world, params):
+    for username in ("office", "office_d1", "handler1", "field1"):
+        user = load(db, world, username)
+        f = ledger_query.parse(QueryParams(params))
+        data = ledger_query.ledger(db, user, f)
+        areas = {row[0]: row[1] for row in db.execute("SELECT id, path FROM areas")}
+        areas.update({row[0]: row[1] for row in db.execute("SELECT code, path FROM areas")})
+        scope, scope_params = authz.problem_scope(user, "p")
+        visible = {row[0] for row in db.execute(
+            f"SELECT p.id FROM problems p WHERE {scope}", scope_params)}
+        today = ledger_query.local_today().isoformat()
+        for listed in data["rows"]:
+            row = next(db.query("SELECT * FROM problems WHERE id = ?", [listed["id"]]))
+            assert row["id"] in visible
+            assert _matches(row, f, areas, today), (params, row)
+        if not f.broad_search:
+            assert sum(c.value for c in data["counts"].values()) >= len(data["rows"])
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
+@given(params=st.fixed_dictionaries({}, optional=FILTER_VALUES))
+def test_random_filters_over_http_never_500(client, world, params):
+    from tests.conftest import login
+
+    if "fl_session" not in client.cookies:
+        login(client, "office")
+    response = client.get("/problems", params=params)
+    assert response.status_code == 200
