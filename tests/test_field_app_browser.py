@@ -289,6 +289,13 @@ def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
     assert max(width, height) == 1600
 
 
+def wait_until_focused(locator, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not locator.evaluate("element => element === document.activeElement"):
+        assert time.monotonic() < deadline, "the field never got the focus"
+        time.sleep(0.05)
+
+
 def test_a_problem_with_one_photo_takes_at_most_six_taps(phone, server, tmp_path):
     page = phone.new_page()
     sign_in(page, server, "field1")
@@ -296,6 +303,7 @@ def test_a_problem_with_one_photo_takes_at_most_six_taps(phone, server, tmp_path
     taps = 0
     page.get_by_role("link", name="记问题").click()
     taps += 1
+    wait_until_focused(page.get_by_label("问题描述"))
     page.keyboard.type("巷口路灯坏了一个月")  # the description has the focus: typing only
     with page.expect_file_chooser() as chooser:
         page.get_by_text("拍照", exact=True).filter(visible=True).click()
@@ -438,6 +446,7 @@ def test_expired_token_keeps_capturing_and_asks_for_the_password(phone, server):
     page.get_by_role("link", name="记民情").click()
     page.get_by_label("反映内容").fill("令牌失效后记录的民情")
     page.get_by_role("button", name="保存", exact=True).click()
+    page.get_by_role("button", name="同步", exact=True).click()  # a sync that meets the 401
     page.get_by_role("heading", name="请重新输入密码").wait_for()
     pending(page, 1)
     assert page.get_by_label("用户名").input_value() == "office_d1"
