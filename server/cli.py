@@ -156,6 +156,28 @@ def cmd_revoke_devices(args) -> int:
     return 0
 
 
+def cmd_simulate_devices(args) -> int:
+    """Load-test a running server with simulated phones (sync/simulate.py)."""
+    import json
+
+    from sync.simulate import format_report, simulate
+
+    users = []
+    for spec in args.user or ["field:demo1234"]:
+        username, sep, password = spec.partition(":")
+        if not sep or not username:
+            print(f"--user {spec!r}: expected USERNAME:PASSWORD", file=sys.stderr)
+            return 2
+        users.append((username, password))
+    report = simulate(
+        args.url, users, devices=args.devices, mutations_per_device=args.mutations,
+        concurrency=args.concurrency or args.devices, photos=args.photos, seed=args.seed,
+        progress=None if args.json else print,
+    )
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_report(report))
+    return 1 if report["errors"] or report["unsent"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldledger", description="FieldLedger 走访台账")
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file ({DEFAULT_DB})")
@@ -211,6 +233,24 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("username")
     revoke.add_argument("--wipe", action="store_true", help="tell the phones to erase their data")
     revoke.set_defaults(func=cmd_revoke_devices)
+
+    simulate = commands.add_parser(
+        "simulate-devices", help="load-test a running server with simulated phones"
+    )
+    simulate.add_argument("--url", default="http://127.0.0.1:8000")
+    simulate.add_argument(
+        "--user", action="append", metavar="USERNAME:PASSWORD",
+        help="an account for the devices (repeat for several; default field:demo1234)",
+    )
+    simulate.add_argument("--devices", type=int, default=50)
+    simulate.add_argument("--mutations", type=int, default=20, help="per device")
+    simulate.add_argument(
+        "--concurrency", type=int, default=0, help="devices at once (default: all)"
+    )
+    simulate.add_argument("--photos", action="store_true", help="attach small photos")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--json", action="store_true", help="print the report as JSON")
+    simulate.set_defaults(func=cmd_simulate_devices)
     return parser
 
 

@@ -31,6 +31,13 @@ def _placeholders(ids) -> str:
     return ",".join("?" * len(ids))
 
 
+# Loaders look records up by id. Their scope conditions are wrapped in ``+( )``,
+# which keeps SQLite from using an index for them: with a long id list it would
+# otherwise scan the user's (or the area's) records through the author, reporter
+# or area index — seconds per page on a ledger of a million problems — instead
+# of looking up the ids.
+
+
 def _photos(db, record_type: str, ids: list[str]) -> dict[str, list[str]]:
     photos: dict[str, list[str]] = {}
     if not ids:
@@ -87,7 +94,7 @@ def _visits(db, user, ids):
     rows = {
         row["id"]: {**row, "checklist": json.loads(row["checklist"])}
         for row in db.query(
-            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)}) AND author_id = ?",
+            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)}) AND +author_id = ?",
             [*ids, user.id],
         )
     }
@@ -101,7 +108,8 @@ def _diaries(db, user, ids):
     rows = {
         row["id"]: row
         for row in db.query(
-            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)}) AND author_id = ?",
+            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)})"
+            " AND +author_id = ?",
             [*ids, user.id],
         )
     }
@@ -137,7 +145,7 @@ def _problems(db, user, ids):
         row["id"]: row
         for row in db.query(
             f"SELECT {PROBLEM_COLUMNS} FROM problems p WHERE p.id IN ({_placeholders(ids)})"
-            f" AND {clause}",
+            f" AND +({clause})",
             [*ids, *params],
         )
     }
@@ -182,7 +190,7 @@ def _removed_problems(db, user, ids) -> set[str]:
     return {
         row[0]
         for row in db.execute(
-            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND ({condition})",
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND +({condition})",
             [*ids, *params],
         )
     }
