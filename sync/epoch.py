@@ -24,21 +24,27 @@ def _mark_path(root: Path) -> Path:
     return Path(root) / MARK_FILE
 
 
-def read_mark(root: Path) -> int:
+def read_mark(root: Path) -> tuple[int, str | None]:
+    """The highest version served, and the epoch it was served under."""
     try:
-        return int(_mark_path(root).read_text().strip() or 0)
+        version, _sep, epoch = _mark_path(root).read_text().strip().partition(" ")
+        return int(version or 0), epoch or None
     except (FileNotFoundError, ValueError):
-        return 0
+        return 0, None
 
 
-def raise_mark(root: Path, version: int) -> None:
-    """Record that versions up to ``version`` were served (never lowers the mark)."""
-    if version <= read_mark(root):
-        return
+def _write_mark(root: Path, version: int, epoch: str) -> None:
     path = _mark_path(root)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(str(version))
+    temporary.write_text(f"{version} {epoch}")
     os.replace(temporary, path)
+
+
+def raise_mark(root: Path, version: int, epoch: str) -> None:
+    """Record that versions up to ``version`` were served under ``epoch``."""
+    served, served_epoch = read_mark(root)
+    if version > served or epoch != served_epoch:
+        _write_mark(root, max(version, served) if epoch == served_epoch else version, epoch)
 
 
 def latest_version(db: sqlite_utils.Database) -> int:
@@ -47,11 +53,16 @@ def latest_version(db: sqlite_utils.Database) -> int:
 
 
 def renew_epoch_if_restored(db: sqlite_utils.Database, root: Path) -> bool:
-    """At start-up: a new epoch if the database is behind what was served. Returns True then."""
-    mark = read_mark(root)
-    if latest_version(db) >= mark:
+    """At start-up: a new epoch if the database is behind what was served, or is
+    not the one that served it (the same backup restored twice). True if renewed."""
+    served, served_epoch = read_mark(root)
+    current = db.execute("SELECT value FROM settings WHERE key = 'epoch'").fetchone()[0]
+    behind = latest_version(db) < served
+    swapped = served_epoch is not None and served_epoch != current
+    if not (behind or swapped):
         return False
-    db.execute("UPDATE settings SET value = ? WHERE key = 'epoch'", [str(uuid.uuid4())])
+    epoch = str(uuid.uuid4())
+    db.execute("UPDATE settings SET value = ? WHERE key = 'epoch'", [epoch])
     # Versions from here on are new to every phone: start the mark again.
-    _mark_path(root).write_text(str(latest_version(db)))
+    _write_mark(root, latest_version(db), epoch)
     return True

@@ -102,6 +102,18 @@ def _apply_one(db, ctx: Context, mutation) -> dict:
     return {"id": mutation["id"], "status": "applied"}
 
 
+def _earlier_result(db, client_id: str, mutation_id: int) -> dict:
+    """The answer to a mutation applied before: a retry learns of its rejection too."""
+    row = db.execute(
+        "SELECT code, message FROM sync_rejections WHERE client_id = ? AND mutation_id = ?",
+        [client_id, mutation_id],
+    ).fetchone()
+    if row is None:
+        return {"id": mutation_id, "status": "skipped"}
+    return {"id": mutation_id, "status": "rejected",
+            "error": {"code": row[0], "message": row[1], "repeated": True}}
+
+
 def apply_push(db: sqlite_utils.Database, user: authz.User, body: dict,
                device_id: int | None = None) -> dict:
     """Apply a push body; returns the response body. Call inside a write transaction."""
@@ -116,7 +128,7 @@ def apply_push(db: sqlite_utils.Database, user: authz.User, body: dict,
         if not isinstance(mutation_id, int) or isinstance(mutation_id, bool) or mutation_id < 1:
             raise BadRequest("bad_body", _("sync.bad.body", detail="mutation id"))
         if mutation_id <= last:
-            results.append({"id": mutation_id, "status": "skipped"})
+            results.append(_earlier_result(db, client_id, mutation_id))
             continue
         if mutation_id > last + 1:
             gap = True

@@ -369,9 +369,6 @@ def test_a_problem_keeps_its_visit_when_the_visit_waits_for_its_photo(server, wo
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a retry answers 'skipped' for a mutation the server rejected, so a phone whose"
-    " first answer was lost never learns of the rejection"))
 def test_a_rejection_whose_answer_was_lost_reaches_the_phone(server, world):
     phone = signed_in(server, "field1")
     report(phone, world, "t2")  # field2's area: area_out_of_scope
@@ -380,10 +377,6 @@ def test_a_rejection_whose_answer_was_lost_reaches_the_phone(server, world):
     assert [r["code"] for r in phone.state["rejected"]] == ["area_out_of_scope"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a restore, a record naming a photo announced after the backup is rejected"
-    " unknown_photo; if that answer is lost, the retry says 'skipped' and the phone drops"
-    " the record instead of setting it aside and sending it again"))
 def test_a_record_waiting_for_its_photo_survives_a_lost_answer(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
@@ -397,11 +390,6 @@ def test_a_record_waiting_for_its_photo_survives_a_lost_answer(server, world, tm
     assert problem_row(server, problem_id) is not None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: restoring the same backup twice goes unnoticed by a phone that slept through"
-    " the first restore: the first start took a new epoch and lowered the"
-    " highest-version-served mark to the backup's; the second start finds the database"
-    " level with that mark and keeps the backup's epoch, which the phone knows"))
 def test_a_second_restore_of_the_same_backup_is_noticed(server, world, tmp_path):
     phone_a, phone_b, phone_c = (signed_in(server, "field1") for _ in range(3))
     settle(phone_a, phone_b, phone_c)

@@ -81,7 +81,7 @@ async def sync_pull(request: Request):
         # What phones may now hold as a cursor: remembered beside the photos,
         # so that a restore from backup is noticed at the next start.
         await run_in_threadpool(raise_mark, photo_store(request).root,
-                                result.pop("latest_version"))
+                                result.pop("latest_version"), result["epoch"])
     return JSONResponse(result)
 
 
