@@ -88,7 +88,15 @@ def _check_photos(db, ctx: Context, photos: list[str], field: str) -> None:
             raise Rejected("unknown_photo", field=field)
 
 
-def _link_photos(db, record_type: str, record_id: str, photos: list[str]) -> None:
+def _link_photos(db, record_type: str, record_id: str, photos: list[str]) -> bool:
+    """Set a record's photos, in order; True if they changed."""
+    current = [row[0] for row in db.execute(
+        "SELECT sha256 FROM attachment_links WHERE record_type = ? AND record_id = ?"
+        " ORDER BY position",
+        [record_type, record_id],
+    )]
+    if current == list(photos):
+        return False
     db.execute(
         "DELETE FROM attachment_links WHERE record_type = ? AND record_id = ?",
         [record_type, record_id],
@@ -98,6 +106,13 @@ def _link_photos(db, record_type: str, record_id: str, photos: list[str]) -> Non
             {"sha256": sha, "record_type": record_type, "record_id": record_id,
              "position": position}
         )
+    return True
+
+
+def _touch(db, table: str, record_id: str, now: str) -> None:
+    """Photos are not a column: an UPDATE stamps the row in the change log, so phones
+    that hold the record receive its new photos."""
+    db.execute(f"UPDATE {table} SET updated_at = ? WHERE id = ?", [now, record_id])
 
 
 def _owned(db, table: str, owner_column: str, record_id: str, ctx: Context) -> dict | None:
@@ -149,8 +164,8 @@ def visit_save(db, ctx: Context, args: dict) -> None:
         "created_at": now,
         "updated_at": now,
     })
-    if "photos" in args:
-        _link_photos(db, "visit", args["id"], photos)
+    if "photos" in args and _link_photos(db, "visit", args["id"], photos) and existing:
+        _touch(db, "visits", args["id"], now)
 
 
 @handler("diary.save")
@@ -176,8 +191,8 @@ def diary_save(db, ctx: Context, args: dict) -> None:
         "created_at": now,
         "updated_at": now,
     })
-    if "photos" in args:
-        _link_photos(db, "diary", args["id"], photos)
+    if "photos" in args and _link_photos(db, "diary", args["id"], photos) and existing:
+        _touch(db, "diary_entries", args["id"], now)
 
 
 def _problem_fields(db, ctx: Context, args: dict) -> dict:
