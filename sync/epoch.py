@@ -12,12 +12,16 @@ and sends again what it holds (docs/sync-protocol.md, "Restores and the epoch").
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
 import sqlite_utils
 
 MARK_FILE = "highest-version-served"
+# Pulls run in parallel threads: one at a time reads, compares and replaces the mark
+# (else two would race for the same temporary file, or a slower one lower the mark).
+_mark_lock = threading.Lock()
 
 
 def _mark_path(root: Path) -> Path:
@@ -42,9 +46,10 @@ def _write_mark(root: Path, version: int, epoch: str) -> None:
 
 def raise_mark(root: Path, version: int, epoch: str) -> None:
     """Record that versions up to ``version`` were served under ``epoch``."""
-    served, served_epoch = read_mark(root)
-    if version > served or epoch != served_epoch:
-        _write_mark(root, max(version, served) if epoch == served_epoch else version, epoch)
+    with _mark_lock:
+        served, served_epoch = read_mark(root)
+        if version > served or epoch != served_epoch:
+            _write_mark(root, max(version, served) if epoch == served_epoch else version, epoch)
 
 
 def latest_version(db: sqlite_utils.Database) -> int:
@@ -64,5 +69,6 @@ def renew_epoch_if_restored(db: sqlite_utils.Database, root: Path) -> bool:
     epoch = str(uuid.uuid4())
     db.execute("UPDATE settings SET value = ? WHERE key = 'epoch'", [epoch])
     # Versions from here on are new to every phone: start the mark again.
-    _write_mark(root, latest_version(db), epoch)
+    with _mark_lock:
+        _write_mark(root, latest_version(db), epoch)
     return True

@@ -31,6 +31,7 @@ from server.app import create_app, photos_dir
 from server.auth import token_hash
 from server.db import open_database
 from sync.client import SCHEMA_VERSION, Response, SyncClient, TransportError
+from sync.epoch import raise_mark, read_mark
 from tests.conftest import PASSWORD, build_world
 from tests.sync_helpers import jpeg, new_id
 
@@ -164,6 +165,28 @@ def test_a_photo_added_to_a_saved_record_reaches_the_other_devices(server, world
     settle(phone_a, phone_b)
     assert phone_b.records(kind)[args["id"]]["photos"] == [sha]
     assert phone_a.records(kind)[args["id"]]["photos"] == [sha]
+
+
+def test_parallel_pulls_keep_the_highest_version_served(tmp_path):
+    """Pulls note what they served from parallel threads (50 simulated devices met
+    500s: two threads replacing the mark through the same temporary file)."""
+    errors: list[Exception] = []
+
+    def serve(first: int) -> None:
+        for n in range(200):
+            try:
+                raise_mark(tmp_path, first + 16 * n, "epoch-1")
+            except OSError as error:
+                errors.append(error)
+                return
+
+    threads = [threading.Thread(target=serve, args=(first,)) for first in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert read_mark(tmp_path) == (15 + 16 * 199, "epoch-1")
 
 
 # Restores, one scenario at a time -------------------------------------------
