@@ -461,6 +461,9 @@ def test_expired_token_keeps_capturing_and_asks_for_the_password(phone, server):
 
 
 def axe_violations(page) -> list[str]:
+    # A toast fading in or out has a blended colour for 0.2 s; axe must judge
+    # the settled screen, not a frame of a transition.
+    poll(page, "() => document.getAnimations().every((a) => a.playState !== 'running')")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate(
         "axe.run(document, {runOnly:"
