@@ -173,25 +173,36 @@ def _problems(db, user, ids):
     return rows
 
 
-def _removed_problems(db, user, ids) -> set[str]:
-    """Changed problems no longer on this phone that the user may know of: tombstones.
-
-    Known limit: a problem moved out of the user's area (or re-assigned away
-    from a handler's unit) sends no tombstone; the copy stays on the phone
-    until the phone's own 90-day rule drops it once closed.
-    """
-    clauses = [("p.reporter_id = ?", [user.id])]
+def _area_or_unit_scope(user, table: str) -> tuple[str, list]:
+    """Rows of ``table`` (problems, or their former places in problem_moves)
+    whose area or lead unit puts them in the user's scope."""
+    clauses = []
     if user.roles & {authz.OFFICE, authz.LEADER, authz.FIELD}:
-        clauses.append(authz.area_subtree(user, "p.area_id"))
+        clauses.append(authz.area_subtree(user, f"{table}.area_id"))
     if authz.HANDLER in user.roles and user.unit_id is not None:
-        clauses.append(("p.lead_unit_id = ?", [user.unit_id]))
-    condition = " OR ".join(f"({clause})" for clause, _ in clauses)
-    params = [param for _, clause_params in clauses for param in clause_params]
+        clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
+    if not clauses:
+        return "0", []
+    return (" OR ".join(f"({clause})" for clause, _ in clauses),
+            [param for _, clause_params in clauses for param in clause_params])
+
+
+def _removed_problems(db, user, ids) -> set[str]:
+    """Changed problems no longer on this phone that the user may have held: tombstones.
+
+    That is the user's own reports, problems still in their area or unit (but
+    closed long ago, rejected or merged), and problems that were in their area
+    or unit before they moved (problem_moves, kept by a trigger).
+    """
+    now_clause, now_params = _area_or_unit_scope(user, "p")
+    before_clause, before_params = _area_or_unit_scope(user, "m")
     return {
         row[0]
         for row in db.execute(
-            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND +({condition})",
-            [*ids, *params],
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
+            f" AND +(p.reporter_id = ? OR ({now_clause}) OR EXISTS (SELECT 1 FROM"
+            f" problem_moves m WHERE m.problem_id = p.id AND ({before_clause})))",
+            [*ids, user.id, *now_params, *before_params],
         )
     }
 

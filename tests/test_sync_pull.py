@@ -471,8 +471,6 @@ def test_a_pull_reads_one_snapshot(db_path, db, world, monkeypatch):
     assert description(unguarded) == "读取途中改的"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a problem moved out of the user's area (or "
-                   "scope) sends no tombstone, so the phone keeps the stale problem")
 def test_a_problem_moved_out_of_the_area_is_a_tombstone(client, db, world):
     moved = world.problems["p3"]  # in field1's grid, reported by field2
     field1 = Puller(client, "field1")
@@ -481,3 +479,24 @@ def test_a_problem_moved_out_of_the_area_is_a_tombstone(client, db, world):
     db["problems"].update(moved, {"area_id": world.areas["v2"]})
     assert field1.changes(cursor) == [{"entity": "problem", "id": moved,
                                        "version": latest_version(db), "deleted": True}]
+
+
+def test_a_problem_dispatched_to_another_unit_is_a_tombstone_for_the_first(client, db, world):
+    problem_id = insert_problem(db, world, reporter="office", area="v2", status="returned",
+                                unit="u1")
+    handler1 = Puller(client, "handler1")
+    assert problem_id in by_entity(handler1.changes())["problem"]
+    cursor = latest_version(db)
+    db["problems"].update(problem_id, {"lead_unit_id": world.units["u2"]})
+    assert handler1.changes(cursor) == [{"entity": "problem", "id": problem_id,
+                                         "version": latest_version(db), "deleted": True}]
+    handler2 = Puller(client, "handler2")
+    assert [c["id"] for c in handler2.changes(cursor) if "data" in c] == [problem_id]
+
+
+def test_a_move_between_two_areas_outside_scope_sends_nothing(client, db, world):
+    problem_id = insert_problem(db, world, reporter="office", area="v2", status="handling")
+    field1 = Puller(client, "field1")
+    cursor = latest_version(db)
+    db["problems"].update(problem_id, {"area_id": world.areas["t2"]})
+    assert field1.changes(cursor) == []
