@@ -204,6 +204,7 @@ class SyncClient:
                 if result["status"] == "rejected":
                     mutation = next(m for m in batch if m["id"] == result["id"])
                     self._rejected(mutation, result["error"])
+            self._defer_dependents(batch, body["results"])
             acknowledged = body["last_mutation_id"]
             self.state["outbox"] = [m for m in self.state["outbox"] if m["id"] > acknowledged]
             if body["gap"] or (self.state["outbox"] and
@@ -227,6 +228,19 @@ class SyncClient:
                         self.state["photos"][sha].update(upload=None, done=False)
             return
         self.state["rejected"].append({**error, "id": mutation["id"], "name": mutation["name"]})
+
+    def _defer_dependents(self, batch: list[dict], results: list[dict]) -> None:
+        """Send again, after them, the records applied while a visit or diary entry
+        they name was set aside: the server dropped that link, and fills it in
+        when the record comes again once what it names is there."""
+        waiting = {held["args"]["id"] for held in self.state["deferred"]
+                   if held["name"] in ("visit.save", "diary.save")}
+        applied = {result["id"] for result in results if result["status"] == "applied"}
+        for mutation in batch:
+            args = mutation["args"]
+            if mutation["id"] in applied and waiting & {args.get("visit_id"),
+                                                        args.get("diary_id")}:
+                self.state["deferred"].append({"name": mutation["name"], "args": args})
 
     def requeue_deferred(self) -> None:
         """Queue again the mutations set aside by ``_rejected``, once a pull brought news."""

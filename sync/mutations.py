@@ -225,6 +225,24 @@ def _event(db, problem_id: str, kind: str, actor_id: int, at: str, event_id: str
     return event_id
 
 
+def _restore_links(db, ctx: Context, existing: dict, args: dict) -> None:
+    """Fill the visit and diary links a report lost when what it names was not on
+    the server yet (after a restore, the visit can wait for its photo while the
+    report is applied)."""
+    links = {}
+    for column, table in (("visit_id", "visits"), ("diary_id", "diary_entries")):
+        if existing[column] is None:
+            found = _existing_id(db, table, args.get(column), "AND author_id = ?",
+                                 [ctx.user.id])
+            if found:
+                links[column] = found
+    if links:
+        if "visit_id" in links and existing["source"] == "field":
+            links["source"] = "visit"
+        db["problems"].update(existing["id"], {**links, "updated_at": now_iso()})
+        existing.update(links)
+
+
 @handler("problem.report")
 def problem_report(db, ctx: Context, args: dict) -> None:
     _require(ctx, CAPTURE)
@@ -232,7 +250,9 @@ def problem_report(db, ctx: Context, args: dict) -> None:
     if existing is not None:
         # The same report sent again (a retry, or a re-send after a restore):
         # while nobody has accepted it, it corrects the report; afterwards the
-        # office owns the record and the re-send changes nothing.
+        # office owns the record and the re-send changes nothing but the links
+        # its first sending had to drop.
+        _restore_links(db, ctx, existing, args)
         if existing["status"] == "submitted":
             area_id = args.get("area_id") or existing["area_id"]
             fields = _problem_fields(db, ctx, {**args, "area_id": area_id})

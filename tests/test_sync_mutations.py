@@ -218,6 +218,20 @@ def test_problem_report_drops_stale_references(phone, db, world):
         None, None, None)
 
 
+def test_a_resent_report_fills_the_visit_link_it_had_to_drop(phone, db, world):
+    field1 = phone("field1")
+    visit = visit_args(area_id=world.areas["v1"])
+    report = problem_args(visit_id=visit["id"],
+                          solved_on_spot={"note": "当场协调解决"})
+    field1.apply("problem.report", report)  # the visit is not on the server yet
+    assert row(db, "problems", report["id"])["visit_id"] is None
+    field1.apply("visit.save", visit)
+    field1.apply("problem.report", report)
+    problem = row(db, "problems", report["id"])
+    assert (problem["visit_id"], problem["source"]) == (visit["id"], "visit")
+    assert problem["status"] == "callback"  # the office's record is otherwise unchanged
+
+
 def test_problem_report_solved_on_spot_awaits_callback(phone, db, world):
     field1 = phone("field1")
     before, after = field1.announce(b"\xff\xd8\xff before"), field1.announce(b"\xff\xd8\xff after")

@@ -390,10 +390,6 @@ def test_restore_keeps_a_note_on_a_problem_from_another_phone(server, world, tmp
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a restore, a record sent in the same push as the visit it names, while"
-    " that visit is set aside for a photo the restored server does not know, is applied"
-    " without its visit_id (a stale reference is dropped) and never corrected"))
 def test_a_problem_keeps_its_visit_when_the_visit_waits_for_its_photo(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
