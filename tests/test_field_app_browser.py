@@ -2,7 +2,10 @@
 
 Offline capture, reload and restart with no signal, automatic sync with no
 duplicates, dropped connections, a service worker update while typing,
-revoked devices, and axe-core on every screen.
+revoked devices, editing a synced problem, return-visit notes with photos,
+Background Sync with no page open, signing out, and axe-core on every screen.
+Restores from backup: test_field_app_restore.py; what the phone keeps:
+test_field_app_housekeeping.py.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def sign_in(page, server: Server, username: str) -> None:
     page.goto(f"{server.url}/app/")
     page.get_by_label("用户名").fill(username)
     page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
+    page.get_by_role("button", name="登录", exact=True).click()
     page.get_by_text(f"测试{username}，您好").wait_for()
     page.get_by_text("上次同步：").wait_for()
     poll(page, "() => navigator.serviceWorker.controller !== null")
@@ -381,8 +384,8 @@ def test_update_while_typing_keeps_the_form(phone, server):
     page.get_by_role("heading", name="记问题").wait_for()
     assert page.get_by_label("问题描述").input_value() == "小区消防通道被占用"
     assert page.get_by_label("反映人").input_value() == "王女士"
-    poll(page, "(before) => caches.keys().then((keys) => keys.length === 1"
-         " && !before.includes(keys[0]))", version_before)
+    poll(page, "(before) => caches.keys().then((all) => all.filter((k) => k.startsWith('fl-app-')))"
+         ".then((keys) => keys.length === 1 && !before.includes(keys[0]))", version_before)
 
 
 def _revoke(server: Server, username: str, mode: str) -> None:
@@ -419,7 +422,7 @@ def test_wiped_device_erases_itself_and_stopped_device_keeps_data(browser, serve
         page = wiped.pages[0]
         wiped.set_offline(False)
         page.get_by_text("此设备已被注销，本机数据已按要求清除。").wait_for()
-        assert page.get_by_role("button", name="登录").is_visible()
+        assert page.get_by_role("button", name="登录", exact=True).is_visible()
         assert local_count(page, "records") == 0
 
         page = stopped.pages[0]
@@ -451,10 +454,159 @@ def test_expired_token_keeps_capturing_and_asks_for_the_password(phone, server):
     pending(page, 1)
     assert page.get_by_label("用户名").input_value() == "office_d1"
     page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
+    page.get_by_role("button", name="登录", exact=True).click()
     pending(page, 0)
     assert len(server.query("SELECT id FROM diary_entries WHERE content = ?",
                             ["令牌失效后记录的民情"])) == 1
+
+
+# Editing, return visits, Background Sync ------------------------------------------
+
+SYNC_IDLE = "() => import('/static/app/sync.js').then((sync) => !sync.status.running)"
+PULLED = """(key) => new Promise((resolve) => {
+    const open = indexedDB.open('fieldledger');
+    open.onsuccess = () => {
+      const r = open.result.transaction('pulled').objectStore('pulled').get(key);
+      r.onsuccess = () => { open.result.close(); resolve(Boolean(r.result)); };
+    };
+  })"""
+
+
+def test_editing_a_synced_problem_before_acceptance_reaches_the_server(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "field2")
+    page.get_by_role("link", name="记问题").click()
+    page.get_by_label("问题描述").fill("白石镇卫生院门口路面塌陷")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    (problem,) = server.query("SELECT id FROM problems WHERE description = ?",
+                              ["白石镇卫生院门口路面塌陷"])[0]
+    poll(page, PULLED, f"problem:{problem}")
+
+    page.get_by_role("link", name="我的记录").click()
+    page.get_by_text("白石镇卫生院门口路面塌陷").click()
+    page.get_by_role("heading", name="修改问题").wait_for()
+    page.get_by_label("问题描述").fill("白石镇卫生院门口路面塌陷，坑深约半米")
+    page.get_by_label("反映人").fill("赵师傅")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    assert server.query("SELECT description, resident_name, status FROM problems WHERE id = ?",
+                        [problem]) == [
+        ("白石镇卫生院门口路面塌陷，坑深约半米", "赵师傅", "submitted")]
+    assert server.query("SELECT kind FROM problem_events WHERE problem_id = ? ORDER BY rowid",
+                        [problem]) == [("reported",), ("edited",)]
+
+
+def test_a_return_visit_note_with_a_photo_becomes_a_problem_event(phone, server, tmp_path):
+    problem = server.world.problems["p1"]
+    page = phone.new_page()
+    sign_in(page, server, "field1")
+    page.goto(f"{server.url}/app/#/area/{problem}")
+    page.get_by_role("heading", name="问题详情").wait_for()
+    page.get_by_label("跟进情况").fill("回头看：渗水已止住，墙面待粉刷")
+    page.locator("input[type=file][capture]").first.set_input_files(
+        str(jpeg(tmp_path / "wall.jpg", 21)))
+    page.get_by_text("已添加 1 张照片").wait_for()
+    page.get_by_role("button", name="保存跟进").click()
+    home(page)
+    pending(page, 0)
+    poll(page, ALL_PHOTOS_UPLOADED)
+    events = server.query("SELECT id FROM problem_events WHERE problem_id = ? AND kind = 'note'"
+                          " AND note = ?", [problem, "回头看：渗水已止住，墙面待粉刷"])
+    assert len(events) == 1
+    shas = server.query("SELECT sha256 FROM attachment_links WHERE record_type = 'event'"
+                        " AND record_id = ?", [events[0][0]])
+    assert len(shas) == 1 and photo_bytes_match(server, shas[0][0])
+    assert server.query("SELECT count(*) FROM attachments WHERE sha256 = ?", [shas[0][0]]) == [(1,)]
+
+
+def test_background_sync_sends_an_offline_record_with_no_page_open(browser, server):
+    context = browser.new_context(**PHONE)
+    context.set_default_timeout(15000)
+    try:
+        page = context.new_page()
+        sign_in(page, server, "office")
+        # A blank page of another origin keeps a DevTools session on this
+        # browser context once the app's page is closed.
+        holder = context.new_page()
+        cdp = context.new_cdp_session(holder)
+        registrations = []
+        cdp.on("ServiceWorker.workerRegistrationUpdated",
+                lambda event: registrations.extend(event["registrations"]))
+        cdp.send("ServiceWorker.enable")
+        context.set_offline(True)
+        page.get_by_role("link", name="记民情").click()
+        page.get_by_label("反映内容").fill("后台同步送出的民情")
+        page.get_by_role("button", name="保存", exact=True).click()
+        pending(page, 1)
+        page.close()
+        context.set_offline(False)
+        deadline = time.monotonic() + 20
+        while not any(r["scopeURL"] == f"{server.url}/app/" for r in registrations):
+            assert time.monotonic() < deadline, registrations
+            holder.wait_for_timeout(100)
+        registration = next(r for r in registrations if r["scopeURL"] == f"{server.url}/app/")
+        query = "SELECT count(*) FROM diary_entries WHERE content = '后台同步送出的民情'"
+        deadline = time.monotonic() + 30
+        while server.query(query) != [(1,)]:
+            # A sync event whose sync fails (the closed page's sync may still
+            # hold the lock) is fired again later, as the browser would.
+            assert time.monotonic() < deadline, "the service worker did not sync"
+            cdp.send("ServiceWorker.dispatchSyncEvent", {
+                "origin": server.url, "registrationId": registration["registrationId"],
+                "tag": "fl-sync", "lastChance": False,
+            })
+            for _ in range(25):
+                if server.query(query) == [(1,)]:
+                    break
+                holder.wait_for_timeout(200)
+    finally:
+        context.close()
+
+
+# Signing out -----------------------------------------------------------------------
+
+
+def test_sign_out_with_unsynced_records_warns_and_keeps_them(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "leader")
+    phone.set_offline(True)
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("退出登录前没同步的民情")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 1)
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_text("本机还有 1 条记录或草稿没有同步").wait_for()
+    page.get_by_role("button", name="仍然退出（保留本机记录）").click()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
+    assert local_count(page, "records") == 1 and local_count(page, "outbox") == 1
+
+    phone.set_offline(False)
+    sign_in(page, server, "leader")
+    pending(page, 0)
+    assert server.query("SELECT count(*) FROM diary_entries WHERE content = ?",
+                        ["退出登录前没同步的民情"]) == [(1,)]
+
+
+def test_sign_out_with_everything_synced_clears_the_phone(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "leader")
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("退出登录前已同步的民情")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_text("所有记录都已同步").wait_for()
+    page.get_by_role("button", name="取消").click()
+    assert page.get_by_text("所有记录都已同步").count() == 0
+    assert local_count(page, "records") == 1
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_role("button", name="退出并清除本机数据").click()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
+    assert local_count(page, "records") == 0 and local_count(page, "pulled") == 0
+    (revoked,) = server.query("SELECT revoked_at FROM devices WHERE user_id = ?"
+                              " ORDER BY id DESC LIMIT 1", [server.world.users["leader"]])[0]
+    assert revoked
 
 
 # Accessibility -------------------------------------------------------------------
@@ -483,7 +635,7 @@ def test_every_screen_passes_axe(browser, server, tmp_path):
     context.set_default_timeout(15000)
     page = context.new_page()
     page.goto(f"{server.url}/app/")
-    page.get_by_role("button", name="登录").wait_for()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
     failures = {"signin": axe_violations(page)}
     sign_in(page, server, "leader_d2")
     capture_problem_with_photo(page, "杏花村垃圾清运不及时", jpeg(tmp_path / "b.jpg", 4))
@@ -511,5 +663,9 @@ def test_every_screen_passes_axe(browser, server, tmp_path):
     page.get_by_role("button", name="结束走访").click()
     page.get_by_role("heading", name="走访小结").wait_for()
     failures["summary"] = axe_violations(page)
+    home(page)
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_role("alertdialog").wait_for()
+    failures["sign_out"] = axe_violations(page)
     context.close()
     assert not any(failures.values()), failures

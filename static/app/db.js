@@ -5,7 +5,7 @@
 //   meta    {k, v}                     client_id, next_mutation_id, cursor, epoch, token, ...
 //   records {key: "kind:id", ...}      what this phone captured, with its sync state
 //   outbox  {id, name, args, key}      mutations not yet acknowledged by the server
-//   photos  {sha, blob, ...}           shrunk photos and their upload state
+//   photos  {sha, blob, thumb, ...}    shrunk photos, their upload state; blob pruned once acknowledged
 //   pulled  {key: "entity:id", ...}    records pulled from the server
 //   drafts  {form, values, photos}     unsaved form input, saved as the user types
 
@@ -113,8 +113,16 @@ export async function setMetaMany(values) {
   });
 }
 
-// Delete everything on this phone (a wiped device).
+// Thumbnails of server photos (回头看), in the Cache API: see photos.js.
+export const THUMB_CACHE = 'fl-thumbs';
+
+export async function deleteThumbs() {
+  if (typeof caches !== 'undefined') await caches.delete(THUMB_CACHE);
+}
+
+// Delete everything on this phone (a wiped device, a sign-out).
 export async function destroy() {
+  await deleteThumbs();
   if (opening) {
     try { (await opening).close(); } catch { /* not open */ }
   }

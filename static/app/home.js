@@ -1,10 +1,10 @@
 // Home (工作台): the visit in progress, quick capture, sync status, rejected
-// items, storage; the sign-in form when there is no token.
+// items, storage, sign-out; the sign-in form when there is no token.
 
 import { h, t, field, button, toast, when, megabytes } from './ui.js';
 import * as db from './db.js';
 import * as state from './state.js';
-import { login, status as syncStatus, syncNow, NetworkError } from './sync.js';
+import { login, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, signOut } from './sync.js';
 
 function deviceName() {
   const ua = navigator.userAgent;
@@ -33,6 +33,7 @@ function signInForm(username, again) {
     submit.disabled = true;
     try {
       await login(user.value.trim(), pass.value, deviceName());
+      try { localStorage.removeItem('fl-wiped'); } catch { /* private mode */ }
       toast(t('login.done'));
       syncNow();
       location.hash = '#/';
@@ -64,6 +65,48 @@ async function storageCard() {
   return part;
 }
 
+const SIGN_OUT_SYNC_MS = 10000;
+
+// Sign-out asks first. With anything unsynced it warns and keeps all data on
+// the phone (for the next sign-in of this account); with everything synced it
+// clears the phone.
+function signOutCard() {
+  const part = h('section', { class: 'card account', 'aria-labelledby': 'account-title' },
+    h('h2', { id: 'account-title' }, t('signout.title')));
+  const ask = async () => {
+    part.dataset.hold = '1';
+    start.disabled = true;
+    if (navigator.onLine !== false) {
+      // Give what was just captured a chance to leave, but do not wait long.
+      const note = h('p', { class: 'muted', role: 'status' }, t('sync.running'));
+      part.append(note);
+      await Promise.race([syncNow(), new Promise((resolve) => setTimeout(resolve, SIGN_OUT_SYNC_MS))]);
+      note.remove();
+    }
+    const unsynced = await unsyncedCount();
+    const confirm = button(unsynced ? t('signout.confirm_keep') : t('signout.confirm_clear'), async () => {
+      confirm.disabled = true;
+      await signOut({ clear: !unsynced });
+      toast(t('signout.done'));
+    }, 'btn btn-warn');
+    const cancel = button(t('signout.cancel'), () => {
+      question.remove();
+      delete part.dataset.hold;
+      start.disabled = false;
+      start.focus();
+    }, 'btn');
+    const question = h('div', { class: 'confirm', role: 'alertdialog', 'aria-labelledby': 'signout-question' },
+      h('p', { id: 'signout-question', class: unsynced ? 'warning' : null },
+        unsynced ? t('signout.unsynced', { n: unsynced }) : t('signout.all_synced')),
+      h('div', { class: 'actions' }, confirm, cancel));
+    part.append(question);
+    cancel.focus();
+  };
+  const start = button(t('signout.button'), ask, 'btn btn-plain');
+  part.append(start);
+  return part;
+}
+
 function authNotice(auth) {
   if (auth === 'device_revoked') return h('p', { class: 'warning', role: 'alert' }, t('auth.revoked'));
   if (auth === 'account_disabled') return h('p', { class: 'warning', role: 'alert' }, t('auth.disabled'));
@@ -78,7 +121,7 @@ export async function homeScreen(view) {
     view.replaceChildren(wiped ? h('p', { class: 'warning', role: 'alert' }, t('auth.wiped')) : '', signInForm('', false));
     return;
   }
-  const pending = await db.count('outbox');
+  const pending = await pendingCount();
   const visit = await state.currentVisit();
   const rejected = meta.rejected || [];
   const visitCard = h('section', { class: 'card visit-card', 'aria-labelledby': 'visit-title' },
@@ -127,6 +170,7 @@ export async function homeScreen(view) {
     h('nav', { class: 'links', 'aria-label': t('home.more') },
       h('a', { class: 'btn', href: '#/records' }, t('home.records')),
       h('a', { class: 'btn', href: '#/area' }, t('home.area'))),
-    await storageCard());
+    await storageCard(),
+    signOutCard());
 }
 

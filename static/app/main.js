@@ -7,6 +7,7 @@ import * as state from './state.js';
 import { homeScreen } from './home.js';
 import { visitScreen, visitSummary, diaryScreen, problemScreen, openForms, leaveForms } from './capture.js';
 import { recordsScreen, areaScreen, problemDetail } from './lists.js';
+import { tidy } from './housekeeping.js';
 
 const SYNC_EVERY_MS = 3 * 60 * 1000;
 const view = document.getElementById('view');
@@ -46,23 +47,26 @@ async function route() {
   location.hash = '#/';
 }
 
-function render() {
-  rendering = rendering.then(route, route).catch((error) => {
+// Render the current route after any render under way; `still` is asked
+// again just before, as the screen may have changed meanwhile.
+function render(still = () => true) {
+  const step = () => (still() ? route() : undefined);
+  rendering = rendering.then(step, step).catch((error) => {
     console.error(error);
     view.replaceChildren(h('p', { class: 'warning', role: 'alert' }, t('error.screen')));
   });
   return rendering;
 }
 
-// Home shows sync state: re-render it when anything changes.
+// Home shows sync state: re-render it when anything changes, but never over
+// a form (the sign-in form lives on Home) or a question being asked (data-hold).
 let refreshTimer = null;
+const homeIdle = () => document.body.dataset.screen === 'home' && /^#?\/?$/.test(location.hash)
+  && !view.querySelector('form, [data-hold]');
 function refreshHome() {
-  // Never re-render over a form (the sign-in form lives on Home).
-  if (document.body.dataset.screen !== 'home' || view.querySelector('form')) return;
+  if (!homeIdle()) return;
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => {
-    if (document.body.dataset.screen === 'home' && !view.querySelector('form')) render();
-  }, 100);
+  refreshTimer = setTimeout(() => render(homeIdle), 100);
 }
 
 function showNetwork() {
@@ -150,7 +154,7 @@ async function sync() {
 async function boot() {
   await firstRun();
   showNetwork();
-  window.addEventListener('hashchange', render);
+  window.addEventListener('hashchange', () => render());
   window.addEventListener('online', () => { showNetwork(); sync(); refreshHome(); });
   window.addEventListener('offline', () => { showNetwork(); refreshHome(); });
   document.addEventListener('visibilitychange', () => {
@@ -163,9 +167,17 @@ async function boot() {
       location.reload();
       return;
     }
+    // After any successful sync (this page's, another tab's, the worker's).
+    if (message.type === 'status' && message.result === 'ok') tidy({ online: true }).then(refreshHome);
+    if (message.type === 'signed_out') {
+      location.hash = '#/';
+      render();
+      return;
+    }
     refreshHome();
   });
   await render();
+  tidy().then(refreshHome);
   startServiceWorker();
   setInterval(sync, SYNC_EVERY_MS);
   sync();
@@ -177,5 +189,5 @@ onChange((message) => {
   if (message.type === 'changed' && message.local) { sync(); backgroundSync(); }
 });
 
-window.flApp = { sync, checkForUpdate, render };
+window.flApp = { sync, checkForUpdate, render, tidy };
 boot();

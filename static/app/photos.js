@@ -74,18 +74,66 @@ const urls = new Map();
 export async function photoUrl(sha, token) {
   if (urls.has(sha)) return urls.get(sha);
   const local = await db.get('photos', sha);
-  let blob = local && local.blob;
-  if (!blob && token && navigator.onLine !== false) {
-    try {
-      const response = await fetch(`/api/photos/${sha}/thumb`, {
-        headers: { Authorization: `Bearer ${token}` }, credentials: 'omit' });
-      if (response.ok) blob = await response.blob();
-    } catch { /* offline */ }
-  }
+  const blob = (local && (local.blob || local.thumb)) || await serverThumb(sha, token);
   if (!blob) return null;
   const url = URL.createObjectURL(blob);
   urls.set(sha, url);
   return url;
+}
+
+// Server thumbnails --------------------------------------------------------------
+// Kept in a cache of their own (which app updates leave alone), so the
+// problems of the official's area show their photos offline.
+
+const thumbPath = (sha) => `/api/photos/${sha}/thumb`;
+
+async function fetchThumb(cache, sha, token) {
+  if (!token || navigator.onLine === false) return null;
+  try {
+    const response = await fetch(thumbPath(sha), {
+      headers: { Authorization: `Bearer ${token}` }, credentials: 'omit' });
+    if (!response.ok) return null;
+    await cache.put(thumbPath(sha), response.clone());
+    return response.blob();
+  } catch {
+    return null; // offline
+  }
+}
+
+async function serverThumb(sha, token) {
+  if (typeof caches === 'undefined') return null;
+  const cache = await caches.open(db.THUMB_CACHE);
+  const hit = await cache.match(thumbPath(sha));
+  return hit ? hit.blob() : fetchThumb(cache, sha, token);
+}
+
+// Keep exactly the thumbnails of `shas` in the cache: fetch the missing ones,
+// delete those no longer needed.
+export async function keepThumbs(shas, token) {
+  if (typeof caches === 'undefined') return;
+  const cache = await caches.open(db.THUMB_CACHE);
+  const wanted = new Set(shas.map(thumbPath));
+  const held = new Set();
+  for (const request of await cache.keys()) {
+    const path = new URL(request.url).pathname;
+    if (wanted.has(path)) held.add(path);
+    else await cache.delete(request);
+  }
+  for (const sha of shas) {
+    if (!held.has(thumbPath(sha)) && !(await fetchThumb(cache, sha, token)) && navigator.onLine === false) return;
+  }
+}
+
+// A small JPEG of a photo, kept on the phone once its full size is pruned.
+export async function thumbnail(blob, side = 320) {
+  const bitmap = await createImageBitmap(blob);
+  const scale = Math.min(1, side / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.75));
 }
 
 export function blobUrl(photo) {

@@ -83,11 +83,12 @@ self.addEventListener('fetch', (event) => {
 self.addEventListener('sync', (event) => {
   if (event.tag !== 'fl-sync') return;
   event.waitUntil((async () => {
+    // The worker syncs even when a window is listed: that window may be
+    // closing. A sync already running elsewhere makes this one fail ("busy"),
+    // and the browser tries again later.
+    if (self.flBackgroundSync) await self.flBackgroundSync();
+    // Open windows sync too (or, after the worker's sync, just show its result).
     const windows = await self.clients.matchAll({ type: 'window' });
-    if (windows.length) {
-      for (const client of windows) client.postMessage({ type: 'sync' });
-    } else if (self.flBackgroundSync) {
-      await self.flBackgroundSync();
-    }
+    for (const client of windows) client.postMessage({ type: 'sync' });
   })());
 });

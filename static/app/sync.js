@@ -12,6 +12,12 @@ const PUSH_BATCH = 100;
 const CHUNK_SIZE = 256 * 1024;
 const MAX_ATTEMPTS = 5;
 const REQUEST_TIMEOUT_MS = 30000;
+// Rejections a server restored from a backup can give although the phone is
+// right: a photo announced after the backup, or a note whose problem another
+// phone has not sent again yet. The record is set aside ("deferred") and sent
+// again after a later pull, a few times, before the rejection counts.
+const RETRIED_REJECTIONS = new Set(['unknown_photo', 'problem_not_found']);
+const MAX_RETRIES = 10;
 const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('fl-sync') : null;
 const listeners = new Set();
 
@@ -88,6 +94,11 @@ export async function ensureClient() {
   });
 }
 
+// The photos a mutation's args name.
+export function photosNamed(args) {
+  return [...(args.photos || []), ...((args.solved_on_spot && args.solved_on_spot.photos) || [])];
+}
+
 export function recordKey(name, args) {
   if (name === 'problem.edit') return `problem:${args.problem_id}`;
   if (name === 'problem.note') return `note:${args.id}`;
@@ -129,20 +140,58 @@ export async function capture(name, args, { photos = [], draft = null, meta = {}
   return id;
 }
 
-// Queue every record this phone holds again, numbered from serverLast + 1
-// (after a restore of the server from backup). Runs inside the caller's tx.
+// Queue `record` again as a new mutation. Runs inside the caller's tx.
+async function requeue(s, record, id) {
+  await s.outbox.put({ id, name: record.name, args: record.args, key: record.key });
+  Object.assign(record, { mid: id, state: 'pending', error: null });
+  await s.records.put(record);
+}
+
+// The server was restored from a backup: queue every record this phone holds
+// again, numbered from serverLast + 1, announce every photo again (the server
+// may have forgotten the uploads), and pull again from cursor 0, dropping
+// what was pulled from the old timeline. Runs inside the caller's tx, which
+// must cover outbox, records, meta, pulled and photos.
 async function resendAll(s, serverLast) {
   await s.outbox.clear();
   let next = serverLast + 1;
   const records = (await s.records.getAll()).sort((a, b) => (a.mid || 0) - (b.mid || 0));
   for (const record of records) {
-    await s.outbox.put({ id: next, name: record.name, args: record.args, key: record.key });
-    Object.assign(record, { mid: next, state: 'pending', error: null });
-    await s.records.put(record);
+    await requeue(s, record, next);
     next += 1;
   }
+  for (const photo of await s.photos.getAll()) {
+    await s.photos.put({ ...photo, upload: null, done: false, acked_at: null });
+  }
+  await s.pulled.clear();
+  await s.meta.put({ k: 'cursor', v: 0 });
   await s.meta.put({ k: 'next_mutation_id', v: next });
   await s.meta.put({ k: 'acked', v: serverLast });
+}
+
+// Queue again the records set aside by a retried rejection. Python's
+// reference client does so after a pull brought news, or when one of them
+// waits for a photo (re-announced meanwhile) rather than for a problem.
+async function requeueDeferred(pulledNews) {
+  const requeued = await db.tx(['outbox', 'records', 'meta'], 'readwrite', async (s) => {
+    const deferred = (await s.records.getAll()).filter((r) => r.state === 'deferred');
+    if (!deferred.length || !(pulledNews || deferred.some((r) => r.name !== 'problem.note'))) return 0;
+    let next = (await s.meta.get('next_mutation_id'))?.v || 1;
+    for (const record of deferred.sort((a, b) => a.mid - b.mid)) {
+      await requeue(s, record, next);
+      next += 1;
+    }
+    await s.meta.put({ k: 'next_mutation_id', v: next });
+    return deferred.length;
+  });
+  if (requeued) emit({ type: 'changed' });
+  return requeued > 0;
+}
+
+// What is still to reach the server: queued mutations and deferred records.
+export async function pendingCount() {
+  return db.tx(['outbox', 'records'], 'readonly', async (s) =>
+    (await s.outbox.count()) + (await s.records.getAll()).filter((r) => r.state === 'deferred').length);
 }
 
 // HTTP --------------------------------------------------------------------------
@@ -225,15 +274,42 @@ export async function login(username, password, deviceName) {
   const previous = await db.getMeta('user');
   if (previous && previous.id !== body.user.id) {
     // Another person on this phone: never send their records under this account.
-    if ((await db.count('outbox')) > 0) throw new HttpError(409, { error: { code: 'other_user' } });
+    if ((await pendingCount()) > 0) throw new HttpError(409, { error: { code: 'other_user' } });
     await db.tx(['records', 'outbox', 'photos', 'pulled', 'meta', 'drafts'], 'readwrite', async (s) => {
       for (const name of ['records', 'outbox', 'photos', 'pulled', 'meta', 'drafts']) await s[name].clear();
     });
+    await db.deleteThumbs();
   }
   await ensureClient();
   await db.setMetaMany({ token: body.token, user: body.user, auth: 'ok', username });
   emit({ type: 'changed' });
   return body.user;
+}
+
+// What only this phone holds: mutations not yet acknowledged, deferred
+// records and form drafts. Signing out never deletes these.
+export async function unsyncedCount() {
+  return (await pendingCount()) + (await db.count('drafts'));
+}
+
+// Sign this phone out: the server forgets its token (when it can be reached)
+// and the phone drops it. With `clear`, everything held on the phone is
+// deleted too (once no sync is running), but only if nothing is unsynced;
+// else the data stays for the next sign-in of the same account.
+export async function signOut({ clear = false } = {}) {
+  if (clear) await idle();
+  const token = await db.getMeta('token');
+  if (token && (typeof navigator === 'undefined' || navigator.onLine !== false)) {
+    try {
+      await fetch('/api/logout', { method: 'POST', headers: { Authorization: `Bearer ${token}` },
+        credentials: 'omit', signal: AbortSignal.timeout(5000) });
+    } catch { /* offline: the token stays valid on the server until revoked there */ }
+  }
+  const cleared = clear && (await unsyncedCount()) === 0;
+  if (cleared) await db.destroy();
+  else await db.setMetaMany({ token: null, auth: null });
+  emit({ type: 'signed_out', cleared });
+  return cleared;
 }
 
 // The rounds -------------------------------------------------------------------
@@ -254,41 +330,78 @@ async function announcePhotos(token) {
   }
 }
 
+// Add a rejection to the list shown on Home, once per record: a rejection the
+// server repeats (a retried push, or a record sent again after a restore)
+// replaces the earlier one.
+function noteRejection(list, mutation, id, error) {
+  const key = mutation ? mutation.key : null;
+  const kept = list.filter((item) => (key ? item.key !== key : item.id !== id));
+  kept.push({ id, key, name: mutation ? mutation.name : '', code: error.code, message: error.message, at: nowIso() });
+  return kept.slice(-50);
+}
+
+// A retried rejection sets the record aside (true); photos it names are
+// announced again in case the server forgot them.
+async function deferRejected(s, record, error) {
+  if (!RETRIED_REJECTIONS.has(error.code) || (record.retries || 0) >= MAX_RETRIES) return false;
+  Object.assign(record, { state: 'deferred', error: null, retries: (record.retries || 0) + 1 });
+  await s.records.put(record);
+  if (error.code === 'unknown_photo') {
+    for (const sha of photosNamed(record.args)) {
+      const photo = await s.photos.get(sha);
+      if (photo) await s.photos.put({ ...photo, upload: null, done: false, acked_at: null });
+    }
+  }
+  return true;
+}
+
+// Settle one mutation the server acknowledged (applied, skipped or rejected).
+async function settle(s, mutation, error, rejectedList) {
+  const record = await s.records.get(mutation.key);
+  const current = record && record.mid === mutation.id;
+  if (error && current && await deferRejected(s, record, error)) return rejectedList;
+  if (!current) return error && !RETRIED_REJECTIONS.has(error.code)
+    ? noteRejection(rejectedList, mutation, mutation.id, error) : rejectedList;
+  Object.assign(record, { state: error ? 'rejected' : 'synced', error: error || null });
+  await s.records.put(record);
+  return error ? noteRejection(rejectedList, mutation, mutation.id, error) : rejectedList;
+}
+
+// A record applied while the visit or diary entry it names was set aside lost
+// that link on the server: it is set aside too, so it is sent again after what
+// it names, and the server then fills the link in.
+async function deferDependents(s, batch, results) {
+  const applied = new Set(results.filter((r) => r.status === 'applied').map((r) => r.id));
+  for (const mutation of batch) {
+    if (!applied.has(mutation.id)) continue;
+    const { visit_id: visitId, diary_id: diaryId } = mutation.args;
+    let waiting = false;
+    for (const key of [visitId && `visit:${visitId}`, diaryId && `diary:${diaryId}`]) {
+      if (key && (await s.records.get(key))?.state === 'deferred') waiting = true;
+    }
+    const record = waiting ? await s.records.get(mutation.key) : null;
+    if (record && record.mid === mutation.id) await s.records.put({ ...record, state: 'deferred' });
+  }
+}
+
 async function applyPushResult(batch, body) {
-  return db.tx(['outbox', 'records', 'meta', 'pulled'], 'readwrite', async (s) => {
+  return db.tx(['outbox', 'records', 'meta', 'pulled', 'photos'], 'readwrite', async (s) => {
     const epoch = (await s.meta.get('epoch'))?.v;
     const acked = (await s.meta.get('acked'))?.v || 0;
-    const rejectedList = (await s.meta.get('rejected'))?.v || [];
+    let rejectedList = (await s.meta.get('rejected'))?.v || [];
     const last = body.last_mutation_id;
     await s.meta.put({ k: 'epoch', v: body.epoch });
-    const byId = new Map(batch.map((m) => [m.id, m]));
-    const rejected = new Map();
-    for (const result of body.results) {
-      if (result.status !== 'rejected') continue;
-      const mutation = byId.get(result.id);
-      rejected.set(result.id, result.error);
-      rejectedList.push({ id: result.id, key: mutation ? mutation.key : null, name: mutation ? mutation.name : '',
-        code: result.error.code, message: result.error.message, at: nowIso() });
-    }
-    await s.meta.put({ k: 'rejected', v: rejectedList.slice(-50) });
+    const errors = new Map(body.results.filter((r) => r.status === 'rejected').map((r) => [r.id, r.error]));
     for (const mutation of batch) {
-      if (mutation.id > last) continue;
-      const record = await s.records.get(mutation.key);
-      if (record && record.mid === mutation.id) {
-        const error = rejected.get(mutation.id);
-        Object.assign(record, { state: error ? 'rejected' : 'synced', error: error || null });
-        await s.records.put(record);
-      }
+      if (mutation.id <= last) rejectedList = await settle(s, mutation, errors.get(mutation.id), rejectedList);
     }
+    await deferDependents(s, batch, body.results);
+    await s.meta.put({ k: 'rejected', v: rejectedList });
     await s.outbox.delete(IDBKeyRange.upperBound(last));
     const remaining = await s.outbox.getAll(undefined, 1);
     const epochChanged = epoch && epoch !== body.epoch;
     const forgotten = body.gap || last < acked || epochChanged ||
       (remaining.length && remaining[0].id !== last + 1);
-    if (epochChanged) {
-      await s.pulled.clear();
-      await s.meta.put({ k: 'cursor', v: 0 });
-    }
     if (forgotten) {
       await resendAll(s, last);
       return true;
@@ -310,6 +423,8 @@ async function push(token, clientId) {
     }), 200);
     const body = await response.json();
     if (await applyPushResult(batch, body)) {
+      // Everything is queued again; its photos must be known before it is pushed.
+      await announcePhotos(token);
       if (resent) break; // at most one re-send per round; the next sync goes on
       resent = true;
     }
@@ -368,19 +483,31 @@ async function uploadPhotos(token) {
   }
 }
 
+// The highest mutation id the server acknowledged to this phone. Runs inside
+// the caller's tx (outbox, meta).
+async function acknowledged(s) {
+  const first = await s.outbox.getAll(undefined, 1);
+  if (first.length) return first[0].id - 1;
+  return ((await s.meta.get('next_mutation_id'))?.v || 1) - 1;
+}
+
+// Pull until up to date. Resolves with {resent, applied}: whether the server
+// turned out restored (everything queued again), and how many changes came.
 async function pull(token, clientId) {
   let resent = false;
+  let applied = 0;
   for (let round = 0; round < 10000; round += 1) {
     const cursor = (await db.getMeta('cursor')) || 0;
     const query = new URLSearchParams({ client_id: clientId, cursor: String(cursor), limit: '500' });
     const response = await check(await send('GET', `/api/sync/pull?${query}`, { token }), 200);
     const body = await response.json();
-    const restart = await db.tx(['pulled', 'meta', 'outbox', 'records'], 'readwrite', async (s) => {
+    const restart = await db.tx(['pulled', 'meta', 'outbox', 'records', 'photos'], 'readwrite', async (s) => {
       const epoch = (await s.meta.get('epoch'))?.v;
       await s.meta.put({ k: 'epoch', v: body.epoch });
-      if (body.reset || (epoch && epoch !== body.epoch)) {
-        await s.pulled.clear();
-        await s.meta.put({ k: 'cursor', v: 0 });
+      // A new epoch (this page is from the new timeline, read against an old
+      // cursor), a cursor from the future, or acknowledged mutations
+      // forgotten: the server was restored. Discard the page and start over.
+      if (body.reset || (epoch && epoch !== body.epoch) || body.last_mutation_id < await acknowledged(s)) {
         await resendAll(s, body.last_mutation_id);
         return true;
       }
@@ -396,10 +523,11 @@ async function pull(token, clientId) {
       resent = true;
       continue;
     }
+    applied += body.changes.length;
     if (body.changes.length) emit({ type: 'changed' });
-    if (!body.has_more) return resent;
+    if (!body.has_more) break;
   }
-  return resent;
+  return { resent, applied };
 }
 
 async function round() {
@@ -407,13 +535,20 @@ async function round() {
   if (!meta.token || meta.auth !== 'ok') return 'signed_out';
   if (typeof navigator !== 'undefined' && navigator.onLine === false) return 'offline';
   const clientId = meta.client_id || await ensureClient();
-  for (let pass = 0; pass < 3; pass += 1) {
+  const sendQueued = async () => {
     await announcePhotos(meta.token);
     await push(meta.token, clientId);
     await uploadPhotos(meta.token);
-    const resent = await pull(meta.token, clientId);
+  };
+  let news = 0;
+  for (let pass = 0; pass < 3; pass += 1) {
+    await sendQueued();
+    const { resent, applied } = await pull(meta.token, clientId);
+    news += applied;
     if (!resent && (await db.count('outbox')) === 0) break;
   }
+  // Deferred records get one more try per round (so their retries last).
+  if (await requeueDeferred(news > 0)) await sendQueued();
   await db.setMetaMany({ last_sync: nowIso(), last_error: null });
   return 'ok';
 }
@@ -428,6 +563,13 @@ async function locked(fn) {
 
 let running = null;
 let again = false;
+
+// Resolves once no sync of this context is running.
+export async function idle() {
+  while (running) {
+    try { await running; } catch { /* reported by syncNow */ }
+  }
+}
 
 // Sync now (or right after the sync that is running). Resolves with
 // "ok" | "offline" | "signed_out" | "busy" | "error" | an AuthStop code.
