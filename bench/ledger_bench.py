@@ -1,6 +1,8 @@
-"""Benchmark: the ledger page, the statistics page and export over a million problems.
+"""Benchmark: the ledger page, the statistics page, export and the home page over a million
+problems.
 
     .venv/bin/python bench/ledger_bench.py [--base /tmp/ledger_bench/seed-1m.db]
+        [--repeat 20] [--only ledger|stats|export|home ...]
 
 The database is cached under /tmp/ledger_bench: ``--base`` (made with
 ``server.demo.seed_demo(db, seed=1, problems=1_000_000)`` if missing, which
@@ -35,6 +37,7 @@ from server.demo import DEMO_PASSWORD, demo_accounts, seed_demo  # noqa: E402
 
 CACHE = Path("/tmp/ledger_bench")
 REPEAT = 20
+PARTS = ("ledger", "stats", "export", "home")
 
 
 def prepare(base: Path) -> Path:
@@ -169,6 +172,15 @@ def ledger_cases(v: dict) -> list[str]:
         "sort=status",
         "page=150",
         "q=小区&page=20",
+        # More combinations an office uses.
+        f"accepted_from={month}01&accepted_to={v['last']}",
+        f"closed_from={month}01&status=closed&sort=deadline",
+        f"area={v['town']}&status=handling",
+        f"area={v['town']}&overdue=yes&sort=deadline&dir=asc",
+        f"category={v['category']}&unit={v['unit']}&status=closed",
+        f"found_from={v['export_from']}&q=漏水",
+        f"source=hotline&status=submitted&area={v['district']}",
+        "urgency=urgent&q=物业&sort=ledger_no",
     ]
 
 
@@ -176,7 +188,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=str(CACHE / "seed-1m.db"))
     parser.add_argument("--repeat", type=int, default=REPEAT)
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="run only this part (may be given more than once)")
     args = parser.parse_args(argv)
+    parts = args.only or PARTS
     path = prepare(Path(args.base))
     db = open_database(path)
     values = pick(db)
@@ -192,48 +207,63 @@ def main(argv=None) -> int:
     base_url = f"http://127.0.0.1:{port}"
     try:
         office = login(base_url, accounts["office"])
-        all_times = []
-        print(f"\nledger page (/problems), {args.repeat} requests each after one warm-up,"
-              " as the city office:")
-        for query in ledger_cases(values):
-            times = timed(office, f"/problems?{query}", args.repeat)
-            all_times += times
-            print(f"  p50 {statistics.median(times):7.1f} ms  p95 {p95(times):7.1f} ms"
-                  f"  {query or '(no filter)'}", flush=True)
-        for role in ("handler", "leader"):
-            client = login(base_url, accounts[role])
-            for query in ("", "q=漏水", "status=handling&sort=deadline"):
-                times = timed(client, f"/problems?{query}", args.repeat)
-                all_times += times
-                print(f"  p50 {statistics.median(times):7.1f} ms  p95 {p95(times):7.1f} ms"
-                      f"  [{role}] {query or '(no filter)'}", flush=True)
-        print(f"ledger page overall: {len(all_times)} requests, p95 {p95(all_times):.1f} ms,"
-              f" max {max(all_times):.1f} ms")
-
-        last = values["last"]
-        print("\nstatistics page (/stats):")
-        stats_times = []
-        for label, days in (("8 weeks", 56), ("52 weeks", 364)):
-            start = time.strftime("%Y-%m-%d", time.gmtime(
-                time.mktime(time.strptime(last, "%Y-%m-%d")) - days * 86400))
-            times = timed(office, f"/stats?from={start}&to={last}", max(5, args.repeat // 2))
-            stats_times += times
-            print(f"  p50 {statistics.median(times):7.1f} ms  p95 {p95(times):7.1f} ms"
-                  f"  {label} ({start} .. {last})", flush=True)
-        leader = login(base_url, accounts["leader"])
-        times = timed(leader, "/stats", max(5, args.repeat // 2))
-        print(f"  p50 {statistics.median(times):7.1f} ms  p95 {p95(times):7.1f} ms"
-              "  [leader] default period", flush=True)
-
-        print("\nexport of 100,000 rows (server RSS sampled every 20 ms):")
-        export_filter = f"sort=found_at&dir=asc&found_from={values['export_from']}"
-        for extension in ("csv", "xlsx"):
-            export_once(office, server.pid, f"/problems/export.{extension}?{export_filter}",
-                        extension)
+        print(f"load average at start: {os.getloadavg()}", flush=True)
+        if "ledger" in parts:
+            bench_ledger(base_url, office, accounts, values, args.repeat)
+        if "stats" in parts:
+            bench_stats(base_url, office, accounts, values, args.repeat)
+        if "export" in parts:
+            print("\nexport of 100,000 rows (server RSS sampled every 20 ms):")
+            export_filter = f"sort=found_at&dir=asc&found_from={values['export_from']}"
+            for extension in ("csv", "xlsx"):
+                export_once(office, server.pid, f"/problems/export.{extension}?{export_filter}",
+                            extension)
+        if "home" in parts:
+            print("\nhome page (/):")
+            for role in ("office", "leader", "field", "handler"):
+                client = office if role == "office" else login(base_url, accounts[role])
+                report(timed(client, "/", args.repeat), f"[{role}]")
+        print(f"load average at end: {os.getloadavg()}", flush=True)
     finally:
         server.terminate()
         server.wait()
     return 0
+
+
+def report(times: list[float], label: str) -> None:
+    print(f"  p50 {statistics.median(times):7.1f} ms  p95 {p95(times):7.1f} ms  {label}",
+          flush=True)
+
+
+def bench_ledger(base_url, office, accounts, values, repeat) -> None:
+    all_times = []
+    print(f"\nledger page (/problems), {repeat} requests each after one warm-up,"
+          " as the city office:")
+    for query in ledger_cases(values):
+        times = timed(office, f"/problems?{query}", repeat)
+        all_times += times
+        report(times, query or "(no filter)")
+    for role in ("handler", "leader"):
+        client = login(base_url, accounts[role])
+        for query in ("", "q=漏水", "status=handling&sort=deadline"):
+            times = timed(client, f"/problems?{query}", repeat)
+            all_times += times
+            report(times, f"[{role}] {query or '(no filter)'}")
+    print(f"ledger page overall: {len(all_times)} requests, p95 {p95(all_times):.1f} ms,"
+          f" max {max(all_times):.1f} ms; load average {os.getloadavg()}")
+
+
+def bench_stats(base_url, office, accounts, values, repeat) -> None:
+    last = values["last"]
+    print("\nstatistics page (/stats):")
+    for label, days in (("8 weeks", 56), ("52 weeks", 364)):
+        start = time.strftime("%Y-%m-%d", time.gmtime(
+            time.mktime(time.strptime(last, "%Y-%m-%d")) - days * 86400))
+        report(timed(office, f"/stats?from={start}&to={last}", max(5, repeat // 2)),
+               f"{label} ({start} .. {last})")
+    leader = login(base_url, accounts["leader"])
+    report(timed(leader, "/stats", max(5, repeat // 2)), "[leader] default period")
+    print(f"load average {os.getloadavg()}")
 
 
 def export_once(client: httpx.Client, pid: int, url: str, extension: str) -> None:

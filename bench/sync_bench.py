@@ -3,12 +3,14 @@
     .venv/bin/python bench/sync_bench.py                       # 10k, 100k and 1M problems
     .venv/bin/python bench/sync_bench.py --quick               # 10k only, shorter runs
     .venv/bin/python bench/sync_bench.py --sizes 10000,100000 --workdir /tmp/sync-bench
+    .venv/bin/python bench/sync_bench.py --sizes 1000000 --workdir /tmp/sync-bench --batches-only
 
 For each ledger size a database is seeded with the demo city (``server.demo``)
 and served by ``fieldledger serve`` in a subprocess. Measured, from clients on
 the same machine:
 
-(a) push throughput: one client sends problem.report mutations in batches of 100;
+(a) push throughput: one client sends problem.report mutations in batches of 100
+    (with the 1-minute load average and the server's CPU time per mutation);
 (b) 50 clients at once, each sending single-mutation pushes;
 (c) incremental pull: a phone at the head of the change log pulls after 5 new
     changes (another device of the same official reported 5 problems);
@@ -258,15 +260,34 @@ def ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{1000 * seconds:.1f} ms"
 
 
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used: a figure the machine's load barely moves."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_batches(server: Server, token: str, mutations: int, capture=report_problem) -> dict:
     phone = client(server, token)
     for n in range(mutations):
         capture(phone, n)
+    load_before, cpu_before = load_average(), cpu_seconds(server.pid)
     started = time.perf_counter()
     latencies = timed_pushes(phone)
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(server.pid) - cpu_before
     return {"mutations": mutations, "seconds": elapsed, "per_second": mutations / elapsed,
-            "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95)}
+            "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
+            "server_cpu_us": 1e6 * cpu / mutations, "load": (load_before, load_average())}
+
+
+def describe_batches(result: dict) -> str:
+    return (f"{result['per_second']:,.0f} mutations/s (push p50 {ms(result['p50'])},"
+            f" p95 {ms(result['p95'])}; server CPU {result['server_cpu_us']:.0f} µs each;"
+            f" 1-min load {result['load'][0]:.2f} -> {result['load'][1]:.2f})")
 
 
 def bench_concurrent(server: Server, tokens: list[str], pushes_each: int) -> dict:
@@ -355,6 +376,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="single-mutation pushes per client for (b)")
     parser.add_argument("--pull-rounds", type=int, default=20)
     parser.add_argument("--no-first-sync", action="store_true", help="skip (d)")
+    parser.add_argument("--batches-only", action="store_true",
+                        help="only (a): the pushes of 100 mutations")
     parser.add_argument("--json", help="also write the figures to this file")
     return parser.parse_args(argv)
 
@@ -388,13 +411,13 @@ def main(argv=None) -> int:
                 a = bench_batches(server, tokens[2], args.batch_mutations)
                 result["batches"] = a
                 print(f"  (a) {a['mutations']:,} problem.report in batches of 100:"
-                      f" {a['per_second']:,.0f} mutations/s"
-                      f" (push p50 {ms(a['p50'])}, p95 {ms(a['p95'])})", flush=True)
+                      f" {describe_batches(a)}", flush=True)
                 mixed = bench_batches(server, tokens[2], args.batch_mutations, capture_mixed)
                 result["batches_mixed"] = mixed
                 print(f"      {mixed['mutations']:,} visits, diaries and problems (1:1:3):"
-                      f" {mixed['per_second']:,.0f} mutations/s"
-                      f" (push p50 {ms(mixed['p50'])}, p95 {ms(mixed['p95'])})", flush=True)
+                      f" {describe_batches(mixed)}", flush=True)
+                if args.batches_only:
+                    continue
                 if index == 0:
                     b = bench_concurrent(server, tokens[3:], args.pushes_each)
                     result["concurrent"] = b

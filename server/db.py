@@ -20,16 +20,30 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from server.migrations import migrate
+from server.migrations import INDEX_PENDING_SQL, migrate, register_functions
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 
+# For the writer alone (figures in docs/performance.md, Sync). Every INSERT
+# that fires triggers keeps a statement journal: in memory, not in a temporary
+# file. A million-problem ledger is ~5 GB and each write touches random pages
+# of a dozen indexes: map the file (SQLite maps at most its first 2 GB here)
+# and cache 256 MB of pages. Checkpoint every ~40 MB of WAL rather than 4 MB:
+# fewer fsyncs, and a page written by several pushes is copied once.
+WRITER_PRAGMAS = {
+    "temp_store": "MEMORY",
+    "mmap_size": 2**31,
+    "cache_size": -256 * 1024,
+    "wal_autocheckpoint": 10_000,
+}
+
 
 def connect(path: str | Path) -> sqlite_utils.Database:
     """Open a connection with the pragmas every FieldLedger connection uses."""
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    register_functions(conn)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.execute("PRAGMA foreign_keys = ON")
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -55,6 +69,29 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         except BaseException:
             db.rollback()
             raise
+
+
+@contextlib.contextmanager
+def search_indexed_at_end(db: sqlite_utils.Database) -> Iterator[None]:
+    """Problems written in the block enter the full-text index together, at its end.
+
+    Call inside a write transaction (see migration m005); searches in the block
+    do not find them yet. Even a block that raises leaves nothing deferred, in
+    case the caller commits what it wrote.
+    """
+    db.execute("INSERT INTO problems_search_deferral (id) VALUES (1)")
+    try:
+        yield
+    finally:
+        if db.conn.in_transaction:
+            db.execute(INDEX_PENDING_SQL)
+            db.execute("DELETE FROM problems_search_pending")
+            db.execute("DELETE FROM problems_search_deferral")
+
+
+def tune_writer(db: sqlite_utils.Database) -> None:
+    for pragma, value in WRITER_PRAGMAS.items():
+        db.execute(f"PRAGMA {pragma} = {value}")
 
 
 def open_database(path: str | Path) -> sqlite_utils.Database:
@@ -84,6 +121,7 @@ class Store:
             if self._writer is not None:
                 return
             self._writer_db = open_database(self.path)
+            tune_writer(self._writer_db)
             self._writer = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="fieldledger-writer"
             )

@@ -28,7 +28,10 @@ and each gets COUNT_BUDGET_S: a broad search intersected with other filters
 cannot be counted that fast, and shows "…" rather than holding the page up.
 When many problems match, the page is read through the sort order's index
 (LIMIT/OFFSET, at most MAX_PAGE pages, or UNCOUNTED_MAX_PAGE when uncounted),
-which finds 50 rows after a few hundred; see ``list_rows``.
+which finds 50 rows after a few hundred; see ``list_rows``. SQLite has no
+statistics here, so ``choose_drive`` picks the index that drives a page from
+the sizes of the filters' own indexes (a narrow date range, a rare value, the
+rows two filters have in common, a small area).
 """
 
 from __future__ import annotations
@@ -73,10 +76,39 @@ SORT_INDEXES = {
 }
 DATE_FILTERS = ("found", "accepted", "closed")
 MAX_QUERY = 100
+# Indexes that hold one filter's problems in order of discovery (the default sort):
+# (column, found_at). Reading a page through the narrowest of them skips the other problems.
+FOUND_ORDER_INDEXES = {
+    "status": ("status", "idx_problems_status_found"),
+    "category": ("category_id", "idx_problems_category_found"),
+    "unit": ("lead_unit_id", "idx_problems_unit_found"),
+    "supervision": ("supervision", "idx_problems_supervision_found"),
+    "urgency": ("urgency", "idx_problems_urgency_found"),
+    "source": ("source", "idx_problems_source_found"),
+    "reporter": ("reporter_id", "idx_problems_reporter"),
+}
+# The index that leads with each date filter's column.
+DATE_INDEXES = {
+    "found": "idx_problems_found",
+    "accepted": "idx_problems_stats_features",  # migration m006
+    "closed": "idx_problems_closed",
+}
+NARROW_MAX = 10_000  # a filter matching at most this many problems drives every query
+NARROW_COUNT_BUDGET_S = 0.1  # for the counts of a narrow filter, in one query
+FOUND_ORDER_INDEX_NAMES = {index for _column, index in FOUND_ORDER_INDEXES.values()}
+AREA_INDEX = "idx_problems_area_status"  # (area_id, status)
+AREA_DRIVE_MAX = 50_000  # an area with at most this many problems drives the read
+INTERSECT_MAX = 120_000  # two equality filters this small are intersected by rowid
+INTERSECT_BUDGET_S = 0.08
+BY_ROWID = "rowid"  # drive_index when the page reads a list of rowids (Filter.rowids)
 
 _CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
 _WORD = re.compile(r"[^\W_]+")
 _LEDGER_NO = re.compile(r"^([A-Za-z]{2})-(\d{4})-(\d{1,6})$")
+
+
+INTERNAL_FIELDS = ("ignored", "broad_search", "narrow_search", "drive_index", "narrow",
+                   "presorted", "rowids", "searches")
 
 
 @dataclass
@@ -102,12 +134,20 @@ class Filter:
     page: int = 1
     ignored: list[str] = field(default_factory=list)  # parameters dropped as invalid
     broad_search: bool = False  # set by conditions(): the search matches many problems
+    narrow_search: bool = False  # set by conditions(): the matches were looked up as a list
+    # Set by choose_drive(): the index to read problems through, and whether the filter it
+    # serves matches at most NARROW_MAX problems.
+    drive_index: str | None = None
+    narrow: bool = False
+    presorted: bool = False  # the drive index gives the page's order
+    rowids: list[int] | None = None  # the problems two filters have in common, when few
+    searches: dict = field(default_factory=dict)  # search_condition() results, per drive_max
 
     def query_string(self, **changes) -> str:
         """The URL query for this filter, with ``changes`` applied (None drops a key)."""
         values = {}
         for f in fields(self):
-            if f.name in ("ignored", "broad_search"):
+            if f.name in INTERNAL_FIELDS:
                 continue
             value = changes.get(f.name, getattr(self, f.name))
             default = f.default
@@ -115,6 +155,13 @@ class Filter:
                 continue
             values[f.name] = value.isoformat() if isinstance(value, dt.date) else value
         return urllib.parse.urlencode(values)
+
+    @property
+    def drive_clause(self) -> str:
+        """How the queries read ``problems p``: through drive_index, by rowid, or as planned."""
+        if self.drive_index is None:
+            return ""
+        return " NOT INDEXED" if self.drive_index == BY_ROWID else f" INDEXED BY {self.drive_index}"
 
     @property
     def active(self) -> bool:
@@ -236,6 +283,15 @@ def search_condition(db, text: str, drive_max: int | None = None) -> tuple[str, 
 # Conditions -----------------------------------------------------------------------
 
 
+def area_condition(db, code: str) -> tuple[str, list] | None:
+    """The condition for problems in the subtree of the area ``code``; None if unknown."""
+    row = db.execute("SELECT path FROM areas WHERE code = ?", [code]).fetchone()
+    if row is None:
+        return None
+    return ("p.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)",
+            [row[0], row[0][:-1] + "0"])
+
+
 def local_day_start(day: dt.date) -> str:
     """The stored (UTC) timestamp of midnight at the start of a local day."""
     return to_iso(dt.datetime.combine(day, dt.time(), LOCAL_TZ))
@@ -266,13 +322,12 @@ def conditions(db, user: authz.User, f: Filter, with_status: bool = True,
         if value is not None:
             add(f"p.{column} = ?", value)
     if f.area:
-        row = db.execute("SELECT path FROM areas WHERE code = ?", [f.area]).fetchone()
-        if row is None:
+        area = area_condition(db, f.area)
+        if area is None:
             f.ignored.append("area")
             f.area = None
         else:
-            add("p.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)",
-                row[0], row[0][:-1] + "0")
+            add(area[0], *area[1])
     finished = ", ".join(f"'{s}'" for s in FINISHED_STATES)
     if f.overdue == "yes":
         add(f"(p.status NOT IN ({finished}) AND p.deadline < ?)", local_today().isoformat())
@@ -285,9 +340,15 @@ def conditions(db, user: authz.User, f: Filter, with_status: bool = True,
             add(f"p.{name}_at >= ?", local_day_start(start))
         if end:
             add(f"p.{name}_at < ?", local_day_start(end + dt.timedelta(days=1)))
+    if f.rowids is not None:  # the problems some of the filters above have in common
+        add("p.rowid IN (SELECT value FROM json_each(?))", json.dumps(f.rowids))
     if f.q:
-        sql, values, broad = search_condition(db, f.q, MAX_DRIVE if drive_search else None)
+        drive_max = MAX_DRIVE if drive_search else SEARCH_DRIVE_MAX
+        if drive_max not in f.searches:  # the full-text query runs once per page
+            f.searches[drive_max] = search_condition(db, f.q, drive_max)
+        sql, values, broad = f.searches[drive_max]
         f.broad_search = f.broad_search or broad
+        f.narrow_search = f.narrow_search or (not broad and not drive_search)
         add(sql, *values)
     return " AND ".join(where), params
 
@@ -338,16 +399,109 @@ def bounded(db, seconds: float, fn, *args):
         db.conn.set_progress_handler(None, 0)
 
 
+def _capped_count(db, index: str, condition: str, params: list, cap: int) -> int:
+    """How many index entries meet ``condition``, counting no further than ``cap`` + 1."""
+    return db.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p INDEXED BY {index}"
+        f" WHERE {condition} LIMIT ?)", [*params, cap + 1],
+    ).fetchone()[0]
+
+
+def drive_candidates(f: Filter) -> list[tuple[str, str, list]]:
+    """(index, condition, parameters) for each filter that an index reads on its own."""
+    candidates = []
+    for name in DATE_FILTERS:
+        start, end = getattr(f, f"{name}_from"), getattr(f, f"{name}_to")
+        bounds = [(f"p.{name}_at >= ?", local_day_start(start))] if start else []
+        if end:
+            bounds.append((f"p.{name}_at < ?", local_day_start(end + dt.timedelta(days=1))))
+        if bounds:
+            candidates.append((DATE_INDEXES[name], " AND ".join(sql for sql, _v in bounds),
+                               [value for _sql, value in bounds]))
+    for name, (column, index) in FOUND_ORDER_INDEXES.items():
+        if getattr(f, name) is not None:
+            candidates.append((index, f"p.{column} = ?", [getattr(f, name)]))
+    return candidates
+
+
+def common_rowids(db, f: Filter) -> list[int] | None:
+    """The problems the two smallest equality filters (but the state) have in common, up to
+    NARROW_MAX + 1, when each has at most INTERSECT_MAX: read from their indexes alone.
+
+    Two broad filters may almost never meet (a category and a unit: 105,004 and
+    82,448 problems, 27 of both), and any single index then reads tens of
+    thousands of problems.
+    """
+    equalities = [candidate for candidate in drive_candidates(f)
+                  if candidate[0] in FOUND_ORDER_INDEX_NAMES
+                  and candidate[0] != FOUND_ORDER_INDEXES["status"][1]]
+    if len(equalities) < 2:
+        return None
+    sized = sorted((_capped_count(db, *candidate, INTERSECT_MAX), n, candidate)
+                   for n, candidate in enumerate(equalities))
+    if sized[1][0] > INTERSECT_MAX:
+        return None
+    (small, condition_small, params_small), (large, condition_large, params_large) = (
+        sized[0][2], sized[1][2])
+    return [row[0] for row in db.execute(
+        f"SELECT p.rowid FROM problems p INDEXED BY {large} WHERE {condition_large}"
+        f" AND p.rowid IN (SELECT p.rowid FROM problems p INDEXED BY {small}"
+        f" WHERE {condition_small}) LIMIT ?",
+        [*params_large, *params_small, NARROW_MAX + 1],
+    )]
+
+
+def choose_drive(db, f: Filter) -> None:
+    """Pick the index that every query of the page reads problems through (SQLite has no
+    statistics, and prefers any equality to a date range however narrow).
+
+    Each filter's own index is counted (on the index alone, up to a cap: a
+    millisecond or a few). The smallest drives when it holds at most
+    NARROW_MAX problems; else the problems two equality filters have in common,
+    when few (``common_rowids``); else an area with at most AREA_DRIVE_MAX problems (its
+    index also holds the state, so most other problems are skipped without
+    reading them); else, sorted by discovery, an equality filter's (column,
+    found_at) index gives the page in order (``presorted``), skipping the
+    problems that filter excludes.
+    """
+    sizes = [(_capped_count(db, index, condition, params, NARROW_MAX), index)
+             for index, condition, params in drive_candidates(f)]
+    if sizes and min(sizes)[0] <= NARROW_MAX:
+        f.drive_index, f.narrow = min(sizes)[1], True
+        return
+    status_index = FOUND_ORDER_INDEXES["status"][1]
+    rowids = bounded(db, INTERSECT_BUDGET_S, common_rowids, db, f)
+    if rowids is not None and len(rowids) <= NARROW_MAX:
+        f.rowids, f.drive_index, f.narrow = rowids, BY_ROWID, True
+        return
+    # In order, by an equality filter's index; a state's last: states are few and broad.
+    ordered = sorted((index for _size, index in sizes
+                      if index in FOUND_ORDER_INDEX_NAMES and f.sort == "found_at"),
+                     key=lambda index: index == status_index)
+    # An area alone gives a page in order quicker; and a filter outside the area's index
+    # (but the state) with an index in order skips more problems than the area does.
+    area = area_condition(db, f.area) if f.area else None
+    narrowed_further = f.query_string(area=None, sort=None, dir=None, page=None) != ""
+    if area is not None and narrowed_further and set(ordered) <= {status_index}:
+        size = _capped_count(db, AREA_INDEX, *area, AREA_DRIVE_MAX)
+        if size <= AREA_DRIVE_MAX:
+            f.drive_index, f.narrow = AREA_INDEX, size <= NARROW_MAX
+            return
+    if ordered:
+        f.drive_index, f.presorted = ordered[0], True
+
+
 def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]:
     """One page of the ledger.
 
-    ``many``: a lot of problems match (more than COUNT_CAP, or too many to
-    count quickly). Reading them through the sort order's index then finds a
-    page after a few thousand rows, while the planner (which has no statistics)
-    may prefer a filter's index and sort every match: with a million problems,
-    seconds instead of milliseconds. If the other filters are so narrow that
-    the ordered read finds no page within ORDERED_BUDGET_S, the planner chooses
-    (and a search reads its matches first).
+    A narrow filter or a small area (``choose_drive``) drives the read and
+    SQLite sorts its problems. Otherwise ``many``: a lot of problems match (more than
+    COUNT_CAP, or too many to count quickly). Reading them through the sort
+    order's index then finds a page after a few thousand rows, while the
+    planner (which has no statistics) may prefer a filter's index and sort
+    every match: with a million problems, seconds instead of milliseconds. If
+    the other filters are so narrow that the ordered read finds no page within
+    ORDERED_BUDGET_S, the planner chooses (and a search reads its matches first).
     """
     def read(indexed: str, drive_search: bool = False) -> list[dict]:
         where, params = conditions(db, user, f, drive_search=drive_search)
@@ -357,9 +511,12 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
             [*params, PAGE_SIZE, (f.page - 1) * PAGE_SIZE],
         ))
 
+    if f.drive_index and not f.presorted:
+        return mark_overdue(read(f.drive_clause))
     rows = None
     if many:
-        rows = bounded(db, ORDERED_BUDGET_S, read, f" INDEXED BY {SORT_INDEXES[f.sort]}")
+        index = f.drive_index or SORT_INDEXES[f.sort]
+        rows = bounded(db, ORDERED_BUDGET_S, read, f" INDEXED BY {index}")
     if rows is None:
         # A broad search with narrow other filters: start from the matches after all.
         rows = read("", drive_search=bool(f.q))
@@ -374,15 +531,36 @@ def count(db, where: str, params: list) -> int:
     ).fetchone()[0]
 
 
+def counts_in_one_read(db, where: str, params: list, indexed: str) -> dict[str, int]:
+    """Matching problems per state, for few matches: one read of them all."""
+    found = dict(db.execute(
+        f"SELECT p.status, count(*) FROM problems p{indexed} WHERE {where} GROUP BY p.status",
+        params,
+    ).fetchall())
+    return {status: min(found.get(status, 0), COUNT_CAP + 1) for status in STATUSES}
+
+
 def status_counts(db, user: authz.User, f: Filter) -> dict[str, int | None]:
     """Matching problems per state, all other filters applied.
 
     A count above the cap is cap + 1; counts not made within COUNT_BUDGET_S
     (all of them together), or for a search matching many problems, are None.
+    Few matches (a narrow filter, or a search looked up as a list) are counted
+    in one read within NARROW_COUNT_BUDGET_S; so are those of a small area that
+    drives the page, within COUNT_BUDGET_S.
     """
     where, params = conditions(db, user, f, with_status=False)
     if f.broad_search:  # every count would read the whole set of matches: not in time
         return dict.fromkeys(STATUSES)
+    # A narrow filter or a small area is counted in one read of its index; a narrow
+    # state drives the list, not the counts of the other states.
+    narrow = (f.drive_index is not None and not f.presorted
+              and f.drive_index != FOUND_ORDER_INDEXES["status"][1])
+    if narrow or f.narrow_search:
+        indexed = f.drive_clause if narrow else ""
+        budget = NARROW_COUNT_BUDGET_S if f.narrow or f.narrow_search else COUNT_BUDGET_S
+        found = bounded(db, budget, counts_in_one_read, db, where, params, indexed)
+        return found if found is not None else dict.fromkeys(STATUSES)
     deadline = time.monotonic() + COUNT_BUDGET_S
     return {
         status: bounded(db, deadline - time.monotonic(), count, db,
@@ -419,6 +597,7 @@ def total(counts: dict[str, int | None], f: Filter) -> Count:
 
 def ledger(db, user: authz.User, f: Filter) -> dict:
     """Everything the ledger page shows for this filter."""
+    choose_drive(db, f)
     counts = status_counts(db, user, f)
     found = total(counts, f)
     if found.value is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -117,13 +117,28 @@ FEATURE_BITS = sum(bits for _sql, bits in FEATURES.values())
 DIM_BITS = 20  # category ids below 2**20
 
 
-def packed_features_sql() -> str:
-    """One integer per row holding every feature, each in its bits."""
+def packed_features_sql(count: int = len(FEATURES)) -> str:
+    """One integer per row holding every feature (or the first ``count``), each in its bits."""
     parts, shift = [], 0
-    for sql, bits in FEATURES.values():
+    for sql, bits in list(FEATURES.values())[:count]:
         parts.append(f"(ifnull(({sql}), 0) << {shift})")
         shift += bits
     return " | ".join(parts)
+
+
+# The features that depend on the problem row alone, not on today, the calendar or the
+# settings: the first ones of FEATURES. Their packed value is an expression of the index
+# STATS_INDEX (migration m006), which must spell it exactly as stored_features_sql() does
+# (tests/test_metrics_fast.py checks that it does); else SQLite computes it for every row.
+STORED_FEATURES = ("closed", "on_time", "replied", "claimed_solved", "valid_callback",
+                   "resident_solved", "satisfaction", "dispatched")
+STATS_INDEX = "idx_problems_stats_features"
+
+
+def stored_features_sql() -> str:
+    """The leading part of packed_features_sql() that STATS_INDEX stores."""
+    assert tuple(FEATURES)[:len(STORED_FEATURES)] == STORED_FEATURES
+    return packed_features_sql(len(STORED_FEATURES))
 
 
 def unpack(mask: int) -> dict[str, int]:
@@ -138,10 +153,6 @@ def counts_of(mask: int, n: int = 1) -> dict[str, int]:
     """The counts for ``n`` problems sharing the packed features ``mask``."""
     features = unpack(mask)
     return {name: n if test(features) else 0 for name, test in COUNTS.items()}
-
-
-def _counts_of(mask: int, n: int) -> dict[str, int]:
-    return {name: n * one for name, one in _one(mask).items()}
 
 
 @functools.cache
@@ -280,28 +291,48 @@ def monday(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
+# The query's constants (``cfg.*`` in FEATURES) as bound parameters, numbered ahead of
+# the plain ``?`` that follow: SQLite computes an expression of parameters once per
+# statement, while a column of a one-row table (a CTE) is read again for every problem.
+CONSTANTS = {
+    "cfg.limits": "?1", "cfg.day0": "julianday(?2)", "cfg.areas": "?3", "cfg.bytes": "?4",
+    "cfg.week0": "julianday(?5)", "cfg.today": "(SELECT date('now', '+8 hours'))",
+}
+
+
+def bind_constants(sql: str) -> str:
+    for name, value in CONSTANTS.items():
+        sql = sql.replace(name, value)
+    return sql
+
+
 def grouped_counts(db, user: authz.User, period: Period, cfg: dict) -> list[tuple]:
-    """(unit, category, child-area code, week number, packed features, problems) over the cohort.
+    """(unit, category, child-area code, week number, packed features, problems) over the cohort."""
+    return db.execute(*cohort_query(db, user, period, cfg)).fetchall()
+
+
+def cohort_query(db, user: authz.User, period: Period, cfg: dict) -> tuple[str, list]:
+    """The SQL of ``grouped_counts``, and its parameters.
 
     Per-row lookups are positions in constants (``cfg``), not joins: the end
     of the response time by dispatch day, the child area by area id (one byte
     each; ``instr`` in the 256 byte values reads a byte as a number); the week
     is counted in whole weeks from the Monday of the period's first week.
-    Grouping by two integers keeps the sort that GROUP BY needs cheap.
+    Grouping by two integers keeps the sort that GROUP BY needs cheap. The
+    problems are read from STATS_INDEX alone, which also holds the values of
+    the row-only features and of the Julian days (see migration m006).
     """
     today = local_today()
     limits = response_limits(db, period, int(cfg["response_limit_days"]), today)
     codes, _children = child_codes(db, user)
     scope, scope_params = authz.problem_scope(user, "p")
-    sql = (
-        "WITH cfg(limits, day0, areas, bytes, week0, today) AS"
-        " (SELECT ?, julianday(?), ?, ?, julianday(?), date('now', '+8 hours'))"
-        " SELECT dims, place, count(*) FROM (SELECT"
+    sql = bind_constants(
+        "SELECT dims, place, count(*) FROM (SELECT"
         f" ifnull(p.lead_unit_id, 0) * {1 << DIM_BITS} + ifnull(p.category_id, 0) AS dims,"
         " ((instr(cfg.bytes, substr(cfg.areas, p.area_id + 1, 1)) - 1) * 256"
         " + CAST((julianday(p.accepted_at) + 8 / 24.0 + 1e-7 - cfg.week0) / 7 AS INTEGER))"
         f" * {1 << FEATURE_BITS} + ({packed_features_sql()}) AS place"
-        " FROM cfg, problems p INDEXED BY idx_problems_stats"
+        f" FROM problems p INDEXED BY {STATS_INDEX}"
         " WHERE p.accepted_at >= ? AND p.accepted_at < ?"
         f" AND p.status NOT IN ('rejected', 'merged') AND {scope} LIMIT -1"
         ") GROUP BY dims, place"
@@ -311,7 +342,7 @@ def grouped_counts(db, user: authz.User, period: Period, cfg: dict) -> list[tupl
         monday(period.start).isoformat(), local_day_start(period.start),
         local_day_start(period.end + dt.timedelta(days=1)), *scope_params,
     ]
-    return db.execute(sql, params).fetchall()
+    return sql, params
 
 
 @dataclass
@@ -341,24 +372,48 @@ def rank(rows: list[Breakdown], metric: str, min_sample: int) -> tuple[list, lis
     return ranked, rest
 
 
+DIMENSIONS = ("unit", "category", "area", "week")
+
+
+def _add_up(problems_by_mask: dict[tuple, int]) -> dict[object, Counter]:
+    """{key: counts} from {(key, packed features): problems}, keys in their first order."""
+    result: dict[object, Counter] = {}
+    for (key, mask), n in problems_by_mask.items():
+        counts = result.get(key)
+        if counts is None:
+            counts = result[key] = Counter(dict.fromkeys(COUNTS, 0))
+        for name, one in _one(mask).items():
+            if one:
+                counts[name] += n
+    return result
+
+
 def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> dict:
-    """Totals and breakdowns (by unit, category, child area, week) for the statistics page."""
+    """Totals and breakdowns (by unit, category, child area, week) for the statistics page.
+
+    The query's groups are first added up per (dimension key, packed features),
+    a few hundred each, and only those are turned into counts.
+    """
     cfg = cfg or settings(db)
     weight = float(cfg["satisfaction_weight"])
-    totals: Counter = Counter()
-    groups: dict[str, dict] = {dim: defaultdict(Counter) for dim in ("unit", "category", "area",
-                                                                     "week")}
     _codes, children = child_codes(db, user)
     first_monday = monday(period.start)
+    by_mask: dict[str, dict[tuple, int]] = {dim: {} for dim in DIMENSIONS}
+    unit_of, category_of = by_mask["unit"], by_mask["category"]
+    area_of, week_of = by_mask["area"], by_mask["week"]
     for dims, place, n in grouped_counts(db, user, period, cfg):
-        counts = _counts_of(place % (1 << FEATURE_BITS), n)
-        totals.update(counts)
-        unit, category = dims >> DIM_BITS or None, dims % (1 << DIM_BITS) or None
+        mask = place & ((1 << FEATURE_BITS) - 1)
         code, week = divmod(place >> FEATURE_BITS, 256)
-        week = (first_monday + dt.timedelta(weeks=week)).isoformat()
-        for dim, key in (("unit", unit), ("category", category),
-                         ("area", children.get(code)), ("week", week)):
-            groups[dim][key].update(counts)
+        for found, key in ((unit_of, (dims >> DIM_BITS or None, mask)),
+                           (category_of, (dims & ((1 << DIM_BITS) - 1) or None, mask)),
+                           (area_of, (children.get(code), mask)), (week_of, (week, mask))):
+            found[key] = found.get(key, 0) + n
+    groups = {dim: _add_up(by_mask[dim]) for dim in DIMENSIONS}
+    groups["week"] = {(first_monday + dt.timedelta(weeks=week)).isoformat(): counts
+                      for week, counts in groups["week"].items()}
+    totals: Counter = Counter()
+    for counts in groups["week"].values():
+        totals.update(counts)
     labels = _labels(db, user)
 
     def breakdown(dim: str) -> list[Breakdown]:

@@ -6,6 +6,7 @@ The tables are described in docs/architecture.md.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import sqlite_utils
@@ -477,6 +478,164 @@ def m004_search(db: sqlite_utils.Database) -> None:
             resident_contacted, deadline, closed_at, closed_on_time, outcome, callback_reached,
             callback_solved, satisfaction
         );
+        """,
+    )
+
+
+SEARCH_BODY_FUNCTION = "fl_search_body"
+# The CJK code points of m004's rule (13312-40959), which become bigrams.
+_CJK_RUN = re.compile("[\u3400-\u9fff]+")
+
+
+def _bigrams(run: re.Match) -> str:
+    chars = run.group()
+    return "".join(f" {chars[i:i + 2]} " for i in range(len(chars) - 1)) + f" {chars[-1]} "
+
+
+def search_body(description, place, resident_name, ledger_no) -> str | None:
+    """The indexed text of one problem: the rule of m004's ``_search_body``, in Python.
+
+    Frozen with m005: the full-text index holds this text (the index m004
+    built included, as the rule is the same), and a contentless FTS5 index
+    can only remove a row given the very text it indexed.
+    """
+    if description is None or place is None or resident_name is None:
+        return None  # as SQL's || gives
+    text = f"{description} {place} {resident_name} {ledger_no or ''}"
+    # SQLite's text functions stop at a NUL character; m004's rule did too.
+    text, nul, _rest = text.partition("\0")
+    if nul and not text:
+        return "  "
+    return _CJK_RUN.sub(_bigrams, text)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions the schema's triggers call; every connection that writes needs them."""
+    conn.create_function(SEARCH_BODY_FUNCTION, 4, search_body, deterministic=True)
+
+
+SEARCH_TEXT_COLUMNS = ("description", "place", "resident_name", "ledger_no")
+
+
+def search_body_sql(row: str) -> str:
+    """SQL for the indexed text of the problem row ``row`` (NEW, OLD or an alias)."""
+    columns = ", ".join(f"{row}.{column}" for column in SEARCH_TEXT_COLUMNS)
+    return f"{SEARCH_BODY_FUNCTION}({columns})"
+
+
+# Problems written while a deferral is open enter the index once, at its end
+# (``server.db.search_indexed_at_end``). CROSS JOIN keeps SQLite reading the
+# few pending keys first, not every key.
+INDEX_PENDING_SQL = f"""INSERT INTO problems_fts (rowid, body)
+    SELECT k.key, {search_body_sql("p")} FROM problems_search_pending s
+    CROSS JOIN problem_search_keys k ON k.key = s.key
+    CROSS JOIN problems p ON p.id = k.problem_id"""
+
+
+@migrations()
+def m005_search_function(db: sqlite_utils.Database) -> None:
+    """The search triggers call ``search_body``, and a sync push indexes its problems at once.
+
+    Cutting the text into bigrams in SQL cost ~100 µs per written problem.
+    ``search_body`` gives the same text (so the index m004 built stays right);
+    ``server.db.connect`` registers it on every connection. A connection
+    without it (the sqlite3 shell) can still read problems and change their
+    other columns, but inserting or deleting a problem or changing its text
+    fails with "no such function".
+
+    FTS5 writes its pending rows to disk at every savepoint, and a push opens
+    one per mutation: indexed one by one, each new problem became a segment
+    of its own, merged again at commit. While ``problems_search_deferral``
+    holds a row (only ever inside a write transaction), a new problem's key
+    goes to ``problems_search_pending`` instead, and ``INDEX_PENDING_SQL``
+    indexes them all in one statement before the commit.
+    """
+    changed = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in SEARCH_TEXT_COLUMNS)
+    key = "(SELECT key FROM problem_search_keys WHERE problem_id = {}.id)"
+    run_script(
+        db,
+        f"""
+        CREATE TABLE problems_search_deferral (id INTEGER PRIMARY KEY CHECK (id = 1));
+        CREATE TABLE problems_search_pending (key INTEGER PRIMARY KEY);
+
+        DROP TRIGGER problems_search_insert;
+        DROP TRIGGER problems_search_update;
+        DROP TRIGGER problems_search_delete;
+
+        CREATE TRIGGER problems_search_insert AFTER INSERT ON problems
+        BEGIN
+            -- OR REPLACE: an INSERT OR REPLACE of a problem fires no delete trigger.
+            INSERT OR REPLACE INTO problem_search_keys (problem_id) VALUES (NEW.id);
+            INSERT INTO problems_search_pending (key)
+                SELECT {key.format("NEW")} WHERE EXISTS (SELECT 1 FROM problems_search_deferral);
+            INSERT INTO problems_fts (rowid, body)
+                SELECT {key.format("NEW")}, {search_body_sql("NEW")}
+                WHERE NOT EXISTS (SELECT 1 FROM problems_search_deferral);
+        END;
+        -- A pending problem is not in the index yet: it is indexed as it is at the end.
+        CREATE TRIGGER problems_search_update AFTER UPDATE OF {", ".join(SEARCH_TEXT_COLUMNS)}
+        ON problems
+        WHEN ({changed})
+            AND {key.format("OLD")} NOT IN (SELECT key FROM problems_search_pending)
+        BEGIN
+            INSERT INTO problems_fts (problems_fts, rowid, body) VALUES ('delete',
+                {key.format("OLD")}, {search_body_sql("OLD")});
+            INSERT INTO problems_fts (rowid, body) VALUES (
+                {key.format("NEW")}, {search_body_sql("NEW")});
+        END;
+        CREATE TRIGGER problems_search_delete AFTER DELETE ON problems
+        BEGIN
+            INSERT INTO problems_fts (problems_fts, rowid, body)
+                SELECT 'delete', {key.format("OLD")}, {search_body_sql("OLD")}
+                WHERE {key.format("OLD")} NOT IN (SELECT key FROM problems_search_pending);
+            DELETE FROM problems_search_pending WHERE key = {key.format("OLD")};
+            DELETE FROM problem_search_keys WHERE problem_id = OLD.id;
+        END;
+        """,
+    )
+
+
+@migrations()
+def m006_stats_features(db: sqlite_utils.Database) -> None:
+    """Statistics read the cohort's time-independent features from an index.
+
+    The index holds, besides the columns the statistics query reads, the
+    values of three expressions of that query (``server.metrics``): the packed
+    features that depend on the problem row alone (its ``stored_features_sql``,
+    frozen here as text), and the Julian days of acceptance and dispatch.
+    SQLite reads an indexed expression from the index when the query's
+    expression is the same, and otherwise computes it from the row, so the
+    figures never depend on this index, only the speed. It replaces
+    ``idx_problems_stats`` (m004), which the statistics alone used.
+
+    Also an index on ``visit_id`` (each listed visit counts its problems, which
+    without it reads every problem), and visits in order of time, for the home
+    page's latest visits.
+    """
+    features = (
+        "(ifnull((status = 'closed'), 0) << 0)"
+        " | (ifnull((status = 'closed' AND coalesce(closed_on_time, deadline IS NULL"
+        " OR date(closed_at, '+8 hours') <= deadline) = 1), 0) << 1)"
+        " | (ifnull((outcome IS NOT NULL), 0) << 2)"
+        " | (ifnull((outcome = 'solved'), 0) << 3)"
+        " | (ifnull((callback_reached = 1 AND callback_solved IS NOT NULL"
+        " AND satisfaction IS NOT NULL), 0) << 4)"
+        " | (ifnull((callback_solved = 1), 0) << 5)"
+        " | (ifnull((CASE satisfaction WHEN 'satisfied' THEN 1 WHEN 'basically' THEN 2"
+        " WHEN 'unsatisfied' THEN 3 ELSE 0 END), 0) << 6)"
+        " | (ifnull((dispatched_at IS NOT NULL), 0) << 8)"
+    )
+    run_script(
+        db,
+        f"""
+        DROP INDEX idx_problems_stats;
+        CREATE INDEX idx_problems_stats_features ON problems(
+            accepted_at, status, area_id, lead_unit_id, category_id, ({features}),
+            julianday(accepted_at), julianday(dispatched_at), resident_contacted, signed_at,
+            deadline
+        );
+        CREATE INDEX idx_problems_visit ON problems(visit_id);
+        CREATE INDEX idx_visits_started ON visits(started_at);
         """,
     )
 

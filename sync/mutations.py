@@ -9,6 +9,7 @@ owner — never a second row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import sqlite_utils
 
 from server import authz
 from server.timeutil import now_iso, to_iso
+from sync import sql
 from sync.errors import Rejected
 from sync.validate import parse_time
 
@@ -32,6 +34,9 @@ CAPTURE = "sync.capture"
 class Context:
     user: authz.User
     client_id: str
+    # Reference rows (areas, categories, units) looked up during this push:
+    # no mutation changes them, so each is read once per push.
+    references: dict[tuple[str, object], bool] = dataclasses.field(default_factory=dict)
 
 
 Handler = Callable[[sqlite_utils.Database, Context, dict], None]
@@ -54,14 +59,30 @@ def _require(ctx: Context, permission: str) -> None:
         raise Rejected("forbidden")
 
 
+def _reference_exists(db, ctx: Context, table: str, record_id, condition: str = "",
+                      params=()) -> bool:
+    key = (table, record_id)
+    if key not in ctx.references:
+        row = db.execute(f"SELECT 1 FROM {table} WHERE id = ? {condition}",
+                         [record_id, *params]).fetchone()
+        ctx.references[key] = row is not None
+    return ctx.references[key]
+
+
 def _area_in_scope(db, ctx: Context, area_id: int | None) -> int | None:
     if area_id is None:
         return None
     clause, params = authz.area_subtree(ctx.user, "areas.id")
-    row = db.execute(f"SELECT id FROM areas WHERE id = ? AND {clause}", [area_id, *params])
-    if row.fetchone() is None:
+    if not _reference_exists(db, ctx, "areas", area_id, f"AND {clause}", params):
         raise Rejected("area_out_of_scope")
     return area_id
+
+
+def _reference_id(db, ctx: Context, table: str, record_id) -> object:
+    """The id of a category or unit if it exists, else None (see ``_existing_id``)."""
+    if record_id is None:
+        return None
+    return record_id if _reference_exists(db, ctx, table, record_id) else None
 
 
 def _existing_id(db, table: str, record_id, extra: str = "", params=()) -> object:
@@ -102,10 +123,10 @@ def _link_photos(db, record_type: str, record_id: str, photos: list[str]) -> boo
         [record_type, record_id],
     )
     for position, sha in enumerate(photos):
-        db["attachment_links"].insert(
-            {"sha256": sha, "record_type": record_type, "record_id": record_id,
-             "position": position}
-        )
+        sql.insert(db, "attachment_links", {
+            "sha256": sha, "record_type": record_type, "record_id": record_id,
+            "position": position,
+        })
     return True
 
 
@@ -117,21 +138,21 @@ def _touch(db, table: str, record_id: str, now: str) -> None:
 
 def _owned(db, table: str, owner_column: str, record_id: str, ctx: Context) -> dict | None:
     """The existing row with this id, if any; refuses one that belongs to someone else."""
-    rows = list(db.query(f"SELECT * FROM {table} WHERE id = ?", [record_id]))
-    if rows and rows[0][owner_column] != ctx.user.id:
+    row = sql.row(db, f"SELECT * FROM {table} WHERE id = ?", [record_id])
+    if row is not None and row[owner_column] != ctx.user.id:
         raise Rejected("not_owner")
-    return rows[0] if rows else None
+    return row
 
 
 def _upsert_changed(db, table: str, existing: dict | None, row: dict) -> None:
     """Insert, or update only if something differs (so a re-send bumps no version)."""
     if existing is None:
-        db[table].insert(row)
+        sql.insert(db, table, row)
         return
     changed = {k: v for k, v in row.items() if k != "created_at" and existing.get(k) != v}
     changed.pop("updated_at", None)
     if changed:
-        db[table].update(row["id"], {**changed, "updated_at": row["updated_at"]})
+        sql.update(db, table, row["id"], {**changed, "updated_at": row["updated_at"]})
 
 
 def _stamp(value: str | None, field: str) -> str | None:
@@ -203,9 +224,9 @@ def _problem_fields(db, ctx: Context, args: dict) -> dict:
             fields["area_id"] = ctx.user.area_id
         _area_in_scope(db, ctx, fields["area_id"])
     if "category_id" in fields:
-        fields["category_id"] = _existing_id(db, "categories", fields["category_id"])
+        fields["category_id"] = _reference_id(db, ctx, "categories", fields["category_id"])
     if "suggested_unit_id" in fields:
-        fields["suggested_unit_id"] = _existing_id(db, "units", fields["suggested_unit_id"])
+        fields["suggested_unit_id"] = _reference_id(db, ctx, "units", fields["suggested_unit_id"])
     return fields
 
 
@@ -217,7 +238,7 @@ def _next_version_sql() -> str:
 def _event(db, problem_id: str, kind: str, actor_id: int, at: str, event_id: str | None = None,
            note: str = "", data: dict | None = None, from_status=None, to_status=None) -> str:
     event_id = event_id or str(uuid.uuid4())
-    db["problem_events"].insert({
+    sql.insert(db, "problem_events", {
         "id": event_id, "problem_id": problem_id, "kind": kind, "actor_id": actor_id,
         "at": at, "from_status": from_status, "to_status": to_status, "note": note,
         "data": json.dumps(data or {}, ensure_ascii=False),
@@ -239,7 +260,7 @@ def _restore_links(db, ctx: Context, existing: dict, args: dict) -> None:
     if links:
         if "visit_id" in links and existing["source"] == "field":
             links["source"] = "visit"
-        db["problems"].update(existing["id"], {**links, "updated_at": now_iso()})
+        sql.update(db, "problems", existing["id"], {**links, "updated_at": now_iso()})
         existing.update(links)
 
 
@@ -272,7 +293,7 @@ def problem_report(db, ctx: Context, args: dict) -> None:
     found_at = _stamp(args["found_at"], "found_at")
     now = now_iso()
     status = "callback" if solved else "submitted"
-    db["problems"].insert({
+    sql.insert(db, "problems", {
         "id": args["id"],
         "reporter_id": ctx.user.id,
         "visit_id": visit_id,
@@ -301,7 +322,7 @@ def problem_report(db, ctx: Context, args: dict) -> None:
         # Solved on the spot: it enters the ledger at once, awaiting the callback.
         from server.workflow import local_today, next_ledger_no
 
-        db["problems"].update(args["id"], {
+        sql.update(db, "problems", args["id"], {
             "status": status, "accepted_at": now, "closed_on_time": 1,
             "ledger_no": next_ledger_no(db, local_today().year),
         })
@@ -369,10 +390,9 @@ def _edit(db, ctx: Context, problem: dict, fields: dict, base_version: int | Non
 
 @handler("problem.edit")
 def problem_edit(db, ctx: Context, args: dict) -> None:
-    rows = list(db.query("SELECT * FROM problems WHERE id = ?", [args["problem_id"]]))
-    if not rows:
+    problem = sql.row(db, "SELECT * FROM problems WHERE id = ?", [args["problem_id"]])
+    if problem is None:
         raise Rejected("problem_not_found")
-    problem = rows[0]
     if problem["reporter_id"] != ctx.user.id:
         raise Rejected("not_owner")
     if problem["status"] != "submitted":

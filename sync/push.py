@@ -15,17 +15,23 @@ import sqlite_utils
 from jsonschema import Draft202012Validator
 
 from server import authz
+from server.db import search_indexed_at_end
 from server.i18n import gettext as _
 from server.timeutil import now_iso
+from sync import sql
 from sync.errors import BadRequest, Rejected
 from sync.mutations import HANDLERS, Context
+from sync.schema_check import compile_check
 from sync.schemas import MUTATION, PUSH_BODY
 from sync.validate import check_args
 
 SCHEMA_VERSION = 1
 
+# jsonschema names the error; the compiled checks answer the common case quickly.
 _body_validator = Draft202012Validator(PUSH_BODY)
+_body_is_valid = compile_check(PUSH_BODY)
 _mutation_validator = Draft202012Validator(MUTATION)
+_mutation_is_valid = compile_check(MUTATION)
 
 
 def check_body(body) -> None:
@@ -36,6 +42,8 @@ def check_body(body) -> None:
         raise BadRequest(
             "unsupported_schema_version", _("sync.bad.schema_version", version=SCHEMA_VERSION)
         )
+    if _body_is_valid(body):
+        return
     error = next(iter(_body_validator.iter_errors(body)), None)
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "body"
@@ -55,7 +63,7 @@ def _client(db, user: authz.User, client_id: str, device_id: int | None) -> int:
     ).fetchone()
     if row is None:
         now = now_iso()
-        db["sync_clients"].insert({
+        sql.insert(db, "sync_clients", {
             "client_id": client_id, "user_id": user.id, "device_id": device_id,
             "last_mutation_id": 0, "created_at": now, "updated_at": now,
         })
@@ -70,28 +78,37 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def _is_storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
 def _apply_one(db, ctx: Context, mutation) -> dict:
     """Apply one mutation inside a savepoint; a rejection undoes only its own effects."""
-    error = next(iter(_mutation_validator.iter_errors(mutation)), None)
+    error = None
+    if not _mutation_is_valid(mutation):
+        error = next(iter(_mutation_validator.iter_errors(mutation)), None)
     name = mutation.get("name") if isinstance(mutation, dict) else None
     try:
         if error is not None:
             field = ".".join(str(p) for p in error.absolute_path) or "mutation"
             raise Rejected("unknown_mutation" if field == "name" else "invalid_value",
                            field=field)
-        as_text = json.dumps(mutation, ensure_ascii=False)
-        if _storable(as_text) != as_text:
+        if not _is_storable(json.dumps(mutation, ensure_ascii=False)):
             raise Rejected("invalid_value", field="args")
         check_args(name, mutation["args"])
         try:
-            with db.atomic():
+            with sql.savepoint(db, "mutation"):
                 HANDLERS[name](db, ctx, mutation["args"])
         except sqlite3.IntegrityError:
             # Data the checks let through but the schema's constraints refuse:
             # still a permanent failure of this one mutation, not of the queue.
             raise Rejected("integrity") from None
     except Rejected as rejection:
-        db["sync_rejections"].insert({
+        sql.insert(db, "sync_rejections", {
             "client_id": ctx.client_id, "mutation_id": mutation["id"],
             "name": _storable(str(name)), "code": rejection.code, "message": rejection.message,
             "args": _storable(json.dumps(mutation.get("args"), ensure_ascii=False)[:20000]),
@@ -114,27 +131,32 @@ def _earlier_result(db, client_id: str, mutation_id: int) -> dict:
             "error": {"code": row[0], "message": row[1], "repeated": True}}
 
 
+def _apply_in_order(db, ctx: Context, mutations: list, last: int) -> tuple[list, int, bool]:
+    """Results, the new last applied id, and whether a gap stopped processing."""
+    results = []
+    for mutation in mutations:
+        mutation_id = mutation.get("id")
+        if not isinstance(mutation_id, int) or isinstance(mutation_id, bool) or mutation_id < 1:
+            raise BadRequest("bad_body", _("sync.bad.body", detail="mutation id"))
+        if mutation_id <= last:
+            results.append(_earlier_result(db, ctx.client_id, mutation_id))
+            continue
+        if mutation_id > last + 1:
+            return results, last, True
+        results.append(_apply_one(db, ctx, mutation))
+        last = mutation_id
+    return results, last, False
+
+
 def apply_push(db: sqlite_utils.Database, user: authz.User, body: dict,
                device_id: int | None = None) -> dict:
     """Apply a push body; returns the response body. Call inside a write transaction."""
     check_body(body)
     client_id = body["client_id"]
-    last = _client(db, user, client_id, device_id)
     ctx = Context(user=user, client_id=client_id)
-    results = []
-    gap = False
-    for mutation in body["mutations"]:
-        mutation_id = mutation.get("id")
-        if not isinstance(mutation_id, int) or isinstance(mutation_id, bool) or mutation_id < 1:
-            raise BadRequest("bad_body", _("sync.bad.body", detail="mutation id"))
-        if mutation_id <= last:
-            results.append(_earlier_result(db, client_id, mutation_id))
-            continue
-        if mutation_id > last + 1:
-            gap = True
-            break
-        results.append(_apply_one(db, ctx, mutation))
-        last = mutation_id
+    with search_indexed_at_end(db):
+        results, last, gap = _apply_in_order(
+            db, ctx, body["mutations"], _client(db, user, client_id, device_id))
     db.execute(
         "UPDATE sync_clients SET last_mutation_id = ?, updated_at = ? WHERE client_id = ?",
         [last, now_iso(), client_id],

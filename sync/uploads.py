@@ -96,6 +96,14 @@ def create_upload(db: sqlite_utils.Database, photos: PhotoStore, user: authz.Use
         "filename": metadata.get("filename", "")[:200], "created_at": now_iso(),
     })
     photos.partial(upload_id).touch()
+    forgotten = sha is not None and db.execute(
+        "SELECT 1 FROM attachments WHERE sha256 = ?", [sha]).fetchone() is None
+    if forgotten:
+        # Bytes in the store that the database does not know were uploaded
+        # before a restore from backup; the phone may have kept only a
+        # thumbnail since. (A photo the database knows must be sent again:
+        # knowing its hash is no proof of holding it.)
+        _complete_from_store(db, photos, Upload(upload_id, user.id, length, sha, None))
     return upload_id
 
 
@@ -163,22 +171,26 @@ def repair_forgotten_uploads(db: sqlite_utils.Database, photos: PhotoStore) -> i
         "SELECT id, user_id, length, sha256, completed_at FROM uploads"
         " WHERE completed_at IS NULL AND sha256 IS NOT NULL"
     ).fetchall():
-        upload = Upload(*row)
-        path = photos.photo(upload.sha256)
-        if not path.exists():
-            continue
-        sha, head = _sha256_of(path)
-        mime = image_type(head)
-        if sha != upload.sha256 or mime is None:
-            continue
-        width, height = image_size(path)
-        record_finished(db, upload, {
-            "sha256": sha, "size": path.stat().st_size, "mime": mime, "width": width,
-            "height": height, "uploaded_by": upload.user_id, "created_at": now_iso(),
-        })
-        photos.partial(upload.id).unlink(missing_ok=True)
-        repaired += 1
+        repaired += _complete_from_store(db, photos, Upload(*row))
     return repaired
+
+
+def _complete_from_store(db: sqlite_utils.Database, photos: PhotoStore, upload: Upload) -> bool:
+    """Complete an announced upload whose verified bytes the store already holds."""
+    path = photos.photo(upload.sha256)
+    if not path.exists() or path.stat().st_size != upload.length:
+        return False
+    sha, head = _sha256_of(path)
+    mime = image_type(head)
+    if sha != upload.sha256 or mime is None:
+        return False
+    width, height = image_size(path)
+    record_finished(db, upload, {
+        "sha256": sha, "size": upload.length, "mime": mime, "width": width,
+        "height": height, "uploaded_by": upload.user_id, "created_at": now_iso(),
+    })
+    photos.partial(upload.id).unlink(missing_ok=True)
+    return True
 
 
 def finish(photos: PhotoStore, upload: Upload) -> dict:

@@ -11,6 +11,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 from server.i18n import gettext as _
 from server.timeutil import utcnow
 from sync.errors import Rejected
+from sync.schema_check import Check, compile_check
 from sync.schemas import MUTATIONS, TIMESTAMP
 
 MAX_FUTURE = dt.timedelta(days=1)
@@ -35,6 +36,11 @@ CODES = {
 @cache
 def validator(schema_key: str) -> Draft202012Validator:
     return Draft202012Validator(MUTATIONS[schema_key])
+
+
+@cache
+def quick_check(schema_key: str) -> Check:
+    return compile_check(MUTATIONS[schema_key])
 
 
 def _field_path(error: SchemaError) -> str:
@@ -88,6 +94,8 @@ def check_args(name: str, args) -> None:
     """Raise ``Rejected`` with the first problem found in a mutation's args."""
     if not isinstance(args, dict):
         raise Rejected("wrong_type", field="args")
+    if quick_check(name)(args):
+        return
     errors = list(validator(name).iter_errors(args))
     if errors:
         error = _best(errors)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from server.db import Store, connect, immediate, open_database
+from server.db import WRITER_PRAGMAS, Store, connect, immediate, open_database
 from server.migrations import migrations
 
 
@@ -100,3 +100,17 @@ def test_store_reopens_after_close(tmp_path):
     store.write_sync(lambda db: db["settings"].insert({"key": "a", "value": "b"}))
     assert store.read_sync(lambda db: db["settings"].get("a")["value"]) == "b"
     store.close()
+
+
+def test_the_writer_alone_is_tuned_for_bulk_writes(tmp_path):
+    store = Store(tmp_path / "a.db")
+
+    def pragmas(db):
+        return {name: db.execute(f"PRAGMA {name}").fetchone()[0] for name in WRITER_PRAGMAS}
+
+    written, read = store.write_sync(pragmas), store.read_sync(pragmas)
+    store.close()
+    assert written["temp_store"] == 2  # MEMORY
+    assert written["cache_size"] == WRITER_PRAGMAS["cache_size"]
+    assert written["wal_autocheckpoint"] == WRITER_PRAGMAS["wal_autocheckpoint"]
+    assert read["cache_size"] != WRITER_PRAGMAS["cache_size"]

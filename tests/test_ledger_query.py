@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 
 import pytest
@@ -218,6 +219,76 @@ def test_sort_and_pages_are_stable(db, world, many, monkeypatch):
     assert deadlines == sorted(deadlines)
 
 
+# The index that drives a page -------------------------------------------------------------
+
+DRIVEN_QUERIES = [
+    "accepted_from=2026-01-01&status=closed",
+    "accepted_from=2026-01-10&accepted_to=2026-01-20&closed_to=2026-03-01",
+    "found_from=2026-01-05&found_to=2026-01-12&q=漏水",
+    "closed_from=2026-01-01&status=closed&sort=deadline",
+    "status=closed&urgency=urgent",
+    "category={category}&unit={unit}&status=closed",
+    "source=hotline&supervision=flagged&sort=ledger_no&dir=asc",
+    "reporter={reporter}&q=水",
+    "urgency=critical&area=370102",
+    "area=370102001&overdue=yes&sort=deadline&dir=asc",
+    "area=370103&q=水",
+    "page=2",
+]
+
+
+@pytest.mark.parametrize("narrow_max", [0, 10, 10_000])
+@pytest.mark.parametrize("count_cap", [3, 10_000])
+@pytest.mark.parametrize("area_max", [0, 10_000])
+def test_a_driven_page_is_the_page_the_planner_gives(db, world, monkeypatch, narrow_max,
+                                                    count_cap, area_max):
+    """Whichever index choose_drive() picks, the rows and counts are the same."""
+    rng = random.Random(7)
+    start = dt.datetime(2026, 1, 1, 2, 0, tzinfo=dt.UTC)
+    for n in range(90):
+        found = start + dt.timedelta(hours=rng.randint(0, 24 * 40))
+        status = rng.choice(["accepted", "handling", "closed", "closed", "dispatched"])
+        add_problem(
+            db, world, status=status, found_at=to_iso(found),
+            accepted_at=to_iso(found + dt.timedelta(hours=rng.randint(1, 48))),
+            closed_at=to_iso(found + dt.timedelta(days=rng.randint(2, 30)))
+            if status == "closed" else None,
+            deadline=f"2026-02-{rng.randint(1, 28):02d}",
+            urgency=rng.choice(["normal", "urgent", "critical"]),
+            source=rng.choice(["visit", "hotline"]),
+            supervision=rng.choice(["none", "flagged"]),
+            lead_unit_id=rng.choice([None, *world.units.values()]),
+            reporter_id=rng.choice([world.users["field1"], world.users["field2"]]),
+            area_id=rng.choice([world.areas["g1"], world.areas["v2"]]),
+            description=rng.choice(["楼道漏水", "自来水水压不足", "路灯不亮"]) + str(n),
+        )
+    monkeypatch.setattr(ledger_query, "COUNT_CAP", count_cap)
+    monkeypatch.setattr(ledger_query, "NARROW_MAX", narrow_max)
+    monkeypatch.setattr(ledger_query, "AREA_DRIVE_MAX", area_max)
+    user = load(db, world, "office")
+    for template in DRIVEN_QUERIES:
+        query = template.format(category=world.category, unit=world.units["u1"],
+                                reporter=world.users["field2"])
+        driven = ledger_query.ledger(db, user, ledger_query.parse(QueryParams(query)))
+        with monkeypatch.context() as plain:
+            plain.setattr(ledger_query, "choose_drive", lambda db, f: None)
+            expected = ledger_query.ledger(db, user, ledger_query.parse(QueryParams(query)))
+        assert [row["id"] for row in driven["rows"]] == [row["id"] for row in expected["rows"]]
+        assert driven["rows"], query
+        if None not in {count.value for count in driven["counts"].values()} | {
+                count.value for count in expected["counts"].values()}:
+            assert driven["counts"] == expected["counts"], query
+
+
+def test_a_narrow_date_range_drives_the_page(db, world):
+    f = ledger_query.parse(QueryParams("accepted_from=2026-03-01&status=closed"))
+    ledger_query.choose_drive(db, f)
+    assert f.narrow and f.drive_index == ledger_query.DATE_INDEXES["accepted"]
+    f = ledger_query.parse(QueryParams("urgency=critical"))
+    ledger_query.choose_drive(db, f)
+    assert f.narrow and f.drive_index == "idx_problems_urgency_found"
+
+
 # Bad parameters ---------------------------------------------------------------------------
 
 
@@ -319,3 +390,15 @@ def test_random_filters_over_http_never_500(client, world, params):
         login(client, "office")
     response = client.get("/problems", params=params)
     assert response.status_code == 200
+
+
+def test_two_filters_that_rarely_meet_drive_by_their_common_rows(db, world, monkeypatch):
+    monkeypatch.setattr(ledger_query, "NARROW_MAX", 1)
+    for _ in range(2):  # the unit's other problems have no category
+        add_problem(db, world, category_id=None, lead_unit_id=world.units["u1"])
+    f = ledger_query.parse(QueryParams(
+        f"category={world.category}&unit={world.units['u1']}"))
+    data = ledger_query.ledger(db, load(db, world, "office"), f)
+    assert f.drive_index == ledger_query.BY_ROWID and f.narrow
+    assert [row["id"] for row in data["rows"]] == [world.problems["p3"]]
+    assert str(data["total"]) == "1" and data["counts"]["handling"].value == 1

@@ -64,3 +64,18 @@ def test_times_are_shown_in_shanghai_time(login_as, db, world):
     db["problems"].update(world.problems["p1"], {"found_at": "2026-03-01T16:30:00+00:00"})
     page = login_as("office").get(f"/problems/{world.problems['p1']}").text
     assert "2026-03-02 00:30" in page
+
+
+def test_home_shows_bounded_counts_latest_problems_and_visits(login_as, world, monkeypatch):
+    from server import ledger_query
+
+    page = login_as("office").get("/").text
+    assert f"/problems/{world.problems['p1']}" in page
+    assert f"/visits/{world.visits['v1']}" in page
+    assert '<span class="tile-count">1</span>' in page
+    monkeypatch.setattr(ledger_query, "COUNT_CAP", 0)  # as with a million problems: "N+"
+    assert '<span class="tile-count">0+</span>' in login_as("office").get("/").text
+    # A field official's latest visits are their own.
+    page = login_as("field2").get("/").text
+    assert f"/visits/{world.visits['v2']}" in page
+    assert f"/visits/{world.visits['v1']}" not in page

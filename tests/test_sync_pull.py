@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 import uuid
 
 import pytest
@@ -447,10 +446,10 @@ def test_a_pull_reads_one_snapshot(db_path, db, world, monkeypatch):
     real_loader = pull.LOADERS["problem"]
 
     def edit_meanwhile(reader, user, ids):
-        writer = sqlite3.connect(db_path)
+        writer = connect(db_path)  # with the search function the text triggers call
         writer.execute("UPDATE problems SET description = '读取途中改的' WHERE id = ?",
                        [problem_id])
-        writer.commit()
+        writer.conn.commit()
         writer.close()
         return real_loader(reader, user, ids)
 

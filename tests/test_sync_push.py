@@ -10,8 +10,10 @@ import pytest
 from starlette.testclient import TestClient
 
 import server.db
+from server import auth
 from server.app import create_app
-from sync import mutations
+from server.db import immediate
+from sync import mutations, push
 from sync.errors import Rejected
 from tests.conftest import api_login
 from tests.sync_helpers import new_id, problem_args, visit_args
@@ -121,6 +123,28 @@ def test_later_mutations_in_a_batch_see_earlier_ones(field1, db, world):
     kinds = [r[0] for r in db.execute(
         "SELECT kind FROM problem_events WHERE problem_id = ? ORDER BY rowid", [report["id"]])]
     assert kinds == ["reported", "note"]
+
+
+def test_a_push_reads_the_client_and_each_reference_row_once(db, world):
+    user = auth.load_user(db, world.users["field1"])
+    reports = [{"id": n, "name": "problem.report", "args": problem_args(
+        area_id=world.areas["t1"], category_id=world.category, suggested_unit_id=world.units["u1"])}
+        for n in range(1, 101)]
+    statements = []
+    db.conn.set_trace_callback(statements.append)
+    try:
+        with immediate(db):
+            result = push.apply_push(db, user, {"client_id": new_id(), "schema_version": 1,
+                                                "mutations": reports})
+    finally:
+        db.conn.set_trace_callback(None)
+    assert {r["status"] for r in result["results"]} == {"applied"}
+
+    def count(fragment: str) -> int:
+        return sum(fragment in statement for statement in statements)
+
+    assert count("FROM sync_clients") == 1
+    assert count("FROM areas") == count("FROM categories") == count("FROM units") == 1
 
 
 def test_ids_up_to_the_last_applied_are_skipped(field1, db):

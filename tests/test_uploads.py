@@ -378,6 +378,17 @@ def test_announcing_a_known_hash_does_not_give_access(client, field1, db):
     assert field2.photo(sha).status_code == 404
 
 
+def test_a_photo_the_restored_database_forgot_completes_when_announced(client, field1, db):
+    data = jpeg(seed=6)
+    sha = field1.upload(data)
+    db.execute("DELETE FROM uploads")  # as if restored from a backup older than the upload
+    db.execute("DELETE FROM attachments")
+    response = field1.create(len(data), sha)
+    assert response.status_code == 201
+    assert field1.offset(response.headers["location"]) == len(data)
+    assert field1.photo(sha).content == data
+
+
 def test_unknown_or_malformed_hashes_are_404(field1):
     assert field1.photo("ab" * 32).status_code == 404
     assert field1.photo("AB" * 32).status_code == 404

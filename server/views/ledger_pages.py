@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
@@ -96,15 +95,14 @@ async def export_xlsx(request: Request):
     db = _export_connection(request)
     actor = user(request)
 
-    def build():
+    def chunks():
         try:
-            return export.xlsx_file(export.records(db, actor, f))
+            yield from export.xlsx_chunks(export.records(db, actor, f))
         finally:
             db.close()
 
-    target = await run_in_threadpool(build)
     return StreamingResponse(
-        export.file_chunks(target),
+        chunks(),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers=_attachment("xlsx"),
     )

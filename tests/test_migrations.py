@@ -1,0 +1,128 @@
+"""Migrations that change how data is kept: m005's search body."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.db import connect, immediate, open_database, search_indexed_at_end
+from server.migrations import _search_body, migrate, migrations, search_body
+
+SAMPLES = [
+    ("幸福社区3号楼顶层漏水，墙面渗水严重", "幸福小区3号楼", "张大爷", "ZF-2026-000123"),
+    ("物业不作为", "", "", None),
+    ("路灯不亮 street light broken", "Main St. 5", "Li Wei", None),
+    ("漏", "水", "", ""),
+    ("𠀀 emoji 😀 and 㐀䶵 一龥 at the edges", "\t", "", None),
+    ("text before\0after a NUL", "x", "y", None),
+    ("\0starts with a NUL", "", "", None),
+]
+
+CHARS = st.characters(
+    codec="utf-8", categories=["L", "N", "P", "S", "Z", "Cc"], include_characters="\0 漏水物业"
+)
+
+
+def m004_body(conn: sqlite3.Connection, values: tuple) -> str | None:
+    """The text m004's SQL rule gives for one problem's columns."""
+    return conn.execute(
+        f"SELECT {_search_body('p')} FROM (SELECT ? AS description, ? AS place,"
+        " ? AS resident_name, ? AS ledger_no) p",
+        values,
+    ).fetchone()[0]
+
+
+def test_search_body_is_m004s_rule_for_samples():
+    conn = sqlite3.connect(":memory:")
+    for values in SAMPLES:
+        assert search_body(*values) == m004_body(conn, values), values
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(st.text(CHARS, max_size=40), st.text(CHARS, max_size=10),
+                 st.text(CHARS, max_size=5), st.none() | st.text(CHARS, max_size=14)))
+def test_search_body_is_m004s_rule(values):
+    assert search_body(*values) == m004_body(sqlite3.connect(":memory:"), values)
+
+
+def test_search_triggers_call_the_function_on_every_connection(tmp_path):
+    path = tmp_path / "a.db"
+    db = open_database(path)
+    triggers = dict(db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+        " AND name LIKE 'problems_search_%'").fetchall())
+    assert sorted(triggers) == ["problems_search_delete", "problems_search_insert",
+                                "problems_search_update"]
+    assert all("fl_search_body(" in sql and "RECURSIVE" not in sql
+               for sql in triggers.values())
+    other = connect(path)
+    assert other.execute("SELECT fl_search_body('漏水', '', '', NULL)").fetchone()[0] == (
+        " 漏水  水    ")
+
+
+def matches(db, query: str) -> list[str]:
+    return [row[0] for row in db.execute(
+        "SELECT k.problem_id FROM problems_fts f JOIN problem_search_keys k ON k.key = f.rowid"
+        " WHERE problems_fts MATCH ? ORDER BY 1", [query])]
+
+
+def test_the_index_m004_built_stays_right_after_m005(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m005_search_function")
+    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    for problem_id, description in (("a", "3号楼漏水"), ("b", "物业不作为")):
+        db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status,"
+                   " found_at, created_at, updated_at)"
+                   " VALUES (?, 1, 1, ?, 'submitted', 'now', 'now', 'now')",
+                   [problem_id, description])
+    migrate(db)
+    assert matches(db, '"漏水"') == ["a"] and matches(db, '"物业"') == ["b"]
+    # Rows indexed by m004's rule are removed by m005's: the texts are the same.
+    db.execute("UPDATE problems SET description = '楼道漏水' WHERE id = 'b'")
+    db.execute("DELETE FROM problems WHERE id = 'a'")
+    assert matches(db, '"漏水"') == ["b"] and matches(db, '"物业"') == []
+    assert matches(db, '"楼道"') == ["b"] and matches(db, "3") == []
+    db.execute("INSERT INTO problems_fts (problems_fts) VALUES ('integrity-check')")
+
+
+def test_problems_written_in_a_deferral_are_indexed_once_at_its_end(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+              " created_at, updated_at) VALUES (?, 1, 1, ?, 'submitted', 'now', 'now', 'now')")
+    db.execute(insert, ["old", "楼道灯坏了"])
+    with immediate(db), search_indexed_at_end(db):
+        db.execute(insert, ["a", "3号楼漏水"])
+        db.execute(insert, ["b", "物业不作为"])
+        db.execute("UPDATE problems SET description = '物业不管' WHERE id = 'b'")
+        db.execute("UPDATE problems SET description = '楼道漏水' WHERE id = 'old'")
+        db.execute(insert, ["gone", "水管破裂"])
+        db.execute("DELETE FROM problems WHERE id = 'gone'")
+        assert matches(db, '"漏水"') == ["old"]  # the new ones wait for the end
+    assert matches(db, '"漏水"') == ["a", "old"]
+    assert matches(db, '"物业 业不 不管"') == ["b"] and matches(db, '"作为"') == []
+    assert matches(db, '"灯坏"') == [] and matches(db, '"水管"') == []
+    assert db.execute("SELECT count(*) FROM problems_search_pending").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM problems_search_deferral").fetchone() == (0,)
+    db.execute("INSERT INTO problems_fts (problems_fts) VALUES ('integrity-check')")
+
+
+def test_a_deferral_that_raises_still_indexes_what_it_wrote(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    with immediate(db), contextlib.suppress(RuntimeError), search_indexed_at_end(db):
+        db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status,"
+                   " found_at, created_at, updated_at)"
+                   " VALUES ('c', 1, 1, '路灯不亮', 'submitted', 'now', 'now', 'now')")
+        raise RuntimeError("the caller goes on and commits")
+    assert matches(db, '"路灯"') == ["c"]
+    assert db.execute("SELECT count(*) FROM problems_search_deferral").fetchone() == (0,)
