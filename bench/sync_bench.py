@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from server import auth  # noqa: E402
 from server.db import immediate, open_database  # noqa: E402
 from sync.client import HttpTransport, SyncClient  # noqa: E402
+from sync.ids import uuid7  # noqa: E402
 from sync.simulate import percentile  # noqa: E402
 
 PULLER = "field"  # a demo field official; the fallback world has the same name
@@ -206,7 +207,7 @@ def client(server: Server, token: str) -> SyncClient:
 
 def report_problem(phone: SyncClient, n: int) -> None:
     phone.capture("problem.report", {
-        "id": str(uuid.uuid4()), "description": f"楼道照明损坏，夜间无法通行（第{n}条）",
+        "id": uuid7(), "description": f"楼道照明损坏，夜间无法通行（第{n}条）",
         "place": "幸福小区3号楼", "urgency": "normal",
         "found_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })
@@ -217,14 +218,14 @@ def capture_mixed(phone: SyncClient, n: int) -> None:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     step = n % 5
     if step == 0:
-        phone.state["last_visit"] = str(uuid.uuid4())
+        phone.state["last_visit"] = uuid7()
         phone.capture("visit.save", {
             "id": phone.state["last_visit"], "method": "ruhu", "place": "幸福小区3号楼",
             "checklist": ["no_notice", "direct_grassroots"], "started_at": now,
         })
     elif step == 1:
         phone.capture("diary.save", {
-            "id": str(uuid.uuid4()), "visit_id": phone.state["last_visit"],
+            "id": uuid7(), "visit_id": phone.state["last_visit"],
             "person_kind": "resident", "person_name": "张大爷", "recorded_at": now,
             "content": "走访独居老人，身体状况良好，反映冬季取暖费用偏高。",
         })

@@ -19,11 +19,11 @@ import random
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from sync.client import HttpTransport, Response, SyncClient, SyncError, TransportError
+from sync.ids import uuid7
 
 VISIT_METHODS = ("sbls", "dundian", "xianchang", "ruhu", "jiefang")
 PLACES = ("村委会", "社区服务中心", "幸福小区3号楼", "农贸市场", "河道北岸", "小学门口", "卫生院")
@@ -132,7 +132,7 @@ class Device:
             photos = [self.client.add_photo(_photo(rng))]
         roll = rng.random()
         if roll < 0.2 or not self.visits:
-            visit_id = str(uuid.uuid4())
+            visit_id = uuid7()
             self.visits.append(visit_id)
             self.client.capture("visit.save", {
                 "id": visit_id, "method": rng.choice(VISIT_METHODS),
@@ -143,14 +143,14 @@ class Device:
             })
         elif roll < 0.4:
             self.client.capture("diary.save", {
-                "id": str(uuid.uuid4()), "visit_id": rng.choice(self.visits),
+                "id": uuid7(), "visit_id": rng.choice(self.visits),
                 "area_id": rng.choice(self.areas), "person_kind": "resident",
                 "person_name": "张大爷", "content": rng.choice(DIARY),
                 "recorded_at": _stamp(now),
             })
         else:
             self.client.capture("problem.report", {
-                "id": str(uuid.uuid4()),
+                "id": uuid7(),
                 "visit_id": rng.choice(self.visits) if rng.random() < 0.5 else None,
                 "area_id": rng.choice(self.areas), "category_id": rng.choice(self.categories),
                 "urgency": rng.choice(["normal", "normal", "urgent"]),

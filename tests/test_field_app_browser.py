@@ -14,6 +14,7 @@ import hashlib
 import io
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,9 @@ def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
     assert (diary_id, problem_visit, urgency, status) == (diaries[0][0], visit_id, "urgent",
                                                             "submitted")
     assert problem_area == area
+    # Ids are UUIDv7: time-ordered, visit first (sync/ids.py has the reason).
+    assert all(uuid.UUID(i).version == 7 for i in (visit_id, diary_id, problem_id))
+    assert visit_id < diary_id < problem_id
     shas = server.query("SELECT sha256 FROM attachment_links WHERE record_type = 'problem'"
                         " AND record_id = ?", [problem_id])
     assert len(shas) == 1
