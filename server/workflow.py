@@ -222,6 +222,11 @@ def _check_allowed(action: Action, problem: dict, user: authz.User) -> None:
         raise TransitionError(_("workflow.return_visit_done"))
 
 
+def _trimmed(value):
+    # A note of only spaces says nothing: it must not satisfy a required note.
+    return value.strip() if isinstance(value, str) else value
+
+
 def _required(data: dict, name: str) -> None:
     value = data.get(name)
     if value is None or value == "" or value == []:
@@ -285,7 +290,8 @@ def apply(
         raise TransitionError(_("workflow.unknown_action"))
     problem = load(db, user, problem_id)
     _check_allowed(action, problem, user)
-    data = {key: data.get(key) for key in action.fields if data.get(key) not in (None, "")}
+    data = {key: _trimmed(data.get(key)) for key in action.fields}
+    data = {key: value for key, value in data.items() if value not in (None, "")}
     for name in action.required:
         _required(data, name)
     note = data.pop("note", "")

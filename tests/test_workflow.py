@@ -90,7 +90,14 @@ def test_reject_needs_a_reason(act, db, world):
         act("office", "p1", "reject")
     assert "note" in error.value.errors
     assert status(db, world, "p1") == "submitted"
-    assert act("office", "p1", "reject", note="不属于本辖区")["status"] == "rejected"
+    with pytest.raises(ValidationError) as error:
+        act("office", "p1", "reject", note=" \u3000\n ")  # spaces say nothing
+    assert "note" in error.value.errors
+    assert status(db, world, "p1") == "submitted"
+    rejected = act("office", "p1", "reject", note="  不属于本辖区 ")
+    assert rejected["status"] == "rejected"
+    assert db.execute("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'reject'",
+                      [world.problems["p1"]]).fetchone() == ("不属于本辖区",)
 
 
 def test_merge_links_both_ways_and_notes_follow(act, db, world):
