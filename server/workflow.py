@@ -185,19 +185,19 @@ def is_overdue(problem: dict, today: dt.date | None = None) -> bool:
     return (today or local_today()) > dt.date.fromisoformat(problem["deadline"])
 
 
-def allowed_actions(problem: dict, user: authz.User) -> list[str]:
+def allowed_actions(db, problem: dict, user: authz.User) -> list[str]:
     """The actions this user may take on this problem now (for showing buttons)."""
     names = []
     for action in ACTIONS.values():
         try:
-            _check_allowed(action, problem, user)
+            _check_allowed(db, action, problem, user)
         except TransitionError:
             continue
         names.append(action.name)
     return names
 
 
-def _check_allowed(action: Action, problem: dict, user: authz.User) -> None:
+def _check_allowed(db, action: Action, problem: dict, user: authz.User) -> None:
     if problem["status"] not in action.from_states:
         raise TransitionError(
             _(
@@ -220,6 +220,9 @@ def _check_allowed(action: Action, problem: dict, user: authz.User) -> None:
         raise TransitionError(_("workflow.extension_pending"))
     if action.name == "return_visit" and problem.get("return_visit_result"):
         raise TransitionError(_("workflow.return_visit_done"))
+    # The verifier is never the one who replied (a user may hold both roles).
+    if action.name in ("verify", "send_back") and _replier(db, problem) == user.id:
+        raise TransitionError(_("workflow.verifier_is_handler"), 403)
 
 
 def _trimmed(value):
@@ -289,7 +292,7 @@ def apply(
     if action is None:
         raise TransitionError(_("workflow.unknown_action"))
     problem = load(db, user, problem_id)
-    _check_allowed(action, problem, user)
+    _check_allowed(db, action, problem, user)
     data = {key: _trimmed(data.get(key)) for key in action.fields}
     data = {key: value for key, value in data.items() if value not in (None, "")}
     for name in action.required:
@@ -470,14 +473,10 @@ def _replier(db, problem) -> int | None:
 
 
 def _verify(db, user, problem, data, note):
-    if _replier(db, problem) == user.id:
-        raise TransitionError(_("workflow.verifier_is_handler"), 403)
     return {}, {"outcome": problem["outcome"]}, None
 
 
 def _send_back(db, user, problem, data, note):
-    if _replier(db, problem) == user.id:
-        raise TransitionError(_("workflow.verifier_is_handler"), 403)
     return {"redo_count": problem["redo_count"] + 1}, {"redo": problem["redo_count"] + 1}, None
 
 

@@ -191,6 +191,11 @@ def test_verifier_is_never_the_handler(act, db, world):
     with pytest.raises(TransitionError) as error:
         act("handler1", "p1", "verify")
     assert error.value.status == 403
+    problem = db["problems"].get(world.problems["p1"])
+    both = auth.load_user(db, world.users["handler1"])
+    assert not {"verify", "send_back"} & set(workflow.allowed_actions(db, problem, both))
+    office = auth.load_user(db, world.users["office"])
+    assert {"verify", "send_back"} <= set(workflow.allowed_actions(db, problem, office))
 
 
 def test_supervision_is_a_flag_not_a_state(act, db, world):

@@ -85,7 +85,7 @@ def _default_unit_id(db, problem: dict) -> int | None:
 
 def _action_context(db, actor: authz.User, problem: dict) -> dict:
     return {
-        "actions": workflow.allowed_actions(problem, actor),
+        "actions": workflow.allowed_actions(db, problem, actor),
         "fields": {name: action.fields for name, action in workflow.ACTIONS.items()},
         "required": {name: action.required for name, action in workflow.ACTIONS.items()},
         "default_unit_id": _default_unit_id(db, problem),
