@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -21,6 +20,7 @@ from server.i18n import gettext as _
 from server.timeutil import LOCAL_TZ, now_iso, parse_iso, utcnow
 from server.validation import ValidationError
 from server.workdays import UnknownCalendarYear, WorkCalendar
+from sync.ids import uuid7
 
 OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
 FINISHED_STATES = ("closed", "rejected", "merged")
@@ -237,7 +237,7 @@ def _required(data: dict, name: str) -> None:
 
 
 def _event(db, problem: dict, action: str, actor: authz.User, to_status, note, data) -> str:
-    event_id = str(uuid.uuid4())
+    event_id = uuid7()
     db["problem_events"].insert(
         {
             "id": event_id,

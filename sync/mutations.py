@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from server import authz
 from server.timeutil import now_iso, to_iso
 from sync import sql
 from sync.errors import Rejected
+from sync.ids import derived_id, uuid7
 from sync.validate import parse_time
 
 EDITABLE_PROBLEM_FIELDS = (
@@ -237,7 +237,7 @@ def _next_version_sql() -> str:
 
 def _event(db, problem_id: str, kind: str, actor_id: int, at: str, event_id: str | None = None,
            note: str = "", data: dict | None = None, from_status=None, to_status=None) -> str:
-    event_id = event_id or str(uuid.uuid4())
+    event_id = event_id or uuid7()
     sql.insert(db, "problem_events", {
         "id": event_id, "problem_id": problem_id, "kind": kind, "actor_id": actor_id,
         "at": at, "from_status": from_status, "to_status": to_status, "note": note,
@@ -311,12 +311,12 @@ def problem_report(db, ctx: Context, args: dict) -> None:
     })
     _link_photos(db, "problem", args["id"], photos)
     _event(db, args["id"], "reported", ctx.user.id, found_at, to_status="submitted",
-           event_id=str(uuid.uuid5(uuid.UUID(args["id"]), "reported")))
+           event_id=derived_id(args["id"], "reported"))
     if solved:
         event_id = _event(
             db, args["id"], "solved_on_spot", ctx.user.id, found_at, note=solved["note"],
             from_status="submitted", to_status=status,
-            event_id=str(uuid.uuid5(uuid.UUID(args["id"]), "solved_on_spot")),
+            event_id=derived_id(args["id"], "solved_on_spot"),
         )
         _link_photos(db, "event", event_id, solved.get("photos", []))
         # Solved on the spot: it enters the ledger at once, awaiting the callback.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from sync.ids import uuid7
+from sync.ids import derived_id, uuid7
 from sync.schemas import UUID
 
 
@@ -29,3 +29,13 @@ def test_ids_are_distinct_within_a_millisecond():
 
 def test_the_schemas_accept_uuid7():
     assert all(re.match(UUID["pattern"], uuid7()) for _ in range(100))
+
+
+def test_a_derived_id_is_stable_and_keeps_its_parents_time():
+    parent = uuid7(now_ms=1_700_000_000_000)
+    first, again = derived_id(parent, "reported"), derived_id(parent, "reported")
+    assert first == again != derived_id(parent, "solved_on_spot")
+    assert first[:13] == parent[:13]  # the 48-bit time prefix
+    value = uuid.UUID(first)
+    assert (value.version, value.variant) == (8, uuid.RFC_4122)
+    assert re.match(UUID["pattern"], first)
