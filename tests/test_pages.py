@@ -79,3 +79,18 @@ def test_home_shows_bounded_counts_latest_problems_and_visits(login_as, world, m
     page = login_as("field2").get("/").text
     assert f"/visits/{world.visits['v2']}" in page
     assert f"/visits/{world.visits['v1']}" not in page
+
+
+def test_visit_list_is_latest_first_in_scope_with_a_bounded_count(login_as, db, world,
+                                                                    monkeypatch):
+    from server import ledger_query
+
+    db["visits"].update(world.visits["v1"], {"started_at": "2026-05-02T01:00:00+00:00"})
+    db["visits"].update(world.visits["v2"], {"started_at": "2026-05-03T01:00:00+00:00"})
+    page = login_as("office").get("/visits").text
+    assert page.index(world.visits["v2"]) < page.index(world.visits["v1"])
+    assert "共 2 条" in page
+    page = login_as("field1").get("/visits").text  # a field official sees their own
+    assert world.visits["v1"] in page and world.visits["v2"] not in page
+    monkeypatch.setattr(ledger_query, "COUNT_CAP", 1)  # as with a million visits: "N+"
+    assert "共 1+ 条" in login_as("office").get("/visits").text

@@ -23,33 +23,6 @@ def _admin_counts(db, actor: authz.User) -> dict:
 
 HOME_RECENT = 10
 HOME_VISITS = 5
-RECENT_VISITS_BUDGET_S = 0.1
-
-
-def _recent_visits(db, actor: authz.User) -> list[dict]:
-    """The latest visits in scope, with the columns of ``visits.list_visits``.
-
-    Read in order of time, they are found after a few rows, where the scope's
-    own indexes would sort every visit in it (a third of a million for a city);
-    if the scope is so small that the ordered read takes longer, SQLite chooses.
-    """
-    clause, params = authz.record_scope(actor, "v")
-
-    def read(indexed: str) -> list[dict]:
-        return list(db.query(
-            "SELECT v.id, v.method, v.place, v.started_at, v.ended_at, a.name AS area_name,"
-            " u.display_name AS author_name,"
-            " (SELECT count(*) FROM diary_entries d WHERE d.visit_id = v.id) AS diary_count,"
-            " (SELECT count(*) FROM problems p WHERE p.visit_id = v.id) AS problem_count"
-            f" FROM visits v{indexed} JOIN users u ON u.id = v.author_id"
-            " LEFT JOIN areas a ON a.id = v.area_id"
-            f" WHERE {clause} ORDER BY v.started_at DESC, v.rowid DESC LIMIT ?",
-            [*params, HOME_VISITS],
-        ))
-
-    rows = ledger_query.bounded(db, RECENT_VISITS_BUDGET_S, read,
-                                " INDEXED BY idx_visits_started")
-    return read("") if rows is None else rows
 
 
 def _home_data(db, actor: authz.User) -> dict:
@@ -62,7 +35,7 @@ def _home_data(db, actor: authz.User) -> dict:
                           in ledger_query.status_counts(db, actor, everything).items()}
         data["recent"] = ledger_query.list_rows(db, actor, everything, many=True)[:HOME_RECENT]
     if actor.can("visits.view"):
-        data["visits"] = _recent_visits(db, actor)
+        data["visits"] = visits.latest_visits(db, actor, HOME_VISITS)
     if actor.can("admin.manage"):
         data["admin"] = _admin_counts(db, actor)
     return data
@@ -128,6 +101,7 @@ async def problem_detail(request: Request):
 async def visit_list(request: Request):
     page_no = page_number(request)
     rows, total = await store(request).read(visits.list_visits, user(request), page_no)
+    counted = total.value or 0
     return render(
         request,
         "visits/list.html",
@@ -135,7 +109,7 @@ async def visit_list(request: Request):
             "visits": rows,
             "total": total,
             "page": page_no,
-            "pages": max(1, -(-total // problems.PAGE_SIZE)),
+            "pages": max(1, min(-(-counted // problems.PAGE_SIZE), ledger_query.MAX_PAGE)),
         },
     )
 
