@@ -40,6 +40,10 @@ def test_dynamic_keys_exist():
         assert f"visit.method_{method}" in catalog
     for item in CHECKLIST:
         assert f"visit.check_{item}" in catalog
+    from server.workflow import ACTIONS
+
+    for name in ACTIONS:  # each action's button, and the button that submits its form
+        assert f"action.{name}" in catalog and f"action_submit.{name}" in catalog
 
 
 def test_missing_key_raises():
