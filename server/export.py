@@ -177,7 +177,8 @@ _PACKAGE_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
 _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 _DATE_STYLE, _DATETIME_STYLE = 1, 2  # positions in cellXfs of _styles()
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Characters XML 1.0 does not allow (phones can send them; Excel would call the file damaged).
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _static_parts(sheet_name: str) -> dict[str, str]:
@@ -290,7 +291,7 @@ def xlsx_chunks(rows: Iterator[list]) -> Iterator[bytes]:
     with zipfile.ZipFile(outbox, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, text in _static_parts(_("problem.title")).items():
             archive.writestr(name, text)
-        with archive.open("xl/worksheets/sheet1.xml", "w") as sheet:
+        with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
             sheet.write(f'{_XML}<worksheet xmlns="{_MAIN}"><sheetData>'.encode())
             sheet.write(_row(1, headers()).encode())
             lines = []

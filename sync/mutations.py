@@ -99,13 +99,19 @@ def _existing_id(db, table: str, record_id, extra: str = "", params=()) -> objec
 
 
 def _check_photos(db, ctx: Context, photos: list[str], field: str) -> None:
-    # Only photos this user announced or uploaded: knowing a stored photo's
-    # hash must not be a way to attach it to one's own record and then view it.
+    # Only photos this user uploaded, or announced while the server does not
+    # hold them yet (text syncs before photos): knowing a stored photo's hash
+    # must not be a way to attach it to one's own record and then view it.
     for sha in photos:
-        announced = db.execute(
-            "SELECT 1 FROM uploads WHERE sha256 = ? AND user_id = ?", [sha, ctx.user.id]
-        ).fetchone()
-        if not announced:
+        upload = db.execute(
+            "SELECT max(completed_at IS NOT NULL) FROM uploads WHERE sha256 = ? AND user_id = ?",
+            [sha, ctx.user.id],
+        ).fetchone()[0]
+        if upload is None:
+            raise Rejected("unknown_photo", field=field)
+        if not upload and db.execute(
+            "SELECT 1 FROM attachments WHERE sha256 = ?", [sha]
+        ).fetchone():
             raise Rejected("unknown_photo", field=field)
 
 

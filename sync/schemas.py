@@ -9,6 +9,8 @@ from __future__ import annotations
 UUID = {
     "type": "string",
     "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+    # Python's "$" also matches before a final newline.
+    "maxLength": 36,
     "description": "a lowercase UUID made on the phone",
 }
 TIMESTAMP = {

@@ -57,6 +57,7 @@ class PhotoStore:
         self.root = Path(root)
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)
         (self.root / "thumbs").mkdir(exist_ok=True)
+        (self.root / "uploaders").mkdir(exist_ok=True)
 
     def partial(self, upload_id: str) -> Path:
         return self.root / "uploads" / upload_id
@@ -66,6 +67,18 @@ class PhotoStore:
 
     def thumb(self, sha: str) -> Path:
         return self.root / "thumbs" / f"{sha}.jpg"
+
+    # Who sent each photo's bytes, kept beside them: a database restored from
+    # a backup forgets its uploads, and only those users may claim them again.
+
+    def add_uploader(self, sha: str, user_id: int) -> None:
+        if user_id not in self.uploaders(sha):
+            with (self.root / "uploaders" / sha).open("a", encoding="ascii") as file:
+                file.write(f"{user_id}\n")
+
+    def uploaders(self, sha: str) -> set[int]:
+        path = self.root / "uploaders" / sha
+        return {int(line) for line in path.read_text("ascii").split()} if path.exists() else set()
 
     def offset(self, upload: Upload) -> int:
         if upload.completed_at:
@@ -96,13 +109,10 @@ def create_upload(db: sqlite_utils.Database, photos: PhotoStore, user: authz.Use
         "filename": metadata.get("filename", "")[:200], "created_at": now_iso(),
     })
     photos.partial(upload_id).touch()
-    forgotten = sha is not None and db.execute(
-        "SELECT 1 FROM attachments WHERE sha256 = ?", [sha]).fetchone() is None
-    if forgotten:
-        # Bytes in the store that the database does not know were uploaded
-        # before a restore from backup; the phone may have kept only a
-        # thumbnail since. (A photo the database knows must be sent again:
-        # knowing its hash is no proof of holding it.)
+    if sha is not None and user.id in photos.uploaders(sha):
+        # This user sent these bytes before, and the database forgot it (a
+        # restore from backup); the phone may have kept only a thumbnail since.
+        # Anyone else must send the bytes: knowing a hash proves nothing.
         _complete_from_store(db, photos, Upload(upload_id, user.id, length, sha, None))
     return upload_id
 
@@ -218,6 +228,7 @@ def finish(photos: PhotoStore, upload: Upload) -> dict:
     else:
         target.parent.mkdir(exist_ok=True)
         os.replace(partial, target)
+    photos.add_uploader(sha, upload.user_id)
     return {"sha256": sha, "size": upload.length, "mime": mime, "width": width,
             "height": height, "uploaded_by": upload.user_id, "created_at": now_iso()}
 

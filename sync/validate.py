@@ -12,7 +12,7 @@ from server.i18n import gettext as _
 from server.timeutil import utcnow
 from sync.errors import Rejected
 from sync.schema_check import Check, compile_check
-from sync.schemas import MUTATIONS, TIMESTAMP
+from sync.schemas import MUTATIONS, TIMESTAMP, UUID
 
 MAX_FUTURE = dt.timedelta(days=1)
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -55,6 +55,8 @@ def _field_path(error: SchemaError) -> str:
 
 
 def _code(error: SchemaError) -> str:
+    if error.validator == "maxLength" and error.schema.get("pattern") == UUID["pattern"]:
+        return "invalid_id"
     if error.validator == "pattern":
         pattern = error.schema.get("pattern", "")
         if pattern.startswith("^[0-9a-f]{8}"):

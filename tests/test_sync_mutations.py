@@ -374,6 +374,8 @@ REJECTIONS = [
     ("missing required note time", "field1", "problem.note",
      lambda w: {"id": new_id(), "problem_id": w.problems["p1"], "note": "x"}, "missing_field"),
     ("id not a uuid", "field1", "visit.save", lambda w: visit_args(id="visit-1"), "invalid_id"),
+    ("uuid and a newline", "field1", "problem.report",
+     lambda w: problem_args(id=new_id() + "\n"), "invalid_id"),
     ("uppercase uuid", "field1", "diary.save",
      lambda w: diary_args(id=new_id().upper()), "invalid_id"),
     ("future time", "field1", "visit.save", lambda w: visit_args(started_at=in_future(2)),

@@ -389,6 +389,35 @@ def test_a_photo_the_restored_database_forgot_completes_when_announced(client, f
     assert field1.photo(sha).content == data
 
 
+def test_a_forgotten_photo_is_not_given_to_another_user(client, field1, db):
+    data = jpeg(seed=6)
+    sha = field1.upload(data)
+    db.execute("DELETE FROM uploads")  # a restore from a backup older than the upload
+    db.execute("DELETE FROM attachments")
+    field2 = Tus(client, "field2")
+    response = field2.create(len(data), sha)
+    assert response.status_code == 201
+    assert field2.offset(response.headers["location"]) == 0  # field2 must send the bytes
+    assert field2.photo(sha).status_code == 404
+
+
+def test_announcing_a_stored_photo_does_not_let_one_attach_it(client, field1, world):
+    data = jpeg(seed=5)
+    sha = field1.upload(data)
+    field2 = Tus(client, "field2")
+    url = field2.create(len(data), sha).headers["location"]
+    response = client.post("/api/sync/push", json={
+        "client_id": new_id(), "schema_version": 1,
+        "mutations": [{"id": 1, "name": "visit.save", "args": visit_args(photos=[sha])}]},
+        headers={"Authorization": f"Bearer {field2.token}"})
+    [result] = response.json()["results"]
+    assert (result["status"], result["error"]["code"]) == ("rejected", "unknown_photo")
+    assert field2.photo(sha).status_code == 404
+    assert field2.patch(url, 0, data).status_code == 204  # now field2 sent the bytes
+    _push(client, field2.token, "visit.save", visit_args(photos=[sha]))
+    assert field2.photo(sha).status_code == 200
+
+
 def test_unknown_or_malformed_hashes_are_404(field1):
     assert field1.photo("ab" * 32).status_code == 404
     assert field1.photo("AB" * 32).status_code == 404
