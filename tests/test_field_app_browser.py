@@ -613,6 +613,23 @@ def test_sign_out_with_everything_synced_clears_the_phone(phone, server):
     assert revoked
 
 
+def test_sign_out_keeps_a_photo_whose_bytes_never_reached_the_server(phone, server, tmp_path):
+    page = phone.new_page()
+    sign_in(page, server, "leader")
+    # The record syncs; every upload of its photo's bytes fails.
+    page.route("**/api/uploads/*", lambda route: route.abort("connectionreset")
+               if route.request.method == "PATCH" else route.continue_())
+    capture_problem_with_photo(page, "照片还没传上去的问题", jpeg(tmp_path / "u.jpg", 9))
+    pending(page, 0)
+    assert server.query("SELECT count(*) FROM problems WHERE description = ?",
+                        ["照片还没传上去的问题"]) == [(1,)]
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_text("本机还有 1 条记录或草稿没有同步").wait_for()
+    page.get_by_role("button", name="仍然退出（保留本机记录）").click()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
+    assert local_count(page, "photos") == 1
+
+
 # Accessibility -------------------------------------------------------------------
 
 

@@ -278,7 +278,7 @@ export async function login(username, password, deviceName) {
   const previous = await db.getMeta('user');
   if (previous && previous.id !== body.user.id) {
     // Another person on this phone: never send their records under this account.
-    if ((await pendingCount()) > 0) throw new HttpError(409, { error: { code: 'other_user' } });
+    if ((await unsyncedCount()) > 0) throw new HttpError(409, { error: { code: 'other_user' } });
     await db.tx(['records', 'outbox', 'photos', 'pulled', 'meta', 'drafts'], 'readwrite', async (s) => {
       for (const name of ['records', 'outbox', 'photos', 'pulled', 'meta', 'drafts']) await s[name].clear();
     });
@@ -291,9 +291,11 @@ export async function login(username, password, deviceName) {
 }
 
 // What only this phone holds: mutations not yet acknowledged, deferred
-// records and form drafts. Signing out never deletes these.
+// records, photos whose bytes the server has not received (their record may
+// be synced already) and form drafts. Signing out never deletes these.
 export async function unsyncedCount() {
-  return (await pendingCount()) + (await db.count('drafts'));
+  const unsentPhotos = (await db.getAll('photos')).filter((photo) => photo.blob && !photo.done);
+  return (await pendingCount()) + unsentPhotos.length + (await db.count('drafts'));
 }
 
 // Sign this phone out: the server forgets its token (when it can be reached)
@@ -309,9 +311,14 @@ export async function signOut({ clear = false } = {}) {
         credentials: 'omit', signal: AbortSignal.timeout(5000) });
     } catch { /* offline: the token stays valid on the server until revoked there */ }
   }
-  const cleared = clear && (await unsyncedCount()) === 0;
-  if (cleared) await db.destroy();
-  else await db.setMetaMany({ token: null, auth: null });
+  // Checked and deleted under the sync lock: a sync of the service worker
+  // may be running although this page's is not.
+  const cleared = clear && await exclusively(async () => {
+    if ((await unsyncedCount()) !== 0) return false;
+    await db.destroy();
+    return true;
+  });
+  if (!cleared) await db.setMetaMany({ token: null, auth: null });
   emit({ type: 'signed_out', cleared });
   return cleared;
 }
@@ -555,6 +562,14 @@ async function round() {
   if (await requeueDeferred(news > 0)) await sendQueued();
   await db.setMetaMany({ last_sync: nowIso(), last_error: null });
   return 'ok';
+}
+
+// Run fn once no sync holds the lock, holding it meanwhile.
+function exclusively(fn) {
+  if (typeof navigator !== 'undefined' && navigator.locks) {
+    return navigator.locks.request('fieldledger-sync', fn);
+  }
+  return fn();
 }
 
 async function locked(fn) {
