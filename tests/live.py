@@ -57,3 +57,42 @@ def running_server(db_path: Path, env: dict | None = None,
 
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# In the browser -------------------------------------------------------------------
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+NO_ANIMATION_RUNNING = "() => document.getAnimations().every((a) => a.playState !== 'running')"
+
+
+def sign_in_office(page, url: str, username: str, password: str) -> None:
+    """Sign in through the office login form and wait for the home page."""
+    page.goto(f"{url}/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(f"{url}/")
+
+
+def axe_violations(page, timeout: float = 20) -> list[str]:
+    """axe-core's serious and critical violations on the page as it stands.
+
+    The page's context must bypass the CSP (axe is injected as an inline
+    script). A transition (a toast fading) shows blended colours for a moment:
+    axe judges the settled screen. Polled from Python, since
+    page.wait_for_function would need 'unsafe-eval'.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(NO_ANIMATION_RUNNING):
+        assert time.monotonic() < deadline, "animations never settled"
+        time.sleep(0.1)
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "axe.run(document, {runOnly:"
+        " ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

@@ -6,7 +6,7 @@ import pytest
 
 from server.db import open_database
 from tests.conftest import PASSWORD, build_world
-from tests.live import launch_chromium, running_server
+from tests.live import launch_chromium, running_server, sign_in_office
 
 pytestmark = pytest.mark.browser
 
@@ -39,11 +39,7 @@ def page(browser):
 
 
 def sign_in(page, url: str, username: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{url}/")
+    sign_in_office(page, url, username, PASSWORD)
 
 
 def test_office_user_signs_in_and_sees_only_their_district(live_server, page):

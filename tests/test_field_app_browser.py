@@ -22,7 +22,7 @@ import pytest
 from server.db import immediate, open_database
 from server.views.field_app import VERSION_SALT_ENV
 from tests.conftest import PASSWORD, build_world
-from tests.live import CHROMIUM, CHROMIUM_ARGS, launch_chromium, running_server
+from tests.live import CHROMIUM, CHROMIUM_ARGS, axe_violations, launch_chromium, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +33,6 @@ PHONE = {
     "locale": "zh-CN",
     "timezone_id": "Asia/Shanghai",
 }
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
 class Server:
@@ -631,22 +630,6 @@ def test_sign_out_keeps_a_photo_whose_bytes_never_reached_the_server(phone, serv
 
 
 # Accessibility -------------------------------------------------------------------
-
-
-def axe_violations(page) -> list[str]:
-    # A toast fading in or out has a blended colour for 0.2 s; axe must judge
-    # the settled screen, not a frame of a transition.
-    poll(page, "() => document.getAnimations().every((a) => a.playState !== 'running')")
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "axe.run(document, {runOnly:"
-        " ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})"
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def test_every_screen_passes_axe(browser, server, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from server.db import immediate, open_database
 from server.timeutil import now_iso
 from server.workdays import set_year
 from tests.conftest import PASSWORD, World, build_world
-from tests.live import launch_chromium, running_server
+from tests.live import axe_violations, launch_chromium, running_server, sign_in_office
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +32,6 @@ DESKTOP = {
     "timezone_id": "Asia/Shanghai",
 }
 WAIT_MS = 20_000
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 REPORTED = "幸福社区3号楼漏水，墙面渗水"  # p1, the world's one submitted problem
 LEDGER_NO = re.compile(r"ZF-\d{4}-\d{6}")
 
@@ -122,11 +120,7 @@ def page(browser):
 
 
 def sign_in(page, url: str, username: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{url}/")
+    sign_in_office(page, url, username, PASSWORD)
 
 
 def sign_out(page, url: str) -> None:
@@ -307,30 +301,6 @@ def assert_ledger_recorded(live: Live, ledger_no: str, deadline: str) -> None:
 
 
 # Accessibility -------------------------------------------------------------------------
-
-
-def settle(page, timeout: float = 20) -> None:
-    """Wait until no CSS transition or animation runs (page.wait_for_function would
-    need 'unsafe-eval', which the app's CSP forbids)."""
-    deadline = time.monotonic() + timeout
-    script = "() => document.getAnimations().every((a) => a.playState !== 'running')"
-    while not page.evaluate(script):
-        assert time.monotonic() < deadline, "animations never settled"
-        time.sleep(0.1)
-
-
-def axe_violations(page) -> list[str]:
-    settle(page)
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "axe.run(document, {runOnly:"
-        " ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})"
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def unfold_every_action(page) -> None:
