@@ -181,6 +181,9 @@ def ledger_cases(v: dict) -> list[str]:
         f"found_from={v['export_from']}&q=漏水",
         f"source=hotline&status=submitted&area={v['district']}",
         "urgency=urgent&q=物业&sort=ledger_no",
+        # A broad word inside a town (listed from the town's search keys) and a district.
+        f"area={v['town']}&q=小区",
+        f"area={v['district']}&q=小区",
     ]
 
 

@@ -44,6 +44,7 @@ import sqlite3
 import time
 import urllib.parse
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 from server import authz
 from server.i18n import gettext as _
@@ -100,6 +101,7 @@ AREA_INDEX = "idx_problems_area_status"  # (area_id, status)
 AREA_DRIVE_MAX = 50_000  # an area with at most this many problems drives the read
 INTERSECT_MAX = 120_000  # two equality filters this small are intersected by rowid
 INTERSECT_BUDGET_S = 0.08
+ID_INDEX = "sqlite_autoindex_problems_1"  # PRIMARY KEY (id) of m001
 BY_ROWID = "rowid"  # drive_index when the page reads a list of rowids (Filter.rowids)
 
 _CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
@@ -239,21 +241,31 @@ def fts_query(text: str) -> str | None:
     return " ".join(terms) or None
 
 
-def search_condition(db, text: str, drive_max: int | None = None) -> tuple[str, list, bool]:
+class Search(NamedTuple):
+    sql: str  # a condition on ``problems p``
+    params: list
+    broad: bool  # matches many problems: checked row by row
+    listed: int | None = None  # the number of matches, when read as a list of keys
+
+
+def search_condition(db, text: str, drive_max: int | None = None,
+                     areas: list[list[str]] = ()) -> Search:
     """The SQL condition for a search, its parameters, and whether it matches many problems.
 
     A search matching at most SEARCH_DRIVE_MAX problems is read from the index
-    first; a broader one is checked row by row (the problem's key against the
-    set of matching keys), so that a page in sort order stops after a few
-    hundred rows instead of fetching every match.
+    first. So is a broader one whose matches within one of ``areas`` (subtree
+    bounds the page is confined to anyway) are that few; see ``area_keys``.
+    Otherwise it is checked row by row (the problem's key against the set of
+    matching keys), so that a page in sort order stops after a few hundred rows
+    instead of fetching every match.
     """
     number = _LEDGER_NO.match(text)
     if number:
         prefix, year, serial = number.groups()
-        return "p.ledger_no = ?", [f"{prefix.upper()}-{year}-{int(serial):06d}"], False
+        return Search("p.ledger_no = ?", [f"{prefix.upper()}-{year}-{int(serial):06d}"], False)
     if len(text) == 1 and not re.match(r"[\u3400-\u9fff]", text):
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return (
+        return Search(
             "(p.description LIKE ? ESCAPE '\\' OR p.place LIKE ? ESCAPE '\\'"
             " OR p.resident_name LIKE ? ESCAPE '\\' OR p.ledger_no LIKE ? ESCAPE '\\')",
             [like] * 4,
@@ -261,23 +273,75 @@ def search_condition(db, text: str, drive_max: int | None = None) -> tuple[str, 
         )
     query = fts_query(text)
     if query is None:
-        return "0", [], False
+        return Search("0", [], False)
     matching = "SELECT rowid FROM problems_fts WHERE problems_fts MATCH ?"
     drive_max = SEARCH_DRIVE_MAX if drive_max is None else drive_max
     keys = [row[0] for row in db.execute(f"{matching} LIMIT ?", [query, drive_max + 1])]
+    for bounds in areas:
+        if len(keys) > drive_max:
+            within = area_keys(db, matching, query, bounds, drive_max)
+            keys = keys if within is None else within
     if len(keys) <= drive_max:
         # Few matches: found once here, then every query of the page reads them as a list.
-        return (
+        return Search(
             "p.id IN (SELECT k.problem_id FROM problem_search_keys k"
             " WHERE k.key IN (SELECT value FROM json_each(?)))",
             [json.dumps(keys)],
             False,
+            listed=len(keys),
         )
-    return (
+    return Search(
         f"(SELECT k.key FROM problem_search_keys k WHERE k.problem_id = p.id) IN ({matching})",
         [query],
         True,
     )
+
+
+def area_keys(db, matching: str, query: str, bounds: list[str], limit: int) -> list[int] | None:
+    """The keys of the matches inside an area subtree, if it is small and they are at most
+    ``limit``; else None.
+
+    The area's keys come from ``(area_id, key)`` alone (m008) and each is
+    looked up among the matches, which SQLite reads once into a temporary
+    index (the unary ``+`` stops it from probing that index once per key and
+    area instead: seconds). A town of 15,000 problems and a word with 24,000
+    matches: ~6 ms, against ~80 ms reading the town's problems.
+    """
+    in_area = ("k.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)")
+    size = db.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM problem_search_keys k"
+        f" INDEXED BY idx_problem_search_keys_area WHERE {in_area} LIMIT ?)",
+        [*bounds, AREA_DRIVE_MAX + 1],
+    ).fetchone()[0]
+    if size > AREA_DRIVE_MAX:
+        return None
+    keys = [row[0] for row in db.execute(
+        f"SELECT k.key FROM problem_search_keys k INDEXED BY idx_problem_search_keys_area"
+        f" WHERE {in_area} AND +k.key IN ({matching}) LIMIT ?",
+        [*bounds, query, limit + 1],
+    )]
+    return keys if len(keys) <= limit else None
+
+
+def search_areas(db, user: authz.User, f: Filter) -> list[list[str]]:
+    """Subtree bounds every row of the page lies in: the area filter's, and the user's own
+    area when that is the whole of the user's scope."""
+    areas = []
+    if f.area:
+        row = db.execute("SELECT path FROM areas WHERE code = ?", [f.area]).fetchone()
+        if row is not None:
+            areas.append([row[0], row[0][:-1] + "0"])
+    if user.roles <= {authz.OFFICE, authz.LEADER} and user.area_path.count("/") > 2:
+        areas.append(authz.subtree_bounds(user))
+    # The deeper path first: the narrower area, if one holds the other.
+    return sorted(areas, key=lambda bounds: -bounds[0].count("/"))
+
+
+def search(db, user: authz.User, f: Filter, drive_max: int) -> Search:
+    """``search_condition`` for this page's search, found once per page and drive_max."""
+    if drive_max not in f.searches:
+        f.searches[drive_max] = search_condition(db, f.q, drive_max, search_areas(db, user, f))
+    return f.searches[drive_max]
 
 
 # Conditions -----------------------------------------------------------------------
@@ -343,10 +407,8 @@ def conditions(db, user: authz.User, f: Filter, with_status: bool = True,
     if f.rowids is not None:  # the problems some of the filters above have in common
         add("p.rowid IN (SELECT value FROM json_each(?))", json.dumps(f.rowids))
     if f.q:
-        drive_max = MAX_DRIVE if drive_search else SEARCH_DRIVE_MAX
-        if drive_max not in f.searches:  # the full-text query runs once per page
-            f.searches[drive_max] = search_condition(db, f.q, drive_max)
-        sql, values, broad = f.searches[drive_max]
+        sql, values, broad, _listed = search(
+            db, user, f, MAX_DRIVE if drive_search else SEARCH_DRIVE_MAX)
         f.broad_search = f.broad_search or broad
         f.narrow_search = f.narrow_search or (not broad and not drive_search)
         add(sql, *values)
@@ -451,23 +513,29 @@ def common_rowids(db, f: Filter) -> list[int] | None:
     )]
 
 
-def choose_drive(db, f: Filter) -> None:
+def choose_drive(db, user: authz.User, f: Filter) -> None:
     """Pick the index that every query of the page reads problems through (SQLite has no
     statistics, and prefers any equality to a date range however narrow).
 
     Each filter's own index is counted (on the index alone, up to a cap: a
     millisecond or a few). The smallest drives when it holds at most
-    NARROW_MAX problems; else the problems two equality filters have in common,
+    NARROW_MAX problems, unless a search's matches, read as a list, are fewer: those
+    drive (through the id index) whenever they are listed; else the problems two
+    equality filters have in common,
     when few (``common_rowids``); else an area with at most AREA_DRIVE_MAX problems (its
     index also holds the state, so most other problems are skipped without
     reading them); else, sorted by discovery, an equality filter's (column,
     found_at) index gives the page in order (``presorted``), skipping the
     problems that filter excludes.
     """
+    listed = search(db, user, f, SEARCH_DRIVE_MAX).listed if f.q else None
     sizes = [(_capped_count(db, index, condition, params, NARROW_MAX), index)
              for index, condition, params in drive_candidates(f)]
-    if sizes and min(sizes)[0] <= NARROW_MAX:
+    if sizes and min(sizes)[0] <= min(NARROW_MAX, listed if listed is not None else NARROW_MAX):
         f.drive_index, f.narrow = min(sizes)[1], True
+        return
+    if listed is not None:
+        f.drive_index, f.narrow = ID_INDEX, True
         return
     status_index = FOUND_ORDER_INDEXES["status"][1]
     rowids = bounded(db, INTERSECT_BUDGET_S, common_rowids, db, f)
@@ -597,7 +665,7 @@ def total(counts: dict[str, int | None], f: Filter) -> Count:
 
 def ledger(db, user: authz.User, f: Filter) -> dict:
     """Everything the ledger page shows for this filter."""
-    choose_drive(db, f)
+    choose_drive(db, user, f)
     counts = status_counts(db, user, f)
     found = total(counts, f)
     if found.value is not None:

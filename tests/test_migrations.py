@@ -54,10 +54,10 @@ def test_search_triggers_call_the_function_on_every_connection(tmp_path):
     triggers = dict(db.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
         " AND name LIKE 'problems_search_%'").fetchall())
-    assert sorted(triggers) == ["problems_search_delete", "problems_search_insert",
-                                "problems_search_update"]
+    assert sorted(triggers) == ["problems_search_area", "problems_search_delete",
+                                "problems_search_insert", "problems_search_update"]
     assert all("fl_search_body(" in sql and "RECURSIVE" not in sql
-               for sql in triggers.values())
+               for name, sql in triggers.items() if name != "problems_search_area")
     other = connect(path)
     assert other.execute("SELECT fl_search_body('漏水', '', '', NULL)").fetchone()[0] == (
         " 漏水  水    ")
@@ -126,3 +126,25 @@ def test_a_deferral_that_raises_still_indexes_what_it_wrote(tmp_path):
         raise RuntimeError("the caller goes on and commits")
     assert matches(db, '"路灯"') == ["c"]
     assert db.execute("SELECT count(*) FROM problems_search_deferral").fetchone() == (0,)
+
+
+def test_m008_gives_every_search_key_its_problems_area(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m008_search_areas")
+    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    db.execute("INSERT INTO areas (id, code, name, level, parent_id, path)"
+               " VALUES (2, 'd', '区', 2, 1, '/1/2/')")
+    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+              " created_at, updated_at) VALUES (?, 1, ?, '漏水', 'submitted', 'now', 'now', 'now')")
+    db.execute(insert, ["a", 1])
+    db.execute(insert, ["b", 2])
+    migrate(db)
+    db.execute(insert, ["c", 2])
+    db.execute("UPDATE problems SET area_id = 1 WHERE id = 'b'")
+    db.execute("INSERT OR REPLACE INTO problems (id, reporter_id, area_id, description, status,"
+               " found_at, created_at, updated_at)"
+               " VALUES ('a', 1, 2, '漏水', 'submitted', 'now', 'now', 'now')")
+    assert db.execute("SELECT problem_id, area_id FROM problem_search_keys"
+                      " ORDER BY problem_id").fetchall() == [("a", 2), ("b", 1), ("c", 2)]
