@@ -1,7 +1,9 @@
 """Exporting the ledger: the current filter as XLSX or CSV, in the usual ledger columns.
 
-Both read through a connection of their own, a cursor fetched ``CHUNK`` rows
-at a time, so memory stays flat however many rows there are:
+Both read through a connection of their own, ``CHUNK`` rows at a time, each
+chunk in a short read transaction of its own (``records``: no transaction
+stays open while the client downloads, so the WAL can be checkpointed), so
+memory stays flat however many rows there are:
 
 * CSV is written and sent chunk by chunk (UTF-8 with a BOM, which Excel needs
   to read Chinese);
@@ -31,6 +33,7 @@ from server.timeutil import LOCAL_TZ, parse_iso
 
 CHUNK = 1000
 MAX_ROWS = 200_000
+SORTED_READ_MAX = 20_000  # the most matches each chunk may read and sort (see _drive)
 COLUMNS = (
     "seq", "ledger_no", "source", "found_at", "place", "description", "category", "unit",
     "deadline", "progress", "result", "callback", "satisfaction", "status", "resident",
@@ -101,20 +104,54 @@ def _status(row: dict, today: str) -> str:
 
 
 def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
-    """The export rows for this filter, in the ledger's order (dates as date/datetime values)."""
+    """The export rows for this filter, in the ledger's order (dates as date/datetime values).
+
+    Read in chunks of ``CHUNK`` rows, each in its own short read transaction
+    (``BEGIN`` … ``COMMIT`` around its queries, the cursors drained and
+    closed), and formatted and yielded only after that transaction has ended:
+    however slowly the client downloads, no transaction is open between chunks,
+    so checkpoints are not held back and the WAL does not grow. A chunk starts
+    after the sort key (``ledger_query.order_by``: the sort columns, then the
+    rowid) of the previous chunk's last row (keyset pagination, ``_after``), so
+    every chunk is a seek into the order, not a re-read of the rows before it,
+    and nothing but one chunk is held in memory. For a database that does not
+    change meanwhile the rows and their order are exactly those of one query
+    (``ORDER BY … LIMIT MAX_ROWS``).
+
+    Written meanwhile: each chunk sees the database as it is when the chunk is
+    read, not as it was when the export started. A problem whose sort key
+    changes between chunks (a deadline extended, a number given, a state
+    changed while sorted by state) may be left out or come twice, once on each
+    side of the position reached; a new problem appears if it sorts after that
+    position and is within the user's scope and filter (a search's matches and
+    the rows two filters have in common are found once, at the start). That is
+    acceptable for an office spreadsheet of a ledger in use, which is out of
+    date as soon as it is written; a consistent snapshot would need the one
+    long read transaction this avoids. Sequence numbers (序号) are given as rows
+    are sent, so they stay consecutive whatever moves.
+    """
     ledger_query.choose_drive(db, user, f)  # a narrow filter drives the read, as on the page
-    indexed = f.drive_clause if f.narrow else ""
     where, params = ledger_query.conditions(db, user, f)
+    indexed = _drive(db, f, where, params)
     show_phone = user.can("resident_phone.view")
     today = ledger_query.local_today().isoformat()
-    cursor = db.execute(
-        f"{_SELECT} FROM problems p{indexed} {ledger_query.JOINS} WHERE {where}"
-        f" ORDER BY {ledger_query.order_by(f)} LIMIT ?",
-        [*params, MAX_ROWS],
+    columns = ledger_query.SORTS[f.sort]
+    keys = "".join(f", {column} AS sort_key_{n}" for n, column in enumerate(columns))
+    order = ledger_query.order_by(f)
+    # A chunk's rows are found (and, if the plan does, sorted) by rowid alone; their
+    # columns, events included, are read for those rows only.
+    select = (  # the segment's condition goes between the two
+        f"{_SELECT}{keys}, p.rowid AS sort_rowid FROM (SELECT p.rowid AS id"
+        f" FROM problems p{indexed} WHERE {where} AND ",
+        f" ORDER BY {order} LIMIT ?) AS chunk JOIN problems p ON p.rowid = chunk.id"
+        f" {ledger_query.JOINS} ORDER BY {order}",
     )
-    names = [column[0] for column in cursor.description]
     seq = 0
-    while chunk := cursor.fetchmany(CHUNK):
+    last = None  # the sort key (sort columns, rowid) of the last row read
+    while seq < MAX_ROWS:
+        wanted = min(CHUNK, MAX_ROWS - seq)
+        segments = _after(columns, last, f.dir == "desc")
+        names, chunk = _read_chunk(db, select, params, segments, wanted)
         for values in chunk:
             row = dict(zip(names, values, strict=True))
             seq += 1
@@ -137,6 +174,112 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
                 row["resident_name"],
                 row["resident_phone"] if show_phone else mask_phone(row["resident_phone"]),
             ]
+        if len(chunk) < wanted:
+            return
+        last = chunk[-1][-(len(columns) + 1):]
+
+
+def _drive(db, f: ledger_query.Filter, where: str, params: list) -> str:
+    """How the chunks read ``problems p``: as the page does, unless that sorts many rows.
+
+    A narrow filter drives the read (``choose_drive``: at most NARROW_MAX rows, read
+    and sorted again for each chunk). Otherwise SQLite plans; when its plan reads the
+    matches through a filter's index and sorts them, each chunk reads and sorts every
+    match after the last chunk again, which is fine for a few thousand but quadratic
+    for more: above SORTED_READ_MAX matches the chunks read the sort order's index
+    instead (as ``list_rows`` does for many matches), each a seek and a short read.
+    """
+    if f.narrow:
+        return f.drive_clause
+    plan = db.execute(
+        f"EXPLAIN QUERY PLAN SELECT p.rowid FROM problems p WHERE {where}"
+        f" ORDER BY {ledger_query.order_by(f)}", params,
+    ).fetchall()
+    if not any(parent == 0 and "ORDER BY" in detail for _id, parent, _n, detail in plan):
+        return ""  # read in the sort order already
+    matches = db.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?)",
+        [*params, SORTED_READ_MAX + 1],
+    ).fetchone()[0]
+    return f" INDEXED BY {ledger_query.SORT_INDEXES[f.sort]}" if (
+        matches > SORTED_READ_MAX) else ""
+
+
+def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[str, list]],
+                limit: int) -> tuple[list[str], list[tuple]]:
+    """Up to ``limit`` rows of ``select`` with each segment's condition in turn (between
+    its two parts), in one read transaction.
+
+    The transaction ends before this returns (unless the caller had one open:
+    then the rows are read in it). Each cursor is read to its end and closed.
+    """
+    conn = db.conn
+    own = not conn.in_transaction
+    names: list[str] = []
+    rows: list[tuple] = []
+    if own:
+        conn.execute("BEGIN")
+    try:
+        for condition, values in segments:
+            cursor = conn.execute(f"{select[0]}{condition}{select[1]}",
+                                  [*params, *values, limit - len(rows)])
+            try:
+                names = [column[0] for column in cursor.description]
+                rows += cursor.fetchall()
+            finally:
+                cursor.close()
+            if len(rows) >= limit:
+                break
+    except BaseException:
+        if own and conn.in_transaction:
+            conn.rollback()
+        raise
+    if own:
+        conn.commit()
+    return names, rows
+
+
+def _after(columns: tuple[str, ...], last: tuple | None,
+           desc: bool) -> list[tuple[str, list]]:
+    """Conditions (SQL, parameters) for the rows after the sort key ``last`` in the order
+    ``columns…, p.rowid`` (all ascending, or all descending): disjoint segments, listed
+    in that order, so reading each in the order until a chunk is full continues it.
+
+    Segment ``j`` keeps the first ``j`` columns equal to ``last`` and takes the next
+    column strictly after it, from the longest prefix (the ties of the last row) to
+    none. NULLs are ordered as SQLite orders them (first when ascending, last when
+    descending); ``c = v`` and ``c > v`` are never true for a NULL ``c``, so the NULLs
+    are segments of their own: ``c IS NOT NULL`` after a NULL when ascending, ``c IS
+    NULL`` after the values below ``v`` when descending. Each segment is a plain
+    conjunction (equalities, then one range), which a sort index seeks to; an OR of them
+    would make SQLite read and sort every remaining row for each chunk.
+    """
+    if last is None:
+        return [("1", [])]
+    *values, rowid = last
+    segments = []
+    for j in range(len(columns), -1, -1):
+        prefix, params = [], []
+        for column, value in zip(columns[:j], values[:j], strict=True):
+            if value is None:
+                prefix.append(f"{column} IS NULL")
+            else:
+                prefix.append(f"{column} = ?")
+                params.append(value)
+        if j == len(columns):
+            nexts = [(f"p.rowid {'<' if desc else '>'} ?", [rowid])]
+        else:
+            column, value = columns[j], values[j]
+            if value is None:
+                nexts = [] if desc else [(f"{column} IS NOT NULL", [])]
+            elif desc:
+                nexts = [(f"{column} < ?", [value]), (f"{column} IS NULL", [])]
+            else:
+                nexts = [(f"{column} > ?", [value])]
+        for condition, value_params in nexts:
+            segments.append(("(" + " AND ".join([*prefix, condition]) + ")",
+                             [*params, *value_params]))
+    return segments
 
 
 def _text(value) -> str:
