@@ -52,6 +52,7 @@ import sqlite_utils
 
 from server import auth, authz
 from server.db import immediate
+from server.settings import settings
 from server.workdays import UnknownCalendarYear, WorkCalendar
 from server.workflow import LEDGER_PREFIX
 
@@ -820,7 +821,7 @@ WORKFLOW_COLUMNS = (
     "original_deadline", "extension_request", "signed_at", "resident_contacted", "replied_at",
     "outcome", "redo_count", "callback_reached", "callback_solved", "satisfaction",
     "closed_at", "closed_on_time", "return_visit_due", "return_visit_result", "supervision",
-    "supervision_note", "merged_into",
+    "supervision_note", "merged_into", "responded_in_time",
 )
 PROBLEM_COLUMNS = (
     "id", "ledger_no", "reporter_id", "visit_id", "diary_id", "area_id", "place", "lat", "lng",
@@ -930,6 +931,7 @@ class _Ledger:
         self.total = total
         self.progress = progress
         self.clock = _Clock(WorkCalendar.load(db))
+        self.response_days = int(settings(db)["response_limit_days"])
         self.first_day = (now_ts - HISTORY_DAYS * DAY + _LOCAL_OFFSET) // DAY
         self.base_day = self.first_day
         self.produced = 0
@@ -1591,9 +1593,13 @@ class _History:
             elif kind == "sign":
                 fields["signed_at"] = fields["signed_at"] or step.at
                 fields["resident_contacted"] = int(args)
+                # As server.workflow.responded_in_time freezes it at signing.
+                fields["responded_in_time"] = int(bool(args) and clock.local_day(
+                    fields["signed_at"]) <= clock.add_working_days(
+                    clock.local_day(fields["dispatched_at"]), self.ledger.response_days))
                 data = f'{{"contacted": {"true" if args else "false"}, "overdue": {flag}}}'
             elif kind == "return":
-                fields["signed_at"] = None
+                fields["signed_at"] = fields["responded_in_time"] = None
                 data = f'{{"overdue": {flag}, "unit_id": {fields["lead_unit_id"]}}}'
             elif kind == "request_extension":
                 if overdue:  # too late to ask: the workflow refuses, so it never happened

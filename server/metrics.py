@@ -25,17 +25,9 @@ from dataclasses import dataclass
 
 from server import authz
 from server.ledger_query import local_day_start
-from server.workdays import UnknownCalendarYear, WorkCalendar
+from server.settings import SETTINGS, settings  # noqa: F401 (metrics.settings)
 from server.workflow import local_today
 
-SETTINGS = {
-    # 满意率 = (satisfied + w x basically satisfied) / valid callbacks
-    "satisfaction_weight": 0.9,
-    # 响应率: signed (and resident contacted) within this many working days after dispatch
-    "response_limit_days": 1,
-    # units, categories and areas with fewer problems than this are not ranked
-    "stats_min_sample": 5,
-}
 MAX_PERIOD_DAYS = 3 * 366
 
 # What is read from each problem of the cohort: FEATURES, small numbers computed
@@ -67,15 +59,9 @@ FEATURES: dict[str, tuple[str, int]] = {
         2,
     ),
     "dispatched": ("p.dispatched_at IS NOT NULL", 1),
-    # Signed, with the resident contacted, before the end of the response limit for
-    # the local day of dispatch: cfg.limits holds that end (a stored UTC timestamp,
-    # 25 characters) for each day from cfg.day0 on (see response_limits).
-    "responded": (
-        "p.resident_contacted IS 1 AND p.signed_at IS NOT NULL"
-        " AND p.signed_at < CAST(substr(cfg.limits, 25 * CAST("
-        "julianday(p.dispatched_at) + 8 / 24.0 - cfg.day0 AS INTEGER) + 1, 25) AS TEXT)",
-        1,
-    ),
+    # Signed, with the resident contacted, within the response time: frozen at signing
+    # (server.workflow.responded_in_time).
+    "responded": ("p.responded_in_time IS 1", 1),
     # cfg.today: the local (Asia/Shanghai) day at the cut-off.
     "deadline": (
         f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
@@ -128,11 +114,12 @@ def packed_features_sql(count: int = len(FEATURES)) -> str:
 
 # The features that depend on the problem row alone, not on today, the calendar or the
 # settings: the first ones of FEATURES. Their packed value is an expression of the index
-# STATS_INDEX (migration m006), which must spell it exactly as stored_features_sql() does
+# STATS_INDEX (migration m009), which must spell it exactly as stored_features_sql() does
 # (tests/test_metrics_fast.py checks that it does); else SQLite computes it for every row.
 STORED_FEATURES = ("closed", "on_time", "replied", "claimed_solved", "valid_callback",
-                   "resident_solved", "satisfaction", "dispatched")
+                   "resident_solved", "satisfaction", "dispatched", "responded")
 STATS_INDEX = "idx_problems_stats_features"
+STATS_AREA_INDEX = "idx_problems_stats_area"  # the same, led by area_id (migration m009)
 
 
 def stored_features_sql() -> str:
@@ -206,25 +193,6 @@ def rates(counts: dict, weight: float) -> dict[str, Rate]:
 # Settings and periods --------------------------------------------------------------
 
 
-def settings(db) -> dict:
-    """SETTINGS, overridden by the ``settings`` table where it holds a valid number."""
-    values = dict(SETTINGS)
-    keys = list(SETTINGS)
-    rows = db.execute(
-        f"SELECT key, value FROM settings WHERE key IN ({', '.join('?' * len(keys))})", keys
-    ).fetchall()
-    for key, raw in rows:
-        try:
-            value = type(SETTINGS[key])(raw)
-        except ValueError:
-            continue
-        if (key == "satisfaction_weight" and 0 <= value <= 1) or (
-            key != "satisfaction_weight" and 0 < value <= 100
-        ):
-            values[key] = value
-    return values
-
-
 @dataclass(frozen=True)
 class Period:
     start: dt.date
@@ -235,32 +203,6 @@ class Period:
         """The last eight weeks: from the Monday seven weeks before this week's, to today."""
         today = today or local_today()
         return cls(today - dt.timedelta(days=today.weekday() + 49), today)
-
-
-def response_limits(db, period: Period, days: int, today: dt.date) -> bytes:
-    """For each possible dispatch day, when the time to respond ends.
-
-    That is the end (next local midnight, as a stored UTC timestamp) of the
-    ``days``-th working day after the dispatch day. A dispatch happens after
-    acceptance, so the days run from the period's start to today, one
-    25-character timestamp each, for the SQL to pick by position. Years the
-    holiday calendar does not know count Monday to Friday.
-    """
-    calendar = WorkCalendar.load(db)
-    limits = []
-    day = period.start
-    while day <= today:
-        try:
-            last = calendar.add_working_days(day, days)
-        except UnknownCalendarYear:
-            last, counted = day, 0
-            while counted < days:
-                last += dt.timedelta(days=1)
-                counted += last.weekday() < 5
-        limits.append(local_day_start(last + dt.timedelta(days=1)))
-        day += dt.timedelta(days=1)
-    assert all(len(limit) == 25 for limit in limits)
-    return "".join(limits).encode()  # a BLOB: substr() is by byte, without scanning UTF-8
 
 
 # The query ------------------------------------------------------------------------
@@ -295,9 +237,11 @@ def monday(day: dt.date) -> dt.date:
 # the plain ``?`` that follow: SQLite computes an expression of parameters once per
 # statement, while a column of a one-row table (a CTE) is read again for every problem.
 CONSTANTS = {
-    "cfg.limits": "?1", "cfg.day0": "julianday(?2)", "cfg.areas": "?3", "cfg.bytes": "?4",
-    "cfg.week0": "julianday(?5)", "cfg.today": "(SELECT date('now', '+8 hours'))",
+    "cfg.areas": "?1", "cfg.bytes": "?2", "cfg.week0": "?3",
+    "cfg.today": "(SELECT date('now', '+8 hours'))",
 }
+ROLLUP_MONDAY = dt.date(2000, 1, 3)  # roll-up weeks count from this Monday (migration m009)
+ROLLUP_MAX_DEPTH = 2  # users at the city or a district read whole weeks from the roll-up
 
 
 def bind_constants(sql: str) -> str:
@@ -306,42 +250,116 @@ def bind_constants(sql: str) -> str:
     return sql
 
 
+def week_sql(julian_day: str, monday: str) -> str:
+    """SQL for the number of whole local weeks from the Julian day ``monday`` (a Monday's
+    UTC midnight) to the Julian day ``julian_day``. Julian days hold whole milliseconds,
+    so the arithmetic is done in those, exactly: a problem accepted at 23:59:59.999 on a
+    local Sunday stays in that week. Migration m009's roll-up spells it the same way."""
+    return (f"((CAST(round(({julian_day} - {monday}) * 86400000) AS INTEGER) + 28800000)"
+            " / 604800000)")
+
+
+def week_number(day: dt.date) -> int:
+    """The roll-up's number of the week of ``day``."""
+    return (day - ROLLUP_MONDAY).days // 7
+
+
 def grouped_counts(db, user: authz.User, period: Period, cfg: dict) -> list[tuple]:
-    """(unit, category, child-area code, week number, packed features, problems) over the cohort."""
-    return db.execute(*cohort_query(db, user, period, cfg)).fetchall()
+    """(unit and category, child-area code and week number and packed features, problems)
+    over the cohort, each group possibly in several rows.
 
-
-def cohort_query(db, user: authz.User, period: Period, cfg: dict) -> tuple[str, list]:
-    """The SQL of ``grouped_counts``, and its parameters.
-
-    Per-row lookups are positions in constants (``cfg``), not joins: the end
-    of the response time by dispatch day, the child area by area id (one byte
-    each; ``instr`` in the 256 byte values reads a byte as a number); the week
-    is counted in whole weeks from the Monday of the period's first week.
-    Grouping by two integers keeps the sort that GROUP BY needs cheap. The
-    problems are read from STATS_INDEX alone, which also holds the values of
-    the row-only features and of the Julian days (see migration m006).
+    Whole weeks come from the roll-up when ``reads_rollup`` (the user's child areas are
+    towns or above), the days at the ends of the period from the problems.
     """
-    today = local_today()
-    limits = response_limits(db, period, int(cfg["response_limit_days"]), today)
+    first_week = monday(period.start)
+    if not reads_rollup(user):
+        return db.execute(*cohort_query(db, user, period, first_week)).fetchall()
+    whole_from = period.start if period.start == first_week else monday(period.start) + WEEK
+    whole_to = monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)  # a Sunday
+    if whole_from > whole_to:
+        return db.execute(*cohort_query(db, user, period, first_week)).fetchall()
+    rows = db.execute(*rollup_query(db, user, whole_from, whole_to, first_week)).fetchall()
+    for days in (Period(period.start, whole_from - dt.timedelta(days=1)),
+                 Period(whole_to + dt.timedelta(days=1), period.end)):
+        if days.start <= days.end:
+            rows += db.execute(*cohort_query(db, user, days, first_week)).fetchall()
+    return rows
+
+
+WEEK = dt.timedelta(weeks=1)
+
+
+def reads_rollup(user: authz.User) -> bool:
+    """Whether the user's statistics may read the roll-up: a scope that is an area subtree
+    alone (office, leader), whose child areas are towns or above (the roll-up's areas)."""
+    return area_scoped(user) and user.area_path.count("/") - 1 <= ROLLUP_MAX_DEPTH
+
+
+def area_scoped(user: authz.User) -> bool:
+    """Whether the user's scope is an area subtree alone (office, leader)."""
+    return bool(user.roles & {authz.OFFICE, authz.LEADER}) and not user.roles & {
+        authz.FIELD, authz.HANDLER}
+
+
+def cohort_query(db, user: authz.User, period: Period, first_week: dt.date) -> tuple[str, list]:
+    """The SQL of ``grouped_counts`` over the problems accepted in ``period``, and its
+    parameters; weeks are counted from the Monday ``first_week``.
+
+    Per-row lookups are positions in constants (``cfg``), not joins: the child
+    area by area id (one byte each; ``instr`` in the 256 byte values reads a byte
+    as a number); the week is counted in whole weeks from ``first_week``.
+    Grouping by two integers keeps the sort that GROUP BY needs cheap. The
+    problems are read from STATS_INDEX alone, which also holds the value of the
+    row-only features and the Julian day of acceptance (migrations m006, m009).
+    """
     codes, _children = child_codes(db, user)
     scope, scope_params = authz.problem_scope(user, "p")
+    # Below the city, the problems of the user's areas accepted in the period are read
+    # from STATS_AREA_INDEX, led by the area: a town's year is ~15,000 entries, not 900,000.
+    by_area = area_scoped(user) and user.area_path.count("/") > 2
+    index = STATS_AREA_INDEX if by_area else STATS_INDEX
     sql = bind_constants(
         "SELECT dims, place, count(*) FROM (SELECT"
         f" ifnull(p.lead_unit_id, 0) * {1 << DIM_BITS} + ifnull(p.category_id, 0) AS dims,"
         " ((instr(cfg.bytes, substr(cfg.areas, p.area_id + 1, 1)) - 1) * 256"
-        " + CAST((julianday(p.accepted_at) + 8 / 24.0 + 1e-7 - cfg.week0) / 7 AS INTEGER))"
+        f" + {week_sql('julianday(p.accepted_at)', 'julianday(cfg.week0)')})"
         f" * {1 << FEATURE_BITS} + ({packed_features_sql()}) AS place"
-        f" FROM problems p INDEXED BY {STATS_INDEX}"
+        f" FROM problems p INDEXED BY {index}"
         " WHERE p.accepted_at >= ? AND p.accepted_at < ?"
         f" AND p.status NOT IN ('rejected', 'merged') AND {scope} LIMIT -1"
         ") GROUP BY dims, place"
     )
     params = [
-        limits, period.start.isoformat(), codes, bytes(range(256)),
-        monday(period.start).isoformat(), local_day_start(period.start),
+        codes, bytes(range(256)), first_week.isoformat(), local_day_start(period.start),
         local_day_start(period.end + dt.timedelta(days=1)), *scope_params,
     ]
+    return sql, params
+
+
+def rollup_query(db, user: authz.User, start: dt.date, end: dt.date,
+                 first_week: dt.date) -> tuple[str, list]:
+    """The SQL of ``grouped_counts`` over the whole weeks from the Monday ``start`` to the
+    Sunday ``end``, read from the roll-up (migration m009), and its parameters.
+
+    The roll-up holds each problem's row-only features packed as STORED_FEATURES;
+    the deadline feature is worked out from the deadline kept for open problems
+    ('0' for a closed one with a deadline: closed, it is due either way).
+    """
+    codes, _children = child_codes(db, user)
+    stored_bits = sum(FEATURES[name][1] for name in STORED_FEATURES)
+    deadline = FEATURES["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
+    sql = bind_constants(
+        f"SELECT r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
+        " ((instr(cfg.bytes, substr(cfg.areas, r.town_id + 1, 1)) - 1) * 256"
+        f" + r.week - ?4) * {1 << FEATURE_BITS}"
+        f" + (r.features | (({deadline.replace('p.', 'r.')}) << {stored_bits})) AS place,"
+        " sum(r.n) FROM stats_rollup r"
+        " WHERE r.week BETWEEN ?5 AND ?6 AND r.n > 0"
+        " AND r.town_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8)"
+        " GROUP BY dims, place"
+    )
+    params = [codes, bytes(range(256)), first_week.isoformat(), week_number(first_week),
+              week_number(start), week_number(end), *authz.subtree_bounds(user)]
     return sql, params
 
 

@@ -6,6 +6,7 @@ The tables are described in docs/architecture.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sqlite3
 
@@ -701,6 +702,150 @@ def m008_search_areas(db: sqlite_utils.Database) -> None:
         WHEN OLD.area_id IS NOT NEW.area_id
         BEGIN
             UPDATE problem_search_keys SET area_id = NEW.area_id WHERE problem_id = NEW.id;
+        END;
+        """,
+    )
+
+
+# m009's row-only statistics features: m006's, and whether a signing was a response.
+# Frozen here as text: the index and the roll-up's triggers spell them exactly as
+# server.metrics.stored_features_sql() does (tests/test_metrics_fast.py checks it).
+STATS_FEATURES_M009 = (
+    "(ifnull((status = 'closed'), 0) << 0)"
+    " | (ifnull((status = 'closed' AND coalesce(closed_on_time, deadline IS NULL"
+    " OR date(closed_at, '+8 hours') <= deadline) = 1), 0) << 1)"
+    " | (ifnull((outcome IS NOT NULL), 0) << 2)"
+    " | (ifnull((outcome = 'solved'), 0) << 3)"
+    " | (ifnull((callback_reached = 1 AND callback_solved IS NOT NULL"
+    " AND satisfaction IS NOT NULL), 0) << 4)"
+    " | (ifnull((callback_solved = 1), 0) << 5)"
+    " | (ifnull((CASE satisfaction WHEN 'satisfied' THEN 1 WHEN 'basically' THEN 2"
+    " WHEN 'unsatisfied' THEN 3 ELSE 0 END), 0) << 6)"
+    " | (ifnull((dispatched_at IS NOT NULL), 0) << 8)"
+    " | (ifnull((responded_in_time IS 1), 0) << 9)"
+)
+_STATS_COLUMNS = re.compile(
+    r"\b(status|closed_on_time|deadline|closed_at|outcome|callback_reached|callback_solved"
+    r"|satisfaction|dispatched_at|responded_in_time)\b")
+ROLLUP_COLUMNS = "week, town_id, unit_id, category_id, features, deadline"
+
+
+def rollup_key_sql(row: str) -> str:
+    """SQL for the roll-up key (ROLLUP_COLUMNS) of the problem ``row`` (NEW, OLD or an alias).
+
+    The week counts local Monday-to-Sunday weeks from 2000-01-03. The town is
+    the area's level-3 ancestor (the third id of its path), or the area itself
+    above that level; areas never move, so it never changes. A closed problem
+    keeps only whether it had a deadline ('0'), an open one its deadline, which
+    the statistics compare with today.
+    """
+    path = f"(SELECT path FROM areas WHERE id = {row}.area_id)"
+    rest = f"substr({path}, 2)"
+    for _ in range(2):
+        rest = f"substr({rest}, instr({rest}, '/') + 1)"
+    features = _STATS_COLUMNS.sub(lambda m: f"{row}.{m.group(1)}", STATS_FEATURES_M009)
+    return (
+        f"ifnull((CAST(round((julianday({row}.accepted_at) - julianday('2000-01-03'))"
+        " * 86400000) AS INTEGER) + 28800000) / 604800000, -1),"
+        f" ifnull(CASE WHEN (SELECT level FROM areas WHERE id = {row}.area_id) <= 3"
+        f" THEN {row}.area_id ELSE CAST({rest} AS INTEGER) END, 0),"
+        f" ifnull({row}.lead_unit_id, 0), ifnull({row}.category_id, 0), {features},"
+        f" CASE WHEN {row}.deadline IS NULL THEN '' WHEN {row}.status = 'closed' THEN '0'"
+        f" ELSE {row}.deadline END"
+    )
+
+
+def _in_cohort(row: str) -> str:
+    return f"{row}.accepted_at IS NOT NULL AND {row}.status NOT IN ('rejected', 'merged')"
+
+
+@migrations()
+def m009_stats_rollup(db: sqlite_utils.Database) -> None:
+    """Statistics over long periods read a weekly roll-up instead of every problem.
+
+    ``responded_in_time``: whether the unit signed, with the resident contacted,
+    within the response time. The workflow freezes it at signing, as it does
+    ``closed_on_time`` at closing; here it is worked out for the problems signed
+    before, with the settings and calendar of now. With it, every feature but the
+    deadline (compared with today) depends on the problem row alone.
+
+    ``stats_rollup`` counts the problems of the statistics' cohort (accepted, not
+    rejected or merged) per local week of acceptance, town, lead unit, category,
+    row-only features and deadline, kept by triggers: a year of a million
+    problems is ~100,000 rows. ``server.metrics`` reads whole weeks from it for
+    users above the town level and the days at a period's ends from the problems.
+    The statistics index now stores the new feature, not the response clock's
+    columns; a copy led by the area serves users below the city.
+    """
+    from server.settings import settings
+    from server.workdays import WorkCalendar, response_last_day
+
+    db.execute("ALTER TABLE problems ADD COLUMN responded_in_time INTEGER")
+    days = int(settings(db)["response_limit_days"])
+    calendar = WorkCalendar.load(db)
+    dispatch_days = [row[0] for row in db.execute(
+        "SELECT DISTINCT date(dispatched_at, '+8 hours') FROM problems"
+        " WHERE signed_at IS NOT NULL AND dispatched_at IS NOT NULL")]
+    db.execute("CREATE TEMP TABLE response_last_days (day TEXT PRIMARY KEY, last TEXT)")
+    db.conn.executemany("INSERT INTO temp.response_last_days VALUES (?, ?)", [
+        (day, response_last_day(calendar, dt.date.fromisoformat(day), days).isoformat())
+        for day in dispatch_days if day])
+    db.execute(
+        "UPDATE problems SET responded_in_time = (resident_contacted IS 1"
+        " AND date(signed_at, '+8 hours') <= (SELECT last FROM temp.response_last_days"
+        " WHERE day = date(dispatched_at, '+8 hours')))"
+        " WHERE signed_at IS NOT NULL AND dispatched_at IS NOT NULL")
+    db.execute("DROP TABLE temp.response_last_days")
+
+    watched = ("accepted_at, status, area_id, lead_unit_id, category_id, deadline, closed_at,"
+               " closed_on_time, outcome, callback_reached, callback_solved, satisfaction,"
+               " dispatched_at, responded_in_time")
+    count_in = f"""INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
+            SELECT {rollup_key_sql("NEW")}, 1 WHERE {_in_cohort("NEW")}
+            ON CONFLICT DO UPDATE SET n = n + 1;"""
+    count_out = f"""UPDATE stats_rollup SET n = n - 1
+            WHERE {_in_cohort("OLD")} AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD")});
+            DELETE FROM stats_rollup
+            WHERE n = 0 AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD")});"""
+    run_script(
+        db,
+        f"""
+        DROP INDEX idx_problems_stats_features;
+        CREATE INDEX idx_problems_stats_features ON problems(
+            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M009}),
+            julianday(accepted_at), deadline
+        );
+        CREATE INDEX idx_problems_stats_area ON problems(
+            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M009}),
+            julianday(accepted_at), deadline
+        );
+
+        CREATE TABLE stats_rollup (
+            week INTEGER NOT NULL,
+            town_id INTEGER NOT NULL,
+            unit_id INTEGER NOT NULL,
+            category_id INTEGER NOT NULL,
+            features INTEGER NOT NULL,
+            deadline TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY ({ROLLUP_COLUMNS})
+        ) WITHOUT ROWID;
+        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
+            SELECT {rollup_key_sql("p")}, count(*) FROM problems p
+            WHERE {_in_cohort("p")} GROUP BY 1, 2, 3, 4, 5, 6;
+
+        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
+        BEGIN
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
+        BEGIN
+            {count_out}
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
+        BEGIN
+            {count_out}
         END;
         """,
     )

@@ -34,3 +34,8 @@ def local(text: str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if not text:
         return ""
     return parse_iso(text).astimezone(LOCAL_TZ).strftime(fmt)
+
+
+def local_date(text: str) -> dt.date:
+    """The Asia/Shanghai day of a stored timestamp."""
+    return parse_iso(text).astimezone(LOCAL_TZ).date()

@@ -67,6 +67,20 @@ class WorkCalendar:
         return count
 
 
+def response_last_day(calendar: WorkCalendar, dispatch_day: dt.date, days: int) -> dt.date:
+    """The last day of the response time of a problem dispatched on ``dispatch_day``: the
+    ``days``-th working day after it. In a year the calendar does not know, Monday to
+    Friday are the working days (a dispatch must not fail for want of a calendar)."""
+    try:
+        return calendar.add_working_days(dispatch_day, days)
+    except UnknownCalendarYear:
+        day, counted = dispatch_day, 0
+        while counted < days:
+            day += dt.timedelta(days=1)
+            counted += day.weekday() < 5
+        return day
+
+
 def set_year(db: sqlite_utils.Database, year: int, holidays: list[dt.date],
              workdays: list[dt.date], note: str = "") -> None:
     """Record a year's published calendar: its holidays and its adjusted working weekends."""

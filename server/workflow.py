@@ -17,9 +17,10 @@ import sqlite_utils
 from server import authz
 from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
-from server.timeutil import LOCAL_TZ, now_iso, parse_iso, utcnow
+from server.settings import settings
+from server.timeutil import LOCAL_TZ, local_date, now_iso, parse_iso, utcnow
 from server.validation import ValidationError
-from server.workdays import UnknownCalendarYear, WorkCalendar
+from server.workdays import UnknownCalendarYear, WorkCalendar, response_last_day
 from sync.ids import uuid7
 
 OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
@@ -403,18 +404,36 @@ def _int(data: dict, name: str) -> int:
         raise ValidationError({name: _("workflow.bad_value")}) from None
 
 
+def responded_in_time(db, dispatched_at: str | None, signed_at: str, contacted: bool) -> bool:
+    """The response clock (响应率): signed, with the resident contacted, by the end of the
+    ``response_limit_days``-th working day after the local day of the first dispatch.
+
+    Frozen on the problem when it is signed (``responded_in_time``), like the
+    closing's ``closed_on_time``: a later change of the setting or the calendar
+    does not rewrite history.
+    """
+    if not contacted or dispatched_at is None:
+        return False
+    days = int(settings(db)["response_limit_days"])
+    last = response_last_day(WorkCalendar.load(db), local_date(dispatched_at), days)
+    return local_date(signed_at) <= last
+
+
 def _sign(db, user, problem, data, note):
-    # The response clock: signing and contacting the resident within the limit.
     contacted = _flag(data.get("contacted")) or False
+    signed_at = problem["signed_at"] or now_iso()
+    responded = responded_in_time(db, problem["dispatched_at"], signed_at, contacted)
     return (
-        {"signed_at": problem["signed_at"] or now_iso(), "resident_contacted": int(contacted)},
+        {"signed_at": signed_at, "resident_contacted": int(contacted),
+         "responded_in_time": int(responded)},
         {"contacted": contacted},
         None,
     )
 
 
 def _return(db, user, problem, data, note):
-    return {"signed_at": None}, {"unit_id": problem["lead_unit_id"]}, None
+    return ({"signed_at": None, "responded_in_time": None},
+            {"unit_id": problem["lead_unit_id"]}, None)
 
 
 def _progress(db, user, problem, data, note):
@@ -549,6 +568,7 @@ def _return_visit(db, user, problem, data, note):
             "closed_at": None,
             "closed_on_time": None,
             "signed_at": None,
+            "responded_in_time": None,
         },
         {"held": False},
         "dispatched",

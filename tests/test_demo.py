@@ -214,6 +214,18 @@ def test_event_data_is_written_as_the_workflow_writes_it(db):
         assert data == json.dumps(json.loads(data), ensure_ascii=False, sort_keys=True), kind
 
 
+def test_responses_are_frozen_as_the_workflow_freezes_them(db):
+    signed = rows(db, "SELECT dispatched_at, signed_at, resident_contacted, responded_in_time"
+                      " FROM problems WHERE signed_at IS NOT NULL")
+    assert len(signed) > 50
+    for row in signed:
+        assert row["responded_in_time"] == int(workflow.responded_in_time(
+            db, row["dispatched_at"], row["signed_at"], row["resident_contacted"] == 1)), row
+    assert {row["responded_in_time"] for row in signed} == {0, 1}
+    assert db.execute("SELECT count(*) FROM problems WHERE signed_at IS NULL"
+                      " AND responded_in_time IS NOT NULL").fetchone() == (0,)
+
+
 def test_event_histories_are_chains_ending_in_the_problem_status(db):
     """The rules from the docstring of server/demo.py, checked on every problem."""
     events = histories(db)

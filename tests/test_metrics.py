@@ -61,6 +61,11 @@ def ledger(db, world):
         "J": {**common, "accepted_at": at(60), "found_at": at(61), "status": "closed",
               "closed_at": at(50), "closed_on_time": 1},
     }
+    for fields in made.values():  # frozen at signing by the workflow's rule
+        if fields.get("signed_at"):
+            fields["responded_in_time"] = int(workflow.responded_in_time(
+                db, fields["dispatched_at"], fields["signed_at"],
+                fields["resident_contacted"] == 1))
     return {key: add_problem(db, world, **fields) for key, fields in made.items()}
 
 

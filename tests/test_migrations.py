@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sqlite3
 
 from hypothesis import given, settings
@@ -148,3 +149,40 @@ def test_m008_gives_every_search_key_its_problems_area(tmp_path):
                " VALUES ('a', 1, 2, '漏水', 'submitted', 'now', 'now', 'now')")
     assert db.execute("SELECT problem_id, area_id FROM problem_search_keys"
                       " ORDER BY problem_id").fetchall() == [("a", 2), ("b", 1), ("c", 2)]
+
+
+def test_m009_works_out_past_responses_and_rolls_up_the_cohort(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m009_stats_rollup")
+    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    for area_id, level, path in ((2, 2, "/1/2/"), (3, 3, "/1/2/3/"), (4, 4, "/1/2/3/4/")):
+        db.execute("INSERT INTO areas (id, code, name, level, parent_id, path)"
+                   " VALUES (?, ?, 'x', ?, ?, ?)", [area_id, f"a{area_id}", level, area_id - 1,
+                                                     path])
+    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+              " created_at, updated_at, accepted_at, dispatched_at, signed_at,"
+              " resident_contacted) VALUES (?, 1, ?, 'x', ?, 'now', 'now', 'now', ?, ?, ?, ?)")
+    # Wednesday 30 September 2026 (10:00 local); the National Day holiday follows.
+    dispatched = "2026-09-30T02:00:00+00:00"
+    for problem_id, area_id, status, signed_at, contacted in (
+            ("in-time", 4, "handling", "2026-10-08T09:00:00+00:00", 1),
+            ("late", 3, "handling", "2026-10-09T09:00:00+00:00", 1),
+            ("not-contacted", 2, "handling", "2026-09-30T03:00:00+00:00", 0),
+            ("unsigned", 4, "dispatched", None, None),
+            ("rejected", 4, "rejected", None, None)):
+        db.execute(insert, [problem_id, area_id, status, "2026-09-29T02:00:00+00:00",
+                            dispatched, signed_at, contacted])
+    migrate(db)
+    assert dict(db.execute("SELECT id, responded_in_time FROM problems").fetchall()) == {
+        "in-time": 1, "late": 0, "not-contacted": 0, "unsigned": None, "rejected": None}
+    # The week of 28 September 2026, per town (area 3 for the village and the town itself,
+    # area 2 for the district): the rejected problem counts nowhere.
+    week = (dt.date(2026, 9, 28) - dt.date(2000, 1, 3)).days // 7
+    assert db.execute("SELECT week, town_id, sum(n) FROM stats_rollup GROUP BY 1, 2"
+                      " ORDER BY 2").fetchall() == [(week, 2, 1), (week, 3, 3)]
+    db.execute("UPDATE problems SET status = 'rejected' WHERE id = 'late'")
+    db.execute("DELETE FROM problems WHERE id = 'not-contacted'")
+    assert db.execute("SELECT town_id, sum(n) FROM stats_rollup GROUP BY 1").fetchall() == [
+        (3, 2)]

@@ -85,6 +85,41 @@ def test_relapse_reopens_with_the_unit_and_is_flagged(act, db, world):
     assert reopened["relapsed"] == 1 and reopened["closed_at"] is None
 
 
+def test_a_signing_freezes_whether_it_was_a_response(act, db, world):
+    act("office", "p1", "accept")
+    act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
+    signed = act("handler1", "p1", "sign", contacted="1")  # the day of dispatch
+    assert signed["responded_in_time"] == 1
+    returned = act("handler1", "p1", "return", note="不属于住建局职责")
+    assert returned["signed_at"] is None and returned["responded_in_time"] is None
+    act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
+    assert act("handler1", "p1", "sign")["responded_in_time"] == 0  # resident not contacted
+    act("handler1", "p1", "reply", outcome="solved", note="已修")
+    act("office", "p1", "verify")
+    act("office", "p1", "callback", reached="1", solved="1", satisfaction="satisfied")
+    reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
+    assert reopened["responded_in_time"] is None
+
+
+@pytest.mark.parametrize(("dispatched", "signed", "limit", "responded"), [
+    # Wednesday 30 September 2026, then the National Day holiday (1-7 October) and the
+    # adjusted working Saturday 10 October: one working day ends on Thursday 8 October.
+    ("2026-09-30T02:00:00+00:00", "2026-10-08T15:59:59+00:00", 1, True),  # 23:59:59 local
+    ("2026-09-30T02:00:00+00:00", "2026-10-08T16:00:00+00:00", 1, False),  # midnight
+    ("2026-09-30T02:00:00+00:00", "2026-10-10T09:00:00+00:00", 3, True),  # the Saturday
+    ("2026-09-30T02:00:00+00:00", "2026-10-10T09:00:00+00:00", 2, False),
+    ("2026-09-30T15:30:00+00:00", "2026-10-09T01:00:00+00:00", 1, False),  # Oct 1 local
+    ("2027-12-31T02:00:00+00:00", "2028-01-03T02:00:00+00:00", 1, True),  # unknown year:
+    ("2027-12-31T02:00:00+00:00", "2028-01-04T02:00:00+00:00", 1, False),  # Mon-Fri
+])
+def test_the_response_time_counts_working_days(db, dispatched, signed, limit, responded):
+    with immediate(db):
+        db.execute("INSERT OR REPLACE INTO settings (key, value)"
+                   " VALUES ('response_limit_days', ?)", [str(limit)])
+    assert workflow.responded_in_time(db, dispatched, signed, True) is responded
+    assert workflow.responded_in_time(db, dispatched, signed, False) is False
+
+
 def test_reject_needs_a_reason(act, db, world):
     with pytest.raises(ValidationError) as error:
         act("office", "p1", "reject")
