@@ -46,6 +46,9 @@ def connect(path: str | Path) -> sqlite_utils.Database:
     register_functions(conn)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.execute("PRAGMA foreign_keys = ON")
+    # An INSERT OR REPLACE then fires the delete triggers of the row it replaces, which
+    # the statistics' roll-up needs (m009). sqlite_utils sets it too; this does not rely on it.
+    db.execute("PRAGMA recursive_triggers = ON")
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA synchronous = NORMAL")
     return db

@@ -11,8 +11,8 @@ Histories are written the way ``server.workflow.apply`` and the phone's
 ``problem.report`` (sync/mutations.py) write them: event kinds are the
 workflow's action names, event data is ``json.dumps(..., sort_keys=True)`` with
 the same keys, including ``overdue``, and every column an action sets (deadline,
-signed_at, outcome, callback answers, closed_on_time, return_visit_due,
-supervision ...) is set as that action would have set it at the event's time.
+signed_at, responded_in_time, outcome, callback answers, closed_on_time,
+return_visit_due, supervision ...) is set as that action would have set it at the event's time.
 The ledger office can carry on from any demo problem with the real workflow.
 
 Every problem obeys these rules (tests/test_demo.py checks them), reading its

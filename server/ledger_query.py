@@ -91,7 +91,7 @@ FOUND_ORDER_INDEXES = {
 # The index that leads with each date filter's column.
 DATE_INDEXES = {
     "found": "idx_problems_found",
-    "accepted": "idx_problems_stats_features",  # migration m006
+    "accepted": "idx_problems_stats_features",  # migration m009
     "closed": "idx_problems_closed",
 }
 NARROW_MAX = 10_000  # a filter matching at most this many problems drives every query

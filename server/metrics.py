@@ -8,9 +8,10 @@ period, Asia/Shanghai days ``start``..``end`` inclusive, and are not rejected
 or merged (those count nowhere). Each problem is taken as it stands at the
 cut-off, the moment the page is computed.
 
-One query reads each problem's ``FEATURES`` (small numbers computed in SQL,
-packed into one integer) and counts problems per unit, category, child area,
-week and features; ``COUNTS`` says, from the features, whether a problem
+Each problem's ``FEATURES`` (small numbers computed in SQL, packed into one
+integer) are counted per unit, category, child area, week and features
+(``grouped_counts``: whole weeks from the roll-up of migration m009, the rest
+from the problems); ``COUNTS`` says, from the features, whether a problem
 counts toward each number; ``RATES`` divides the counts. A rate with a zero
 denominator is None (shown as "—"), never 0%.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -238,7 +239,7 @@ def monday(day: dt.date) -> dt.date:
 # statement, while a column of a one-row table (a CTE) is read again for every problem.
 CONSTANTS = {
     "cfg.areas": "?1", "cfg.bytes": "?2", "cfg.week0": "?3",
-    "cfg.today": "(SELECT date('now', '+8 hours'))",
+    "cfg.today": "?4",
 }
 ROLLUP_MONDAY = dt.date(2000, 1, 3)  # roll-up weeks count from this Monday (migration m009)
 ROLLUP_MAX_DEPTH = 2  # users at the city or a district read whole weeks from the roll-up
@@ -254,7 +255,9 @@ def week_sql(julian_day: str, monday: str) -> str:
     """SQL for the number of whole local weeks from the Julian day ``monday`` (a Monday's
     UTC midnight) to the Julian day ``julian_day``. Julian days hold whole milliseconds,
     so the arithmetic is done in those, exactly: a problem accepted at 23:59:59.999 on a
-    local Sunday stays in that week. Migration m009's roll-up spells it the same way."""
+    local Sunday stays in that week (SQLite rounds a stamp's fractional seconds to the
+    millisecond; stored times are whole seconds). Migration m009's roll-up spells it the
+    same way."""
     return (f"((CAST(round(({julian_day} - {monday}) * 86400000) AS INTEGER) + 28800000)"
             " / 604800000)")
 
@@ -264,25 +267,26 @@ def week_number(day: dt.date) -> int:
     return (day - ROLLUP_MONDAY).days // 7
 
 
-def grouped_counts(db, user: authz.User, period: Period, cfg: dict) -> list[tuple]:
+def grouped_counts(db, user: authz.User, period: Period) -> list[tuple]:
     """(unit and category, child-area code and week number and packed features, problems)
     over the cohort, each group possibly in several rows.
 
     Whole weeks come from the roll-up when ``reads_rollup`` (the user's child areas are
     towns or above), the days at the ends of the period from the problems.
     """
-    first_week = monday(period.start)
+    first_week, today = monday(period.start), local_today()  # one today for every part
     if not reads_rollup(user):
-        return db.execute(*cohort_query(db, user, period, first_week)).fetchall()
+        return db.execute(*cohort_query(db, user, period, first_week, today)).fetchall()
     whole_from = period.start if period.start == first_week else monday(period.start) + WEEK
     whole_to = monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)  # a Sunday
     if whole_from > whole_to:
-        return db.execute(*cohort_query(db, user, period, first_week)).fetchall()
-    rows = db.execute(*rollup_query(db, user, whole_from, whole_to, first_week)).fetchall()
+        return db.execute(*cohort_query(db, user, period, first_week, today)).fetchall()
+    rows = db.execute(
+        *rollup_query(db, user, whole_from, whole_to, first_week, today)).fetchall()
     for days in (Period(period.start, whole_from - dt.timedelta(days=1)),
                  Period(whole_to + dt.timedelta(days=1), period.end)):
         if days.start <= days.end:
-            rows += db.execute(*cohort_query(db, user, days, first_week)).fetchall()
+            rows += db.execute(*cohort_query(db, user, days, first_week, today)).fetchall()
     return rows
 
 
@@ -301,7 +305,8 @@ def area_scoped(user: authz.User) -> bool:
         authz.FIELD, authz.HANDLER}
 
 
-def cohort_query(db, user: authz.User, period: Period, first_week: dt.date) -> tuple[str, list]:
+def cohort_query(db, user: authz.User, period: Period, first_week: dt.date,
+                 today: dt.date | None = None) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the problems accepted in ``period``, and its
     parameters; weeks are counted from the Monday ``first_week``.
 
@@ -310,9 +315,11 @@ def cohort_query(db, user: authz.User, period: Period, first_week: dt.date) -> t
     as a number); the week is counted in whole weeks from ``first_week``.
     Grouping by two integers keeps the sort that GROUP BY needs cheap. The
     problems are read from STATS_INDEX alone, which also holds the value of the
-    row-only features and the Julian day of acceptance (migrations m006, m009).
+    row-only features and the Julian day of acceptance (migration m009), or, below the
+    city, from STATS_AREA_INDEX, the same led by the area.
     """
     codes, _children = child_codes(db, user)
+    today = today or local_today()
     scope, scope_params = authz.problem_scope(user, "p")
     # Below the city, the problems of the user's areas accepted in the period are read
     # from STATS_AREA_INDEX, led by the area: a town's year is ~15,000 entries, not 900,000.
@@ -330,14 +337,15 @@ def cohort_query(db, user: authz.User, period: Period, first_week: dt.date) -> t
         ") GROUP BY dims, place"
     )
     params = [
-        codes, bytes(range(256)), first_week.isoformat(), local_day_start(period.start),
+        codes, bytes(range(256)), first_week.isoformat(), today.isoformat(),
+        local_day_start(period.start),
         local_day_start(period.end + dt.timedelta(days=1)), *scope_params,
     ]
     return sql, params
 
 
 def rollup_query(db, user: authz.User, start: dt.date, end: dt.date,
-                 first_week: dt.date) -> tuple[str, list]:
+                 first_week: dt.date, today: dt.date | None = None) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the whole weeks from the Monday ``start`` to the
     Sunday ``end``, read from the roll-up (migration m009), and its parameters.
 
@@ -346,20 +354,23 @@ def rollup_query(db, user: authz.User, start: dt.date, end: dt.date,
     ('0' for a closed one with a deadline: closed, it is due either way).
     """
     codes, _children = child_codes(db, user)
+    today = today or local_today()
     stored_bits = sum(FEATURES[name][1] for name in STORED_FEATURES)
     deadline = FEATURES["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     sql = bind_constants(
         f"SELECT r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
-        " ((instr(cfg.bytes, substr(cfg.areas, r.town_id + 1, 1)) - 1) * 256"
-        f" + r.week - ?4) * {1 << FEATURE_BITS}"
+        " ((instr(cfg.bytes, substr(cfg.areas, r.area_id + 1, 1)) - 1) * 256"
+        f" + r.week - ?5) * {1 << FEATURE_BITS}"
         f" + (r.features | (({deadline.replace('p.', 'r.')}) << {stored_bits})) AS place,"
         " sum(r.n) FROM stats_rollup r"
-        " WHERE r.week BETWEEN ?5 AND ?6 AND r.n > 0"
-        " AND r.town_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8)"
+        " WHERE r.level = ?10 AND r.week BETWEEN ?6 AND ?7 AND r.n > 0"
+        " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?8 AND path < ?9)"
         " GROUP BY dims, place"
     )
-    params = [codes, bytes(range(256)), first_week.isoformat(), week_number(first_week),
-              week_number(start), week_number(end), *authz.subtree_bounds(user)]
+    params = [codes, bytes(range(256)), first_week.isoformat(), today.isoformat(),
+              week_number(first_week), week_number(start), week_number(end),
+              *authz.subtree_bounds(user),
+              user.area_path.count("/")]  # the level of the user's child areas
     return sql, params
 
 
@@ -416,16 +427,25 @@ def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> di
     weight = float(cfg["satisfaction_weight"])
     _codes, children = child_codes(db, user)
     first_monday = monday(period.start)
-    by_mask: dict[str, dict[tuple, int]] = {dim: {} for dim in DIMENSIONS}
-    unit_of, category_of = by_mask["unit"], by_mask["category"]
-    area_of, week_of = by_mask["area"], by_mask["week"]
-    for dims, place, n in grouped_counts(db, user, period, cfg):
-        mask = place & ((1 << FEATURE_BITS) - 1)
-        code, week = divmod(place >> FEATURE_BITS, 256)
-        for found, key in ((unit_of, (dims >> DIM_BITS or None, mask)),
-                           (category_of, (dims & ((1 << DIM_BITS) - 1) or None, mask)),
-                           (area_of, (children.get(code), mask)), (week_of, (week, mask))):
-            found[key] = found.get(key, 0) + n
+    # Per dimension, problems by (key << FEATURE_BITS | features): ints, not tuples, as a
+    # year of the city is ~100,000 groups.
+    fmask, dmask = (1 << FEATURE_BITS) - 1, (1 << DIM_BITS) - 1
+    unit_of, category_of, area_of, week_of = (
+        defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int))
+    for dims, place, n in grouped_counts(db, user, period):
+        mask = place & fmask
+        unit_of[dims >> DIM_BITS << FEATURE_BITS | mask] += n
+        category_of[(dims & dmask) << FEATURE_BITS | mask] += n
+        area_of[place >> (FEATURE_BITS + 8) << FEATURE_BITS | mask] += n
+        week_of[place & ((256 << FEATURE_BITS) - 1)] += n
+
+    def split(found: dict[int, int], key_of) -> dict[tuple, int]:
+        return {(key_of(packed >> FEATURE_BITS), packed & fmask): n
+                for packed, n in found.items()}
+
+    by_mask = {"unit": split(unit_of, lambda unit: unit or None),
+               "category": split(category_of, lambda category: category or None),
+               "area": split(area_of, children.get), "week": split(week_of, lambda week: week)}
     groups = {dim: _add_up(by_mask[dim]) for dim in DIMENSIONS}
     groups["week"] = {(first_monday + dt.timedelta(weeks=week)).isoformat(): counts
                       for week, counts in groups["week"].items()}

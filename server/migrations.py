@@ -727,27 +727,31 @@ STATS_FEATURES_M009 = (
 _STATS_COLUMNS = re.compile(
     r"\b(status|closed_on_time|deadline|closed_at|outcome|callback_reached|callback_solved"
     r"|satisfaction|dispatched_at|responded_in_time)\b")
-ROLLUP_COLUMNS = "week, town_id, unit_id, category_id, features, deadline"
+ROLLUP_COLUMNS = "level, week, area_id, unit_id, category_id, features, deadline"
+ROLLUP_LEVELS = (2, 3)  # districts (for the city's statistics) and towns (for a district's)
 
 
-def rollup_key_sql(row: str) -> str:
-    """SQL for the roll-up key (ROLLUP_COLUMNS) of the problem ``row`` (NEW, OLD or an alias).
+def rollup_key_sql(row: str, level: int) -> str:
+    """SQL for the roll-up key (ROLLUP_COLUMNS) of the problem ``row`` (NEW, OLD or an alias)
+    at the area ``level``.
 
-    The week counts local Monday-to-Sunday weeks from 2000-01-03. The town is
-    the area's level-3 ancestor (the third id of its path), or the area itself
-    above that level; areas never move, so it never changes. A closed problem
-    keeps only whether it had a deadline ('0'), an open one its deadline, which
-    the statistics compare with today.
+    The week counts local Monday-to-Sunday weeks from 2000-01-03, in whole
+    milliseconds (Julian days hold them), exactly. The area is the problem's
+    area's ancestor at ``level`` (the level-th id of its path), or the area
+    itself at that level or above; areas never move, so it never changes. A
+    closed problem keeps only whether it had a deadline ('0'), an open one its
+    deadline, which the statistics compare with today.
     """
     path = f"(SELECT path FROM areas WHERE id = {row}.area_id)"
     rest = f"substr({path}, 2)"
-    for _ in range(2):
+    for _ in range(level - 1):
         rest = f"substr({rest}, instr({rest}, '/') + 1)"
     features = _STATS_COLUMNS.sub(lambda m: f"{row}.{m.group(1)}", STATS_FEATURES_M009)
     return (
-        f"ifnull((CAST(round((julianday({row}.accepted_at) - julianday('2000-01-03'))"
+        f"{level},"
+        f" ifnull((CAST(round((julianday({row}.accepted_at) - julianday('2000-01-03'))"
         " * 86400000) AS INTEGER) + 28800000) / 604800000, -1),"
-        f" ifnull(CASE WHEN (SELECT level FROM areas WHERE id = {row}.area_id) <= 3"
+        f" ifnull(CASE WHEN (SELECT level FROM areas WHERE id = {row}.area_id) <= {level}"
         f" THEN {row}.area_id ELSE CAST({rest} AS INTEGER) END, 0),"
         f" ifnull({row}.lead_unit_id, 0), ifnull({row}.category_id, 0), {features},"
         f" CASE WHEN {row}.deadline IS NULL THEN '' WHEN {row}.status = 'closed' THEN '0'"
@@ -770,10 +774,14 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
     deadline (compared with today) depends on the problem row alone.
 
     ``stats_rollup`` counts the problems of the statistics' cohort (accepted, not
-    rejected or merged) per local week of acceptance, town, lead unit, category,
-    row-only features and deadline, kept by triggers: a year of a million
-    problems is ~100,000 rows. ``server.metrics`` reads whole weeks from it for
-    users above the town level and the days at a period's ends from the problems.
+    rejected or merged) per local week of acceptance, area, lead unit, category,
+    row-only features and deadline, kept by triggers, twice: per district (level
+    2, for the city's statistics: ~130,000 rows for a year of a million
+    problems) and per town (level 3, for a district's: ~250,000). ``server.metrics``
+    reads whole weeks from it for users above the town level and the days at a
+    period's ends from the problems. The triggers expect ``recursive_triggers``
+    (``server.db.connect`` sets it): an INSERT OR REPLACE of a problem must
+    uncount the row it replaces.
     The statistics index now stores the new feature, not the response clock's
     columns; a copy led by the area serves users below the city.
     """
@@ -800,13 +808,18 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
     watched = ("accepted_at, status, area_id, lead_unit_id, category_id, deadline, closed_at,"
                " closed_on_time, outcome, callback_reached, callback_solved, satisfaction,"
                " dispatched_at, responded_in_time")
-    count_in = f"""INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
-            SELECT {rollup_key_sql("NEW")}, 1 WHERE {_in_cohort("NEW")}
-            ON CONFLICT DO UPDATE SET n = n + 1;"""
-    count_out = f"""UPDATE stats_rollup SET n = n - 1
-            WHERE {_in_cohort("OLD")} AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD")});
+    count_in = "\n".join(f"""INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
+            SELECT {rollup_key_sql("NEW", level)}, 1 WHERE {_in_cohort("NEW")}
+            ON CONFLICT DO UPDATE SET n = n + 1;""" for level in ROLLUP_LEVELS)
+    count_out = "\n".join(f"""UPDATE stats_rollup SET n = n - 1
+            WHERE {_in_cohort("OLD")}
+            AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD", level)});
             DELETE FROM stats_rollup
-            WHERE n = 0 AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD")});"""
+            WHERE n = 0 AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD", level)});"""
+                          for level in ROLLUP_LEVELS)
+    rebuild = " UNION ALL ".join(
+        f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
+        f" WHERE {_in_cohort('p')} GROUP BY 1, 2, 3, 4, 5, 6, 7" for level in ROLLUP_LEVELS)
     run_script(
         db,
         f"""
@@ -821,8 +834,9 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
         );
 
         CREATE TABLE stats_rollup (
+            level INTEGER NOT NULL,
             week INTEGER NOT NULL,
-            town_id INTEGER NOT NULL,
+            area_id INTEGER NOT NULL,
             unit_id INTEGER NOT NULL,
             category_id INTEGER NOT NULL,
             features INTEGER NOT NULL,
@@ -830,9 +844,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
             n INTEGER NOT NULL,
             PRIMARY KEY ({ROLLUP_COLUMNS})
         ) WITHOUT ROWID;
-        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
-            SELECT {rollup_key_sql("p")}, count(*) FROM problems p
-            WHERE {_in_cohort("p")} GROUP BY 1, 2, 3, 4, 5, 6;
+        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
 
         CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
         BEGIN
@@ -849,6 +861,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
         END;
         """,
     )
+
 
 def migrate(db: sqlite_utils.Database) -> None:
     migrations.apply(db)

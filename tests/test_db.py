@@ -17,6 +17,24 @@ def test_open_database_uses_wal_and_foreign_keys(tmp_path):
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
+def test_a_replaced_problem_is_uncounted_by_its_delete_triggers(world, db):
+    """INSERT OR REPLACE fires the replaced row's delete triggers (recursive_triggers),
+    which keep the statistics' roll-up and the search keys right."""
+    assert db.execute("PRAGMA recursive_triggers").fetchone() == (1,)
+    with immediate(db):
+        db.execute("UPDATE problems SET accepted_at = found_at WHERE id = ?",
+                   [world.problems["p2"]])
+    row = next(db.query("SELECT * FROM problems WHERE id = ?", [world.problems["p2"]]))
+    before = db.execute("SELECT sum(n) FROM stats_rollup").fetchone()
+    assert before == (2,)  # counted per district and per town
+    with immediate(db):
+        db.execute(f"INSERT OR REPLACE INTO problems ({', '.join(row)})"
+                   f" VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    assert db.execute("SELECT sum(n) FROM stats_rollup").fetchone() == before
+    assert db.execute("SELECT count(*) FROM problem_search_keys").fetchone() == (
+        db.execute("SELECT count(*) FROM problems").fetchone())
+
+
 def test_migrations_apply_once(tmp_path):
     path = tmp_path / "a.db"
     open_database(path).close()

@@ -15,7 +15,7 @@ from server import authz, metrics, workflow
 from server.areas import insert_area
 from server.db import immediate
 from server.ledger_query import local_day_start
-from server.migrations import rollup_key_sql
+from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 from server.problems import STATUSES
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
 from tests.ledger_helpers import add_problem, load
@@ -94,8 +94,11 @@ def test_the_rollup_triggers_count_the_features_as_the_query_spells_them(db):
     assert counted_out in normalised(triggers["problems_stats_delete"])
     assert counted_in not in normalised(triggers["problems_stats_delete"])
     # And the key the tests below rebuild the roll-up with is the triggers' key.
-    assert normalised(rollup_key_sql("NEW")) in normalised(triggers["problems_stats_insert"])
-    assert normalised(rollup_key_sql("OLD")) in normalised(triggers["problems_stats_delete"])
+    for level in ROLLUP_LEVELS:
+        assert normalised(rollup_key_sql("NEW", level)) in normalised(
+            triggers["problems_stats_insert"])
+        assert normalised(rollup_key_sql("OLD", level)) in normalised(
+            triggers["problems_stats_delete"])
 
 
 def function_calls(db, sql: str, params: list) -> Counter:
@@ -113,9 +116,11 @@ def test_the_query_reads_the_features_from_the_index(db, world, username, index)
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert f"INDEX {index}" in plan, plan
     calls = function_calls(db, sql, params)
-    # Only the constants: the Monday weeks are counted from, and today. Were the index
-    # not used, every problem would call julianday() (the week), date() (on_time) and more.
-    assert calls["julianday(-1)"] == 1 and calls["date(-1)"] == 1, calls
+    # Only the constant Monday weeks are counted from (today is a parameter), and the
+    # rounding of the week's milliseconds. Were the index not used, every problem would
+    # call julianday() again (the week), date() (on_time) and more.
+    assert calls == Counter({"julianday(-1)": 1, "round(1)": 1, "substr(3)": 1,
+                             "instr(2)": 1}), calls
 
 
 def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
@@ -123,12 +128,11 @@ def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
     sql, params = metrics.rollup_query(db, load(db, world, "office_d1"), start,
                                        THIS_MONDAY - DAY, start)
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-    assert "SEARCH r USING PRIMARY KEY (week>? AND week<?)" in plan, plan
+    assert "SEARCH r USING PRIMARY KEY (level=? AND week>? AND week<?)" in plan, plan
     assert "SCAN r" not in plan, plan
-    # Per roll-up row only the child area's code (substr, instr); today's date is a
-    # constant (its two copies, for the rows and for each group's output, run Once).
+    # Per roll-up row only the child area's code (substr, instr); today is a parameter.
     calls = function_calls(db, sql, params)
-    assert set(calls) <= {"substr(3)", "instr(2)", "date(-1)"}, calls
+    assert set(calls) <= {"substr(3)", "instr(2)"}, calls
 
 
 # A straightforward computation -----------------------------------------------------------
@@ -302,9 +306,9 @@ def rollup_reads(monkeypatch) -> list:
     reads = []
     real = metrics.rollup_query
 
-    def spy(db, user, start, end, first_week):
+    def spy(db, user, start, end, first_week, today=None):
         reads.append((start, end))
-        return real(db, user, start, end, first_week)
+        return real(db, user, start, end, first_week, today)
 
     monkeypatch.setattr(metrics, "rollup_query", spy)
     return reads
@@ -338,15 +342,16 @@ def test_the_fast_path_counts_what_a_straightforward_computation_counts(
 
 
 def rollup(db) -> Counter:
-    return Counter({tuple(row[:6]): row[6] for row in db.execute(
-        "SELECT week, town_id, unit_id, category_id, features, deadline, n FROM stats_rollup")})
+    return Counter({tuple(row[:7]): row[7] for row in db.execute(
+        "SELECT level, week, area_id, unit_id, category_id, features, deadline, n"
+        " FROM stats_rollup")})
 
 
 def rebuilt_rollup(db) -> Counter:
-    return Counter({tuple(row[:6]): row[6] for row in db.execute(
-        f"SELECT {rollup_key_sql('p')}, count(*) FROM problems p"
+    return Counter({tuple(row[:7]): row[7] for level in ROLLUP_LEVELS for row in db.execute(
+        f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
         " WHERE p.accepted_at IS NOT NULL AND p.status NOT IN ('rejected', 'merged')"
-        " GROUP BY 1, 2, 3, 4, 5, 6")})
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7")})
 
 
 def assert_rollup_is_rebuilt(db) -> None:

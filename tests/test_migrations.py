@@ -177,12 +177,14 @@ def test_m009_works_out_past_responses_and_rolls_up_the_cohort(tmp_path):
     migrate(db)
     assert dict(db.execute("SELECT id, responded_in_time FROM problems").fetchall()) == {
         "in-time": 1, "late": 0, "not-contacted": 0, "unsigned": None, "rejected": None}
-    # The week of 28 September 2026, per town (area 3 for the village and the town itself,
-    # area 2 for the district): the rejected problem counts nowhere.
+    # The week of 28 September 2026, per district (level 2: all four in district 2) and per
+    # town (level 3: town 3 for the village and the town itself; the problem in the
+    # district itself under the district): the rejected problem counts nowhere.
     week = (dt.date(2026, 9, 28) - dt.date(2000, 1, 3)).days // 7
-    assert db.execute("SELECT week, town_id, sum(n) FROM stats_rollup GROUP BY 1, 2"
-                      " ORDER BY 2").fetchall() == [(week, 2, 1), (week, 3, 3)]
+    assert db.execute("SELECT level, week, area_id, sum(n) FROM stats_rollup"
+                      " GROUP BY 1, 2, 3 ORDER BY 1, 3").fetchall() == [
+        (2, week, 2, 4), (3, week, 2, 1), (3, week, 3, 3)]
     db.execute("UPDATE problems SET status = 'rejected' WHERE id = 'late'")
     db.execute("DELETE FROM problems WHERE id = 'not-contacted'")
-    assert db.execute("SELECT town_id, sum(n) FROM stats_rollup GROUP BY 1").fetchall() == [
-        (3, 2)]
+    assert db.execute("SELECT level, area_id, sum(n) FROM stats_rollup GROUP BY 1, 2"
+                      ).fetchall() == [(2, 2, 2), (3, 3, 2)]
