@@ -43,6 +43,7 @@ import re
 import sqlite3
 import time
 import urllib.parse
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
@@ -663,17 +664,72 @@ def total(counts: dict[str, int | None], f: Filter) -> Count:
     return Count.of(sum(values))
 
 
+def reads_once(f: Filter) -> bool:
+    """Whether the page's matches are few enough to be read once for its counts and its
+    rows: a narrow filter or a listed search drives (not a state, whose index does not
+    count the other states)."""
+    return (f.narrow and not f.presorted and f.drive_index is not None
+            and f.drive_index != FOUND_ORDER_INDEXES["status"][1])
+
+
+def matches_in_one_read(db, user: authz.User, f: Filter) -> list[tuple]:
+    """(rowid, state, sort values...) of every problem matching the filter but its state."""
+    where, params = conditions(db, user, f, with_status=False)
+    return db.execute(
+        f"SELECT p.rowid, p.status, {', '.join(SORTS[f.sort])} FROM problems p{f.drive_clause}"
+        f" WHERE {where}", params,
+    ).fetchall()
+
+
+def _sqlite_order(value) -> tuple:
+    """A sort key that orders values as SQLite does: NULL, numbers, text, blobs."""
+    if value is None:
+        return (0,)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, value)
+
+
+def page_of_matches(db, f: Filter, matches: list[tuple]) -> list[dict]:
+    """The page's rows from ``matches_in_one_read``: sorted here as ``order_by`` sorts
+    (text compares by code point, as SQLite's BINARY collation compares UTF-8), and only
+    the page's problems read in full."""
+    wanted = [match for match in matches if f.status is None or match[1] == f.status]
+    wanted.sort(key=lambda match: (*map(_sqlite_order, match[2:]), match[0]),
+                reverse=f.dir == "desc")
+    start = (f.page - 1) * PAGE_SIZE
+    rowids = [match[0] for match in wanted[start:start + PAGE_SIZE]]
+    return mark_overdue(list(db.query(
+        f"SELECT {LIST_COLUMNS} FROM problems p {JOINS}"
+        f" WHERE p.rowid IN (SELECT value FROM json_each(?)) ORDER BY {order_by(f)}",
+        [json.dumps(rowids)],
+    )))
+
+
 def ledger(db, user: authz.User, f: Filter) -> dict:
-    """Everything the ledger page shows for this filter."""
+    """Everything the ledger page shows for this filter.
+
+    Few matches (``reads_once``) are read once, for the counts per state and to
+    pick the page; otherwise the counts and the page are separate reads.
+    """
     choose_drive(db, user, f)
-    counts = status_counts(db, user, f)
+    matches = (bounded(db, NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f)
+               if reads_once(f) else None)
+    if matches is not None:
+        found_states = Counter(match[1] for match in matches)
+        counts = {status: min(found_states[status], COUNT_CAP + 1) for status in STATUSES}
+    else:
+        counts = status_counts(db, user, f)
     found = total(counts, f)
     if found.value is not None:
         pages = MAX_PAGE if found.capped else max(1, min(MAX_PAGE, -(-found.value // PAGE_SIZE)))
         f.page = min(f.page, pages)
     if found.value is None:
         f.page = min(f.page, UNCOUNTED_MAX_PAGE)
-    rows = list_rows(db, user, f, many=found.many)
+    if matches is not None:
+        rows = page_of_matches(db, f, matches)
+    else:
+        rows = list_rows(db, user, f, many=found.many)
     if found.value is None:  # unknown: offer the next page while pages are full
         pages = f.page + 1 if len(rows) == PAGE_SIZE and f.page < UNCOUNTED_MAX_PAGE else f.page
     return {

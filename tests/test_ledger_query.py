@@ -234,6 +234,10 @@ DRIVEN_QUERIES = [
     "area=370102001&overdue=yes&sort=deadline&dir=asc",
     "area=370103&q=水",
     "page=2",
+    "found_from=2026-01-05&found_to=2026-01-20&sort=deadline&dir=desc",
+    "found_from=2026-01-05&sort=deadline&page=2",
+    "reporter={reporter}&sort=status&dir=desc",
+    "q=漏水&sort=ledger_no&dir=desc",
 ]
 
 
@@ -253,7 +257,7 @@ def test_a_driven_page_is_the_page_the_planner_gives(db, world, monkeypatch, nar
             accepted_at=to_iso(found + dt.timedelta(hours=rng.randint(1, 48))),
             closed_at=to_iso(found + dt.timedelta(days=rng.randint(2, 30)))
             if status == "closed" else None,
-            deadline=f"2026-02-{rng.randint(1, 28):02d}",
+            deadline=rng.choice([None, f"2026-02-{rng.randint(1, 28):02d}"]),
             urgency=rng.choice(["normal", "urgent", "critical"]),
             source=rng.choice(["visit", "hotline"]),
             supervision=rng.choice(["none", "flagged"]),
