@@ -31,7 +31,10 @@ When many problems match, the page is read through the sort order's index
 which finds 50 rows after a few hundred; see ``list_rows``. SQLite has no
 statistics here, so ``choose_drive`` picks the index that drives a page from
 the sizes of the filters' own indexes (a narrow date range, a rare value, the
-rows two filters have in common, a small area).
+rows two filters have in common, a small area, a search's matches read as a
+list). A broad word searched inside an area is intersected with that area's
+search keys (``area_keys``, migration m008). Few matches are read once, for
+the counts and to pick the page (``reads_once``).
 """
 
 from __future__ import annotations
