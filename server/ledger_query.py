@@ -616,7 +616,9 @@ def status_counts(db, user: authz.User, f: Filter) -> dict[str, int | None]:
     """Matching problems per state, all other filters applied.
 
     A count above the cap is cap + 1; counts not made within COUNT_BUDGET_S
-    (all of them together), or for a search matching many problems, are None.
+    (all of them together), or for a search matching many problems, are None
+    (a page whose few matches are read once, ``reads_once``, is counted exactly
+    in ``ledger`` instead, a broad search among them included).
     Few matches (a narrow filter, or a search looked up as a list) are counted
     in one read within NARROW_COUNT_BUDGET_S; so are those of a small area that
     drives the page, within COUNT_BUDGET_S.
@@ -693,19 +695,22 @@ def _sqlite_order(value) -> tuple:
     return (2, value) if isinstance(value, str) else (3, value)
 
 
-def page_of_matches(db, f: Filter, matches: list[tuple]) -> list[dict]:
+def page_of_matches(db, user: authz.User, f: Filter, matches: list[tuple]) -> list[dict]:
     """The page's rows from ``matches_in_one_read``: sorted here as ``order_by`` sorts
     (text compares by code point, as SQLite's BINARY collation compares UTF-8), and only
-    the page's problems read in full."""
+    the page's problems read in full. That is a second statement: the user's scope is
+    checked again, so a problem moved out of it in between is not shown."""
     wanted = [match for match in matches if f.status is None or match[1] == f.status]
     wanted.sort(key=lambda match: (*map(_sqlite_order, match[2:]), match[0]),
                 reverse=f.dir == "desc")
     start = (f.page - 1) * PAGE_SIZE
     rowids = [match[0] for match in wanted[start:start + PAGE_SIZE]]
+    scope, params = authz.problem_scope(user, "p")
     return mark_overdue(list(db.query(
-        f"SELECT {LIST_COLUMNS} FROM problems p {JOINS}"
-        f" WHERE p.rowid IN (SELECT value FROM json_each(?)) ORDER BY {order_by(f)}",
-        [json.dumps(rowids)],
+        f"SELECT {LIST_COLUMNS} FROM problems p NOT INDEXED {JOINS}"
+        f" WHERE p.rowid IN (SELECT value FROM json_each(?)) AND {scope}"
+        f" ORDER BY {order_by(f)}",
+        [json.dumps(rowids), *params],
     )))
 
 
@@ -716,11 +721,14 @@ def ledger(db, user: authz.User, f: Filter) -> dict:
     pick the page; otherwise the counts and the page are separate reads.
     """
     choose_drive(db, user, f)
-    matches = (bounded(db, NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f)
-               if reads_once(f) else None)
+    once = reads_once(f)
+    matches = bounded(db, NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f) if (
+        once) else None
     if matches is not None:
         found_states = Counter(match[1] for match in matches)
         counts = {status: min(found_states[status], COUNT_CAP + 1) for status in STATUSES}
+    elif once:  # not read in time: counting them again would not be either
+        counts = dict.fromkeys(STATUSES)
     else:
         counts = status_counts(db, user, f)
     found = total(counts, f)
@@ -730,7 +738,7 @@ def ledger(db, user: authz.User, f: Filter) -> dict:
     if found.value is None:
         f.page = min(f.page, UNCOUNTED_MAX_PAGE)
     if matches is not None:
-        rows = page_of_matches(db, f, matches)
+        rows = page_of_matches(db, user, f, matches)
     else:
         rows = list_rows(db, user, f, many=found.many)
     if found.value is None:  # unknown: offer the next page while pages are full

@@ -738,7 +738,7 @@ def rollup_key_sql(row: str, level: int) -> str:
     The week counts local Monday-to-Sunday weeks from 2000-01-03, in whole
     milliseconds (Julian days hold them), exactly. The area is the problem's
     area's ancestor at ``level`` (the level-th id of its path), or the area
-    itself at that level or above; areas never move, so it never changes. A
+    itself when its path is shorter; areas never move, so it never changes. A
     closed problem keeps only whether it had a deadline ('0'), an open one its
     deadline, which the statistics compare with today.
     """
@@ -751,8 +751,7 @@ def rollup_key_sql(row: str, level: int) -> str:
         f"{level},"
         f" ifnull((CAST(round((julianday({row}.accepted_at) - julianday('2000-01-03'))"
         " * 86400000) AS INTEGER) + 28800000) / 604800000, -1),"
-        f" ifnull(CASE WHEN (SELECT level FROM areas WHERE id = {row}.area_id) <= {level}"
-        f" THEN {row}.area_id ELSE CAST({rest} AS INTEGER) END, 0),"
+        f" ifnull(nullif(CAST({rest} AS INTEGER), 0), {row}.area_id),"
         f" ifnull({row}.lead_unit_id, 0), ifnull({row}.category_id, 0), {features},"
         f" CASE WHEN {row}.deadline IS NULL THEN '' WHEN {row}.status = 'closed' THEN '0'"
         f" ELSE {row}.deadline END"

@@ -465,3 +465,24 @@ def test_two_filters_that_rarely_meet_drive_by_their_common_rows(db, world, monk
     assert f.drive_index == ledger_query.BY_ROWID and f.narrow
     assert [row["id"] for row in data["rows"]] == [world.problems["p3"]]
     assert str(data["total"]) == "1" and data["counts"]["handling"].value == 1
+
+
+def test_a_problem_moved_out_of_scope_between_the_reads_is_not_shown(db, world, monkeypatch):
+    """Few matches are read once, then the page's rows: the scope holds for both."""
+    moved = add_problem(db, world, urgency="critical", lead_unit_id=world.units["u1"],
+                        status="handling")
+    handler = load(db, world, "handler1")
+    read_once = ledger_query.matches_in_one_read
+
+    def then_redispatched(db, user, f):
+        matches = read_once(db, user, f)
+        with immediate(db):
+            db.execute("UPDATE problems SET lead_unit_id = ? WHERE id = ?",
+                       [world.units["u2"], moved])
+        return matches
+
+    monkeypatch.setattr(ledger_query, "matches_in_one_read", then_redispatched)
+    f = ledger_query.parse(QueryParams("urgency=critical"))
+    data = ledger_query.ledger(db, handler, f)
+    assert ledger_query.reads_once(f)
+    assert moved not in {row["id"] for row in data["rows"]}
