@@ -74,6 +74,27 @@ def test_broad_search_gives_the_same_rows(db, world, monkeypatch, query):
     assert f.broad_search
 
 
+@pytest.mark.parametrize("query", ["q=漏水", "q=水&sort=ledger_no&dir=asc",
+                                   "q=水&sort=deadline&dir=desc"])
+def test_a_page_not_found_in_order_in_time_reads_the_matches_first(db, world, monkeypatch,
+                                                                   query):
+    """The ordered read runs out of time: the matches are read first, through the id index."""
+    expected = ledger_query.ledger(db, load(db, world, "office"),
+                                   ledger_query.parse(QueryParams(query)))["rows"]
+    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", 0)
+    monkeypatch.setattr(ledger_query, "COUNT_CAP", 0)
+    monkeypatch.setattr(ledger_query, "ORDERED_BUDGET_S", 0)
+    statements = []
+    db.conn.set_trace_callback(statements.append)
+    try:
+        rows = ledger_query.ledger(db, load(db, world, "office"),
+                                   ledger_query.parse(QueryParams(query)))["rows"]
+    finally:
+        db.conn.set_trace_callback(None)
+    assert [row["id"] for row in rows] == [row["id"] for row in expected]
+    assert any(f"INDEXED BY {ledger_query.ID_INDEX}" in sql for sql in statements)
+
+
 def test_search_covers_place_and_resident_and_follows_edits(db, world):
     extra = add_problem(db, world, description="路面坑洼", place="人民路口", resident_name="赵大爷")
     assert ids(db, world, "office", "q=人民路") == {extra}
