@@ -596,6 +596,22 @@ def m005_search_function(db: sqlite_utils.Database) -> None:
     )
 
 
+# m006's row-only statistics features, as its index stores them (and m009's extend them).
+STATS_FEATURES_M006 = (
+    "(ifnull((status = 'closed'), 0) << 0)"
+    " | (ifnull((status = 'closed' AND coalesce(closed_on_time, deadline IS NULL"
+    " OR date(closed_at, '+8 hours') <= deadline) = 1), 0) << 1)"
+    " | (ifnull((outcome IS NOT NULL), 0) << 2)"
+    " | (ifnull((outcome = 'solved'), 0) << 3)"
+    " | (ifnull((callback_reached = 1 AND callback_solved IS NOT NULL"
+    " AND satisfaction IS NOT NULL), 0) << 4)"
+    " | (ifnull((callback_solved = 1), 0) << 5)"
+    " | (ifnull((CASE satisfaction WHEN 'satisfied' THEN 1 WHEN 'basically' THEN 2"
+    " WHEN 'unsatisfied' THEN 3 ELSE 0 END), 0) << 6)"
+    " | (ifnull((dispatched_at IS NOT NULL), 0) << 8)"
+)
+
+
 @migrations()
 def m006_stats_features(db: sqlite_utils.Database) -> None:
     """Statistics read the cohort's time-independent features from an index.
@@ -613,19 +629,7 @@ def m006_stats_features(db: sqlite_utils.Database) -> None:
     without it reads every problem), and visits in order of time, for the home
     page's latest visits.
     """
-    features = (
-        "(ifnull((status = 'closed'), 0) << 0)"
-        " | (ifnull((status = 'closed' AND coalesce(closed_on_time, deadline IS NULL"
-        " OR date(closed_at, '+8 hours') <= deadline) = 1), 0) << 1)"
-        " | (ifnull((outcome IS NOT NULL), 0) << 2)"
-        " | (ifnull((outcome = 'solved'), 0) << 3)"
-        " | (ifnull((callback_reached = 1 AND callback_solved IS NOT NULL"
-        " AND satisfaction IS NOT NULL), 0) << 4)"
-        " | (ifnull((callback_solved = 1), 0) << 5)"
-        " | (ifnull((CASE satisfaction WHEN 'satisfied' THEN 1 WHEN 'basically' THEN 2"
-        " WHEN 'unsatisfied' THEN 3 ELSE 0 END), 0) << 6)"
-        " | (ifnull((dispatched_at IS NOT NULL), 0) << 8)"
-    )
+    features = STATS_FEATURES_M006
     run_script(
         db,
         f"""
@@ -710,20 +714,7 @@ def m008_search_areas(db: sqlite_utils.Database) -> None:
 # m009's row-only statistics features: m006's, and whether a signing was a response.
 # Frozen here as text: the index and the roll-up's triggers spell them exactly as
 # server.metrics.stored_features_sql() does (tests/test_metrics_fast.py checks it).
-STATS_FEATURES_M009 = (
-    "(ifnull((status = 'closed'), 0) << 0)"
-    " | (ifnull((status = 'closed' AND coalesce(closed_on_time, deadline IS NULL"
-    " OR date(closed_at, '+8 hours') <= deadline) = 1), 0) << 1)"
-    " | (ifnull((outcome IS NOT NULL), 0) << 2)"
-    " | (ifnull((outcome = 'solved'), 0) << 3)"
-    " | (ifnull((callback_reached = 1 AND callback_solved IS NOT NULL"
-    " AND satisfaction IS NOT NULL), 0) << 4)"
-    " | (ifnull((callback_solved = 1), 0) << 5)"
-    " | (ifnull((CASE satisfaction WHEN 'satisfied' THEN 1 WHEN 'basically' THEN 2"
-    " WHEN 'unsatisfied' THEN 3 ELSE 0 END), 0) << 6)"
-    " | (ifnull((dispatched_at IS NOT NULL), 0) << 8)"
-    " | (ifnull((responded_in_time IS 1), 0) << 9)"
-)
+STATS_FEATURES_M009 = STATS_FEATURES_M006 + " | (ifnull((responded_in_time IS 1), 0) << 9)"
 _STATS_COLUMNS = re.compile(
     r"\b(status|closed_on_time|deadline|closed_at|outcome|callback_reached|callback_solved"
     r"|satisfaction|dispatched_at|responded_in_time)\b")

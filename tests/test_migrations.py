@@ -64,6 +64,13 @@ def test_search_triggers_call_the_function_on_every_connection(tmp_path):
         " 漏水  水    ")
 
 
+def add_city_and_reporter(db) -> None:
+    """The rows a problem needs: an area (id 1) and a field official (id 1)."""
+    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+
+
 def matches(db, query: str) -> list[str]:
     return [row[0] for row in db.execute(
         "SELECT k.problem_id FROM problems_fts f JOIN problem_search_keys k ON k.key = f.rowid"
@@ -73,9 +80,7 @@ def matches(db, query: str) -> list[str]:
 def test_the_index_m004_built_stays_right_after_m005(tmp_path):
     db = connect(tmp_path / "a.db")
     migrations.apply(db, stop_before="m005_search_function")
-    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
-    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
-               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    add_city_and_reporter(db)
     for problem_id, description in (("a", "3号楼漏水"), ("b", "物业不作为")):
         db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status,"
                    " found_at, created_at, updated_at)"
@@ -93,9 +98,7 @@ def test_the_index_m004_built_stays_right_after_m005(tmp_path):
 
 def test_problems_written_in_a_deferral_are_indexed_once_at_its_end(tmp_path):
     db = open_database(tmp_path / "a.db")
-    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
-    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
-               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    add_city_and_reporter(db)
     insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
               " created_at, updated_at) VALUES (?, 1, 1, ?, 'submitted', 'now', 'now', 'now')")
     db.execute(insert, ["old", "楼道灯坏了"])
@@ -117,9 +120,7 @@ def test_problems_written_in_a_deferral_are_indexed_once_at_its_end(tmp_path):
 
 def test_a_deferral_that_raises_still_indexes_what_it_wrote(tmp_path):
     db = open_database(tmp_path / "a.db")
-    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
-    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
-               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
+    add_city_and_reporter(db)
     with immediate(db), contextlib.suppress(RuntimeError), search_indexed_at_end(db):
         db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status,"
                    " found_at, created_at, updated_at)"
@@ -132,11 +133,9 @@ def test_a_deferral_that_raises_still_indexes_what_it_wrote(tmp_path):
 def test_m008_gives_every_search_key_its_problems_area(tmp_path):
     db = connect(tmp_path / "a.db")
     migrations.apply(db, stop_before="m008_search_areas")
-    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    add_city_and_reporter(db)
     db.execute("INSERT INTO areas (id, code, name, level, parent_id, path)"
                " VALUES (2, 'd', '区', 2, 1, '/1/2/')")
-    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
-               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
     insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
               " created_at, updated_at) VALUES (?, 1, ?, '漏水', 'submitted', 'now', 'now', 'now')")
     db.execute(insert, ["a", 1])
@@ -154,13 +153,11 @@ def test_m008_gives_every_search_key_its_problems_area(tmp_path):
 def test_m009_works_out_past_responses_and_rolls_up_the_cohort(tmp_path):
     db = connect(tmp_path / "a.db")
     migrations.apply(db, stop_before="m009_stats_rollup")
-    db.execute("INSERT INTO areas (id, code, name, level, path) VALUES (1, 'c', '市', 1, '/1/')")
+    add_city_and_reporter(db)
     for area_id, level, path in ((2, 2, "/1/2/"), (3, 3, "/1/2/3/"), (4, 4, "/1/2/3/4/")):
         db.execute("INSERT INTO areas (id, code, name, level, parent_id, path)"
                    " VALUES (?, ?, 'x', ?, ?, ?)", [area_id, f"a{area_id}", level, area_id - 1,
                                                      path])
-    db.execute("INSERT INTO users (id, username, display_name, roles, area_id, password_hash,"
-               " created_at, updated_at) VALUES (1, 'f', 'F', 'field', 1, 'x', 'now', 'now')")
     insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
               " created_at, updated_at, accepted_at, dispatched_at, signed_at,"
               " resident_contacted) VALUES (?, 1, ?, 'x', ?, 'now', 'now', 'now', ?, ?, ?, ?)")
