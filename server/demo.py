@@ -53,7 +53,7 @@ import sqlite_utils
 from server import auth, authz
 from server.db import immediate
 from server.settings import settings
-from server.workdays import UnknownCalendarYear, WorkCalendar
+from server.workdays import WorkCalendar
 from server.workflow import LEDGER_PREFIX
 
 DEMO_PASSWORD = "demo1234"
@@ -500,16 +500,8 @@ class _Clock:
         result = self._working_days.get(key)
         if result is None:
             start = dt.date.fromordinal(day + _EPOCH_ORDINAL)
-            try:
-                result = self.calendar.add_working_days(start, working_days).toordinal()
-                result -= _EPOCH_ORDINAL
-            except UnknownCalendarYear:
-                result, remaining = day, working_days
-                while remaining:
-                    result += 1
-                    if (result + 3) % 7 < 5:  # 1970-01-01 was a Thursday; 0 is Monday
-                        remaining -= 1
-            self._working_days[key] = result
+            result = self.calendar.add_working_days_or_weekdays(start, working_days)
+            result = self._working_days[key] = result.toordinal() - _EPOCH_ORDINAL
         return result
 
 

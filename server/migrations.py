@@ -776,7 +776,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
     columns; a copy led by the area serves users below the city.
     """
     from server.settings import settings
-    from server.workdays import WorkCalendar, response_last_day
+    from server.workdays import WorkCalendar
 
     db.execute("ALTER TABLE problems ADD COLUMN responded_in_time INTEGER")
     days = int(settings(db)["response_limit_days"])
@@ -786,7 +786,8 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
         " WHERE signed_at IS NOT NULL AND dispatched_at IS NOT NULL")]
     db.execute("CREATE TEMP TABLE response_last_days (day TEXT PRIMARY KEY, last TEXT)")
     db.conn.executemany("INSERT INTO temp.response_last_days VALUES (?, ?)", [
-        (day, response_last_day(calendar, dt.date.fromisoformat(day), days).isoformat())
+        (day, calendar.add_working_days_or_weekdays(dt.date.fromisoformat(day), days)
+         .isoformat())
         for day in dispatch_days if day])
     db.execute(
         "UPDATE problems SET responded_in_time = (resident_contacted IS 1"

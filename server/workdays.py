@@ -57,6 +57,19 @@ class WorkCalendar:
                 counted += 1
         return day
 
+    def add_working_days_or_weekdays(self, start: dt.date, days: int) -> dt.date:
+        """``add_working_days``, but in a year the calendar does not know, Monday to
+        Friday are the working days: for what must not fail for want of a calendar (the
+        response time of a signing, the demo's history)."""
+        try:
+            return self.add_working_days(start, days)
+        except UnknownCalendarYear:
+            day, counted = start, 0
+            while counted < days:
+                day += dt.timedelta(days=1)
+                counted += day.weekday() < 5
+            return day
+
     def working_days_between(self, start: dt.date, end: dt.date) -> int:
         """Working days after ``start`` up to and including ``end``."""
         count = 0
@@ -65,20 +78,6 @@ class WorkCalendar:
             day += dt.timedelta(days=1)
             count += self.is_workday(day)
         return count
-
-
-def response_last_day(calendar: WorkCalendar, dispatch_day: dt.date, days: int) -> dt.date:
-    """The last day of the response time of a problem dispatched on ``dispatch_day``: the
-    ``days``-th working day after it. In a year the calendar does not know, Monday to
-    Friday are the working days (a dispatch must not fail for want of a calendar)."""
-    try:
-        return calendar.add_working_days(dispatch_day, days)
-    except UnknownCalendarYear:
-        day, counted = dispatch_day, 0
-        while counted < days:
-            day += dt.timedelta(days=1)
-            counted += day.weekday() < 5
-        return day
 
 
 def set_year(db: sqlite_utils.Database, year: int, holidays: list[dt.date],

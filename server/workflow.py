@@ -20,7 +20,7 @@ from server.i18n import gettext as _
 from server.settings import settings
 from server.timeutil import LOCAL_TZ, local_date, now_iso, parse_iso, utcnow
 from server.validation import ValidationError
-from server.workdays import UnknownCalendarYear, WorkCalendar, response_last_day
+from server.workdays import UnknownCalendarYear, WorkCalendar
 from sync.ids import uuid7
 
 OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
@@ -415,7 +415,7 @@ def responded_in_time(db, dispatched_at: str | None, signed_at: str, contacted: 
     if not contacted or dispatched_at is None:
         return False
     days = int(settings(db)["response_limit_days"])
-    last = response_last_day(WorkCalendar.load(db), local_date(dispatched_at), days)
+    last = WorkCalendar.load(db).add_working_days_or_weekdays(local_date(dispatched_at), days)
     return local_date(signed_at) <= last
 
 
