@@ -67,6 +67,11 @@ class User:
     def has_role(self, role: str) -> bool:
         return role in self.roles
 
+    @property
+    def area_depth(self) -> int:
+        """The level of the user's area in the tree: 1 the city, 2 a district, ..."""
+        return self.area_path.count("/") - 1
+
     def can(self, permission: str) -> bool:
         if permission in (PUBLIC, AUTHENTICATED):
             return True
@@ -114,6 +119,12 @@ def _any_of(clauses: list[tuple[str, list]]) -> tuple[str, list]:
     sql = " OR ".join(f"({clause})" for clause, _ in clauses)
     params = [param for _, clause_params in clauses for param in clause_params]
     return f"({sql})", params
+
+
+def scope_is_area(user: User) -> bool:
+    """Whether problem_scope() is the user's area subtree and nothing else (an office or a
+    leader, neither field official nor handler)."""
+    return bool(user.roles & {OFFICE, LEADER}) and not user.roles & {FIELD, HANDLER}
 
 
 def problem_scope(user: User, table: str = "problems") -> tuple[str, list]:

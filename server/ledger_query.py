@@ -331,11 +331,10 @@ def search_areas(db, user: authz.User, f: Filter) -> list[list[str]]:
     """Subtree bounds every row of the page lies in: the area filter's, and the user's own
     area when that is the whole of the user's scope."""
     areas = []
-    if f.area:
-        row = db.execute("SELECT path FROM areas WHERE code = ?", [f.area]).fetchone()
-        if row is not None:
-            areas.append([row[0], row[0][:-1] + "0"])
-    if user.roles <= {authz.OFFICE, authz.LEADER} and user.area_path.count("/") > 2:
+    bounds = area_bounds(db, f.area) if f.area else None
+    if bounds is not None:
+        areas.append(bounds)
+    if authz.scope_is_area(user) and user.area_depth > 1:
         areas.append(authz.subtree_bounds(user))
     # The deeper path first: the narrower area, if one holds the other.
     return sorted(areas, key=lambda bounds: -bounds[0].count("/"))
@@ -351,13 +350,19 @@ def search(db, user: authz.User, f: Filter, drive_max: int) -> Search:
 # Conditions -----------------------------------------------------------------------
 
 
+def area_bounds(db, code: str) -> list[str] | None:
+    """The range of paths of the subtree of the area ``code`` (see authz.subtree_bounds);
+    None if unknown."""
+    row = db.execute("SELECT path FROM areas WHERE code = ?", [code]).fetchone()
+    return None if row is None else [row[0], row[0][:-1] + "0"]
+
+
 def area_condition(db, code: str) -> tuple[str, list] | None:
     """The condition for problems in the subtree of the area ``code``; None if unknown."""
-    row = db.execute("SELECT path FROM areas WHERE code = ?", [code]).fetchone()
-    if row is None:
+    bounds = area_bounds(db, code)
+    if bounds is None:
         return None
-    return ("p.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)",
-            [row[0], row[0][:-1] + "0"])
+    return "p.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)", bounds
 
 
 def local_day_start(day: dt.date) -> str:
@@ -525,12 +530,11 @@ def choose_drive(db, user: authz.User, f: Filter) -> None:
     millisecond or a few). The smallest drives when it holds at most
     NARROW_MAX problems, unless a search's matches, read as a list, are fewer: those
     drive (through the id index) whenever they are listed; else the problems two
-    equality filters have in common,
-    when few (``common_rowids``); else an area with at most AREA_DRIVE_MAX problems (its
-    index also holds the state, so most other problems are skipped without
-    reading them); else, sorted by discovery, an equality filter's (column,
-    found_at) index gives the page in order (``presorted``), skipping the
-    problems that filter excludes.
+    equality filters have in common, when few (``common_rowids``); else an area
+    with at most AREA_DRIVE_MAX problems (its index also holds the state, so most
+    other problems are skipped without reading them); else, sorted by discovery,
+    an equality filter's (column, found_at) index gives the page in order
+    (``presorted``), skipping the problems that filter excludes.
     """
     listed = search(db, user, f, SEARCH_DRIVE_MAX).listed if f.q else None
     sizes = [(_capped_count(db, index, condition, params, NARROW_MAX), index)
@@ -630,8 +634,7 @@ def status_counts(db, user: authz.User, f: Filter) -> dict[str, int | None]:
         return dict.fromkeys(STATUSES)
     # A narrow filter or a small area is counted in one read of its index; a narrow
     # state drives the list, not the counts of the other states.
-    narrow = (f.drive_index is not None and not f.presorted
-              and f.drive_index != FOUND_ORDER_INDEXES["status"][1])
+    narrow = drives_every_state(f)
     if narrow or f.narrow_search:
         indexed = f.drive_clause if narrow else ""
         budget = NARROW_COUNT_BUDGET_S if f.narrow or f.narrow_search else COUNT_BUDGET_S
@@ -671,12 +674,17 @@ def total(counts: dict[str, int | None], f: Filter) -> Count:
     return Count.of(sum(values))
 
 
+def drives_every_state(f: Filter) -> bool:
+    """Whether the drive index (``choose_drive``) reads the matches of every state, and
+    the matches alone: not a state's index, and not one that gives the page in order."""
+    return (f.drive_index is not None and not f.presorted
+            and f.drive_index != FOUND_ORDER_INDEXES["status"][1])
+
+
 def reads_once(f: Filter) -> bool:
     """Whether the page's matches are few enough to be read once for its counts and its
-    rows: a narrow filter or a listed search drives (not a state, whose index does not
-    count the other states)."""
-    return (f.narrow and not f.presorted and f.drive_index is not None
-            and f.drive_index != FOUND_ORDER_INDEXES["status"][1])
+    rows: a narrow filter or a listed search drives them."""
+    return f.narrow and drives_every_state(f)
 
 
 def matches_in_one_read(db, user: authz.User, f: Filter) -> list[tuple]:
@@ -724,8 +732,9 @@ def ledger(db, user: authz.User, f: Filter) -> dict:
     """
     choose_drive(db, user, f)
     once = reads_once(f)
-    matches = bounded(db, NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f) if (
-        once) else None
+    matches = None
+    if once:
+        matches = bounded(db, NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f)
     if matches is not None:
         found_states = Counter(match[1] for match in matches)
         counts = {status: min(found_states[status], COUNT_CAP + 1) for status in STATUSES}

@@ -300,13 +300,7 @@ WEEK = dt.timedelta(weeks=1)
 def reads_rollup(user: authz.User) -> bool:
     """Whether the user's statistics may read the roll-up: a scope that is an area subtree
     alone (office, leader), whose child areas are towns or above (the roll-up's areas)."""
-    return area_scoped(user) and user.area_path.count("/") - 1 <= ROLLUP_MAX_DEPTH
-
-
-def area_scoped(user: authz.User) -> bool:
-    """Whether the user's scope is an area subtree alone (office, leader)."""
-    return bool(user.roles & {authz.OFFICE, authz.LEADER}) and not user.roles & {
-        authz.FIELD, authz.HANDLER}
+    return authz.scope_is_area(user) and user.area_depth <= ROLLUP_MAX_DEPTH
 
 
 def cohort_query(db, user: authz.User, period: Period, first_week: dt.date,
@@ -327,7 +321,7 @@ def cohort_query(db, user: authz.User, period: Period, first_week: dt.date,
     scope, scope_params = authz.problem_scope(user, "p")
     # Below the city, the problems of the user's areas accepted in the period are read
     # from STATS_AREA_INDEX, led by the area: a town's year is ~15,000 entries, not 900,000.
-    by_area = area_scoped(user) and user.area_path.count("/") > 2
+    by_area = authz.scope_is_area(user) and user.area_depth > 1
     index = STATS_AREA_INDEX if by_area else STATS_INDEX
     sql = bind_constants(
         f"SELECT {ALL_DIMENSIONS}, dims, place, count(*) FROM (SELECT"
@@ -381,7 +375,7 @@ def rollup_query(db, user: authz.User, start: dt.date, end: dt.date,
     params = [codes, bytes(range(256)), first_week.isoformat(), today.isoformat(),
               week_number(first_week), week_number(start), week_number(end),
               *authz.subtree_bounds(user),
-              user.area_path.count("/")]  # the level of the user's child areas
+              user.area_depth + 1]  # the level of the user's child areas
     return sql, params
 
 
