@@ -243,6 +243,7 @@ CONSTANTS = {
 }
 ROLLUP_MONDAY = dt.date(2000, 1, 3)  # roll-up weeks count from this Monday (migration m009)
 ROLLUP_MAX_DEPTH = 2  # users at the city or a district read whole weeks from the roll-up
+WEEK = dt.timedelta(weeks=1)
 
 
 def bind_constants(sql: str) -> str:
@@ -271,30 +272,26 @@ def week_number(day: dt.date) -> int:
 ALL_DIMENSIONS, UNIT_AND_CATEGORY, AREA_AND_WEEK = 0, 1, 2
 
 
-def grouped_counts(db, user: authz.User, period: Period) -> list[tuple]:
+def grouped_counts(db, user: authz.User, period: Period, codes: bytes) -> list[tuple]:
     """(which breakdowns, unit and category, child-area code and week number and packed
-    features, problems) over the cohort, each group possibly in several rows.
+    features, problems) over the cohort, each group possibly in several rows; ``codes``
+    from ``child_codes``.
 
     Whole weeks come from the roll-up when ``reads_rollup`` (the user's child areas are
     towns or above), the days at the ends of the period from the problems.
     """
     first_week, today = monday(period.start), local_today()  # one today for every part
-    if not reads_rollup(user):
-        return db.execute(*cohort_query(db, user, period, first_week, today)).fetchall()
-    whole_from = period.start if period.start == first_week else monday(period.start) + WEEK
+    whole_from = period.start if period.start == first_week else first_week + WEEK
     whole_to = monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)  # a Sunday
-    if whole_from > whole_to:
-        return db.execute(*cohort_query(db, user, period, first_week, today)).fetchall()
+    if not reads_rollup(user) or whole_from > whole_to:
+        return db.execute(*cohort_query(user, period, first_week, today, codes)).fetchall()
     rows = db.execute(
-        *rollup_query(db, user, whole_from, whole_to, first_week, today)).fetchall()
+        *rollup_query(user, whole_from, whole_to, first_week, today, codes)).fetchall()
     for days in (Period(period.start, whole_from - dt.timedelta(days=1)),
                  Period(whole_to + dt.timedelta(days=1), period.end)):
         if days.start <= days.end:
-            rows += db.execute(*cohort_query(db, user, days, first_week, today)).fetchall()
+            rows += db.execute(*cohort_query(user, days, first_week, today, codes)).fetchall()
     return rows
-
-
-WEEK = dt.timedelta(weeks=1)
 
 
 def reads_rollup(user: authz.User) -> bool:
@@ -303,8 +300,8 @@ def reads_rollup(user: authz.User) -> bool:
     return authz.scope_is_area(user) and user.area_depth <= ROLLUP_MAX_DEPTH
 
 
-def cohort_query(db, user: authz.User, period: Period, first_week: dt.date,
-                 today: dt.date | None = None) -> tuple[str, list]:
+def cohort_query(user: authz.User, period: Period, first_week: dt.date, today: dt.date,
+                 codes: bytes) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the problems accepted in ``period``, and its
     parameters; weeks are counted from the Monday ``first_week``.
 
@@ -316,8 +313,6 @@ def cohort_query(db, user: authz.User, period: Period, first_week: dt.date,
     row-only features and the Julian day of acceptance (migration m009), or, below the
     city, from STATS_AREA_INDEX, the same led by the area.
     """
-    codes, _children = child_codes(db, user)
-    today = today or local_today()
     scope, scope_params = authz.problem_scope(user, "p")
     # Below the city, the problems of the user's areas accepted in the period are read
     # from STATS_AREA_INDEX, led by the area: a town's year is ~15,000 entries, not 900,000.
@@ -342,8 +337,8 @@ def cohort_query(db, user: authz.User, period: Period, first_week: dt.date,
     return sql, params
 
 
-def rollup_query(db, user: authz.User, start: dt.date, end: dt.date,
-                 first_week: dt.date, today: dt.date | None = None) -> tuple[str, list]:
+def rollup_query(user: authz.User, start: dt.date, end: dt.date, first_week: dt.date,
+                 today: dt.date, codes: bytes) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the whole weeks from the Monday ``start`` to the
     Sunday ``end``, read from the roll-up (migration m009), and its parameters.
 
@@ -355,8 +350,6 @@ def rollup_query(db, user: authz.User, start: dt.date, end: dt.date,
     features): a year of the city is ~12,000 groups that way, ~110,000 by all
     four at once.
     """
-    codes, _children = child_codes(db, user)
-    today = today or local_today()
     stored_bits = sum(FEATURES[name][1] for name in STORED_FEATURES)
     deadline = FEATURES["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     sql = bind_constants(
@@ -430,14 +423,14 @@ def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> di
     """
     cfg = cfg or settings(db)
     weight = float(cfg["satisfaction_weight"])
-    _codes, children = child_codes(db, user)
+    codes, children = child_codes(db, user)
     first_monday = monday(period.start)
     # Per dimension, problems by (key << FEATURE_BITS | features): ints, not tuples, as a
     # year of the city is ~100,000 groups.
     fmask, dmask = (1 << FEATURE_BITS) - 1, (1 << DIM_BITS) - 1
     unit_of, category_of, area_of, week_of = (
         defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int))
-    for counted, dims, place, n in grouped_counts(db, user, period):
+    for counted, dims, place, n in grouped_counts(db, user, period, codes):
         mask = place & fmask
         if counted != AREA_AND_WEEK:
             unit_of[dims >> DIM_BITS << FEATURE_BITS | mask] += n

@@ -111,8 +111,9 @@ def function_calls(db, sql: str, params: list) -> Counter:
     ("office_d1", metrics.STATS_AREA_INDEX), ("office@t1", metrics.STATS_AREA_INDEX),
 ])
 def test_the_query_reads_the_features_from_the_index(db, world, username, index):
-    sql, params = metrics.cohort_query(db, user_of(db, world, username), PERIOD,
-                                       metrics.monday(PERIOD.start))
+    user = user_of(db, world, username)
+    sql, params = metrics.cohort_query(user, PERIOD, metrics.monday(PERIOD.start), TODAY,
+                                       metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert f"INDEX {index}" in plan, plan
     calls = function_calls(db, sql, params)
@@ -125,8 +126,9 @@ def test_the_query_reads_the_features_from_the_index(db, world, username, index)
 
 def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
     start = THIS_MONDAY - 6 * WEEK
-    sql, params = metrics.rollup_query(db, load(db, world, "office_d1"), start,
-                                       THIS_MONDAY - DAY, start)
+    user = load(db, world, "office_d1")
+    sql, params = metrics.rollup_query(user, start, THIS_MONDAY - DAY, start, TODAY,
+                                       metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "SEARCH r USING PRIMARY KEY (level=? AND week>? AND week<?)" in plan, plan
     assert "SCAN r" not in plan, plan
@@ -306,9 +308,9 @@ def rollup_reads(monkeypatch) -> list:
     reads = []
     real = metrics.rollup_query
 
-    def spy(db, user, start, end, first_week, today=None):
+    def spy(user, start, end, first_week, *rest):
         reads.append((start, end))
-        return real(db, user, start, end, first_week, today)
+        return real(user, start, end, first_week, *rest)
 
     monkeypatch.setattr(metrics, "rollup_query", spy)
     return reads
