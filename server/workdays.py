@@ -57,6 +57,25 @@ class WorkCalendar:
                 counted += 1
         return day
 
+    def deadline(self, start: dt.date, days: int) -> tuple[dt.date, bool]:
+        """The ``days``-th working day after ``start``, and whether it is provisional (暂定).
+
+        Days of a year the calendar does not know count Monday to Friday; the
+        deadline is then provisional and is computed again when the year's
+        arrangement is entered. It never refuses for want of a calendar.
+        """
+        if days < 1:
+            raise ValueError("days must be at least 1")
+        day, counted, provisional = start, 0, False
+        while counted < days:
+            day += dt.timedelta(days=1)
+            try:
+                counted += self.is_workday(day)
+            except UnknownCalendarYear:
+                provisional = True
+                counted += day.weekday() < 5
+        return day, provisional
+
     def add_working_days_or_weekdays(self, start: dt.date, days: int) -> dt.date:
         """``add_working_days``, but in a year the calendar does not know, Monday to
         Friday are the working days: for what must not fail for want of a calendar (the

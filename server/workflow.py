@@ -20,7 +20,7 @@ from server.i18n import gettext as _
 from server.settings import settings
 from server.timeutil import LOCAL_TZ, local_date, now_iso, parse_iso, utcnow
 from server.validation import ValidationError
-from server.workdays import UnknownCalendarYear, WorkCalendar
+from server.workdays import WorkCalendar
 from sync.ids import uuid7
 
 OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
@@ -382,18 +382,15 @@ def _dispatch(db, user, problem, data, note):
         days = _int(data | {"time_limit_days": days}, "time_limit_days")
         if not 1 <= days <= 365:
             raise ValidationError({"time_limit_days": _("workflow.bad_days")})
-        try:
-            deadline = WorkCalendar.load(db).add_working_days(local_today(), days)
-        except UnknownCalendarYear as error:
-            raise ValidationError(
-                {"time_limit_days": _("workflow.unknown_year", year=error.year)}
-            ) from None
+        deadline, provisional = WorkCalendar.load(db).deadline(local_today(), days)
         changes.update(
             dispatched_at=now_iso(),
             deadline=deadline.isoformat(),
             original_deadline=deadline.isoformat(),
+            deadline_provisional=int(provisional),
         )
-        event_data.update(time_limit_days=days, deadline=deadline.isoformat())
+        event_data.update(time_limit_days=days, deadline=deadline.isoformat(),
+                          provisional=provisional)
     return changes, event_data, None
 
 
@@ -453,16 +450,16 @@ def _request_extension(db, user, problem, data, note):
 def _approve_extension(db, user, problem, data, note):
     request = json.loads(problem["extension_request"])
     base = dt.date.fromisoformat(problem["deadline"])
-    try:
-        deadline = WorkCalendar.load(db).add_working_days(base, request["extra_days"])
-    except UnknownCalendarYear as error:
-        raise TransitionError(_("workflow.unknown_year", year=error.year)) from None
+    deadline, provisional = WorkCalendar.load(db).deadline(base, request["extra_days"])
+    provisional = provisional or bool(problem.get("deadline_provisional"))
     return (
-        {"deadline": deadline.isoformat(), "extension_request": None},
+        {"deadline": deadline.isoformat(), "extension_request": None,
+         "deadline_provisional": int(provisional)},
         {
             "old_deadline": problem["deadline"],
             "deadline": deadline.isoformat(),
             "extra_days": request["extra_days"],
+            "provisional": provisional,
         },
         None,
     )
