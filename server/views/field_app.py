@@ -29,6 +29,8 @@ ICONS_DIR = STATIC_DIR / "icons"
 SHELL_TEMPLATE = "field_app.html"
 SW_TEMPLATE = APP_DIR / "sw-template.js"
 STRINGS_PREFIX = "app_ui."
+# Parts of the catalog the app shares with the office pages, under their own keys.
+SHARED_PREFIXES = ("event.",)
 THEME_COLOR = "#1d5fa8"
 BACKGROUND_COLOR = "#f4f6f9"
 # Tests point this at a file whose content joins the version hash, to force
@@ -38,17 +40,28 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 def strings() -> dict[str, str]:
-    """The app's strings: the catalog's "app_ui" part, keys without the prefix."""
-    return {
+    """The app's strings, read from the merged catalog: every "app_ui.*" key
+    without the prefix, and the parts shared with the office pages (the
+    timeline's "event.*") under their own keys."""
+    catalog = i18n.catalog()
+    own = {
         key[len(STRINGS_PREFIX):]: value
-        for key, value in sorted(i18n.catalog().items())
+        for key, value in catalog.items()
         if key.startswith(STRINGS_PREFIX)
     }
+    shared = {key: value for key, value in catalog.items() if key.startswith(SHARED_PREFIXES)}
+    clash = own.keys() & shared.keys()
+    if clash:
+        raise ValueError(f"app_ui redefines shared strings {sorted(clash)}")
+    return dict(sorted({**own, **shared}.items()))
 
 
 def strings_module() -> str:
     body = json.dumps(strings(), ensure_ascii=False, indent=0, sort_keys=True)
-    return f"// Generated from server/locale/zh-CN/app.json (app_ui).\nexport default {body};\n"
+    return (
+        "// Generated from server/locale/zh-CN/*.json (app_ui.*, and the shared event.*).\n"
+        f"export default {body};\n"
+    )
 
 
 def _static_files() -> list[Path]:

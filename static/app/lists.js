@@ -139,7 +139,7 @@ export async function problemDetail(view, id) {
   const events = [];
   for (const event of p.events || []) {
     events.push(h('li', { class: 'event' },
-      h('p', null, h('strong', null, t(`event.${event.kind}`) || event.kind), ' ', h('span', { class: 'muted' }, `${when(event.at)} ${event.actor_name || ''}`)),
+      h('p', null, h('strong', null, t(`event.${event.kind}`)), ' ', h('span', { class: 'muted' }, `${when(event.at)} ${event.actor_name || ''}`)),
       event.note ? h('p', null, event.note) : null,
       await photoList(event.photos)));
   }

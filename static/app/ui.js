@@ -2,8 +2,8 @@
 
 import strings from '/app/strings.js';
 
-// A user-visible string from server/locale/zh-CN/app.json ("app_ui"), with
-// {name} placeholders filled.
+// A user-visible string from the catalog (server/locale/zh-CN: "app_ui.*"
+// without the prefix, and the shared "event.*"), with {name} placeholders filled.
 export function t(key, params) {
   const text = strings[key];
   if (text === undefined) {
