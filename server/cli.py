@@ -28,6 +28,9 @@ def cmd_serve(args) -> int:
     _open(args.db).close()
     app = create_app(args.db, secure_cookies=args.secure_cookies)
     print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {args.db})")
+    print(f"Field app (手机走访 App), for phones: http://{args.host}:{args.port}/app/")
+    if args.host in ("0.0.0.0", "::"):
+        print(f"  (a phone opens it at this computer's network address instead of {args.host})")
     uvicorn.run(
         app,
         host=args.host,

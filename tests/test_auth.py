@@ -229,3 +229,79 @@ def test_device_last_seen_is_recorded(client, db):
     db.conn.commit()
     client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
     assert next(db["devices"].rows)["last_seen_at"] > "2020-01-01"
+
+
+# Where a sign-in leads: the field app for a field-only official on a phone -----------
+
+PHONE_UA = ("Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko)"
+            " Chrome/120.0 Mobile Safari/537.36")
+PC_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+         " Chrome/120.0 Safari/537.36")
+
+
+def _sign_in_from(client, username: str, screen_width: str | None = None, agent: str = PC_UA,
+                  next_url: str | None = None):
+    data = {"username": username, "password": PASSWORD, "csrf_token": csrf_of(client)}
+    if screen_width is not None:
+        data["screen_width"] = screen_width
+    if next_url is not None:
+        data["next"] = next_url
+    return client.post("/login", data=data, headers={"User-Agent": agent},
+                       follow_redirects=False)
+
+
+def test_login_page_links_to_the_field_app(client):
+    page = client.get("/login").text
+    assert f'<a href="/app/">{_("login.field_app")}</a>' in page
+    assert _("login.field_app") == "手机走访 App"
+    assert 'name="screen_width"' in page
+
+
+def test_field_only_official_on_a_phone_lands_in_the_field_app(client):
+    response = _sign_in_from(client, "field1", screen_width="390")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/app/"
+    assert "fl_session" in client.cookies  # the office pages stay open to them too
+
+
+def test_without_script_a_mobile_user_agent_counts_as_a_phone(client):
+    response = _sign_in_from(client, "field1", agent=PHONE_UA)
+    assert response.headers["location"] == "/app/"
+
+
+def test_the_measured_screen_wins_over_the_user_agent(client):
+    response = _sign_in_from(client, "field1", screen_width="1080", agent=PHONE_UA)
+    assert response.headers["location"] == "/"
+    client.cookies.delete("fl_session")
+    response = _sign_in_from(client, "field1", screen_width="360", agent=PC_UA)
+    assert response.headers["location"] == "/app/"
+
+
+def test_field_only_official_on_a_pc_gets_the_office_home(client):
+    response = _sign_in_from(client, "field1", screen_width="1920")
+    assert response.headers["location"] == "/"
+    client.cookies.delete("fl_session")
+    assert _sign_in_from(client, "field1").headers["location"] == "/"
+
+
+def test_other_roles_on_a_phone_get_the_office_home(client, db, world):
+    for username in ("office", "handler1", "leader", "admin"):
+        client.cookies.delete("fl_session")
+        assert _sign_in_from(client, username, "390", PHONE_UA).headers["location"] == "/"
+    db["users"].update(world.users["field1"], {"roles": "field,office"})
+    client.cookies.delete("fl_session")
+    assert _sign_in_from(client, "field1", "390", PHONE_UA).headers["location"] == "/"
+
+
+def test_a_page_asked_for_before_sign_in_wins_over_the_field_app(client, world):
+    target = f"/visits/{world.visits['v1']}"
+    response = _sign_in_from(client, "field1", "390", PHONE_UA, next_url=target)
+    assert response.headers["location"] == target
+
+
+def test_a_nonsense_screen_width_falls_back_to_the_user_agent(client):
+    for width in ("", "abc", "-5", "3.5e2"):
+        client.cookies.delete("fl_session")
+        assert _sign_in_from(client, "field1", width, PC_UA).headers["location"] == "/"
+    client.cookies.delete("fl_session")
+    assert _sign_in_from(client, "field1", "wide", PHONE_UA).headers["location"] == "/app/"

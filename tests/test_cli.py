@@ -54,3 +54,13 @@ def test_revoke_devices(db_path, world, client, capsys):
     assert main(["--db", str(db_path), "revoke-devices", "field1", "--wipe"]) == 0
     response = client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
     assert response.json()["error"]["code"] == "device_wiped"
+
+
+def test_serve_and_demo_print_the_field_app_address(db_path, world, capsys, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+    for command in ("serve", "demo"):
+        assert main(["--db", str(db_path), command, "--host", "0.0.0.0", "--port", "8123"]) == 0
+        out = capsys.readouterr().out
+        assert "http://0.0.0.0:8123/app/" in out and "手机走访 App" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server import auth
+from server import auth, authz
 from server.errors import ApiError
 from server.i18n import gettext as _
 from server.validation import Field, Schema, ValidationError
@@ -28,6 +28,31 @@ DEVICE_LOGIN_SCHEMA = Schema(
     *LOGIN_SCHEMA.fields,
     Field("device_name", "device.name", max_length=60),
 )
+
+
+# A screen narrower than this (its shorter side, in CSS pixels) is a phone's.
+PHONE_SCREEN_MAX = 600
+
+
+def phone_sized(form, headers) -> bool:
+    """Whether the sign-in came from a phone-sized screen.
+
+    login.html's inline script sends the screen's shorter side as
+    ``screen_width``; without script, a User-Agent that says "Mobile" (phones'
+    browsers do, tablets' do not) decides.
+    """
+    width = form.get("screen_width") or ""
+    if width.isdigit():
+        return int(width) < PHONE_SCREEN_MAX
+    return "Mobile" in headers.get("user-agent", "")
+
+
+def landing(current: authz.User, next_url: str, phone: bool) -> str:
+    """Where a sign-in leads: a field-only official on a phone goes to the field app,
+    unless the sign-in was asked for on the way to a particular page."""
+    if phone and next_url == "/" and current.roles == {authz.FIELD}:
+        return "/app/"
+    return next_url
 
 
 def _login_error(error: auth.AuthError) -> tuple[int, str]:
@@ -55,7 +80,8 @@ async def login(request: Request):
         status, message = _login_error(error)
         return render(request, "login.html", {**context, "error": message}, status=status)
     token = await store(request).write(auth.start_session, user_id)
-    response = redirect(next_url)
+    current = await store(request).read(auth.load_user, user_id)
+    response = redirect(landing(current, next_url, phone_sized(form, request.headers)))
     set_cookie(
         request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds())
     )
