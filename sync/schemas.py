@@ -34,6 +34,8 @@ LAT = {"type": ["number", "null"], "minimum": -90, "maximum": 90}
 LNG = {"type": ["number", "null"], "minimum": -180, "maximum": 180}
 ACCURACY = {"type": ["number", "null"], "minimum": 0, "maximum": 100000}
 PHONE = {"type": "string", "maxLength": 20, "pattern": r"^[0-9+\-() ]*$"}
+# A note on a problem, from the phone or from the office's action forms.
+NOTE_MAX_LENGTH = 2000
 
 
 def text(max_length: int, required: bool = False) -> dict:
@@ -121,7 +123,7 @@ MUTATIONS: dict[str, dict] = {
             "solved_on_spot": {
                 "anyOf": [
                     {"type": "null"},
-                    obj({"note": text(2000, required=True), "photos": PHOTOS}, ["note"]),
+                    obj({"note": text(NOTE_MAX_LENGTH, required=True), "photos": PHOTOS}, ["note"]),
                 ]
             },
         },
@@ -131,7 +133,7 @@ MUTATIONS: dict[str, dict] = {
         {
             "id": UUID,
             "problem_id": UUID,
-            "note": text(2000),
+            "note": text(NOTE_MAX_LENGTH),
             "photos": PHOTOS,
             "at": TIMESTAMP,
             "lat": LAT,

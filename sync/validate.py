@@ -8,7 +8,6 @@ from functools import cache
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
-from server.i18n import gettext as _
 from server.timeutil import utcnow
 from sync.errors import Rejected
 from sync.schema_check import Check, compile_check
@@ -101,8 +100,9 @@ def check_args(name: str, args) -> None:
     errors = list(validator(name).iter_errors(args))
     if errors:
         error = _best(errors)
-        raise Rejected(_code(error), field=_field_path(error))
-
-
-def describe(code: str, field: str) -> str:
-    return _(f"sync.rejected.{code}", field=field)
+        code = _code(error)
+        if code == "too_long":
+            # Said in full: the phone shows it, and nothing was cut to fit.
+            raise Rejected(code, field=_field_path(error), max=error.validator_value,
+                           length=len(error.instance))
+        raise Rejected(code, field=_field_path(error))

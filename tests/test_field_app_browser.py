@@ -199,9 +199,12 @@ def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
     context.set_offline(True)
     page.get_by_text("离线").wait_for()
 
-    # Start a visit: four-no/two-direct is ticked for 四不两直.
+    # Start a visit: nothing of four-no/two-direct is ticked for the official;
+    # one tap on 全部做到 ticks all.
     page.get_by_role("link", name="开始走访").click()
     assert page.get_by_label("四不两直暗访").is_checked()
+    assert not page.get_by_label("不打招呼").is_checked()
+    page.get_by_role("button", name="全部做到").click()
     assert page.get_by_label("不打招呼").is_checked()
     page.get_by_label("地点（区域）").select_option(str(area))
     page.get_by_label("详细地点").fill("幸福社区3号楼前")

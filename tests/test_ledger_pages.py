@@ -182,3 +182,27 @@ def test_similar_problems_and_one_click_merge(login_as, db, world):
     # A handler sees the section without merge buttons (it may not merge).
     html = login_as("handler1").get(f"/problems/{world.problems['p3']}").text
     assert "/actions/merge" not in html
+
+
+def test_an_action_note_past_its_limit_is_refused_whole_with_a_message(login_as, db, world):
+    from server.i18n import gettext as _
+    from sync.schemas import NOTE_MAX_LENGTH
+
+    client = login_as("office")
+    problem = world.problems["p1"]
+    page = client.get(f"/problems/{problem}").text
+    assert 'name="note"' in page and "maxlength" not in page.split('name="note"')[1][:80]
+    before = db.execute("SELECT count(*) FROM problem_events").fetchone()
+    long_note = "退" * NOTE_MAX_LENGTH + "回"
+    response = post_form(client, f"/problems/{problem}/actions/reject", {"note": long_note})
+    assert response.status_code == 400
+    message = _("validation.too_long", label=_("workflow.field.note"), max=NOTE_MAX_LENGTH)
+    assert message in response.text
+    assert long_note in response.text  # kept as typed, to shorten
+    assert db.execute("SELECT count(*) FROM problem_events").fetchone() == before
+    assert db["problems"].get(problem)["status"] == "submitted"
+    response = post_form(client, f"/problems/{problem}/actions/reject",
+                         {"note": long_note[:NOTE_MAX_LENGTH]})
+    assert response.status_code == 303
+    assert db.execute("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'reject'",
+                      [problem]).fetchone() == (long_note[:NOTE_MAX_LENGTH],)

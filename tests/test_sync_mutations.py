@@ -467,6 +467,30 @@ def test_a_bad_mutation_is_rejected_with_its_code_and_leaves_nothing(
     assert stored == (name, code, result["error"]["message"])
 
 
+@pytest.mark.parametrize("name, make, field, limit", [
+    ("problem.report", lambda w, text: problem_args(description=text), "description", 2000),
+    ("problem.report", lambda w, text: problem_args(solved_on_spot={"note": text}),
+     "solved_on_spot.note", 2000),
+    ("problem.note", lambda w, text: note_args(w.problems["p1"], note=text), "note", 2000),
+    ("diary.save", lambda w, text: diary_args(content=text), "content", 4000),
+    ("problem.edit", lambda w, text: {"problem_id": w.problems["p1"], "base_version": 0,
+                                      "changes": {"description": text}},
+     "changes.description", 2000),
+])
+def test_text_past_its_limit_is_refused_in_full_never_cut(phone, db, world, name, make, field,
+                                                         limit):
+    field1 = phone("field1")
+    before = snapshot(db)
+    text = "水" * (limit - 3) + "😀" * 4  # counted in characters, as the phone counts them
+    result = field1.send(name, make(world, text))
+    assert result["status"] == "rejected"
+    assert result["error"]["code"] == "too_long"
+    assert result["error"]["message"] == (
+        f"内容太长：{field} 有 {limit + 1} 字，最多 {limit} 字。这条记录未保存，请删减后重新提交。")
+    assert snapshot(db) == before
+    field1.apply(name, make(world, text[:limit]))  # exactly the limit is kept whole
+
+
 def test_edit_after_acceptance_is_refused(phone, db, world):
     field1 = phone("field1")
     problem_id = world.problems["p1"]

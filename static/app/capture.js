@@ -1,6 +1,6 @@
 // The capture screens: visit (走访), people's diary (记民情), problem (记问题).
 
-import { h, t, field, choices, select, button, toast, when, minutesBetween, clip } from './ui.js';
+import { h, t, field, choices, select, button, toast, when, minutesBetween, clip, refusedForLength } from './ui.js';
 import { capture, uuid, nowIso } from './sync.js';
 import * as state from './state.js';
 import * as db from './db.js';
@@ -66,14 +66,20 @@ export async function visitScreen(view) {
   const current = await state.currentVisit();
   const draftKey = current ? `visit:${current.id}` : 'visit:new';
   const draft = await state.loadDraft(draftKey);
-  const args = current ? current.args : { method: 'sbls', checklist: CHECKLIST };
+  // Nothing is ticked for the official: the checklist is their own statement.
+  const args = current ? current.args : { method: 'sbls', checklist: [] };
+  const checklist = choices(t('visit.checklist'), 'checklist', CHECKLIST.map((c) => [c, t(`visit.check_${c}`)]),
+    { type: 'checkbox', checked: args.checklist || [] });
+  checklist.append(h('p', { class: 'hint' }, t('visit.checklist_hint')), button(t('visit.check_all'), () => {
+    for (const box of checklist.querySelectorAll('input[type="checkbox"]')) box.checked = true;
+    form.dispatchEvent(new Event('change'));
+  }, 'btn btn-small'));
   const form = h('form', { class: 'card form', novalidate: true },
     h('h1', null, current ? t('visit.in_progress') : t('visit.start_title')),
     current ? h('p', { class: 'muted' }, t('visit.started_at', { time: when(current.args.started_at) })) : null,
     choices(t('visit.method'), 'method', METHODS.map((m) => [m, t(`visit.method_${m}`)]), { checked: [args.method] }),
     await placeFields(args, { auto: true }),
-    choices(t('visit.checklist'), 'checklist', CHECKLIST.map((c) => [c, t(`visit.check_${c}`)]),
-      { type: 'checkbox', checked: args.checklist || [] }),
+    checklist,
     field(t('visit.companions'), h('input', { name: 'companions', value: args.companions || '', maxlength: 200, autocomplete: 'off' })),
     current
       ? actions(h('button', { type: 'submit', class: 'btn btn-primary' }, t('visit.save')),
@@ -81,12 +87,8 @@ export async function visitScreen(view) {
       : actions(h('button', { type: 'submit', class: 'btn btn-primary' }, t('visit.start'))));
   const saver = track(state.autosave(form, draftKey));
   if (draft) state.fill(form, draft.values);
-  form.addEventListener('change', (event) => {
-    if (event.target.name !== 'method') return;
-    const all = event.target.value === 'sbls';
-    for (const box of form.querySelectorAll('input[name="checklist"]')) box.checked = all;
-  });
   async function save(end) {
+    if (refusedForLength(form)) return;
     const v = saver.values();
     const id = current ? current.id : uuid();
     const visit = {
@@ -149,6 +151,7 @@ export async function diaryScreen(view, id) {
   if (draft) state.fill(form, draft.values);
   async function save(toProblem) {
     clearErrors(form);
+    if (refusedForLength(form)) return;
     const v = saver.values();
     if (!v.content.trim()) { showError(form.elements.content, t('diary.content_required')); return; }
     if (!phoneOk(form, 'phone')) return;
@@ -240,6 +243,7 @@ export async function problemScreen(view, { id = null, fromDiary = null } = {}) 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     clearErrors(form);
+    if (refusedForLength(form)) return;
     const v = saver.values();
     if (!v.description.trim()) { showError(description, t('problem.description_required')); return; }
     if (!phoneOk(form, 'resident_phone')) return;

@@ -1,6 +1,6 @@
 // My records (我的记录) and return visits (回头看): problems in my area.
 
-import { h, t, button, toast, when, clip, haversine, distanceText, field } from './ui.js';
+import { h, t, button, toast, when, clip, haversine, distanceText, field, refusedForLength } from './ui.js';
 import { capture, uuid, nowIso } from './sync.js';
 import * as state from './state.js';
 import * as db from './db.js';
@@ -118,6 +118,7 @@ export async function problemDetail(view, id) {
   if (draft) state.fill(form, draft.values);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    if (refusedForLength(form)) return;
     const note = noteText.value.trim();
     if (!note && !photos.length) { toast(t('area.note_empty')); return; }
     saver.cancel();

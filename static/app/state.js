@@ -84,6 +84,9 @@ export function fill(form, values) {
     if (el.type === 'checkbox') el.checked = Array.isArray(value) && value.includes(el.value);
     else if (el.type === 'radio') el.checked = el.value === value;
     else el.value = value ?? '';
+    // Not bubbling: a field's own listeners (its length counter) see the new
+    // value, the form's autosave does not.
+    el.dispatchEvent(new Event('input'));
   }
 }
 

@@ -41,11 +41,62 @@ let ids = 0;
 export const nextId = (prefix = 'f') => `${prefix}-${(ids += 1)}`;
 
 // A labelled input: <div class="field"><label for>…</label><input id>…</div>
+// An input given a maxlength gets a length counter instead (see limit).
 export function field(label, input, hint) {
   if (!input.id) input.id = nextId();
   const hintNode = hint ? h('p', { class: 'hint', id: `${input.id}-hint` }, hint) : null;
   if (hintNode) input.setAttribute('aria-describedby', hintNode.id);
-  return h('div', { class: 'field' }, h('label', { for: input.id }, label), input, hintNode);
+  const counter = input.hasAttribute('maxlength') ? limit(input, Number(input.getAttribute('maxlength'))) : null;
+  return h('div', { class: 'field' }, h('label', { for: input.id }, label), input, counter, hintNode);
+}
+
+// Text is never cut: the browser's maxlength (which drops what goes past it
+// without a word) gives way to a counter shown from 90% of the limit, and a
+// message once past it; overLimit() then refuses the save. Lengths count
+// characters as the server's schema does (code points, not UTF-16 units).
+const NUMBER = new Intl.NumberFormat('zh-CN');
+const COUNTER_FROM = 0.9;
+
+export const textLength = (value) => [...value].length;
+
+function limit(input, max) {
+  input.removeAttribute('maxlength');
+  input.dataset.max = String(max);
+  const counter = h('p', { class: 'counter', id: `${input.id}-count`, 'aria-live': 'polite', hidden: true });
+  input.setAttribute('aria-describedby', [input.getAttribute('aria-describedby'), counter.id].filter(Boolean).join(' '));
+  // A value set by script (a restored draft) fires no input event: fill() sends one.
+  input.addEventListener('input', () => count(input, counter));
+  count(input, counter);
+  return counter;
+}
+
+function count(input, counter) {
+  const max = Number(input.dataset.max);
+  const length = textLength(input.value);
+  const over = length > max;
+  counter.hidden = length < max * COUNTER_FROM;
+  counter.classList.toggle('over', over);
+  counter.textContent = over
+    ? t('limit.over', { over: NUMBER.format(length - max), max: NUMBER.format(max) })
+    : t('limit.counter', { count: NUMBER.format(length), max: NUMBER.format(max) });
+  if (over) input.setAttribute('aria-invalid', 'true');
+  else if (!input.parentNode?.querySelector('.error')) input.removeAttribute('aria-invalid');
+  return over;
+}
+
+// Before a save: is a field of the form past its limit? Then say so (beside
+// the field and in a toast), focus it, and keep everything as typed.
+export function refusedForLength(form) {
+  let first = null;
+  for (const input of form.querySelectorAll('[data-max]')) {
+    if (input.closest('[hidden]')) continue; // not shown, not sent
+    const counter = document.getElementById(`${input.id}-count`);
+    if (counter && count(input, counter) && !first) first = input;
+  }
+  if (!first) return false;
+  toast(t('limit.refused'));
+  first.focus();
+  return true;
 }
 
 // A group of radio buttons or checkboxes in a fieldset with a legend.
