@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import sqlite3
 import time
 import uuid
@@ -676,3 +677,141 @@ def test_every_screen_passes_axe(browser, server, tmp_path):
     failures["sign_out"] = axe_violations(page)
     context.close()
     assert not any(failures.values()), failures
+
+
+# Pilot: the timeline in words, nothing cut, the official's own checklist, the way in --------
+
+
+def test_the_timeline_names_every_kind_of_event_in_words(phone, server):
+    from server import events
+    from tests.test_events import add_every_event
+
+    problem = server.world.problems["p1"]
+    db = open_database(server.db_path)
+    try:
+        add_every_event(db, problem, server.world.users["office"])
+    finally:
+        db.close()
+    page = phone.new_page()
+    sign_in(page, server, "field1")
+    poll(page, """(key) => new Promise((resolve) => {
+        const open = indexedDB.open('fieldledger');
+        open.onsuccess = () => {
+          const r = open.result.transaction('pulled').objectStore('pulled').get(key);
+          r.onsuccess = () => {
+            open.result.close();
+            resolve((r.result?.data?.events || []).length > 20);
+          };
+        };
+      })""", f"problem:{problem}")
+    page.goto(f"{server.url}/app/#/area/{problem}")
+    page.get_by_role("heading", name="办理过程").wait_for()
+    labels = page.locator(".timeline .event strong").all_inner_texts()
+    for kind in events.kinds():
+        assert events.label(kind) in labels, kind
+    timeline = page.locator(".timeline").inner_text()
+    assert "event." not in timeline and "备注-accept" in timeline
+
+
+def _problem_form(page, server):
+    home(page)
+    page.get_by_role("link", name="记问题").click()
+    page.get_by_role("heading", name="记问题").wait_for()
+    return page.get_by_label("问题描述")
+
+
+def test_a_description_past_its_limit_is_counted_refused_and_kept_whole(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "field2")
+    description = _problem_form(page, server)
+    counter = page.locator(".counter").first
+    description.fill("短")
+    assert not counter.is_visible()
+    description.fill("路" * 1850)
+    assert counter.inner_text() == "1,850 / 2,000"
+    assert description.get_attribute("maxlength") is None  # the browser cuts nothing
+    text = "路" * 2000 + "灯不亮"
+    description.fill(text)
+    assert counter.inner_text() == "超出 3 字：最多 2,000 字，请删减后再保存。"
+    assert description.get_attribute("aria-invalid") == "true"
+    assert counter.get_attribute("id") in description.get_attribute("aria-describedby")
+    page.get_by_role("button", name="保存", exact=True).click()
+    page.get_by_text("有内容超出字数上限，未保存。").wait_for()
+    assert page.get_by_role("heading", name="记问题").is_visible()
+    assert description.input_value() == text
+    assert local_count(page, "outbox") == 0
+    # The draft keeps every character, over the limit or not.
+    deadline = time.monotonic() + 10
+    while local_count(page, "drafts") == 0:  # written 250 ms after the last keystroke
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    page.reload()
+    assert page.get_by_label("问题描述").input_value() == text
+    assert page.locator(".counter").first.inner_text().startswith("超出 3 字")
+    # Shortened to the limit, it is saved whole.
+    page.get_by_label("问题描述").fill("路" * 1997 + "灯不亮")
+    assert page.locator(".counter").first.inner_text() == "2,000 / 2,000"
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    assert server.query("SELECT length(description) FROM problems WHERE description LIKE ?",
+                        ["路路路%灯不亮"]) == [(2000,)]
+
+
+def test_the_checklist_is_what_the_official_ticks(phone, server):
+    page = phone.new_page()
+    sign_in(page, server, "field2")
+    page.get_by_role("link", name="开始走访").click()
+    page.get_by_label("不打招呼").wait_for()
+    boxes = page.locator("input[name=checklist]")
+    assert boxes.count() == 6
+    assert not any(boxes.nth(i).is_checked() for i in range(6))
+    page.get_by_label("四不两直暗访").check()  # the method ticks nothing
+    page.get_by_label("入户走访").check()
+    page.get_by_label("四不两直暗访").check()
+    assert not any(boxes.nth(i).is_checked() for i in range(6))
+    all_done = page.get_by_role("button", name="全部做到")
+    assert all_done.get_attribute("type") == "button"
+    all_done.click()
+    assert all(boxes.nth(i).is_checked() for i in range(6))
+    page.get_by_label("不打招呼").uncheck()  # the official's word, not the default
+    page.get_by_label("详细地点").fill("白石镇敬老院")
+    page.get_by_role("button", name="开始走访").click()
+    pending(page, 0)
+    (checklist,) = server.query(
+        "SELECT checklist FROM visits WHERE place = '白石镇敬老院'")[0]
+    assert "no_greeting" not in checklist and len(json.loads(checklist)) == 5
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    from server.demo import seed_demo
+
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    db = open_database(path)
+    seed_demo(db, problems=30)
+    db.close()
+    with running_server(path) as url:
+        yield url
+
+
+def test_the_demo_field_official_signing_in_on_a_phone_lands_in_the_app(browser, demo_server):
+    context = browser.new_context(**PHONE)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    page.goto(f"{demo_server}/login")
+    page.get_by_role("link", name="手机走访 App").wait_for()
+    page.get_by_label("用户名").fill("field")
+    page.get_by_label("密码").fill("demo1234")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(f"{demo_server}/app/")
+    page.get_by_role("button", name="登录", exact=True).wait_for()  # the app's own sign-in
+    context.close()
+    # The same account on a PC gets the office pages.
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{demo_server}/login")
+    page.get_by_label("用户名").fill("field")
+    page.get_by_label("密码").fill("demo1234")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(f"{demo_server}/")
+    context.close()

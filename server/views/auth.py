@@ -37,9 +37,9 @@ PHONE_SCREEN_MAX = 600
 def phone_sized(form, headers) -> bool:
     """Whether the sign-in came from a phone-sized screen.
 
-    login.html's inline script sends the screen's shorter side as
-    ``screen_width``; without script, a User-Agent that says "Mobile" (phones'
-    browsers do, tablets' do not) decides.
+    The sign-in page's script (static/js/login.js) sends the screen's shorter
+    side as ``screen_width``; without script, a User-Agent that says "Mobile"
+    (phones' browsers do, tablets' do not) decides.
     """
     width = form.get("screen_width") or ""
     if width.isdigit():
