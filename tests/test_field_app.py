@@ -212,3 +212,34 @@ def test_app_routes_need_no_session(client):
         response = client.get(url, follow_redirects=False)
         assert response.status_code == 200, url
         assert "set-cookie" not in response.headers, url
+
+
+def _schema_limits(schema, limits=None) -> dict[str, set[int]]:
+    """Every property's maxLength in the mutation schemas, by property name."""
+    limits = {} if limits is None else limits
+    if isinstance(schema, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if isinstance(sub, dict) and "maxLength" in sub:
+                limits.setdefault(name, set()).add(sub["maxLength"])
+        for value in schema.values():
+            _schema_limits(value, limits)
+    elif isinstance(schema, list):
+        for value in schema:
+            _schema_limits(value, limits)
+    return limits
+
+
+def test_the_apps_text_limits_are_the_servers():
+    """A field the app lets run longer than the server takes would be refused after the
+    official left the place; shorter, and they could not type what the server allows."""
+    from sync.schemas import MUTATIONS
+
+    limits = _schema_limits(MUTATIONS)
+    aliases = {"solved_note": "note"}
+    found = []
+    for path in field_app.APP_DIR.glob("*.js"):
+        for name, limit in re.findall(r"name: '(\w+)'[^)]*?maxlength: (\d+)",
+                                      path.read_text(encoding="utf-8")):
+            found.append(name)
+            assert int(limit) in limits[aliases.get(name, name)], (path.name, name, limit)
+    assert {"description", "solved_note", "note", "content", "place", "companions"} <= set(found)
