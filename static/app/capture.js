@@ -28,7 +28,8 @@ function showError(input, message) {
   }
   node.textContent = message;
   input.setAttribute('aria-invalid', 'true');
-  input.setAttribute('aria-describedby', id);
+  const described = (input.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+  if (!described.includes(id)) input.setAttribute('aria-describedby', [...described, id].join(' '));
   input.focus();
 }
 

@@ -52,17 +52,19 @@ export function field(label, input, hint) {
 
 // Text is never cut: the browser's maxlength (which drops what goes past it
 // without a word) gives way to a counter shown from 90% of the limit, and a
-// message once past it; overLimit() then refuses the save. Lengths count
-// characters as the server's schema does (code points, not UTF-16 units).
+// message once past it; refusedForLength() then refuses the save. Lengths
+// count characters as the server's schema does (code points, not UTF-16 units).
+// The counter is not a live region (it would speak at every keystroke): it
+// describes the field, and the refusal is announced by the toast.
 const NUMBER = new Intl.NumberFormat('zh-CN');
 const COUNTER_FROM = 0.9;
 
-export const textLength = (value) => [...value].length;
+const textLength = (value) => [...value].length;
 
 function limit(input, max) {
   input.removeAttribute('maxlength');
   input.dataset.max = String(max);
-  const counter = h('p', { class: 'counter', id: `${input.id}-count`, 'aria-live': 'polite', hidden: true });
+  const counter = h('p', { class: 'counter', id: `${input.id}-count`, hidden: true });
   input.setAttribute('aria-describedby', [input.getAttribute('aria-describedby'), counter.id].filter(Boolean).join(' '));
   // A value set by script (a restored draft) fires no input event: fill() sends one.
   input.addEventListener('input', () => count(input, counter));
