@@ -141,6 +141,53 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_calendar_import(args) -> int:
+    from server.calendar_entry import apply_year, parse_file
+    from server.importer import ImportFailed, read_file
+
+    path = Path(args.file)
+    try:
+        entered = parse_file(path.name, read_file(path), args.year)
+    except ImportFailed as failure:
+        print(f"Nothing entered from {args.file}:", file=sys.stderr)
+        for problem in failure.problems:
+            where = f"line {problem.row}" if problem.row else "file"
+            print(f"  {where}: {problem.message}", file=sys.stderr)
+        return 2
+    db = _open(args.db)
+    try:
+        with immediate(db):
+            applied = apply_year(db, entered, None, path.name)
+    finally:
+        db.close()
+    print(f"Entered {applied.year}: {applied.holidays} holidays, {applied.workdays} adjusted"
+          f" working days, from {args.file}.")
+    print(f"Recomputed {len(applied.moved)} provisional deadline(s) of open problems.")
+    for change in applied.moved:
+        print(f"  {change.ledger_no or change.problem_id}: {change.old_deadline} ->"
+              f" {change.deadline}{' (provisional)' if change.provisional else ''}")
+    return 0
+
+
+def cmd_calendar_export(args) -> int:
+    from server.calendar_entry import MAX_YEAR, MIN_YEAR, export_csv
+
+    if not MIN_YEAR <= args.year <= MAX_YEAR:
+        print(f"The year must be between {MIN_YEAR} and {MAX_YEAR}.", file=sys.stderr)
+        return 2
+    db = _open(args.db)
+    try:
+        content = export_csv(db, args.year)
+    finally:
+        db.close()
+    if args.output in (None, "-"):
+        sys.stdout.write(content.decode("utf-8-sig"))
+    else:
+        Path(args.output).write_bytes(content)
+        print(f"Wrote the {args.year} calendar to {args.output}.")
+    return 0
+
+
 def cmd_revoke_devices(args) -> int:
     db = _open(args.db)
     with immediate(db):
@@ -231,6 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("kind", choices=["areas", "units", "categories", "users"])
     importer.add_argument("file", help="a .csv or .xlsx file")
     importer.set_defaults(func=cmd_import)
+
+    calendar = commands.add_parser(
+        "calendar", help="enter or export a year's holidays and adjusted working days"
+    )
+    calendar_commands = calendar.add_subparsers(dest="calendar_command", required=True)
+    calendar_import = calendar_commands.add_parser(
+        "import", help="enter a year from a CSV or XLSX file (date, 休/班, note)"
+    )
+    calendar_import.add_argument("file", help="a .csv or .xlsx file")
+    calendar_import.add_argument(
+        "--year", type=int, default=None, help="the year the rows must be in (default: theirs)"
+    )
+    calendar_import.set_defaults(func=cmd_calendar_import)
+    calendar_export = calendar_commands.add_parser("export", help="write a year's rows as CSV")
+    calendar_export.add_argument("year", type=int)
+    calendar_export.add_argument("-o", "--output", default=None, help="file (default: stdout)")
+    calendar_export.set_defaults(func=cmd_calendar_export)
 
     revoke = commands.add_parser("revoke-devices", help="revoke every device of a user")
     revoke.add_argument("username")

@@ -123,12 +123,17 @@ def resource_for(kind: str) -> Resource:
 
 def read_table(filename: str, content: bytes) -> tuple[list[str], list[Row]]:
     """The header row and the non-empty data rows, each with its spreadsheet row number."""
+    return _table(iter(read_records(filename, content)))
+
+
+def read_records(filename: str, content: bytes) -> list[tuple[int, list[str]]]:
+    """Every row of a CSV (UTF-8 or GBK) or XLSX file as cell texts, with its row number."""
     if not content:
         raise _fail(FILE_ROW, "import.errors.empty_file")
     if len(content) > MAX_BYTES:
         raise _fail(FILE_ROW, "import.errors.too_large", mb=MAX_BYTES // (1024 * 1024))
     with contextlib.closing(_records(filename, content)) as records:
-        return _table(records)
+        return list(records)
 
 
 def _records(filename: str, content: bytes) -> Iterator[tuple[int, list[str]]]:

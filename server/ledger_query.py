@@ -433,8 +433,8 @@ def order_by(f: Filter) -> str:
 
 LIST_COLUMNS = (
     "p.id, p.ledger_no, p.status, p.urgency, p.description, p.place, p.found_at, p.deadline,"
-    " p.supervision, p.source, a.name AS area_name, c.name AS category_name,"
-    " un.name AS unit_name"
+    " p.deadline_provisional, p.supervision, p.source, a.name AS area_name,"
+    " c.name AS category_name, un.name AS unit_name"
 )
 # LEFT JOINs keep problems the outer loop of every plan (an inner join lets SQLite
 # start from areas and read every problem of every area in scope).

@@ -25,7 +25,8 @@ PAGE_SIZE = 50
 
 _LIST_COLUMNS = (
     "p.id, p.ledger_no, p.status, p.urgency, p.description, p.found_at, p.deadline,"
-    " p.supervision, a.name AS area_name, c.name AS category_name, un.name AS unit_name"
+    " p.deadline_provisional, p.supervision, a.name AS area_name, c.name AS category_name,"
+    " un.name AS unit_name"
 )
 _JOINS = (
     " JOIN areas a ON a.id = p.area_id"

@@ -9,7 +9,17 @@ from starlette.staticfiles import StaticFiles
 from server import openapi
 from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
-from server.views import admin, admin_import, auth, field_app, ledger, ledger_pages, pages, sync
+from server.views import (
+    admin,
+    admin_calendar,
+    admin_import,
+    auth,
+    field_app,
+    ledger,
+    ledger_pages,
+    pages,
+    sync,
+)
 from server.web import api, page
 
 
@@ -36,6 +46,7 @@ def build_routes():
         page("/visits/{visit_id}", pages.visit_detail, "visits.view"),
         *admin.routes(),
         *admin_import.routes(),
+        *admin_calendar.routes(),
         *field_app.routes(),
         api("/api/login", auth.api_login, PUBLIC, methods=["POST"]),
         api("/api/me", auth.api_me, AUTHENTICATED),

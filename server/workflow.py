@@ -238,13 +238,19 @@ def _required(data: dict, name: str) -> None:
 
 
 def _event(db, problem: dict, action: str, actor: authz.User, to_status, note, data) -> str:
+    return append_event(db, problem, action, actor.id, to_status, note, data)
+
+
+def append_event(db, problem: dict, kind: str, actor_id: int | None, to_status, note,
+                 data: dict) -> str:
+    """Append one event to a problem's history; ``actor_id`` None for the system."""
     event_id = uuid7()
     db["problem_events"].insert(
         {
             "id": event_id,
             "problem_id": problem["id"],
-            "kind": action,
-            "actor_id": actor.id,
+            "kind": kind,
+            "actor_id": actor_id,
             "at": now_iso(),
             "from_status": problem["status"],
             "to_status": to_status,
@@ -626,3 +632,39 @@ def return_visit_due(problem: dict, today: dt.date | None = None) -> bool:
 
 def parse_stamp(text: str | None) -> dt.datetime | None:
     return parse_iso(text) if text else None
+
+
+# Deadlines from the history ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadlineReplay:
+    deadline: dt.date
+    provisional: bool
+    original: dt.date  # the first deadline, as this calendar counts it
+    original_was_provisional: bool  # as recorded when the first deadline was set
+
+
+def deadline_from_events(calendar: WorkCalendar, events) -> DeadlineReplay | None:
+    """A problem's deadline computed again from its history ``(kind, at, data)``, in order.
+
+    The convention every action follows: an event whose data has
+    ``time_limit_days`` starts a new deadline, counted from the event's local
+    day; an ``approve_extension`` event's ``extra_days`` adds working days to
+    the deadline then in force. None if no event started a deadline.
+    """
+    replay = None
+    for kind, at, data in events:
+        if data.get("time_limit_days") is not None:
+            deadline, provisional = calendar.deadline(local_date(at), int(data["time_limit_days"]))
+            if replay is None:
+                replay = DeadlineReplay(deadline, provisional, deadline,
+                                        bool(data.get("provisional")))
+            else:
+                replay = DeadlineReplay(deadline, provisional, replay.original,
+                                        replay.original_was_provisional)
+        elif kind == "approve_extension" and replay is not None and data.get("extra_days"):
+            deadline, provisional = calendar.deadline(replay.deadline, int(data["extra_days"]))
+            replay = DeadlineReplay(deadline, provisional or replay.provisional,
+                                    replay.original, replay.original_was_provisional)
+    return replay

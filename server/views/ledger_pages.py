@@ -13,7 +13,7 @@ from server.db import connect
 from server.i18n import gettext as _
 from server.problems import STATUSES
 from server.web import page_number, render, store, user
-from server.workdays import UnknownCalendarYear, WorkCalendar
+from server.workdays import WorkCalendar
 
 # The ledger ---------------------------------------------------------------------------
 
@@ -112,11 +112,8 @@ async def export_xlsx(request: Request):
 
 
 def _due_soon_limit(db) -> dt.date:
-    today = workflow.local_today()
-    try:
-        return WorkCalendar.load(db).add_working_days(today, 3)
-    except UnknownCalendarYear:
-        return today + dt.timedelta(days=5)
+    # Through a year the calendar does not know yet, Monday to Friday (never a refusal).
+    return WorkCalendar.load(db).deadline(workflow.local_today(), 3)[0]
 
 
 def _work_data(db, actor: authz.User) -> list[dict]:

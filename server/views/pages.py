@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, ledger_query, problems, visits, workflow
+from server import authz, calendar_entry, ledger_query, problems, visits, workflow
 from server.i18n import gettext as _
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
@@ -38,6 +38,7 @@ def _home_data(db, actor: authz.User) -> dict:
         data["visits"] = visits.latest_visits(db, actor, HOME_VISITS)
     if actor.can("admin.manage"):
         data["admin"] = _admin_counts(db, actor)
+        data["calendar_missing"] = calendar_entry.missing_year(db, workflow.local_today())
     return data
 
 

@@ -94,6 +94,12 @@ export async function areaScreen(view) {
       h('p', { class: 'muted' }, t('area.empty'))));
 }
 
+// A deadline, with 暂定 when it runs through a year whose holidays the server does not know yet.
+function deadline(p) {
+  if (!p.deadline) return '';
+  return p.deadline_provisional ? [p.deadline, ' ', h('span', { class: 'badge badge-wait' }, t('area.provisional'))] : p.deadline;
+}
+
 export async function problemDetail(view, id) {
   const row = await state.pulledRecord('problem', id);
   const held = await state.record(`problem:${id}`);
@@ -157,7 +163,7 @@ export async function problemDetail(view, id) {
     [t('problem.category'), categories.get(String(p.category_id))?.name || ''],
     [t('problem.urgency'), p.urgency ? t(`urgency.${p.urgency}`) : ''],
     [t('area.lead_unit'), units.get(String(p.lead_unit_id))?.name || ''],
-    [t('area.deadline'), p.deadline || ''],
+    [t('area.deadline'), deadline(p)],
     [t('problem.resident_name'), [p.resident_name, p.resident_phone].filter(Boolean).join(' ')],
   ].filter(([, value]) => value);
   view.replaceChildren(h('section', { class: 'card' },

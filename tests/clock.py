@@ -1,0 +1,23 @@
+"""A clock the tests set: the workflow's "now" (and so its local "today") frozen at will."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from server import workflow
+from server.timeutil import LOCAL_TZ, to_iso
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """clock(2026, 12, 6) sets the local (Asia/Shanghai) time to 10:00 on that day."""
+    now = {"at": dt.datetime.now(dt.UTC).replace(microsecond=0)}
+
+    def set_local_day(year: int, month: int, day: int, hour: int = 10) -> None:
+        now["at"] = dt.datetime(year, month, day, hour, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+
+    monkeypatch.setattr(workflow, "utcnow", lambda: now["at"])
+    monkeypatch.setattr(workflow, "now_iso", lambda: to_iso(now["at"]))
+    return set_local_day
