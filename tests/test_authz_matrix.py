@@ -47,6 +47,11 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/admin/import"): {"admin"},
     ("POST", "/admin/import"): {"admin"},
     ("GET", "/admin/import/template/{kind}.csv"): {"admin"},
+    ("GET", "/admin/calendar"): {"admin"},
+    ("POST", "/admin/calendar/preview"): {"admin"},
+    ("POST", "/admin/calendar/apply"): {"admin"},
+    ("GET", "/admin/calendar/{year}"): {"admin"},
+    ("GET", "/admin/calendar/{year}.csv"): {"admin"},
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/api/me"): ALL,
     ("POST", "/api/logout"): ALL,
@@ -86,6 +91,7 @@ def concrete(path: str, world) -> str:
         .replace("{action}", "no-such-action")
         .replace("{upload_id}", "no-such-upload")
         .replace("{sha256}", "0" * 64)
+        .replace("{year}", "2027")
     )
 
 

@@ -47,6 +47,55 @@ def test_import_command_all_or_nothing(db_path, world, tmp_path, capsys):
     assert "东城区体育局" in names and "东城区档案馆" not in names
 
 
+CALENDAR_2027 = "日期,类型,说明\n2027-01-01,休,元旦\n2027-02-13,班,春节调休\n"
+
+
+def test_calendar_import_enters_the_year_and_recomputes(db_path, db, world, tmp_path, capsys):
+    db["problems"].update(world.problems["p2"], {"deadline": "2027-01-01",
+                                                 "deadline_provisional": 1})
+    db["problem_events"].insert({
+        "id": "00000000-0000-4000-8000-000000009001", "problem_id": world.problems["p2"],
+        "kind": "dispatch", "at": "2026-12-06T02:00:00+00:00",
+        "data": '{"time_limit_days": 20, "deadline": "2027-01-01", "provisional": true}'})
+    path = tmp_path / "2027.csv"
+    path.write_bytes(CALENDAR_2027.encode("gbk"))
+    assert main(["--db", str(db_path), "calendar", "import", str(path), "--year", "2027"]) == 0
+    out = capsys.readouterr().out
+    assert "Entered 2027: 1 holidays, 1 adjusted working days" in out
+    assert "ZF-2026-000002: 2027-01-01 -> 2027-01-04" in out
+    db = open_database(db_path)
+    assert db["problems"].get(world.problems["p2"])["deadline"] == "2027-01-04"
+    record = db["calendar_years"].get(2027)
+    assert (record["entered_by"], record["source"]) == (None, "2027.csv")
+    [event] = db.query("SELECT actor_id FROM problem_events WHERE kind = 'deadline_recomputed'")
+    assert event["actor_id"] is None
+
+
+def test_calendar_import_refuses_a_bad_file_whole(db_path, world, tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("2027-01-01,休\n2027-02-30,休\n2028-01-01,班\n", encoding="utf-8")
+    assert main(["--db", str(db_path), "calendar", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2:" in err and "2027-02-30" in err and "line 3:" in err
+    assert "line 1" not in err
+    db = open_database(db_path)
+    assert db.execute("SELECT count(*) FROM calendar_days").fetchone()[0] == 0
+    assert main(["--db", str(db_path), "calendar", "import", str(tmp_path / "none.csv")]) == 2
+
+
+def test_calendar_export_round_trip(db_path, world, tmp_path, capsys):
+    path = tmp_path / "2027.csv"
+    path.write_text(CALENDAR_2027, encoding="utf-8")
+    assert main(["--db", str(db_path), "calendar", "import", str(path)]) == 0
+    out = tmp_path / "out.csv"
+    assert main(["--db", str(db_path), "calendar", "export", "2027", "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8-sig").splitlines() == CALENDAR_2027.splitlines()
+    capsys.readouterr()
+    assert main(["--db", str(db_path), "calendar", "export", "2026"]) == 0
+    assert "2026-10-10,班" in capsys.readouterr().out
+    assert main(["--db", str(db_path), "calendar", "export", "99"]) == 2
+
+
 def test_revoke_devices(db_path, world, client, capsys):
     from tests.conftest import api_login
 

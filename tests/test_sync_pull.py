@@ -237,6 +237,14 @@ def test_a_pulled_problem_carries_its_events_and_photos(client, db, world):
     assert data["events"][0]["actor_name"] == "测试field1"
 
 
+def test_a_pulled_problem_says_whether_its_deadline_is_provisional(client, db, world):
+    db["problems"].update(world.problems["p1"],
+                          {"deadline": "2027-01-01", "deadline_provisional": 1})
+    data = Puller(client, "field1").changes()
+    [p1] = [c["data"] for c in data if c["id"] == world.problems["p1"]]
+    assert (p1["deadline"], p1["deadline_provisional"]) == ("2027-01-01", 1)
+
+
 # Paging -------------------------------------------------------------------------------
 
 

@@ -329,3 +329,34 @@ def test_a_year_the_package_does_not_know_can_be_entered(db):
     cal = calendar(db)
     assert cal.add_working_days(dt.date(2027, 9, 30), 1) == dt.date(2027, 10, 8)
     assert cal.add_working_days(dt.date(2027, 10, 8), 1) == dt.date(2027, 10, 9)
+
+
+def test_replaying_the_history_follows_the_deadline_convention(db):
+    from server.workflow import deadline_from_events
+
+    cal = calendar(db)
+    history = [
+        ("reported", "2026-12-01T02:00:00+00:00", {}),
+        ("dispatch", "2026-12-06T02:00:00+00:00",
+         {"time_limit_days": 20, "deadline": "2027-01-01", "provisional": True}),
+        ("approve_extension", "2026-12-20T02:00:00+00:00", {"extra_days": 2}),
+        ("deadline_recomputed", "2026-12-21T02:00:00+00:00", {"deadline": "2030-01-01"}),
+    ]
+    replay = deadline_from_events(cal, history)
+    # Monday to Friday through 2027, which the calendar does not know.
+    assert (replay.deadline, replay.provisional) == (dt.date(2027, 1, 5), True)
+    assert (replay.original, replay.original_was_provisional) == (dt.date(2027, 1, 1), True)
+    # A later event with a time limit starts a new deadline; the original stays the first.
+    history.append(("reset", "2026-12-22T02:00:00+00:00", {"time_limit_days": 1}))
+    replay = deadline_from_events(cal, history)
+    assert (replay.deadline, replay.provisional) == (dt.date(2026, 12, 23), False)
+    assert replay.original == dt.date(2027, 1, 1)
+    assert deadline_from_events(cal, history[:1]) is None
+    assert deadline_from_events(cal, [history[0], history[2]]) is None
+
+
+def test_a_deadline_into_an_unknown_year_is_never_refused(db):
+    deadline, provisional = calendar(db).deadline(dt.date(2026, 12, 6), 20)
+    assert (deadline, provisional) == (dt.date(2027, 1, 1), True)
+    deadline, provisional = calendar(db).deadline(dt.date(2026, 12, 6), 5)
+    assert (deadline, provisional) == (dt.date(2026, 12, 11), False)
