@@ -132,7 +132,9 @@ def _cells(cells: list[str]) -> list[str]:
 
 
 def _is_header(cells: list[str]) -> bool:
-    return parse_date(cells[0]) is None and (len(cells) < 2 or parse_kind(cells[1]) is None)
+    # Column titles ("日期", "date") have no digits; a mistyped date does, and is reported.
+    return not any(char.isdigit() for char in cells[0]) and (
+        len(cells) < 2 or parse_kind(cells[1]) is None)
 
 
 def arrangement(records: list[tuple[int, list[str]]], year: int | None = None) -> Arrangement:

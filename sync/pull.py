@@ -134,8 +134,8 @@ def phone_problem_scope(user: authz.User) -> tuple[str, list]:
 PROBLEM_COLUMNS = (
     "id, ledger_no, reporter_id, visit_id, diary_id, area_id, place, lat, lng, category_id,"
     " urgency, description, resident_name, resident_phone, suggested_unit_id, source, status,"
-    " lead_unit_id, deadline, deadline_provisional, solved_on_spot, supervision, found_at, accepted_at,"
-    " dispatched_at, closed_at, conflict, merged_into"
+    " lead_unit_id, deadline, deadline_provisional, solved_on_spot, supervision, found_at,"
+    " accepted_at, dispatched_at, closed_at, conflict, merged_into"
 )
 
 

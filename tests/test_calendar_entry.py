@@ -110,6 +110,12 @@ def test_every_bad_row_is_refused_with_its_line_number():
     assert "缺少类型" in rows[7]
 
 
+def test_a_bad_first_row_is_reported_not_taken_for_a_header():
+    with pytest.raises(CalendarRejected) as refused:
+        parse_text("2027-02-30,加班\n2027-01-01,休\n")
+    assert set(rows_of(refused.value)) == {1}
+
+
 def test_a_bad_xlsx_row_refuses_the_whole_file():
     content = xlsx([("日期", "类型"), ("2027-01-01", "休"), ("不是日期", "休")])
     with pytest.raises(CalendarRejected) as refused:
