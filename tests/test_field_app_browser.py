@@ -527,6 +527,22 @@ def test_a_return_visit_note_with_a_photo_becomes_a_problem_event(phone, server,
     assert server.query("SELECT count(*) FROM attachments WHERE sha256 = ?", [shas[0][0]]) == [(1,)]
 
 
+def test_a_provisional_deadline_shows_as_such_on_the_phone(phone, server):
+    problem = server.world.problems["p3"]
+    db = open_database(server.db_path)
+    with immediate(db):
+        db["problems"].update(problem, {"deadline": "2027-01-01", "deadline_provisional": 1})
+    db.close()
+    page = phone.new_page()
+    sign_in(page, server, "field1")
+    poll(page, PULLED, f"problem:{problem}")
+    page.goto(f"{server.url}/app/#/area/{problem}")
+    page.get_by_role("heading", name="问题详情").wait_for()
+    deadline = page.locator("dl.facts div").filter(has_text="办理时限").locator("dd")
+    deadline.wait_for()
+    assert deadline.inner_text().split() == ["2027-01-01", "暂定"]
+
+
 def test_background_sync_sends_an_offline_record_with_no_page_open(browser, server):
     context = browser.new_context(**PHONE)
     context.set_default_timeout(15000)

@@ -51,8 +51,9 @@ class Live:
 
 
 def cover_calendar_years(db) -> None:
-    """Deadlines count working days; a year the holiday package does not know yet
-    (a CI run next year) would refuse to dispatch, so such years get plain weekends."""
+    """Deadlines count working days; through a year the holiday package does not know
+    yet (a CI run next year) they would be provisional (暂定), so such years get plain
+    weekends and the loop below sees plain dates."""
     this_year = dt.date.today().year
     for year in (this_year, this_year + 1):
         try:
@@ -104,7 +105,7 @@ def browser():
 
 
 def new_page(browser, **options):
-    context = browser.new_context(**DESKTOP, **options)
+    context = browser.new_context(**{**DESKTOP, **options})
     context.set_default_timeout(WAIT_MS)
     return context, context.new_page()
 
@@ -362,6 +363,35 @@ def test_office_pages_pass_axe(live, browser):
     sign_out(page, url)
 
     sign_in(page, url, "admin")
-    failures |= check_pages(page, url, {"admin_users": "/admin/users"})
+    failures |= check_pages(page, url, {"admin_users": "/admin/users",
+                                        "admin_calendar": "/admin/calendar"})
     context.close()
     assert not any(failures.values()), {k: v for k, v in failures.items() if v}
+
+
+def test_an_administrator_enters_a_years_holidays(live, browser, tmp_path):
+    context, page = new_page(browser, viewport={"width": 1366, "height": 768})
+    year = dt.date.today().year + 5  # a year no deadline of the other tests reaches
+    sign_in(page, live.url, "admin")
+    page.get_by_role("navigation").get_by_role("link", name="工作日历").click()
+    page.get_by_role("heading", name="工作日历", level=1).wait_for()
+    page.get_by_label("年份", exact=True).fill(str(year))
+    page.get_by_label("或直接填写").fill(f"{year}-01-01 休 元旦\n{year}-10-01 放假\n"
+                                        f"{year}-13-01 休\n{year}-10-09 上班")
+    page.get_by_role("button", name="预览").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"{year}-13-01")
+    expect(alert.get_by_role("cell", name="3", exact=True)).to_be_visible()
+    page.get_by_label("或直接填写").fill(f"{year}-01-01 休 元旦\n{year}-10-01 放假\n"
+                                        f"{year}-10-09 上班")
+    page.get_by_role("button", name="预览").click()
+    preview = page.get_by_role("region", name=f"{year} 年安排预览")
+    expect(preview).to_contain_text("放假 2 天，调休上班 1 天。")
+    page.screenshot(path=str(tmp_path / "calendar-preview.png"), full_page=True)
+    preview.get_by_role("button", name="确认录入").click()
+    page.wait_for_url(re.compile(rf"/admin/calendar/{year}\?recomputed=0$"))
+    expect(page.get_by_role("status")).to_contain_text(f"已录入 {year} 年的安排")
+    expect(page.get_by_role("cell", name="元旦")).to_be_visible()
+    assert live.query("SELECT holidays, workdays FROM calendar_years WHERE year = ?",
+                      [year]) == [(2, 1)]
+    context.close()
