@@ -185,8 +185,6 @@ def parse_file(filename: str, content: bytes, year: int | None = None) -> Arrang
     """A CSV (UTF-8 with or without BOM, or GBK from Excel) or XLSX file of one year's rows."""
     try:
         records = importer.read_records(filename, content)
-    except CalendarRejected:
-        raise
     except ImportFailed as failure:
         raise CalendarRejected(failure.problems) from None
     return arrangement(records, year)

@@ -180,6 +180,16 @@ def test_a_provisional_deadline_is_marked_everywhere(login_as, world, provisiona
     assert PROVISIONAL in handler.get("/work").text
 
 
+def test_the_work_queues_never_refuse_at_the_year_end(login_as, db, world, clock):
+    db["problems"].update(world.problems["p3"], {"deadline": "2027-01-04",
+                                                 "deadline_provisional": 1})
+    clock(2026, 12, 30)  # "due within three working days" runs into 2027
+    page = login_as("handler1").get("/work")
+    assert page.status_code == 200
+    due_soon = page.text[page.text.index('id="q-due_soon"'):]
+    assert "2027-01-04" in due_soon and PROVISIONAL in due_soon
+
+
 def test_after_entering_the_year_it_is_no_longer_marked(admin, login_as, provisional_problem):
     preview = post_form(admin, "/admin/calendar/preview", {"year": "2027", "rows": SAMPLE_2027})
     post_form(admin, "/admin/calendar/apply", apply_form(preview.text))
