@@ -34,7 +34,6 @@ from server.workdays import WorkCalendar, package_entries, package_knows, set_ye
 MIN_YEAR, MAX_YEAR = 2000, 2100
 MAX_ROWS = 400  # a year has at most 366 days
 MAX_TEXT = 20_000  # characters of rows typed on the page
-EVENT_KIND = "deadline_recomputed"
 
 HOLIDAY_WORDS = frozenset({"休", "假", "放假", "休息", "节假日", "假日", "holiday", "off"})
 WORKDAY_WORDS = frozenset(
@@ -297,7 +296,7 @@ def apply_year(db: sqlite_utils.Database, entered: Arrangement, actor_id: int | 
         if change.moved:
             problem = db["problems"].get(change.problem_id)
             workflow.append_event(
-                db, problem, EVENT_KIND, actor_id, None,
+                db, problem, "deadline_recomputed", actor_id, None,
                 _("calendar.event_note", year=entered.year, old=change.old_deadline,
                   new=change.deadline),
                 {"old_deadline": change.old_deadline, "deadline": change.deadline,

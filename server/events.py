@@ -18,6 +18,7 @@ NON_ACTION_KINDS = (
     "note",  # the phone's problem.note, a follow-up with photos
     "edited",  # the reporter's problem.edit before acceptance
     "merged_in",  # on the original, when a duplicate is merged into it (workflow)
+    "deadline_recomputed",  # a provisional deadline moved by entering a year (calendar_entry)
 )
 
 

@@ -195,7 +195,7 @@ def test_after_entering_the_year_it_is_no_longer_marked(admin, login_as, provisi
     post_form(admin, "/admin/calendar/apply", apply_form(preview.text))
     detail = login_as("office").get(f"/problems/{provisional_problem}").text
     assert "2027-01-04" in detail and PROVISIONAL not in detail
-    assert _("action.deadline_recomputed") in detail
+    assert _("event.deadline_recomputed") in detail
 
 
 # The administrator's home page -------------------------------------------------------

@@ -161,7 +161,7 @@ def test_entering_the_year_recomputes_open_deadlines_with_an_event(act, db, worl
     # 1 January 2027 is a holiday now: the 20th working day is Monday 4 January.
     assert (row["deadline"], row["original_deadline"], row["deadline_provisional"]) == (
         "2027-01-04", "2027-01-04", 0)
-    [event] = events(db, world.problems["p1"], calendar_entry.EVENT_KIND)
+    [event] = events(db, world.problems["p1"], "deadline_recomputed")
     assert event["actor_id"] == admin
     assert event["data"] == {"old_deadline": "2027-01-01", "deadline": "2027-01-04",
                              "provisional": False, "year": 2027}
@@ -171,7 +171,7 @@ def test_entering_the_year_recomputes_open_deadlines_with_an_event(act, db, worl
         6, 2, admin, "test")
     # Entering the same year again changes nothing more, and adds no event.
     assert enter(db).changes == []
-    assert len(events(db, world.problems["p1"], calendar_entry.EVENT_KIND)) == 1
+    assert len(events(db, world.problems["p1"], "deadline_recomputed")) == 1
 
 
 def test_an_extension_across_the_year_end(act, db, world, clock):
@@ -206,7 +206,7 @@ def test_frozen_facts_of_closed_problems_are_left_alone(act, db, world, clock):
     applied = enter(db)
     assert [change.problem_id for change in applied.changes] == [world.problems["p3"]]
     assert db["problems"].get(world.problems["p1"]) == before
-    assert events(db, world.problems["p1"], calendar_entry.EVENT_KIND) == []
+    assert events(db, world.problems["p1"], "deadline_recomputed") == []
     assert db["problems"].get(world.problems["p3"])["deadline"] == "2027-01-04"
 
 
@@ -228,7 +228,7 @@ def test_a_deadline_that_does_not_move_only_loses_its_flag(act, db, world, clock
     applied = enter(db, "2027-05-03,休")  # nothing in the way of 1 January
     assert [(c.moved, c.provisional) for c in applied.changes] == [(False, False)]
     assert db["problems"].get(world.problems["p1"])["deadline_provisional"] == 0
-    assert events(db, world.problems["p1"], calendar_entry.EVENT_KIND) == []
+    assert events(db, world.problems["p1"], "deadline_recomputed") == []
 
 
 def test_apply_needs_a_transaction(db):

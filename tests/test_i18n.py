@@ -74,8 +74,8 @@ CODE_FOLDERS = ("server", "sync")
 
 def _literal_event_kinds() -> set[tuple[str, str]]:
     """Event kinds the code writes as literals: the kind argument of every
-    ``_event(db, problem, kind, ...)`` call, and the "kind" of any dict that also
-    has a "problem_id" (a row of problem_events)."""
+    ``_event(db, problem, kind, ...)`` or ``append_event(db, problem, kind, ...)`` call,
+    and the "kind" of any dict that also has a "problem_id" (a row of problem_events)."""
     found = set()
     for folder in CODE_FOLDERS:
         for path in (ROOT / folder).rglob("*.py"):
@@ -83,7 +83,7 @@ def _literal_event_kinds() -> set[tuple[str, str]]:
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call):
                     name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-                    if name == "_event" and len(node.args) > 2:
+                    if name in ("_event", "append_event") and len(node.args) > 2:
                         kind = node.args[2]
                         if isinstance(kind, ast.Constant) and isinstance(kind.value, str):
                             found.add((kind.value, where))
@@ -105,7 +105,8 @@ def test_every_event_kind_has_a_label():
 
 def test_every_event_kind_the_code_writes_is_listed():
     found = _literal_event_kinds()
-    assert {"reported", "note", "edited", "merged_in"} <= {kind for kind, _ in found}
+    assert {"reported", "note", "edited", "merged_in", "deadline_recomputed"} <= {
+        kind for kind, _ in found}
     unknown = sorted(f"{kind} ({where})" for kind, where in found if kind not in events.kinds())
     assert not unknown, "list these in server/events.py NON_ACTION_KINDS:\n" + "\n".join(unknown)
 
