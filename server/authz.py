@@ -40,7 +40,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "stats.view": frozenset({OFFICE, LEADER}),
     # Exporting the ledger (XLSX / CSV), within the user's problem scope.
     "export": frozenset({OFFICE, HANDLER, LEADER}),
-    # Residents' phone numbers unmasked (in exports): the office, which calls them back.
+    # Residents' phone numbers unmasked, on every problem in scope: the office, which calls
+    # them back. The lead unit's handlers see them on their unit's problems only
+    # (may_see_resident_phone).
     "resident_phone.view": frozenset({OFFICE}),
     # Accounts, units, areas, categories, imports and devices.
     "admin.manage": frozenset({ADMIN}),
@@ -137,6 +139,16 @@ def problem_scope(user: User, table: str = "problems") -> tuple[str, list]:
     if HANDLER in user.roles and user.unit_id is not None:
         clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
     return _any_of(clauses)
+
+
+def may_see_resident_phone(user: User, problem: dict) -> bool:
+    """Whether the user sees this problem's resident phone unmasked: those who must call the
+    resident, the office (the callback) and the handlers of the problem's lead unit (signing
+    asks whether they contacted the resident). Everyone else sees it masked."""
+    if user.can("resident_phone.view"):
+        return True
+    return (HANDLER in user.roles and user.unit_id is not None
+            and problem.get("lead_unit_id") == user.unit_id)
 
 
 def record_scope(user: User, table: str) -> tuple[str, list]:

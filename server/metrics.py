@@ -10,7 +10,7 @@ cut-off, the moment the page is computed.
 
 Each problem's ``FEATURES`` (small numbers computed in SQL, packed into one
 integer) are counted per unit, category, child area, week and features
-(``grouped_counts``: whole weeks from the roll-up of migration m009, the rest
+(``grouped_counts``: whole weeks from the roll-up of migrations m009/m011, the rest
 from the problems); ``COUNTS`` says, from the features, whether a problem
 counts toward each number; ``RATES`` divides the counts. A rate with a zero
 denominator is None (shown as "—"), never 0%.
@@ -38,6 +38,8 @@ VALID_CALLBACK = (
     "p.callback_reached = 1 AND p.callback_solved IS NOT NULL AND p.satisfaction IS NOT NULL"
 )
 SATISFACTION_CODES = {"satisfied": 1, "basically": 2, "unsatisfied": 3}
+# How a problem was closed without a valid callback (problems.closure_kind); 0 otherwise.
+CLOSURE_CODES = {"unreachable": 1, "no_contact": 2, "explained": 3}
 NO_DEADLINE, DEADLINE_AHEAD, DEADLINE_PASSED = 0, 1, 2
 
 FEATURES: dict[str, tuple[str, int]] = {
@@ -63,6 +65,14 @@ FEATURES: dict[str, tuple[str, int]] = {
     # Signed, with the resident contacted, within the response time: frozen at signing
     # (server.workflow.responded_in_time).
     "responded": ("p.responded_in_time IS 1", 1),
+    "closure": (
+        "CASE p.closure_kind "
+        + " ".join(f"WHEN '{name}' THEN {code}" for name, code in CLOSURE_CODES.items())
+        + " ELSE 0 END",
+        2,
+    ),
+    # Reopened by a 回头看 at least once (反弹).
+    "relapsed": ("p.relapsed = 1", 1),
     # cfg.today: the local (Asia/Shanghai) day at the cut-off.
     "deadline": (
         f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
@@ -72,8 +82,18 @@ FEATURES: dict[str, tuple[str, int]] = {
 }
 
 
+def _judged(f: dict) -> bool:
+    """A sample of 解决率 and 满意率: a valid callback, and not closed in a way of its own
+    (无法回访, 无回访对象, 解释说明办结: counted apart, beside the rates)."""
+    return f["valid_callback"] and not (f["closed"] and f["closure"])
+
+
 def _sat(f: dict, name: str) -> bool:
-    return f["valid_callback"] and f["satisfaction"] == SATISFACTION_CODES[name]
+    return _judged(f) and f["satisfaction"] == SATISFACTION_CODES[name]
+
+
+def _closed_as(kind: str) -> Callable[[dict], bool]:
+    return lambda f: f["closed"] and f["closure"] == CLOSURE_CODES[kind]
 
 
 # For one problem (its features ``f``), whether it counts toward each number.
@@ -83,13 +103,17 @@ COUNTS: dict[str, Callable[[dict], bool]] = {
     "closed_on_time": lambda f: f["closed"] and f["on_time"],
     "replied": lambda f: f["replied"],
     "claimed_solved": lambda f: f["claimed_solved"],
-    "valid_callbacks": lambda f: f["valid_callback"],
-    "solved": lambda f: f["valid_callback"] and f["resident_solved"],
+    "valid_callbacks": _judged,
+    "solved": lambda f: _judged(f) and f["resident_solved"],
     "satisfied": lambda f: _sat(f, "satisfied"),
     "basically": lambda f: _sat(f, "basically"),
     "unsatisfied": lambda f: _sat(f, "unsatisfied"),
     "dispatched": lambda f: f["dispatched"],
     "responded": lambda f: f["responded"],
+    "closed_unreachable": _closed_as("unreachable"),  # 无法回访办结
+    "closed_no_contact": _closed_as("no_contact"),  # 无回访对象办结
+    "closed_explained": _closed_as("explained"),  # 解释说明办结
+    "relapsed": lambda f: f["relapsed"],  # 反弹
     # Due: a deadline that has passed, or that was settled by closing.
     "due": lambda f: f["deadline"] != NO_DEADLINE
     and (f["closed"] or f["deadline"] == DEADLINE_PASSED),
@@ -115,10 +139,12 @@ def packed_features_sql(count: int = len(FEATURES)) -> str:
 
 # The features that depend on the problem row alone, not on today, the calendar or the
 # settings: the first ones of FEATURES. Their packed value is an expression of the index
-# STATS_INDEX (migration m009), which must spell it exactly as stored_features_sql() does
-# (tests/test_metrics_fast.py checks that it does); else SQLite computes it for every row.
+# STATS_INDEX (migration m011, before it m009), which must spell it exactly as
+# stored_features_sql() does (tests/test_metrics_fast.py checks that it does); else SQLite
+# computes it for every row.
 STORED_FEATURES = ("closed", "on_time", "replied", "claimed_solved", "valid_callback",
-                   "resident_solved", "satisfaction", "dispatched", "responded")
+                   "resident_solved", "satisfaction", "dispatched", "responded", "closure",
+                   "relapsed")
 STATS_INDEX = "idx_problems_stats_features"
 STATS_AREA_INDEX = "idx_problems_stats_area"  # the same, led by area_id (migration m009)
 

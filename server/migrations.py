@@ -715,14 +715,23 @@ def m008_search_areas(db: sqlite_utils.Database) -> None:
 # Frozen here as text: the index and the roll-up's triggers spell them exactly as
 # server.metrics.stored_features_sql() does (tests/test_metrics_fast.py checks it).
 STATS_FEATURES_M009 = STATS_FEATURES_M006 + " | (ifnull((responded_in_time IS 1), 0) << 9)"
+# m011's: m009's, and how a problem was closed without a valid callback, and whether it
+# ever relapsed (反弹) at a 回头看.
+STATS_FEATURES_M011 = (
+    STATS_FEATURES_M009
+    + " | (ifnull((CASE closure_kind WHEN 'unreachable' THEN 1 WHEN 'no_contact' THEN 2"
+    " WHEN 'explained' THEN 3 ELSE 0 END), 0) << 10)"
+    " | (ifnull((relapsed = 1), 0) << 12)"
+)
+STATS_FEATURES_LATEST = STATS_FEATURES_M011
 _STATS_COLUMNS = re.compile(
     r"\b(status|closed_on_time|deadline|closed_at|outcome|callback_reached|callback_solved"
-    r"|satisfaction|dispatched_at|responded_in_time)\b")
+    r"|satisfaction|dispatched_at|responded_in_time|closure_kind|relapsed)\b")
 ROLLUP_COLUMNS = "level, week, area_id, unit_id, category_id, features, deadline"
 ROLLUP_LEVELS = (2, 3)  # districts (for the city's statistics) and towns (for a district's)
 
 
-def rollup_key_sql(row: str, level: int) -> str:
+def rollup_key_sql(row: str, level: int, features: str | None = None) -> str:
     """SQL for the roll-up key (ROLLUP_COLUMNS) of the problem ``row`` (NEW, OLD or an alias)
     at the area ``level``.
 
@@ -731,13 +740,15 @@ def rollup_key_sql(row: str, level: int) -> str:
     area's ancestor at ``level`` (the level-th id of its path), or the area
     itself when its path is shorter; areas never move, so it never changes. A
     closed problem keeps only whether it had a deadline ('0'), an open one its
-    deadline, which the statistics compare with today.
+    deadline, which the statistics compare with today. ``features``: the packed row-only
+    features as a migration froze them (STATS_FEATURES_M009, ...), the latest by default.
     """
     path = f"(SELECT path FROM areas WHERE id = {row}.area_id)"
     rest = f"substr({path}, 2)"
     for _ in range(level - 1):
         rest = f"substr({rest}, instr({rest}, '/') + 1)"
-    features = _STATS_COLUMNS.sub(lambda m: f"{row}.{m.group(1)}", STATS_FEATURES_M009)
+    features = _STATS_COLUMNS.sub(lambda m: f"{row}.{m.group(1)}",
+                                  features or STATS_FEATURES_LATEST)
     return (
         f"{level},"
         f" ifnull((CAST(round((julianday({row}.accepted_at) - julianday('2000-01-03'))"
@@ -751,6 +762,30 @@ def rollup_key_sql(row: str, level: int) -> str:
 
 def _in_cohort(row: str) -> str:
     return f"{row}.accepted_at IS NOT NULL AND {row}.status NOT IN ('rejected', 'merged')"
+
+
+ROLLUP_WATCHED_M009 = (
+    "accepted_at, status, area_id, lead_unit_id, category_id, deadline, closed_at,"
+    " closed_on_time, outcome, callback_reached, callback_solved, satisfaction,"
+    " dispatched_at, responded_in_time")
+
+
+def _rollup_sql(features: str) -> tuple[str, str, str]:
+    """The roll-up's trigger statements that count a problem in (NEW) and out (OLD), and
+    the SELECT that rebuilds it, for the packed ``features`` of a migration."""
+    count_in = "\n".join(f"""INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
+            SELECT {rollup_key_sql("NEW", level, features)}, 1 WHERE {_in_cohort("NEW")}
+            ON CONFLICT DO UPDATE SET n = n + 1;""" for level in ROLLUP_LEVELS)
+    old_keys = [rollup_key_sql("OLD", level, features) for level in ROLLUP_LEVELS]
+    count_out = "\n".join(f"""UPDATE stats_rollup SET n = n - 1
+            WHERE {_in_cohort("OLD")}
+            AND ({ROLLUP_COLUMNS}) = (SELECT {old_key});
+            DELETE FROM stats_rollup
+            WHERE n = 0 AND ({ROLLUP_COLUMNS}) = (SELECT {old_key});""" for old_key in old_keys)
+    rebuild = " UNION ALL ".join(
+        f"SELECT {rollup_key_sql('p', level, features)}, count(*) FROM problems p"
+        f" WHERE {_in_cohort('p')} GROUP BY 1, 2, 3, 4, 5, 6, 7" for level in ROLLUP_LEVELS)
+    return count_in, count_out, rebuild
 
 
 @migrations()
@@ -796,21 +831,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
         " WHERE signed_at IS NOT NULL AND dispatched_at IS NOT NULL")
     db.execute("DROP TABLE temp.response_last_days")
 
-    watched = ("accepted_at, status, area_id, lead_unit_id, category_id, deadline, closed_at,"
-               " closed_on_time, outcome, callback_reached, callback_solved, satisfaction,"
-               " dispatched_at, responded_in_time")
-    count_in = "\n".join(f"""INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n)
-            SELECT {rollup_key_sql("NEW", level)}, 1 WHERE {_in_cohort("NEW")}
-            ON CONFLICT DO UPDATE SET n = n + 1;""" for level in ROLLUP_LEVELS)
-    count_out = "\n".join(f"""UPDATE stats_rollup SET n = n - 1
-            WHERE {_in_cohort("OLD")}
-            AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD", level)});
-            DELETE FROM stats_rollup
-            WHERE n = 0 AND ({ROLLUP_COLUMNS}) = (SELECT {rollup_key_sql("OLD", level)});"""
-                          for level in ROLLUP_LEVELS)
-    rebuild = " UNION ALL ".join(
-        f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
-        f" WHERE {_in_cohort('p')} GROUP BY 1, 2, 3, 4, 5, 6, 7" for level in ROLLUP_LEVELS)
+    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M009)
     run_script(
         db,
         f"""
@@ -841,7 +862,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
         BEGIN
             {count_in}
         END;
-        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
+        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {ROLLUP_WATCHED_M009} ON problems
         BEGIN
             {count_out}
             {count_in}
@@ -882,6 +903,56 @@ def m010_pilot(db: sqlite_utils.Database) -> None:
             entered_at TEXT NOT NULL,
             source TEXT NOT NULL DEFAULT ''
         );
+        """,
+    )
+
+
+@migrations()
+def m011_closures(db: sqlite_utils.Database) -> None:
+    """The statistics read how a problem was closed without a valid callback and whether it
+    relapsed.
+
+    Two row-only features join m009's (STATS_FEATURES_M011): ``closure_kind``
+    (无法回访, 无回访对象 and 解释说明办结 are counted apart: the first two leave the
+    samples of 解决率 and 满意率, see docs/metrics.md) and ``relapsed``. The statistics
+    indexes are rebuilt to store them, the roll-up's triggers watch the two columns and
+    pack them, and the roll-up is rebuilt from the problems.
+    """
+    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M011)
+    watched = ROLLUP_WATCHED_M009 + ", closure_kind, relapsed"
+    run_script(
+        db,
+        f"""
+        DROP INDEX idx_problems_stats_features;
+        DROP INDEX idx_problems_stats_area;
+        CREATE INDEX idx_problems_stats_features ON problems(
+            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M011}),
+            julianday(accepted_at), deadline
+        );
+        CREATE INDEX idx_problems_stats_area ON problems(
+            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M011}),
+            julianday(accepted_at), deadline
+        );
+
+        DROP TRIGGER problems_stats_insert;
+        DROP TRIGGER problems_stats_update;
+        DROP TRIGGER problems_stats_delete;
+        DELETE FROM stats_rollup;
+        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
+
+        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
+        BEGIN
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
+        BEGIN
+            {count_out}
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
+        BEGIN
+            {count_out}
+        END;
         """,
     )
 

@@ -1,7 +1,8 @@
 """The ledger's tunable settings: defaults, overridden by rows of the ``settings`` table.
 
 Read by the statistics (``server.metrics``) and by the workflow, which freezes
-whether a signing was a response (``response_limit_days``) when it happens.
+whether a signing was a response (``response_limit_days``) when it happens and
+says when a resident counts as unreachable (``unreachable_*``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ SETTINGS = {
     "response_limit_days": 1,
     # units, categories and areas with fewer problems than this are not ranked
     "stats_min_sample": 5,
+    # 无法回访: the office may close a problem whose resident could not be reached after this
+    # many failed callback attempts, made on at least this many different local days
+    "unreachable_attempts": 3,
+    "unreachable_min_days": 2,
 }
 
 

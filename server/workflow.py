@@ -27,6 +27,12 @@ OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "r
 FINISHED_STATES = ("closed", "rejected", "merged")
 OUTCOMES = ("solved", "partial", "explained", "untrue")
 SATISFACTION = ("satisfied", "basically", "unsatisfied")
+# A callback attempt: how the office tried, and what came of it. Only "reached" goes on to
+# the resident's answers; the others are failed attempts (see unreachable_progress).
+CALLBACK_METHODS = ("phone", "visit", "sms")
+CALLBACK_RESULTS = ("reached", "no_answer", "refused", "invalid_number")
+# How a closed problem was closed when no callback judged it (problems.closure_kind).
+CLOSURE_KINDS = ("unreachable", "no_contact", "explained")
 SUPERVISION_LEVELS = ("none", "reminded", "supervised", "flagged")
 LEDGER_PREFIX = "ZF"
 
@@ -156,8 +162,21 @@ ACTIONS: dict[str, Action] = {
             ("callback",),
             None,
             frozenset({OFFICE}),
-            fields=("reached", "solved", "satisfaction", "note"),
-            required=("reached",),
+            fields=("method", "result", "solved", "satisfaction", "note"),
+            required=("method", "result"),
+        ),
+        # Closures without a valid callback (closure_kind): counted apart in the statistics.
+        Action("close_unreachable", ("callback",), "closed", frozenset({OFFICE}),
+               fields=("note",)),
+        Action("close_no_contact", ("callback",), "closed", frozenset({OFFICE}),
+               fields=("note",)),
+        Action(
+            "close_explained",
+            ("accepted", "dispatched", "handling", "returned", "replied", "callback"),
+            "closed",
+            frozenset({OFFICE}),
+            fields=("note",),
+            required=("note",),
         ),
         Action(
             "return_visit",
@@ -221,6 +240,19 @@ def _check_allowed(db, action: Action, problem: dict, user: authz.User) -> None:
         raise TransitionError(_("workflow.extension_pending"))
     if action.name == "return_visit" and problem.get("return_visit_result"):
         raise TransitionError(_("workflow.return_visit_done"))
+    if action.name == "return_visit" and problem.get("closure_kind") == "explained":
+        raise TransitionError(_("closures.no_return_visit_when_explained"))
+    # Nobody to call: no callback is owed, the office closes it as 无回访对象.
+    if action.name == "callback" and not has_contact(problem):
+        raise TransitionError(_("closures.nobody_to_call"))
+    if action.name == "close_no_contact" and has_contact(problem):
+        raise TransitionError(_("closures.has_contact"))
+    if action.name == "close_unreachable":
+        if not has_contact(problem):
+            raise TransitionError(_("closures.nobody_to_call"))
+        progress = unreachable_progress(db, problem)
+        if not progress.met:
+            raise TransitionError(_("closures.unreachable_too_soon", **progress.words()))
     # The verifier is never the one who replied (a user may hold both roles).
     if action.name in ("verify", "send_back") and _replier(db, problem) == user.id:
         raise TransitionError(_("workflow.verifier_is_handler"), 403)
@@ -510,13 +542,91 @@ def _flag(value) -> bool | None:
     return None
 
 
+def has_contact(problem: dict) -> bool:
+    """Whether there is a resident to call back: a phone was given (anonymous reports and
+    reports without a contact have none)."""
+    return bool((problem.get("resident_phone") or "").strip())
+
+
+@dataclass(frozen=True)
+class UnreachableProgress:
+    """Failed callback attempts since the problem last came to callback, against the rule
+    for closing it as 无法回访 (settings ``unreachable_attempts``, ``unreachable_min_days``)."""
+
+    attempts: int
+    days: int  # distinct local days among the attempts
+    needed_attempts: int
+    needed_days: int
+
+    @property
+    def attempts_missing(self) -> int:
+        return max(0, self.needed_attempts - self.attempts)
+
+    @property
+    def days_missing(self) -> int:
+        return max(0, self.needed_days - self.days)
+
+    @property
+    def met(self) -> bool:
+        return not self.attempts_missing and not self.days_missing
+
+    def words(self) -> dict:
+        """The numbers the messages about it name."""
+        return {"attempts": self.attempts, "days": self.days,
+                "needed_attempts": self.needed_attempts, "needed_days": self.needed_days,
+                "more_attempts": self.attempts_missing, "more_days": self.days_missing}
+
+
+def unreachable_progress(db, problem: dict) -> UnreachableProgress:
+    # The round starts at the latest event that moved the problem into callback (a verify,
+    # or a report solved on the spot); attempts of earlier rounds do not count.
+    cfg = settings(db)
+    attempts, days = db.execute(
+        "SELECT count(*), count(DISTINCT date(at, '+8 hours')) FROM problem_events"
+        " WHERE problem_id = ?1 AND kind = 'callback' AND json_extract(data, '$.reached') = 0"
+        " AND (at, rowid) > (SELECT at, rowid FROM problem_events WHERE problem_id = ?1"
+        " AND to_status = 'callback' ORDER BY at DESC, rowid DESC LIMIT 1)",
+        [problem["id"]],
+    ).fetchone()
+    return UnreachableProgress(attempts, days, int(cfg["unreachable_attempts"]),
+                               int(cfg["unreachable_min_days"]))
+
+
+def callback_attempts(events: list[dict]) -> list[dict]:
+    """The callback attempts of a problem's events (as problems.get_problem reads them)."""
+    return [event for event in events if event["kind"] == "callback"]
+
+
+def _closing(db, problem: dict, kind: str | None, reason: str = "",
+             return_visit: bool = True) -> tuple[dict, dict]:
+    """The columns every closing sets, and the event data it adds: closed on time when the
+    local closing day is on or before the deadline in force; a 回头看 due after the
+    category's days, the result of an earlier one (before a relapse) cleared."""
+    today = local_today()
+    on_time = problem["deadline"] is None or today <= dt.date.fromisoformat(problem["deadline"])
+    due = today + dt.timedelta(days=_return_visit_days(db, problem)) if return_visit else None
+    changes = {
+        "closed_at": now_iso(),
+        "closed_on_time": int(on_time),
+        "closure_kind": kind,
+        "closure_reason": reason or None,
+        "return_visit_due": due.isoformat() if due else None,
+        "return_visit_result": None,
+        "extension_request": None,
+    }
+    return changes, {"on_time": on_time}
+
+
 def _callback(db, user, problem, data, note):
-    reached = _flag(data.get("reached"))
-    if reached is None:
-        raise ValidationError({"reached": _("workflow.bad_value")})
-    if not reached:
-        # Nobody answered: the attempt is recorded and the call is due again.
-        return {"callback_reached": 0}, {"reached": False}, None
+    if data["method"] not in CALLBACK_METHODS:
+        raise ValidationError({"method": _("workflow.bad_value")})
+    if data["result"] not in CALLBACK_RESULTS:
+        raise ValidationError({"result": _("workflow.bad_value")})
+    attempt = {"method": data["method"], "result": data["result"]}
+    if data["result"] != "reached":
+        # A failed attempt is recorded; the call is due again (or, after enough of them,
+        # the office may close the problem as 无法回访).
+        return {"callback_reached": 0}, {**attempt, "reached": False}, None
     solved = _flag(data.get("solved"))
     satisfaction = data.get("satisfaction")
     if solved is None:
@@ -527,25 +637,37 @@ def _callback(db, user, problem, data, note):
         raise ValidationError(
             {"satisfaction": _("validation.required", label=_("workflow.field.satisfaction"))}
         )
-    event = {"reached": True, "solved": solved, "satisfaction": satisfaction}
+    event = {**attempt, "reached": True, "solved": solved, "satisfaction": satisfaction}
     changes = {"callback_reached": 1, "callback_solved": int(solved), "satisfaction": satisfaction}
     if not solved:
         if not note:
             raise ValidationError(
                 {"note": _("validation.required", label=_("workflow.field.note"))}
             )
+        if problem["lead_unit_id"] is None:
+            # Reported solved on the spot and never dispatched: no unit holds it, so it goes
+            # back to the office, to be dispatched.
+            return {**changes, "closed_on_time": None}, event, "accepted"
         return changes, event, "handling"
-    closed_at = now_iso()
-    today = local_today()
-    on_time = problem["deadline"] is None or today <= dt.date.fromisoformat(problem["deadline"])
-    days = _return_visit_days(db, problem)
-    changes.update(
-        closed_at=closed_at,
-        closed_on_time=int(on_time),
-        return_visit_due=(today + dt.timedelta(days=days)).isoformat(),
-    )
-    event.update(on_time=on_time)
-    return changes, event, "closed"
+    closing, closing_event = _closing(db, problem, None)
+    return {**changes, **closing}, {**event, **closing_event}, "closed"
+
+
+def _close_unreachable(db, user, problem, data, note):
+    progress = unreachable_progress(db, problem)
+    changes, event = _closing(db, problem, "unreachable", note)
+    return changes, {**event, "attempts": progress.attempts, "days": progress.days}, None
+
+
+def _close_no_contact(db, user, problem, data, note):
+    changes, event = _closing(db, problem, "no_contact", note)
+    return changes, event, None
+
+
+def _close_explained(db, user, problem, data, note):
+    # Nothing was fixed that a 回头看 could check.
+    changes, event = _closing(db, problem, "explained", note, return_visit=False)
+    return changes, event, None
 
 
 def _return_visit_days(db, problem) -> int:
@@ -553,6 +675,13 @@ def _return_visit_days(db, problem) -> int:
         "SELECT return_visit_days FROM categories WHERE id = ?", [problem["category_id"]]
     ).fetchone()
     return row[0] if row else 30
+
+
+def _time_limit_days(db, problem) -> int:
+    row = db.execute(
+        "SELECT time_limit_days FROM categories WHERE id = ?", [problem["category_id"]]
+    ).fetchone()
+    return row[0] if row else 10
 
 
 def _return_visit(db, user, problem, data, note):
@@ -563,19 +692,33 @@ def _return_visit(db, user, problem, data, note):
         return {"return_visit_result": "held"}, {"held": True}, None
     if not note:
         raise ValidationError({"note": _("validation.required", label=_("workflow.field.note"))})
-    # A relapse (反弹) reopens the problem with its unit, flagged.
-    return (
-        {
-            "return_visit_result": "relapsed",
-            "relapsed": 1,
-            "closed_at": None,
-            "closed_on_time": None,
-            "signed_at": None,
-            "responded_in_time": None,
-        },
-        {"held": False},
-        "dispatched",
-    )
+    # A relapse (反弹) reopens the problem, flagged. Its earlier callback answers leave the
+    # row (they stay in the callback events): the resident's "solved" no longer counts.
+    changes = {
+        "return_visit_result": "relapsed",
+        "relapsed": 1,
+        "closed_at": None,
+        "closed_on_time": None,
+        "closure_kind": None,
+        "closure_reason": None,
+        "signed_at": None,
+        "responded_in_time": None,
+        "callback_reached": None,
+        "callback_solved": None,
+        "satisfaction": None,
+    }
+    event = {"held": False}
+    if problem["lead_unit_id"] is None:
+        # Never dispatched (solved on the spot): the office dispatches it, which starts the
+        # deadline.
+        return changes, event, "accepted"
+    # The same unit, on a fresh deadline: the category's limit from the reopening day.
+    days = _time_limit_days(db, problem)
+    deadline, provisional = WorkCalendar.load(db).deadline(local_today(), days)
+    changes.update(deadline=deadline.isoformat(), original_deadline=deadline.isoformat(),
+                   deadline_provisional=int(provisional), extension_request=None)
+    event.update(time_limit_days=days, deadline=deadline.isoformat(), provisional=provisional)
+    return changes, event, "dispatched"
 
 
 def _supervision(level: str):
@@ -604,6 +747,9 @@ APPLY = {
     "verify": _verify,
     "send_back": _send_back,
     "callback": _callback,
+    "close_unreachable": _close_unreachable,
+    "close_no_contact": _close_no_contact,
+    "close_explained": _close_explained,
     "return_visit": _return_visit,
     "remind": _supervision("reminded"),
     "supervise": _supervision("supervised"),

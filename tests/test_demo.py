@@ -460,7 +460,7 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
         accepted = workflow.apply(db, office, submitted["id"], "accept", {})
         signed = workflow.apply(db, handler, dispatched["id"], "sign", {"contacted": "1"})
         closed = workflow.apply(db, office, waiting["id"], "callback",
-                                {"reached": "1", "solved": "1", "satisfaction": "satisfied"})
+                                {"method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
     assert accepted["ledger_no"] == f"ZF-{year}-{(counter[0] if counter else 0) + 1:06d}"
     assert signed["status"] == "handling"
     assert closed["status"] == "closed"

@@ -24,7 +24,8 @@ def at(days_ago: int, hour_utc: int = 2) -> str:
 
 @pytest.fixture
 def ledger(db, world):
-    """Problems A-F (unit u1, district d1), I (unit u2, district d2), plus G and J left out."""
+    """Problems A-F and K-N (unit u1, district d1), I (unit u2, district d2), plus G and J
+    left out."""
     u1, u2 = world.units["u1"], world.units["u2"]
     common = {"found_at": at(21), "accepted_at": at(20), "area_id": world.areas["g1"],
               "lead_unit_id": u1}
@@ -53,6 +54,23 @@ def ledger(db, world):
         "I": {**common, "area_id": world.areas["v2"], "lead_unit_id": u2, "status": "closed",
               "closed_at": at(20, 4), "closed_on_time": 1, "solved_on_spot": 1,
               "callback_reached": 1, "callback_solved": 1, "satisfaction": "satisfied"},
+        # K: closed as 无法回访 (the resident never answered): closed on time, no sample.
+        "K": {**common, **dispatched, "status": "closed", "closed_at": at(5),
+              "deadline": FUTURE, "closed_on_time": 1, "outcome": "solved",
+              "callback_reached": 0, "closure_kind": "unreachable"},
+        # L: closed as 无回访对象 (anonymous); the unit replied partly solved.
+        "L": {**common, **dispatched, "status": "closed", "closed_at": at(6), "deadline": PAST,
+              "closed_on_time": 1, "outcome": "partial", "closure_kind": "no_contact"},
+        # M: the resident said not solved, then the office closed it late as 解释说明办结:
+        # its valid but earlier answer leaves the samples of 解决率 and 满意率.
+        "M": {**common, **dispatched, "status": "closed", "closed_at": at(4), "deadline": PAST,
+              "closed_on_time": 0, "outcome": "solved", "callback_reached": 1,
+              "callback_solved": 0, "satisfaction": "unsatisfied",
+              "closure_kind": "explained", "closure_reason": "政策不允许"},
+        # N: relapsed at 回头看: reopened with its unit on a fresh deadline, unsigned, its
+        # callback answers cleared as the workflow clears them.
+        "N": {**common, "dispatched_at": at(19), "status": "dispatched", "deadline": FUTURE,
+              "outcome": "solved", "relapsed": 1, "return_visit_result": "relapsed"},
         # G: merged after acceptance: counts nowhere, whatever else it says.
         "G": {**common, **dispatched, "status": "merged", "closed_at": at(15),
               "outcome": "solved", "callback_reached": 1, "callback_solved": 1,
@@ -75,30 +93,39 @@ PERIOD = metrics.Period(TODAY - dt.timedelta(days=30), TODAY)
 def test_counts_and_rates_by_hand(db, world, ledger):
     result = metrics.compute(db, load(db, world, "office"), PERIOD)
     counts, rates = result["totals"], result["rates"]
-    # Cohort: A B C D E F I = 7 (G merged and J accepted earlier are left out;
+    # Cohort: A B C D E F I K L M N = 11 (G merged and J accepted earlier are left out;
     # the world's p1-p3 have no accepted_at).
-    assert counts["accepted"] == 7
-    # 办结率 = closed / accepted = {A, B, I} / 7
-    assert (rates["completion"].numerator, rates["completion"].n) == (3, 7)
-    assert rates["completion"].percent() == "42.86%"
-    # 按期办结率 = closed on time / closed = {A, I} / {A, B, I} = 2/3
-    assert (rates["on_time"].numerator, rates["on_time"].n) == (2, 3)
+    assert counts["accepted"] == 11
+    # 办结率 = closed / accepted = {A, B, I, K, L, M} / 11: closures without a valid
+    # callback are closed.
+    assert (rates["completion"].numerator, rates["completion"].n) == (6, 11)
+    assert rates["completion"].percent() == "54.55%"
+    # 按期办结率 = closed on time / closed = {A, I, K, L} / {A, B, I, K, L, M} = 4/6
+    assert (rates["on_time"].numerator, rates["on_time"].n) == (4, 6)
     # 解决率 = resident said solved / valid callbacks = {A, B, I} / {A, B, C, I} = 3/4
-    # (D's callback did not reach the resident, so it is no sample.)
+    # (D's callback did not reach the resident; K and L had none; M's answer was valid but
+    # M was closed as 解释说明办结: all three are counted apart.)
     assert (rates["resolution"].numerator, rates["resolution"].n) == (3, 4)
     assert rates["resolution"].percent() == "75.00%"
-    # The units' own claim: outcome 'solved' / replied = {A, B, C, D} / {A, B, C, D} = 4/4
-    assert (rates["claimed"].numerator, rates["claimed"].n) == (4, 4)
+    # The units' own claim: outcome 'solved' / replied
+    #   = {A, B, C, D, K, M, N} / {A, B, C, D, K, L, M, N} = 7/8
+    assert (rates["claimed"].numerator, rates["claimed"].n) == (7, 8)
     # 满意率 = (satisfied + 0.9 x basically) / valid = (2 [A, I] + 0.9 x 1 [B]) / 4 = 0.725
     assert rates["satisfaction"].n == 4
     assert rates["satisfaction"].value == pytest.approx(0.725)
+    # M's 不满意 is not in the sample: only C's.
     assert (counts["satisfied"], counts["basically"], counts["unsatisfied"]) == (2, 1, 1)
     # 响应率 = signed within 1 working day AND contacted / dispatched
-    #        = {A, D} / {A, B, C, D, E} = 2/5  (B signed late, C did not contact, E unsigned)
-    assert (rates["response"].numerator, rates["response"].n) == (2, 5)
+    #        = {A, D, K, L, M} / {A, B, C, D, E, K, L, M, N} = 5/9
+    #   (B signed late, C did not contact, E unsigned, N's signing cleared by the relapse)
+    assert (rates["response"].numerator, rates["response"].n) == (5, 9)
     # 超期率 = (closed late + open past deadline) / due
-    #        = ({B} + {C}) / {A, B, C} = 2/3  (D and E are not due yet; I has no deadline)
-    assert (rates["overdue"].numerator, rates["overdue"].n) == (2, 3)
+    #        = ({B, M} + {C}) / {A, B, C, K, L, M} = 3/6
+    #   (D, E and N are open before their deadlines; I has no deadline)
+    assert (rates["overdue"].numerator, rates["overdue"].n) == (3, 6)
+    # Counted apart, shown beside the rates: one of each closure, one relapse.
+    assert (counts["closed_unreachable"], counts["closed_no_contact"],
+            counts["closed_explained"], counts["relapsed"]) == (1, 1, 1, 1)
 
 
 def test_satisfaction_weight_comes_from_settings(db, world, ledger):
@@ -116,8 +143,9 @@ def test_breakdowns_and_ranking(db, world, ledger):
     result = metrics.compute(db, load(db, world, "office"), PERIOD)
     units = {row.key: row for row in result["units"]}
     u1, u2 = world.units["u1"], world.units["u2"]
-    # u1: A-F, closed {A, B} -> 2/6; u2: I -> 1/1
-    assert (units[u1].rates["completion"].numerator, units[u1].rates["completion"].n) == (2, 6)
+    # u1: A-F and K-N, closed {A, B, K, L, M} -> 5/10; u2: I -> 1/1
+    assert (units[u1].rates["completion"].numerator, units[u1].rates["completion"].n) == (5, 10)
+    assert units[u1].counts["closed_explained"] == 1 and units[u2].counts["closed_explained"] == 0
     assert (units[u2].rates["completion"].numerator, units[u2].rates["completion"].n) == (1, 1)
     ranked, rest = metrics.rank(result["units"], "completion", min_sample=5)
     # u2 has the better rate (100%) but only one problem: not ranked.
@@ -125,21 +153,21 @@ def test_breakdowns_and_ranking(db, world, ledger):
     assert [row.key for row in rest] == [u2] and rest[0].rank is None
     ranked, rest = metrics.rank(result["units"], "completion", min_sample=1)
     assert [row.key for row in ranked] == [u2, u1]
-    # Overdue: lower is better. u1 has 2/3, u2 no sample.
+    # Overdue: lower is better. u1 has 3/6, u2 no sample.
     ranked, rest = metrics.rank(result["units"], "overdue", min_sample=1)
     assert [row.key for row in ranked] == [u1] and [row.key for row in rest] == [u2]
-    # Areas: the office's child districts d1 (A-F) and d2 (I).
+    # Areas: the office's child districts d1 (A-F, K-N) and d2 (I).
     areas = {row.label: row.counts["accepted"] for row in result["areas"]}
-    assert areas == {"东城区": 6, "西湖区": 1}
+    assert areas == {"东城区": 10, "西湖区": 1}
     # Weeks add up to the total.
-    assert sum(row.counts["accepted"] for row in result["weeks"]) == 7
+    assert sum(row.counts["accepted"] for row in result["weeks"]) == 11
 
 
 def test_scope(db, world, ledger):
-    # office_d1 sees district d1 only: A-F.
+    # office_d1 sees district d1 only: A-F and K-N.
     result = metrics.compute(db, load(db, world, "office_d1"), PERIOD)
-    assert result["totals"]["accepted"] == 6
-    assert (result["rates"]["completion"].numerator, result["rates"]["completion"].n) == (2, 6)
+    assert result["totals"]["accepted"] == 10
+    assert (result["rates"]["completion"].numerator, result["rates"]["completion"].n) == (5, 10)
     # leader_d2 sees I only.
     result = metrics.compute(db, load(db, world, "leader_d2"), PERIOD)
     assert result["totals"]["accepted"] == 1
@@ -163,13 +191,16 @@ def test_a_full_loop_through_the_workflow(db, world):
     """accept -> dispatch -> sign (contacted) -> reply -> verify -> callback: every rate 1/1."""
     office, handler = load(db, world, "office"), load(db, world, "handler1")
     problem = world.problems["p1"]
+    with immediate(db):
+        db["problems"].update(problem, {"resident_phone": "13812345678"})
     steps = [
         (office, "accept", {}),
         (office, "dispatch", {"lead_unit_id": world.units["u1"], "time_limit_days": 5}),
         (handler, "sign", {"contacted": "1"}),
         (handler, "reply", {"outcome": "solved", "note": "已修复"}),
         (office, "verify", {}),
-        (office, "callback", {"reached": "1", "solved": "1", "satisfaction": "satisfied"}),
+        (office, "callback", {"method": "phone", "result": "reached", "solved": "1",
+                              "satisfaction": "satisfied"}),
     ]
     for actor, action, data in steps:
         with immediate(db):
@@ -179,3 +210,57 @@ def test_a_full_loop_through_the_workflow(db, world):
         assert (rates[name].numerator, rates[name].n) == (1, 1), name
     # Closed before its deadline: due (settled), not overdue.
     assert (rates["overdue"].numerator, rates["overdue"].n) == (0, 1)
+
+
+def test_closures_apart_and_a_relapse_through_the_workflow(db, world):
+    """Each new way out, taken through the workflow, lands where docs/metrics.md says."""
+    office, handler = load(db, world, "office"), load(db, world, "handler1")
+    u1 = world.units["u1"]
+
+    def run(problem, *steps):
+        for actor, action, data in steps:
+            with immediate(db):
+                workflow.apply(db, actor, problem, action, data)
+
+    def to_callback(phone: str):
+        problem = add_problem(db, world, status="submitted", resident_phone=phone)
+        run(problem, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),
+            (handler, "sign", {"contacted": "1"}),
+            (handler, "reply", {"outcome": "solved", "note": "已修"}), (office, "verify", {}))
+        return problem
+
+    with immediate(db):  # the attempts may fall on one day (tests/test_workflow.py: days)
+        db["settings"].insert({"key": "unreachable_min_days", "value": "1"})
+    unreachable = to_callback("13812345678")
+    for result in ("no_answer", "refused", "no_answer"):
+        run(unreachable, (office, "callback", {"method": "phone", "result": result}))
+    run(unreachable, (office, "close_unreachable", {}))
+    run(to_callback(""), (office, "close_no_contact", {}))
+    explained = add_problem(db, world, status="submitted")
+    run(explained, (office, "accept", {}), (office, "close_explained", {"note": "政策不允许"}))
+    relapse = to_callback("13912345678")
+    answer = {"method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"}
+    run(relapse, (office, "callback", answer),
+        (office, "return_visit", {"held": "0", "note": "又坏了"}))
+
+    result = metrics.compute(db, office, PERIOD)
+    counts, rates = result["totals"], result["rates"]
+    assert counts["accepted"] == 4
+    # Closed: the three closures apart; the relapse is open again.
+    assert (rates["completion"].numerator, rates["completion"].n) == (3, 4)
+    assert (counts["closed_unreachable"], counts["closed_no_contact"],
+            counts["closed_explained"], counts["relapsed"]) == (1, 1, 1, 1)
+    # The relapse's earlier "solved, satisfied" no longer counts: no sample at all.
+    assert rates["resolution"].n == rates["satisfaction"].n == 0
+    assert rates["resolution"].value is None
+
+    # Closed again after a new callback: the new answer counts, the relapse stays counted.
+    run(relapse, (handler, "sign", {"contacted": "1"}),
+        (handler, "reply", {"outcome": "solved", "note": "重新修好"}), (office, "verify", {}),
+        (office, "callback", {**answer, "satisfaction": "basically"}))
+    result = metrics.compute(db, office, PERIOD)
+    counts, rates = result["totals"], result["rates"]
+    assert (rates["completion"].numerator, rates["completion"].n) == (4, 4)
+    assert (rates["resolution"].numerator, rates["resolution"].n) == (1, 1)
+    assert rates["satisfaction"].value == pytest.approx(0.9)
+    assert counts["relapsed"] == 1

@@ -28,6 +28,17 @@ def act(db, world):
     return run
 
 
+RESIDENT_PHONE = "13812345678"
+
+
+@pytest.fixture(autouse=True)
+def p1_has_a_resident_to_call(db, world):
+    """The world's p1 was reported with the resident's phone: its callback is owed."""
+    with immediate(db):
+        db["problems"].update(world.problems["p1"], {"resident_name": "王大爷",
+                                                     "resident_phone": RESIDENT_PHONE})
+
+
 def events(db, problem_id):
     return list(db.query(
         "SELECT kind, from_status, to_status, data FROM problem_events WHERE problem_id = ?"
@@ -55,7 +66,7 @@ def test_full_loop_to_a_lasting_fix(act, db, world):
     act("handler1", "p1", "progress", note="已联系物业，安排维修")
     act("handler1", "p1", "reply", outcome="solved", note="屋面防水已修复")
     act("office", "p1", "verify")
-    closed = act("office", "p1", "callback", reached="1", solved="1", satisfaction="satisfied")
+    closed = act("office", "p1", "callback", method="phone", result="reached", solved="1", satisfaction="satisfied")
     assert closed["status"] == "closed"
     assert closed["closed_on_time"] == 1
     assert closed["return_visit_due"] is not None
@@ -79,7 +90,7 @@ def test_relapse_reopens_with_the_unit_and_is_flagged(act, db, world):
     walk_to_handling(act)
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
-    act("office", "p1", "callback", reached="1", solved="1", satisfaction="basically")
+    act("office", "p1", "callback", method="phone", result="reached", solved="1", satisfaction="basically")
     reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
     assert reopened["status"] == "dispatched"
     assert reopened["relapsed"] == 1 and reopened["closed_at"] is None
@@ -96,7 +107,7 @@ def test_a_signing_freezes_whether_it_was_a_response(act, db, world):
     assert act("handler1", "p1", "sign")["responded_in_time"] == 0  # resident not contacted
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
-    act("office", "p1", "callback", reached="1", solved="1", satisfaction="satisfied")
+    act("office", "p1", "callback", method="phone", result="reached", solved="1", satisfaction="satisfied")
     reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
     assert reopened["responded_in_time"] is None
 
@@ -203,8 +214,8 @@ def test_callback_not_solved_goes_back_to_handling(act, db, world):
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
     with pytest.raises(ValidationError):
-        act("office", "p1", "callback", reached="1", solved="0", satisfaction="unsatisfied")
-    back = act("office", "p1", "callback", reached="1", solved="0", satisfaction="unsatisfied",
+        act("office", "p1", "callback", method="phone", result="reached", solved="0", satisfaction="unsatisfied")
+    back = act("office", "p1", "callback", method="phone", result="reached", solved="0", satisfaction="unsatisfied",
                note="群众反映仍在漏水")
     assert back["status"] == "handling"
 
@@ -213,7 +224,7 @@ def test_callback_not_reached_stays_due(act, db, world):
     walk_to_handling(act)
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
-    row = act("office", "p1", "callback", reached="0")
+    row = act("office", "p1", "callback", method="phone", result="no_answer")
     assert row["status"] == "callback" and row["callback_reached"] == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from server import authz, calendar_entry, ledger_query, problems, visits, workflow
+from server.export import mask_phone
 from server.i18n import gettext as _
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
@@ -68,10 +69,26 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
     }
 
 
+def _resident_contact(actor: authz.User, problem: dict) -> dict:
+    """The resident's name and phone as this user may see them: unmasked (a ``tel:`` link on
+    the page) for those who must call the resident, masked for everyone else."""
+    phone = problem["resident_phone"] or ""
+    shown = authz.may_see_resident_phone(actor, problem)
+    return {"name": problem["resident_name"] or "", "phone": phone if shown else mask_phone(phone),
+            "callable": shown and workflow.has_contact(problem)}
+
+
 def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
     problem = problems.get_problem(db, actor, problem_id)
     context = _action_context(db, actor, problem)
-    return {"problem": problem, **context,
+    contact = _resident_contact(actor, problem)
+    problem["resident_phone"] = contact["phone"]  # the page never holds more than it shows
+    unreachable = None
+    if problem["status"] == "callback" and workflow.has_contact(problem):
+        unreachable = workflow.unreachable_progress(db, problem)
+    return {"problem": problem, **context, "contact": contact,
+            "attempts": workflow.callback_attempts(problem["events"]),
+            "unreachable": unreachable,
             **similar_context(db, actor, problem, context["actions"])}
 
 
@@ -91,6 +108,8 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
         else None,
         "outcomes": workflow.OUTCOMES,
         "satisfaction": workflow.SATISFACTION,
+        "callback_methods": workflow.CALLBACK_METHODS,
+        "callback_results": workflow.CALLBACK_RESULTS,
         "overdue": workflow.is_overdue(data["problem"]),
     }, status=status)
 
