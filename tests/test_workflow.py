@@ -371,3 +371,282 @@ def test_a_deadline_into_an_unknown_year_is_never_refused(db):
     assert (deadline, provisional) == (dt.date(2027, 1, 1), True)
     deadline, provisional = calendar(db).deadline(dt.date(2026, 12, 6), 5)
     assert (deadline, provisional) == (dt.date(2026, 12, 11), False)
+
+
+# Ways out: callback attempts, closures without a valid callback, relapse -----------------
+
+
+def walk_to_callback(act, problem="p1"):
+    act("office", problem, "accept")
+    act("office", problem, "dispatch", lead_unit_id=1)
+    act("handler1", problem, "sign", contacted="1")
+    act("handler1", problem, "reply", outcome="solved", note="已修")
+    act("office", problem, "verify")
+
+
+def attempt(act, result, problem="p1", method="phone", **more):
+    return act("office", problem, "callback", method=method, result=result, **more)
+
+
+def office_actions(db, world, key="p1"):
+    office = auth.load_user(db, world.users["office"])
+    return workflow.allowed_actions(db, db["problems"].get(world.problems.get(key, key)), office)
+
+
+@pytest.fixture
+def days_ago(monkeypatch):
+    """days_ago(n): the workflow's events are stamped n local days back until reset."""
+    real = workflow.now_iso
+
+    def shift(n: int):
+        moment = workflow.utcnow() - dt.timedelta(days=n)
+        monkeypatch.setattr(workflow, "now_iso", lambda: moment.isoformat())
+
+    yield shift
+    monkeypatch.setattr(workflow, "now_iso", real)
+
+
+def test_each_callback_attempt_is_recorded_with_how_and_what_came_of_it(act, db, world):
+    walk_to_callback(act)
+    for method, result in (("phone", "no_answer"), ("sms", "refused"),
+                           ("visit", "invalid_number")):
+        row = attempt(act, result, method=method)
+        assert row["status"] == "callback" and row["callback_reached"] == 0
+    callbacks = [json.loads(e["data"]) for e in events(db, world.problems["p1"])
+                 if e["kind"] == "callback"]
+    assert [(c["method"], c["result"], c["reached"]) for c in callbacks] == [
+        ("phone", "no_answer", False), ("sms", "refused", False),
+        ("visit", "invalid_number", False)]
+    closed = attempt(act, "reached", solved="1", satisfaction="basically")
+    assert closed["status"] == "closed" and closed["closure_kind"] is None
+    assert json.loads(events(db, world.problems["p1"])[-1]["data"])["result"] == "reached"
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({}, "method"),
+    ({"method": "phone"}, "result"),
+    ({"method": "fax", "result": "no_answer"}, "method"),
+    ({"method": "phone", "result": "maybe"}, "result"),
+    ({"method": "phone", "result": "reached"}, "solved"),
+    ({"method": "phone", "result": "reached", "solved": "1"}, "satisfaction"),
+    ({"method": "phone", "result": "reached", "solved": "0", "satisfaction": "unsatisfied"},
+     "note"),
+])
+def test_a_bad_callback_is_refused_and_leaves_no_trace(act, db, world, data, field):
+    walk_to_callback(act)
+    before = len(events(db, world.problems["p1"]))
+    with pytest.raises(ValidationError) as error:
+        act("office", "p1", "callback", **data)
+    assert field in error.value.errors
+    assert len(events(db, world.problems["p1"])) == before
+    assert db["problems"].get(world.problems["p1"])["callback_reached"] is None
+
+
+def test_unreachable_needs_enough_failed_attempts_over_enough_days(act, db, world, days_ago):
+    days_ago(1)
+    walk_to_callback(act)
+    assert "close_unreachable" not in office_actions(db, world)
+    attempt(act, "no_answer")
+    days_ago(0)
+    attempt(act, "refused")
+    with pytest.raises(TransitionError) as error:
+        act("office", "p1", "close_unreachable")
+    assert error.value.status == 409
+    # Two attempts on two days: one more attempt is missing, no more days.
+    assert "还差 1 次、0 天" in error.value.message
+    assert "close_unreachable" not in office_actions(db, world)
+    attempt(act, "invalid_number")
+    assert "close_unreachable" in office_actions(db, world)
+    closed = act("office", "p1", "close_unreachable", note="三次未联系上")
+    assert closed["status"] == "closed" and closed["closure_kind"] == "unreachable"
+    assert closed["closure_reason"] == "三次未联系上"
+    assert closed["closed_at"] and closed["closed_on_time"] == 1 and closed["return_visit_due"]
+    last = events(db, world.problems["p1"])[-1]
+    assert (last["kind"], last["from_status"], last["to_status"]) == (
+        "close_unreachable", "callback", "closed")
+    assert json.loads(last["data"])["attempts"] == 3 and json.loads(last["data"])["days"] == 2
+
+
+def test_unreachable_attempts_on_one_day_are_not_enough(act, db, world):
+    walk_to_callback(act)
+    for _ in range(4):
+        attempt(act, "no_answer")
+    with pytest.raises(TransitionError) as error:
+        act("office", "p1", "close_unreachable")
+    assert "还差 0 次、1 天" in error.value.message
+
+
+def test_the_unreachable_rule_comes_from_the_settings(act, db, world):
+    with immediate(db):
+        db["settings"].insert_all([{"key": "unreachable_attempts", "value": "1"},
+                                   {"key": "unreachable_min_days", "value": "1"}])
+    walk_to_callback(act)
+    attempt(act, "no_answer")
+    assert act("office", "p1", "close_unreachable")["closure_kind"] == "unreachable"
+
+
+def test_attempts_of_an_earlier_round_do_not_count(act, db, world, days_ago):
+    days_ago(2)
+    walk_to_callback(act)
+    attempt(act, "no_answer")
+    attempt(act, "no_answer")
+    days_ago(0)
+    attempt(act, "reached", solved="0", satisfaction="unsatisfied", note="仍然漏水")
+    act("handler1", "p1", "reply", outcome="solved", note="重新修好")
+    act("office", "p1", "verify")
+    attempt(act, "no_answer")
+    assert "close_unreachable" not in office_actions(db, world)
+    progress = workflow.unreachable_progress(db, db["problems"].get(world.problems["p1"]))
+    assert (progress.attempts, progress.days) == (1, 1)
+
+
+def test_no_contact_closes_instead_of_a_callback(act, db, world):
+    db["problems"].update(world.problems["p1"], {"resident_phone": "", "resident_name": ""})
+    walk_to_callback(act)
+    actions = office_actions(db, world)
+    assert "callback" not in actions and "close_unreachable" not in actions
+    assert "close_no_contact" in actions
+    with pytest.raises(TransitionError):
+        attempt(act, "no_answer")
+    with pytest.raises(TransitionError):
+        act("office", "p1", "close_unreachable")
+    closed = act("office", "p1", "close_no_contact")
+    assert closed["status"] == "closed" and closed["closure_kind"] == "no_contact"
+    assert closed["closure_reason"] is None and closed["return_visit_due"]
+
+
+def test_no_contact_is_refused_when_there_is_a_resident_to_call(act, db, world):
+    walk_to_callback(act)
+    assert "close_no_contact" not in office_actions(db, world)
+    with pytest.raises(TransitionError) as error:
+        act("office", "p1", "close_no_contact")
+    assert error.value.status == 409
+    assert status(db, world, "p1") == "callback"
+
+
+@pytest.mark.parametrize("state", ["accepted", "dispatched", "handling", "returned", "replied",
+                                   "callback"])
+def test_explained_closes_any_accepted_open_problem_with_a_reason(act, db, world, state):
+    db["problems"].update(world.problems["p3"], {"status": state})
+    with pytest.raises(ValidationError) as error:
+        act("office", "p3", "close_explained", note="  ")
+    assert "note" in error.value.errors and status(db, world, "p3") == state
+    closed = act("office", "p3", "close_explained", note="属于政策范围外，已解释")
+    assert closed["status"] == "closed" and closed["closure_kind"] == "explained"
+    assert closed["closure_reason"] == "属于政策范围外，已解释"
+    assert closed["return_visit_due"] is None
+    # Nothing was fixed that a 回头看 could check.
+    with pytest.raises(TransitionError):
+        act("field1", "p3", "return_visit", held="1")
+
+
+@pytest.mark.parametrize("state", ["submitted", "closed", "rejected", "merged"])
+def test_explained_is_refused_before_acceptance_and_after_the_end(act, db, world, state):
+    db["problems"].update(world.problems["p3"], {"status": state})
+    with pytest.raises(TransitionError):
+        act("office", "p3", "close_explained", note="理由")
+    assert status(db, world, "p3") == state
+
+
+def solved_on_spot(db, world, phone="13812345678") -> str:
+    """A field report solved on the spot, as sync/mutations.py's problem.report leaves it."""
+    problem_id = world.problems["p1"]
+    with immediate(db):
+        db["problems"].update(problem_id, {
+            "status": "callback", "solved_on_spot": 1, "accepted_at": workflow.now_iso(),
+            "closed_on_time": 1, "ledger_no": "ZF-2026-000009", "resident_phone": phone})
+        db["problem_events"].insert({
+            "id": "00000000-0000-4000-8000-000000009999", "problem_id": problem_id,
+            "kind": "solved_on_spot", "actor_id": world.users["field1"],
+            "at": workflow.now_iso(), "from_status": "submitted", "to_status": "callback",
+            "note": "当场修好", "data": "{}"})
+    return problem_id
+
+
+def test_solved_on_the_spot_but_not_solved_goes_back_to_the_office(act, db, world):
+    solved_on_spot(db, world)
+    back = attempt(act, "reached", solved="0", satisfaction="unsatisfied", note="并没有修好")
+    assert back["status"] == "accepted" and back["lead_unit_id"] is None
+    assert back["closed_on_time"] is None
+    last = events(db, world.problems["p1"])[-1]
+    assert (last["kind"], last["from_status"], last["to_status"]) == (
+        "callback", "callback", "accepted")
+    assert "dispatch" in office_actions(db, world)
+    dispatched = act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
+    assert dispatched["status"] == "dispatched" and dispatched["deadline"]
+    assert act("handler1", "p1", "sign", contacted="1")["status"] == "handling"
+
+
+def test_a_dispatched_problem_not_solved_still_goes_back_to_its_unit(act, db, world):
+    walk_to_callback(act)
+    back = attempt(act, "reached", solved="0", satisfaction="unsatisfied", note="仍漏水")
+    assert back["status"] == "handling" and back["lead_unit_id"] == world.units["u1"]
+
+
+def test_relapse_reopens_for_the_unit_on_a_fresh_deadline(act, db, world):
+    walk_to_callback(act)
+    attempt(act, "reached", solved="1", satisfaction="satisfied")
+    first_deadline = "2026-01-09"  # as if dispatched long ago
+    db["problems"].update(world.problems["p1"], {"deadline": first_deadline,
+                                                 "original_deadline": first_deadline})
+    reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
+    limit = db["categories"].get(world.category)["time_limit_days"]
+    expected, provisional = workflow.WorkCalendar.load(db).deadline(workflow.local_today(), limit)
+    assert reopened["status"] == "dispatched" and reopened["lead_unit_id"] == world.units["u1"]
+    assert reopened["deadline"] == expected.isoformat() != first_deadline
+    assert reopened["deadline_provisional"] == int(provisional)
+    # The earlier answer no longer counts: it stays in the callback event only.
+    assert (reopened["callback_reached"], reopened["callback_solved"],
+            reopened["satisfaction"]) == (None, None, None)
+    data = json.loads(events(db, world.problems["p1"])[-1]["data"])
+    assert data["time_limit_days"] == limit and data["deadline"] == expected.isoformat()
+    assert data["provisional"] is provisional and data["held"] is False
+    # Handled and closed again: a new 回头看 is due and allowed.
+    act("handler1", "p1", "sign", contacted="1")
+    act("handler1", "p1", "reply", outcome="solved", note="彻底修好")
+    act("office", "p1", "verify")
+    closed = attempt(act, "reached", solved="1", satisfaction="satisfied")
+    assert closed["return_visit_result"] is None and closed["return_visit_due"]
+    assert closed["relapsed"] == 1
+    assert act("office", "p1", "return_visit", held="1")["return_visit_result"] == "held"
+    with pytest.raises(TransitionError):
+        act("office", "p1", "return_visit", held="1")
+
+
+def test_a_relapse_of_a_closure_apart_clears_its_kind(act, db, world):
+    with immediate(db):
+        db["settings"].insert_all([{"key": "unreachable_attempts", "value": "1"},
+                                   {"key": "unreachable_min_days", "value": "1"}])
+    walk_to_callback(act)
+    attempt(act, "no_answer")
+    act("office", "p1", "close_unreachable")
+    reopened = act("office", "p1", "return_visit", held="0", note="问题又出现")
+    assert reopened["status"] == "dispatched"
+    assert reopened["closure_kind"] is None and reopened["closure_reason"] is None
+
+
+def test_a_relapse_of_a_problem_solved_on_the_spot_goes_to_the_office(act, db, world):
+    solved_on_spot(db, world)
+    attempt(act, "reached", solved="1", satisfaction="satisfied")
+    reopened = act("field1", "p1", "return_visit", held="0", note="又坏了")
+    assert reopened["status"] == "accepted" and reopened["deadline"] is None
+    assert "time_limit_days" not in json.loads(events(db, world.problems["p1"])[-1]["data"])
+    assert act("office", "p1", "dispatch", lead_unit_id=world.units["u2"])["deadline"]
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_USERS))
+def test_the_closures_are_the_office_s_alone(db, world, role):
+    """Each new action, in a state where the office may take it, refused to every other role."""
+    actor = auth.load_user(db, world.users[ROLE_USERS[role]])
+    problem_id = world.problems["p3"]
+    for name, phone in (("close_no_contact", ""), ("close_explained", "13812345678"),
+                        ("callback", "13812345678"), ("close_unreachable", "13812345678")):
+        db["problems"].update(problem_id, {"status": "callback", "resident_phone": phone})
+        data = {"note": "理由", "method": "phone", "result": "no_answer"}
+        if role == "office":
+            continue
+        with pytest.raises((TransitionError, NotFound)) as error, immediate(db):
+            workflow.apply(db, actor, problem_id, name, data)
+        if isinstance(error.value, TransitionError):
+            assert error.value.status == 403
+        assert db["problems"].get(problem_id)["status"] == "callback"
