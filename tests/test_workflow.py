@@ -66,7 +66,7 @@ def test_full_loop_to_a_lasting_fix(act, db, world):
     act("handler1", "p1", "progress", note="已联系物业，安排维修")
     act("handler1", "p1", "reply", outcome="solved", note="屋面防水已修复")
     act("office", "p1", "verify")
-    closed = act("office", "p1", "callback", method="phone", result="reached", solved="1", satisfaction="satisfied")
+    closed = attempt(act, "reached", solved="1", satisfaction="satisfied")
     assert closed["status"] == "closed"
     assert closed["closed_on_time"] == 1
     assert closed["return_visit_due"] is not None
@@ -90,7 +90,7 @@ def test_relapse_reopens_with_the_unit_and_is_flagged(act, db, world):
     walk_to_handling(act)
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
-    act("office", "p1", "callback", method="phone", result="reached", solved="1", satisfaction="basically")
+    attempt(act, "reached", solved="1", satisfaction="basically")
     reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
     assert reopened["status"] == "dispatched"
     assert reopened["relapsed"] == 1 and reopened["closed_at"] is None
@@ -107,7 +107,7 @@ def test_a_signing_freezes_whether_it_was_a_response(act, db, world):
     assert act("handler1", "p1", "sign")["responded_in_time"] == 0  # resident not contacted
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
-    act("office", "p1", "callback", method="phone", result="reached", solved="1", satisfaction="satisfied")
+    attempt(act, "reached", solved="1", satisfaction="satisfied")
     reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
     assert reopened["responded_in_time"] is None
 
@@ -214,9 +214,8 @@ def test_callback_not_solved_goes_back_to_handling(act, db, world):
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
     with pytest.raises(ValidationError):
-        act("office", "p1", "callback", method="phone", result="reached", solved="0", satisfaction="unsatisfied")
-    back = act("office", "p1", "callback", method="phone", result="reached", solved="0", satisfaction="unsatisfied",
-               note="群众反映仍在漏水")
+        attempt(act, "reached", solved="0", satisfaction="unsatisfied")
+    back = attempt(act, "reached", solved="0", satisfaction="unsatisfied", note="群众反映仍在漏水")
     assert back["status"] == "handling"
 
 
@@ -224,7 +223,7 @@ def test_callback_not_reached_stays_due(act, db, world):
     walk_to_handling(act)
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
-    row = act("office", "p1", "callback", method="phone", result="no_answer")
+    row = attempt(act, "no_answer")
     assert row["status"] == "callback" and row["callback_reached"] == 0
 
 
