@@ -447,23 +447,28 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
     office = auth.load_user(db, db.execute(
         "SELECT id FROM users WHERE username = 'office'").fetchone()[0])
 
-    def first(status: str) -> dict:
-        return rows(db, "SELECT * FROM problems WHERE status = ? ORDER BY found_at LIMIT 1",
-                    [status])[0]
+    def first(status: str, contact: bool | None = None) -> dict:
+        """The earliest problem in ``status``: with a resident's phone, without one, or either."""
+        found = rows(db, "SELECT * FROM problems WHERE status = ? ORDER BY found_at", [status])
+        return next(row for row in found
+                    if contact is None or workflow.has_contact(row) == contact)
 
     year = local_today().year
     counter = db.execute("SELECT last_no FROM ledger_counters WHERE year = ?", [year]).fetchone()
-    submitted, dispatched, waiting = first("submitted"), first("dispatched"), first("callback")
+    submitted, dispatched = first("submitted"), first("dispatched")
+    waiting, anonymous = first("callback", contact=True), first("callback", contact=False)
     handler = auth.load_user(db, db.execute(
         "SELECT id FROM users WHERE unit_id = ?", [dispatched["lead_unit_id"]]).fetchone()[0])
     with immediate(db):
         accepted = workflow.apply(db, office, submitted["id"], "accept", {})
         signed = workflow.apply(db, handler, dispatched["id"], "sign", {"contacted": "1"})
-        closed = workflow.apply(db, office, waiting["id"], "callback",
-                                {"method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
+        closed = workflow.apply(db, office, waiting["id"], "callback", {
+            "method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
+        no_contact = workflow.apply(db, office, anonymous["id"], "close_no_contact", {})
     assert accepted["ledger_no"] == f"ZF-{year}-{(counter[0] if counter else 0) + 1:06d}"
     assert signed["status"] == "handling"
     assert closed["status"] == "closed"
+    assert (no_contact["status"], no_contact["closure_kind"]) == ("closed", "no_contact")
 
 
 def test_seeding_restores_the_connection_settings(tmp_path):

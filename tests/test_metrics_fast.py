@@ -169,6 +169,8 @@ def features(row: dict) -> dict[str, int]:
         "satisfaction": metrics.SATISFACTION_CODES.get(row["satisfaction"], 0),
         "dispatched": row["dispatched_at"] is not None,
         "responded": row["responded_in_time"] == 1,
+        "closure": metrics.CLOSURE_CODES.get(row["closure_kind"], 0),
+        "relapsed": row["relapsed"] == 1,
         "deadline": deadline,
     }
 
@@ -283,6 +285,8 @@ def random_problem(rng: random.Random, world, n: int, areas: list[int],
         "callback_reached": maybe([0, 1]),
         "callback_solved": maybe([0, 1]),
         "satisfaction": maybe([*workflow.SATISFACTION, "other"]),
+        "closure_kind": maybe([*workflow.CLOSURE_KINDS, "other"]),
+        "relapsed": rng.choice([0, 0, 1]),
     }
 
 
@@ -382,6 +386,8 @@ def random_change(rng: random.Random, db, world, ledger: dict) -> None:
         "callback_reached": lambda: maybe([0, 1]),
         "callback_solved": lambda: maybe([0, 1]),
         "dispatched_at": lambda: maybe([stamp(rng, FIRST, 3)]),
+        "closure_kind": lambda: maybe([*workflow.CLOSURE_KINDS, "other"]),
+        "relapsed": lambda: rng.choice([0, 1]),
         "description": lambda: "改过的描述",  # not counted: no change to the roll-up
     }
     kind = rng.random()

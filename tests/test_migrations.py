@@ -185,3 +185,36 @@ def test_m009_works_out_past_responses_and_rolls_up_the_cohort(tmp_path):
     db.execute("DELETE FROM problems WHERE id = 'not-contacted'")
     assert db.execute("SELECT level, area_id, sum(n) FROM stats_rollup GROUP BY 1, 2"
                       ).fetchall() == [(2, 2, 2), (3, 3, 2)]
+
+
+def test_m011_rolls_up_the_closure_kinds_and_relapses_already_there(tmp_path):
+    from server import metrics
+    from server.migrations import ROLLUP_LEVELS, rollup_key_sql
+
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m011_closures")
+    add_city_and_reporter(db)
+    insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+              " created_at, updated_at, accepted_at, closure_kind, relapsed)"
+              " VALUES (?, 1, 1, 'x', ?, 'now', 'now', 'now', '2026-09-29T02:00:00+00:00', ?, ?)")
+    for problem_id, status, kind, relapsed in (
+            ("unreachable", "closed", "unreachable", 0), ("no-contact", "closed", "no_contact", 0),
+            ("explained", "closed", "explained", 1), ("relapsed", "dispatched", None, 1)):
+        db.execute(insert, [problem_id, status, kind, relapsed])
+    migrate(db)
+
+    def rollup():
+        return sorted(db.execute("SELECT level, week, area_id, unit_id, category_id, features,"
+                                 " deadline, n FROM stats_rollup").fetchall())
+
+    rebuilt = sorted(tuple(row) for level in ROLLUP_LEVELS for row in db.execute(
+        f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7"))
+    assert rollup() == rebuilt
+    closures = {metrics.unpack(row[5])["closure"] for row in rollup()}
+    assert closures == {0, 1, 2, 3}
+    assert sum(row[7] for row in rollup() if metrics.unpack(row[5])["relapsed"]) == 2 * 2
+    # The triggers watch the new columns.
+    db.execute("UPDATE problems SET closure_kind = NULL, relapsed = 0")
+    assert {metrics.unpack(row[5])["closure"] for row in rollup()} == {0}
+    assert not [row for row in rollup() if metrics.unpack(row[5])["relapsed"]]
