@@ -149,3 +149,29 @@ def test_route_role_matrix(app, world, role):
             if not allowed and not denied:
                 failures.append(f"{method} {path}: {response.status_code}, expected denied")
         assert not failures, "\n".join(failures)
+
+
+# The ledger's actions are one route: the closures of m011 by role, through it. --------------
+
+CLOSURES = {  # action: (the problem's state and phone, what the office gets)
+    "close_no_contact": ({"status": "callback", "resident_phone": ""}, 303),
+    "close_unreachable": ({"status": "callback", "resident_phone": "13812345678"}, 409),
+    "close_explained": ({"status": "handling", "resident_phone": ""}, 303),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+@pytest.mark.parametrize("action", sorted(CLOSURES))
+def test_closure_actions_by_role(app, db, world, role, action):
+    """Only the office closes (or is told why not yet); every other role is refused."""
+    state, office_gets = CLOSURES[action]
+    db["problems"].update(world.problems["p3"], state)
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        response = client.post(
+            f"/problems/{world.problems['p3']}/actions/{action}",
+            data={"csrf_token": csrf_of(client), "note": "理由"}, follow_redirects=False)
+    expected = office_gets if role == "office" else 403
+    assert response.status_code == expected, (role, action, response.status_code)
+    closed = db["problems"].get(world.problems["p3"])["status"] == "closed"
+    assert closed == (expected == 303)

@@ -157,6 +157,23 @@ def test_stats_page(login_as, db, world):
     assert response.status_code == 200 and "已忽略" in response.text
 
 
+def test_stats_page_shows_the_closures_apart_beside_the_rates(login_as, db, world):
+    stamp = now_iso()
+    for kind in ("unreachable", "unreachable", "no_contact", "explained", None):
+        add_problem(db, world, status="closed", accepted_at=stamp, closed_at=stamp,
+                    closure_kind=kind, callback_reached=1 if kind is None else 0,
+                    callback_solved=1 if kind is None else None,
+                    satisfaction="satisfied" if kind is None else None)
+    add_problem(db, world, status="dispatched", accepted_at=stamp, relapsed=1)
+    html = login_as("office").get("/stats").text
+    assert "单独列出的办结与反弹" in html
+    counts = dict(re.findall(r'id="st-(closed_\w+|relapsed)">(\d+)<', html))
+    assert counts == {"closed_unreachable": "2", "closed_no_contact": "1",
+                      "closed_explained": "1", "relapsed": "1"}
+    assert "办结 5 ÷ 立案 6" in html  # closed, all of them
+    assert "群众认为已解决 1 ÷ 有效回访 1" in html  # the closures apart are no sample
+
+
 def test_similar_problems_and_one_click_merge(login_as, db, world):
     base = {"category_id": world.category, "area_id": world.areas["v1"]}
     with immediate(db):

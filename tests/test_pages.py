@@ -94,3 +94,133 @@ def test_visit_list_is_latest_first_in_scope_with_a_bounded_count(login_as, db, 
     assert world.visits["v1"] in page and world.visits["v2"] not in page
     monkeypatch.setattr(ledger_query, "COUNT_CAP", 1)  # as with a million visits: "N+"
     assert "共 1+ 条" in login_as("office").get("/visits").text
+
+
+# The resident's contact, for those who must call ------------------------------------------
+
+PHONE, MASKED = "13812345678", "138****5678"
+
+
+@pytest.fixture
+def p3_with_a_resident(db, world):
+    """p3 (district d1, lead unit u1 = handler1's, helper unit u2), reported with a phone,
+    awaiting the unit's signing."""
+    from server.db import immediate
+
+    with immediate(db):
+        db["problems"].update(world.problems["p3"], {
+            "status": "dispatched", "resident_name": "王大爷", "resident_phone": PHONE,
+            "helper_unit_ids": f"[{world.units['u2']}]"})
+    return world.problems["p3"]
+
+
+@pytest.mark.parametrize(("username", "sees"), [
+    ("office", "phone"),  # the office calls back
+    ("office_d1", "phone"),
+    ("handler1", "phone"),  # the lead unit's handler signs: 已联系反映人
+    ("leader", "masked"),
+    ("field1", "masked"),  # a field official of the area
+    ("field2", "masked"),  # the reporter
+])
+def test_the_resident_phone_on_the_detail_page_by_role(login_as, p3_with_a_resident, username,
+                                                       sees):
+    page = login_as(username).get(f"/problems/{p3_with_a_resident}").text
+    assert "王大爷" in page and "联系电话" in page
+    if sees == "phone":
+        assert f'<a href="tel:{PHONE}">{PHONE}</a>' in page
+        assert MASKED not in page
+    else:
+        assert MASKED in page
+        assert PHONE not in page and "tel:" not in page
+
+
+def test_a_helper_unit_or_another_unit_never_gets_the_phone(login_as, p3_with_a_resident):
+    # handler2's unit u2 only helps on p3: the problem is not in its scope at all.
+    response = login_as("handler2").get(f"/problems/{p3_with_a_resident}")
+    assert response.status_code == 404 and PHONE not in response.text
+
+
+def test_a_handler_sees_the_phone_only_on_problems_of_their_unit(login_as, db, world):
+    # handler1 also a field official of district d2: p2 (unit u2) is in scope by its area.
+    db["users"].update(world.users["handler1"], {"roles": "field,handler",
+                                                  "area_id": world.areas["d2"]})
+    db["problems"].update(world.problems["p2"], {"resident_phone": PHONE})
+    page = login_as("handler1").get(f"/problems/{world.problems['p2']}").text
+    assert MASKED in page and PHONE not in page
+
+
+def test_the_phone_stands_next_to_the_sign_and_callback_forms(login_as, db, world,
+                                                              p3_with_a_resident):
+    page = login_as("handler1").get(f"/problems/{p3_with_a_resident}").text
+    sign = re.search(r'<form[^>]*actions/sign".*?</form>', page, flags=re.S).group(0)
+    assert f'href="tel:{PHONE}"' in sign and "王大爷" in sign
+    db["problems"].update(p3_with_a_resident, {"status": "callback"})
+    page = login_as("office").get(f"/problems/{p3_with_a_resident}").text
+    callback = re.search(r'<form[^>]*actions/callback".*?</form>', page, flags=re.S).group(0)
+    assert f'href="tel:{PHONE}"' in callback
+    assert 'name="method"' in callback and 'name="result"' in callback
+    assert "未接通" in callback and "空号" in callback
+
+
+def test_without_a_phone_there_is_no_callback_form_but_a_closure(login_as, db, world):
+    db["problems"].update(world.problems["p3"], {"status": "callback", "resident_phone": ""})
+    page = login_as("office").get(f"/problems/{world.problems['p3']}").text
+    assert "/actions/callback" not in page and "/actions/close_unreachable" not in page
+    assert "/actions/close_no_contact" in page and "未留联系方式" in page
+
+
+# Callback attempts and the closures, through the page -------------------------------------
+
+
+def post_action(client, problem_id, action, data=None):
+    from tests.conftest import post_form
+
+    return post_form(client, f"/problems/{problem_id}/actions/{action}", data or {})
+
+
+def test_callback_attempts_are_listed_and_unreachable_waits_for_the_rule(login_as, db,
+                                                                         p3_with_a_resident):
+    db["problems"].update(p3_with_a_resident, {"status": "callback"})
+    db["problem_events"].insert({  # the verify that started this round
+        "id": "00000000-0000-4000-8000-000000008888", "problem_id": p3_with_a_resident,
+        "kind": "verify", "actor_id": 2, "at": "2026-01-01T02:00:00+00:00",
+        "from_status": "replied", "to_status": "callback", "note": "", "data": "{}"})
+    office = login_as("office")
+    response = post_action(office, p3_with_a_resident, "callback",
+                           {"method": "phone", "result": "no_answer"})
+    assert response.status_code == 303
+    page = office.get(f"/problems/{p3_with_a_resident}").text
+    assert "回访记录" in page and "未接通" in page
+    assert "本轮回访未成功 1 次" in page
+    assert "/actions/close_unreachable" not in page
+    response = post_action(office, p3_with_a_resident, "close_unreachable")
+    assert response.status_code == 409 and "还差 2 次、1 天" in response.text
+    assert db["problems"].get(p3_with_a_resident)["status"] == "callback"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({}, "回访方式"),
+    ({"method": "phone", "result": "nonsense"}, "取值无效"),
+    ({"method": "phone", "result": "reached"}, "问题是否解决"),
+])
+def test_a_bad_callback_form_says_what_is_wrong(login_as, db, p3_with_a_resident, data,
+                                                message):
+    db["problems"].update(p3_with_a_resident, {"status": "callback"})
+    before = db.execute("SELECT count(*) FROM problem_events").fetchone()
+    response = post_action(login_as("office"), p3_with_a_resident, "callback", data)
+    assert response.status_code == 400 and message in response.text
+    assert db.execute("SELECT count(*) FROM problem_events").fetchone() == before
+
+
+def test_explained_needs_a_reason_through_the_page(login_as, db, p3_with_a_resident):
+    office = login_as("office")
+    response = post_action(office, p3_with_a_resident, "close_explained", {"note": " "})
+    assert response.status_code == 400 and "说明" in response.text
+    assert db["problems"].get(p3_with_a_resident)["status"] == "dispatched"
+    response = post_action(office, p3_with_a_resident, "close_explained",
+                           {"note": "不属于任何单位职责，已向群众解释"})
+    assert response.status_code == 303
+    row = db["problems"].get(p3_with_a_resident)
+    assert (row["status"], row["closure_kind"]) == ("closed", "explained")
+    page = office.get(f"/problems/{p3_with_a_resident}").text
+    assert "解释说明办结" in page
