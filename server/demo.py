@@ -32,7 +32,10 @@ events in (at, rowid) order:
   intake, before acceptance, so merged problems have no number;
 * the deadline runs from the first dispatch in working days (the Chinese
   holiday calendar of ``server.workdays``; Monday to Friday for years it does
-  not know) and moves only by an approved extension.
+  not know) and moves only by an approved extension;
+* a problem whose resident left no phone is never called back: the office
+  closes it as 无回访对象 (``close_no_contact``); callbacks record their method
+  and result as the workflow does.
 """
 
 from __future__ import annotations
@@ -444,6 +447,7 @@ CALLBACK_NOTES = {
     "unsatisfied": "电话回访，群众表示问题已解决，但对办理过程不满意",
 }
 UNREACHED_NOTE = "电话回访未接通"
+NO_CONTACT_NOTE = "反映人未留联系方式，无回访对象"
 REOPEN_NOTE = "电话回访，群众反映问题仍未解决，请承办单位继续办理"
 RETURN_VISIT_NOTES = ("回头看：整改效果保持良好", "回头看：现场查看未出现反弹")
 SOLVED_ON_SPOT_NOTES = (
@@ -813,7 +817,7 @@ WORKFLOW_COLUMNS = (
     "original_deadline", "extension_request", "signed_at", "resident_contacted", "replied_at",
     "outcome", "redo_count", "callback_reached", "callback_solved", "satisfaction",
     "closed_at", "closed_on_time", "return_visit_due", "return_visit_result", "supervision",
-    "supervision_note", "merged_into", "responded_in_time",
+    "supervision_note", "merged_into", "responded_in_time", "closure_kind",
 )
 PROBLEM_COLUMNS = (
     "id", "ledger_no", "reporter_id", "visit_id", "diary_id", "area_id", "place", "lat", "lng",
@@ -1190,6 +1194,7 @@ class _Ledger:
         on_spot = (status in ("callback", "closed") and source.kind != "hotline"
                    and rng.random() < 0.15)
         history = _History(self, problem_id, source, category, self._lead_unit(category, source))
+        history.describe(self._description(source, topic))
         history.build(status, on_spot, original)
         self.status_counts[status] += 1
         self.produced += 1
@@ -1198,7 +1203,6 @@ class _Ledger:
                 recent = self.originals.setdefault(key, [])
                 recent.append(history)
                 del recent[:-8]
-        history.describe(self._description(source, topic))
         if history.fields["accepted_at"] is not None:
             self.waiting.append((history.fields["accepted_at"], self.produced, history))
         elif original is not None:
@@ -1223,11 +1227,13 @@ class _Ledger:
             description = f"{village}群众反映{topic.issue}，{topic.effect}。{tail}"
         if source.kind == "hotline":
             description = f"12345热线转办：{description}"
-        with_resident = source.kind == "hotline" or rng.random() < 0.5
+        # Most residents who raise a problem leave a name and a phone for the callback; the
+        # rest (anonymous, or no phone given) are closed as 无回访对象.
+        with_resident = source.kind == "hotline" or rng.random() < 0.9
+        name = (source.resident_name or _person_name(rng)) if with_resident else ""
+        phone = source.resident_phone or (_mobile(rng) if rng.random() < 0.9 else "")
         return (
-            place, description,
-            source.resident_name if with_resident else "",
-            source.resident_phone if with_resident else "",
+            place, description, name, phone if with_resident else "",
             URGENCIES[_pick(rng, self.urgency_weights)],
             topic.category.unit.id if rng.random() < 0.5 else None,
         )
@@ -1360,7 +1366,7 @@ class _History:
             self._extension()
         if self.status == "handling":
             # Some are back with the unit because the resident said it was not solved.
-            if rng.random() < 0.4:
+            if rng.random() < 0.4 and self.has_contact:
                 self._reply()
                 self._verify()
                 self._reopen_by_callback()
@@ -1371,11 +1377,12 @@ class _History:
             return
         self._verify()
         if self.status == "callback":
-            if rng.random() < 0.3:
+            if rng.random() < 0.3 and self.has_contact:
                 self._unreached()
             return
         # Units claim more than residents confirm: a callback sends some replies back.
-        if (outcome != "solved" and rng.random() < 0.6) or rng.random() < 0.04:
+        if self.has_contact and (
+                (outcome != "solved" and rng.random() < 0.6) or rng.random() < 0.04):
             self._reopen_by_callback()
             self._progress()
             self._reply("solved")
@@ -1451,8 +1458,18 @@ class _History:
         self.add("callback", self.office, "handling", REOPEN_NOTE, (True, False, satisfaction),
                  delay=(2 * HOUR, 2 * DAY))
 
+    @property
+    def has_contact(self) -> bool:
+        """Whether the resident left a phone (server.workflow.has_contact): without one there
+        is nobody to call back, and the office closes as 无回访对象."""
+        return bool(self.details[3])
+
     def _close_by_callback(self) -> None:
         rng = self.rng
+        if not self.has_contact:
+            self.add("close_no_contact", self.office, "closed", NO_CONTACT_NOTE,
+                     delay=(2 * HOUR, 2 * DAY))
+            return
         if rng.random() < 0.12:
             self._unreached()
         roll = rng.random()
@@ -1626,6 +1643,10 @@ class _History:
                 data = f'{{"overdue": {flag}, "redo": {fields["redo_count"]}}}'
             elif kind == "callback":
                 data = self._callback(fields, step, day, deadline_day, flag)
+            elif kind == "close_no_contact":
+                on_time = self._close(fields, step, day, deadline_day)
+                fields["closure_kind"] = "no_contact"
+                data = f'{{"on_time": {"true" if on_time else "false"}, "overdue": {flag}}}'
             elif kind == "return_visit":
                 fields["return_visit_result"] = "held"
                 data = f'{{"held": true, "overdue": {flag}}}'
@@ -1649,19 +1670,26 @@ class _History:
         reached, solved, satisfaction = step.args
         if not reached:
             fields["callback_reached"] = 0
-            return f'{{"overdue": {flag}, "reached": false}}'
+            return (f'{{"method": "phone", "overdue": {flag}, "reached": false,'
+                    ' "result": "no_answer"}')
         fields.update(callback_reached=1, callback_solved=int(solved), satisfaction=satisfaction)
         if not solved:
-            return (f'{{"overdue": {flag}, "reached": true, "satisfaction": "{satisfaction}",'
-                    f' "solved": false}}')
+            return (f'{{"method": "phone", "overdue": {flag}, "reached": true,'
+                    f' "result": "reached", "satisfaction": "{satisfaction}", "solved": false}}')
+        on_time = self._close(fields, step, day, deadline_day)
+        return (f'{{"method": "phone", "on_time": {"true" if on_time else "false"},'
+                f' "overdue": {flag}, "reached": true, "result": "reached",'
+                f' "satisfaction": "{satisfaction}", "solved": true}}')
+
+    def _close(self, fields: dict, step: _Step, day: int, deadline_day: int | None) -> bool:
+        """The columns a closing sets (server.workflow._closing); whether it was on time."""
         on_time = deadline_day is None or day <= deadline_day
         fields.update(
             closed_at=step.at,
             closed_on_time=int(on_time),
             return_visit_due=self.ledger.clock.day_text(day + self.category.return_visit_days),
         )
-        return (f'{{"on_time": {"true" if on_time else "false"}, "overdue": {flag},'
-                f' "reached": true, "satisfaction": "{satisfaction}", "solved": true}}')
+        return on_time
 
     # -- output --
 

@@ -172,6 +172,12 @@ def test_problem_count_and_every_status_appears(db):
     assert statuses == set(STATUSES)
 
 
+def test_problems_without_a_phone_close_as_no_contact(db):
+    kinds = dict(db.execute("SELECT ifnull(closure_kind, '-'), count(*) FROM problems"
+                            " WHERE status = 'closed' GROUP BY 1").fetchall())
+    assert kinds.get("no_contact", 0) > 10 and kinds["-"] > kinds["no_contact"]
+
+
 def test_most_problems_are_closed(db):
     closed = db.execute("SELECT count(*) FROM problems WHERE status = 'closed'").fetchone()[0]
     assert closed > PROBLEMS / 2
@@ -280,7 +286,9 @@ def check_columns_against_events(problem: dict, history: list[dict]) -> None:
         assert problem["dispatched_at"] is problem["lead_unit_id"] is problem["deadline"] is None
         assert problem["status"] not in DISPATCHED or on_spot
 
-    closing = last("callback", solved=True)
+    closings = [e for e in history if e["kind"] == "close_no_contact"
+                or (e["kind"] == "callback" and e["data"].get("solved") is True)]
+    closing = closings[-1] if closings else None
     ended = {"closed": closing, "rejected": last("reject"), "merged": last("merge")}
     end = ended.get(problem["status"])
     assert problem["closed_at"] == (end["at"] if end else None)
@@ -288,7 +296,12 @@ def check_columns_against_events(problem: dict, history: list[dict]) -> None:
         assert problem["closed_on_time"] == int(closing["data"]["on_time"])
         due = local(closing["at"]).date() + dt.timedelta(days=30)
         assert problem["return_visit_due"] >= due.isoformat()
-        assert problem["callback_solved"] == 1
+        if closing["kind"] == "callback":
+            assert problem["callback_solved"] == 1 and problem["closure_kind"] is None
+        else:  # nobody to call back: closed as 无回访对象
+            assert problem["closure_kind"] == "no_contact" and not problem["resident_phone"]
+    if any(e["kind"] == "callback" for e in history):
+        assert problem["resident_phone"]  # a callback is made only where there is a phone
     if problem["status"] == "merged":
         assert problem["merged_into"] == ended["merged"]["data"]["original_id"]
 
@@ -333,7 +346,7 @@ def test_event_actors_fit_their_roles(db):
         "sign": "handler", "progress": "handler", "reply": "handler", "return": "handler",
         "request_extension": "handler", "accept": "office", "dispatch": "office",
         "verify": "office", "callback": "office", "remind": "office", "supervise": "office",
-        "flag": "leader", "solved_on_spot": "field",
+        "flag": "leader", "solved_on_spot": "field", "close_no_contact": "office",
     }
     for kind, actor_id in db.execute("SELECT kind, actor_id FROM problem_events").fetchall():
         if kind in expected:
@@ -447,16 +460,17 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
     office = auth.load_user(db, db.execute(
         "SELECT id FROM users WHERE username = 'office'").fetchone()[0])
 
-    def first(status: str, contact: bool | None = None) -> dict:
+    def first(status: str, contact: bool | None = None) -> dict | None:
         """The earliest problem in ``status``: with a resident's phone, without one, or either."""
         found = rows(db, "SELECT * FROM problems WHERE status = ? ORDER BY found_at", [status])
-        return next(row for row in found
-                    if contact is None or workflow.has_contact(row) == contact)
+        return next((row for row in found
+                     if contact is None or workflow.has_contact(row) == contact), None)
 
     year = local_today().year
     counter = db.execute("SELECT last_no FROM ledger_counters WHERE year = ?", [year]).fetchone()
     submitted, dispatched = first("submitted"), first("dispatched")
-    waiting, anonymous = first("callback", contact=True), first("callback", contact=False)
+    waiting = first("callback", contact=True)
+    handling = first("handling")
     handler = auth.load_user(db, db.execute(
         "SELECT id FROM users WHERE unit_id = ?", [dispatched["lead_unit_id"]]).fetchone()[0])
     with immediate(db):
@@ -464,11 +478,12 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
         signed = workflow.apply(db, handler, dispatched["id"], "sign", {"contacted": "1"})
         closed = workflow.apply(db, office, waiting["id"], "callback", {
             "method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
-        no_contact = workflow.apply(db, office, anonymous["id"], "close_no_contact", {})
+        explained = workflow.apply(db, office, handling["id"], "close_explained",
+                                   {"note": "属于政策范围外，已向群众解释"})
     assert accepted["ledger_no"] == f"ZF-{year}-{(counter[0] if counter else 0) + 1:06d}"
     assert signed["status"] == "handling"
     assert closed["status"] == "closed"
-    assert (no_contact["status"], no_contact["closure_kind"]) == ("closed", "no_contact")
+    assert (explained["status"], explained["closure_kind"]) == ("closed", "explained")
 
 
 def test_seeding_restores_the_connection_settings(tmp_path):
