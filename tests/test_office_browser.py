@@ -33,6 +33,7 @@ DESKTOP = {
 }
 WAIT_MS = 20_000
 REPORTED = "幸福社区3号楼漏水，墙面渗水"  # p1, the world's one submitted problem
+RESIDENT, RESIDENT_PHONE = "张阿姨", "13812345678"  # who reported it to field1, to call back
 LEDGER_NO = re.compile(r"ZF-\d{4}-\d{6}")
 
 
@@ -81,12 +82,19 @@ def add_diary_entry(db, world: World) -> None:
         })
 
 
+def add_resident(db, world: World) -> None:
+    with immediate(db):
+        db["problems"].update(world.problems["p1"], {"resident_name": RESIDENT,
+                                                     "resident_phone": RESIDENT_PHONE})
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     path = tmp_path_factory.mktemp("office") / "fieldledger.db"
     db = open_database(path)
     world = build_world(db)
     add_diary_entry(db, world)
+    add_resident(db, world)
     cover_calendar_years(db)
     db.close()
     with running_server(path) as url:
@@ -210,6 +218,9 @@ def dispatch_to_unit(page, unit: str, working_days: int) -> str:
 
 def handle_and_reply(page) -> None:
     form = open_action(page, "签收")
+    # The lead unit's handler has the resident's number to call, beside the question.
+    expect(form.get_by_role("link", name=RESIDENT_PHONE)).to_have_attribute(
+        "href", f"tel:{RESIDENT_PHONE}")
     form.get_by_label("已联系反映人").check()
     submit_action(page, form, "确认签收", "sign")
     expect_problem(page, "办理中", "签收", "测试handler1")
@@ -236,7 +247,10 @@ def verify_and_call_back(page) -> None:
     expect_problem(page, "待回访", "审核通过", "测试office_d1", "佐证材料齐全")
 
     form = open_action(page, "回访")
-    form.get_by_role("group", name="是否联系到反映人").get_by_label("是").check()
+    expect(form.get_by_role("link", name=RESIDENT_PHONE)).to_have_attribute(
+        "href", f"tel:{RESIDENT_PHONE}")
+    form.get_by_label("回访方式").select_option(label="电话")
+    form.get_by_label("回访结果").select_option(label="接通")
     form.get_by_role("group", name="问题是否解决").get_by_label("是").check()
     form.get_by_label("满意度").select_option(label="满意")
     form.get_by_label("说明").fill("电话回访，居民表示满意")
