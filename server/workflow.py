@@ -413,10 +413,7 @@ def _dispatch(db, user, problem, data, note):
         # re-assigned keeps its deadline.
         days = data.get("time_limit_days")
         if days is None:
-            row = db.execute(
-                "SELECT time_limit_days FROM categories WHERE id = ?", [problem["category_id"]]
-            ).fetchone()
-            days = row[0] if row else 10
+            days = _time_limit_days(db, problem)
         days = _int(data | {"time_limit_days": days}, "time_limit_days")
         if not 1 <= days <= 365:
             raise ValidationError({"time_limit_days": _("workflow.bad_days")})
@@ -678,6 +675,7 @@ def _return_visit_days(db, problem) -> int:
 
 
 def _time_limit_days(db, problem) -> int:
+    """The category's time limit in working days (10 without a category)."""
     row = db.execute(
         "SELECT time_limit_days FROM categories WHERE id = ?", [problem["category_id"]]
     ).fetchone()
@@ -712,11 +710,12 @@ def _return_visit(db, user, problem, data, note):
         # Never dispatched (solved on the spot): the office dispatches it, which starts the
         # deadline.
         return changes, event, "accepted"
-    # The same unit, on a fresh deadline: the category's limit from the reopening day.
+    # The same unit, on a fresh deadline: the category's limit from the reopening day (the
+    # original deadline stays the first one, as deadline_from_events replays it).
     days = _time_limit_days(db, problem)
     deadline, provisional = WorkCalendar.load(db).deadline(local_today(), days)
-    changes.update(deadline=deadline.isoformat(), original_deadline=deadline.isoformat(),
-                   deadline_provisional=int(provisional), extension_request=None)
+    changes.update(deadline=deadline.isoformat(), deadline_provisional=int(provisional),
+                   extension_request=None)
     event.update(time_limit_days=days, deadline=deadline.isoformat(), provisional=provisional)
     return changes, event, "dispatched"
 
