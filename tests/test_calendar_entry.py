@@ -198,7 +198,9 @@ def test_frozen_facts_of_closed_problems_are_left_alone(act, db, world, clock):
     act("handler1", "p1", "sign", contacted="1")
     act("handler1", "p1", "reply", outcome="solved", note="已修复")
     act("office", "p1", "verify")
-    closed = act("office", "p1", "callback", reached="1", solved="1", satisfaction="satisfied")
+    db["problems"].update(world.problems["p1"], {"resident_phone": "13812345678"})
+    closed = act("office", "p1", "callback", method="phone", result="reached", solved="1",
+                 satisfaction="satisfied")
     assert closed["status"] == "closed" and closed["closed_on_time"] == 1
     act("handler1", "p3", "return", note="不属于本单位")
     act("office", "p3", "dispatch", lead_unit_id=world.units["u2"], time_limit_days="20")
