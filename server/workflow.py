@@ -576,13 +576,15 @@ class UnreachableProgress:
 
 def unreachable_progress(db, problem: dict) -> UnreachableProgress:
     # The round starts at the latest event that moved the problem into callback (a verify,
-    # or a report solved on the spot); attempts of earlier rounds do not count.
+    # or a report solved on the spot): an attempt followed by such an event belongs to an
+    # earlier round and does not count.
     cfg = settings(db)
     attempts, days = db.execute(
-        "SELECT count(*), count(DISTINCT date(at, '+8 hours')) FROM problem_events"
-        " WHERE problem_id = ?1 AND kind = 'callback' AND json_extract(data, '$.reached') = 0"
-        " AND (at, rowid) > (SELECT at, rowid FROM problem_events WHERE problem_id = ?1"
-        " AND to_status = 'callback' ORDER BY at DESC, rowid DESC LIMIT 1)",
+        "SELECT count(*), count(DISTINCT date(e.at, '+8 hours')) FROM problem_events e"
+        " WHERE e.problem_id = ?1 AND e.kind = 'callback'"
+        " AND json_extract(e.data, '$.reached') = 0"
+        " AND NOT EXISTS (SELECT 1 FROM problem_events later WHERE later.problem_id = ?1"
+        " AND later.to_status = 'callback' AND (later.at, later.rowid) > (e.at, e.rowid))",
         [problem["id"]],
     ).fetchone()
     return UnreachableProgress(attempts, days, int(cfg["unreachable_attempts"]),

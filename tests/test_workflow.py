@@ -649,3 +649,13 @@ def test_the_closures_are_the_office_s_alone(db, world, role):
         if isinstance(error.value, TransitionError):
             assert error.value.status == 403
         assert db["problems"].get(problem_id)["status"] == "callback"
+
+
+def test_attempts_count_where_no_event_brought_the_problem_to_callback(act, db, world):
+    # An older or imported problem whose history lacks the verify: every attempt is this round's.
+    db["problems"].update(world.problems["p3"], {"status": "callback",
+                                                 "resident_phone": RESIDENT_PHONE})
+    attempt(act, "no_answer", problem="p3")
+    attempt(act, "refused", problem="p3")
+    progress = workflow.unreachable_progress(db, db["problems"].get(world.problems["p3"]))
+    assert (progress.attempts, progress.days, progress.attempts_missing) == (2, 1, 1)
