@@ -54,7 +54,7 @@ from server import authz
 from server.i18n import gettext as _
 from server.problems import STATUSES
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
-from server.workflow import FINISHED_STATES, SUPERVISION_LEVELS, local_today
+from server.workflow import FINISHED_STATES, SUPERVISION_LEVELS, local_today, normal_ledger_no
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -110,7 +110,6 @@ BY_ROWID = "rowid"  # drive_index when the page reads a list of rowids (Filter.r
 
 _CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
 _WORD = re.compile(r"[^\W_]+")
-_LEDGER_NO = re.compile(r"^([A-Za-z]{2})-(\d{4})-(\d{1,6})$")
 
 
 INTERNAL_FIELDS = ("ignored", "broad_search", "narrow_search", "drive_index", "narrow",
@@ -263,10 +262,9 @@ def search_condition(db, text: str, drive_max: int | None = None,
     matching keys), so that a page in sort order stops after a few hundred rows
     instead of fetching every match.
     """
-    number = _LEDGER_NO.match(text)
+    number = normal_ledger_no(text)
     if number:
-        prefix, year, serial = number.groups()
-        return Search("p.ledger_no = ?", [f"{prefix.upper()}-{year}-{int(serial):06d}"], False)
+        return Search("p.ledger_no = ?", [number], False)
     if len(text) == 1 and not re.match(r"[\u3400-\u9fff]", text):
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return Search(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, calendar_entry, ledger_query, problems, visits, workflow
+from server import authz, calendar_entry, conflicts, ledger_query, problems, visits, workflow
 from server.i18n import gettext as _
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
@@ -71,7 +71,7 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
 def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
     problem = problems.get_problem(db, actor, problem_id)
     context = _action_context(db, actor, problem)
-    return {"problem": problem, **context,
+    return {"problem": problem, **context, "conflicts": conflicts.for_page(db, actor, problem),
             **similar_context(db, actor, problem, context["actions"])}
 
 
