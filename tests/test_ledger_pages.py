@@ -206,3 +206,24 @@ def test_an_action_note_past_its_limit_is_refused_whole_with_a_message(login_as,
     assert response.status_code == 303
     assert db.execute("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'reject'",
                       [problem]).fetchone() == (long_note[:NOTE_MAX_LENGTH],)
+
+
+def test_merge_form_takes_the_ledger_number_its_placeholder_shows(login_as, db, world):
+    client = login_as("office")
+    page = client.get(f"/problems/{world.problems['p1']}").text
+    assert 'placeholder="ZF-2026-000123"' in page
+    response = post_form(client, f"/problems/{world.problems['p1']}/actions/merge",
+                         {"original_id": "zf-2026-000003"})
+    assert response.status_code == 303
+    assert db["problems"].get(world.problems["p1"])["merged_into"] == world.problems["p3"]
+
+
+def test_merge_form_with_a_wrong_number_says_so_and_saves_nothing(login_as, db, world):
+    before = db.execute("SELECT count(*) FROM problem_events").fetchone()
+    response = post_form(login_as("office"), f"/problems/{world.problems['p1']}/actions/merge",
+                         {"original_id": "ZF-2026-000777", "note": "重复"})
+    assert response.status_code == 400
+    assert "没有找到编号为 ZF-2026-000777 的问题" in response.text
+    assert 'value="ZF-2026-000777"' in response.text  # the input is kept
+    assert db["problems"].get(world.problems["p1"])["status"] == "submitted"
+    assert db.execute("SELECT count(*) FROM problem_events").fetchone() == before
