@@ -76,7 +76,7 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
 
 
 async def problem_page(request: Request, *, action=None, values=None, errors=None,
-                       message=None, status=200):
+                       message=None, notice=None, status=200):
     data = await store(request).read(
         _problem_page_data, user(request), request.path_params["problem_id"]
     )
@@ -88,7 +88,7 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
         "errors": errors or {},
         "message": message,
         "done": _("workflow.done", action=_(f"action.{done}")) if done in workflow.ACTIONS
-        else None,
+        else notice,
         "outcomes": workflow.OUTCOMES,
         "satisfaction": workflow.SATISFACTION,
         "overdue": workflow.is_overdue(data["problem"]),
@@ -96,7 +96,22 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
 
 
 async def problem_detail(request: Request):
+    problem_id = request.path_params["problem_id"]
+    draft = request.app.state.drafts.take(request.query_params.get("draft"), user(request).id)
+    action = draft.problem_action(problem_id) if draft else None
+    if action in workflow.ACTIONS:
+        # Back from signing in again: the form open, with what was typed before.
+        return await problem_page(request, action=action, values=form_values(draft.fields),
+                                  notice=_("office.draft.restored"))
     return await problem_page(request)
+
+
+def form_values(items) -> dict:
+    """An action form's values from its posted (name, value) pairs."""
+    values = {name: value for name, value in items if name not in ("csrf_token",
+                                                                   "helper_unit_ids")}
+    values["helper_unit_ids"] = [value for name, value in items if name == "helper_unit_ids"]
+    return values
 
 
 async def visit_list(request: Request):
