@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 from server import authz
+from server.areas import add_area_paths
 from server.i18n import gettext as _
 from server.problems import STATUSES
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
@@ -431,7 +432,7 @@ def order_by(f: Filter) -> str:
 
 LIST_COLUMNS = (
     "p.id, p.ledger_no, p.status, p.urgency, p.description, p.place, p.found_at, p.deadline,"
-    " p.deadline_provisional, p.supervision, p.source, a.name AS area_name,"
+    " p.deadline_provisional, p.supervision, p.source, p.area_id, a.name AS area_name,"
     " c.name AS category_name, un.name AS unit_name"
 )
 # LEFT JOINs keep problems the outer loop of every plan (an inner join lets SQLite
@@ -441,6 +442,11 @@ JOINS = (
     " LEFT JOIN categories c ON c.id = p.category_id"
     " LEFT JOIN units un ON un.id = p.lead_unit_id"
 )
+
+
+def as_listed(db, rows: list[dict]) -> list[dict]:
+    """Rows of LIST_COLUMNS as lists show them: overdue marked, area paths named."""
+    return add_area_paths(db, mark_overdue(rows))
 
 
 def mark_overdue(rows: list[dict]) -> list[dict]:
@@ -586,7 +592,7 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
         ))
 
     if f.drive_index and not f.presorted:
-        return mark_overdue(read(f.drive_clause))
+        return as_listed(db, read(f.drive_clause))
     rows = None
     if many:
         index = f.drive_index or SORT_INDEXES[f.sort]
@@ -596,7 +602,7 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
         # through the id index (the planner may prefer a state's index: 800,000 closed).
         listed = f.q and search(db, user, f, MAX_DRIVE).listed is not None
         rows = read(f" INDEXED BY {ID_INDEX}" if listed else "", drive_search=bool(f.q))
-    return mark_overdue(rows)
+    return as_listed(db, rows)
 
 
 def count(db, where: str, params: list) -> int:
@@ -714,7 +720,7 @@ def page_of_matches(db, user: authz.User, f: Filter, matches: list[tuple]) -> li
     start = (f.page - 1) * PAGE_SIZE
     rowids = [match[0] for match in wanted[start:start + PAGE_SIZE]]
     scope, params = authz.problem_scope(user, "p")
-    return mark_overdue(list(db.query(
+    return as_listed(db, list(db.query(
         f"SELECT {LIST_COLUMNS} FROM problems p NOT INDEXED {JOINS}"
         f" WHERE p.rowid IN (SELECT value FROM json_each(?)) AND {scope}"
         f" ORDER BY {order_by(f)}",
@@ -835,7 +841,7 @@ def work_queues(db, user: authz.User, soon: dt.date) -> list[dict]:
         )
         n = count(db, where, params)
         result.append({
-            "key": key, "rows": mark_overdue(list(rows)), "link": link,
+            "key": key, "rows": as_listed(db, list(rows)), "link": link,
             "count": Count.of(n),
         })
     return result
@@ -908,8 +914,8 @@ def similar(db, user: authz.User, problem: dict) -> list[dict]:
         if score >= TEXT_THRESHOLD:
             entry = found.setdefault(row["id"], {**row, "distance": None})
             entry["similarity"] = round(score * 100)
-    return sorted(
+    return add_area_paths(db, sorted(
         found.values(),
         key=lambda row: (row["distance"] is None, row["distance"] or 0,
                          -(row["similarity"] or 0)),
-    )[:SIMILAR_LIMIT]
+    )[:SIMILAR_LIMIT])

@@ -19,6 +19,10 @@ def expire_sessions(db):
     db.conn.commit()
 
 
+def reminders(db) -> int:
+    return db.execute("SELECT count(*) FROM problem_events WHERE kind = 'remind'").fetchone()[0]
+
+
 def hidden_fields(html: str) -> list[tuple[str, str]]:
     return [(name, value.replace("&#34;", '"').replace("&amp;", "&"))
             for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
@@ -58,7 +62,7 @@ def test_an_expired_session_answers_the_sign_in_page_carrying_the_text(expired, 
     assert fields["draft.note"] == NOTE
     assert "draft.csrf_token" not in fields
     assert fields["draft_owner"] == str(world.users["office"])
-    assert db.execute("SELECT count(*) FROM problem_events WHERE kind = 'remind'").fetchone() == (0,)
+    assert reminders(db) == 0
 
 
 def test_after_signing_in_the_form_is_open_with_the_text(expired, world, db):
@@ -76,7 +80,7 @@ def test_after_signing_in_the_form_is_open_with_the_text(expired, world, db):
     again = client.get(location)
     assert NOTE not in again.text
     # Nothing was done on the user's behalf.
-    assert db.execute("SELECT count(*) FROM problem_events WHERE kind = 'remind'").fetchone() == (0,)
+    assert reminders(db) == 0
 
 
 def test_someone_else_signing_in_does_not_get_the_draft(expired, world):

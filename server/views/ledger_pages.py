@@ -38,6 +38,21 @@ def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
     }
 
 
+# The filters of the ledger's one row; the others wait behind 更多筛选.
+PRIMARY_FILTERS = ("area", "category", "unit")
+
+
+def more_filters_set(f: ledger_query.Filter) -> int:
+    """How many of the filters behind 更多筛选 are set (a sort other than the default counts)."""
+    shown = {"q", "status", "page", *PRIMARY_FILTERS}
+    keys = urllib.parse.parse_qs(f.query_string())
+    dated = {f"{name}_{end}" for name in ledger_query.DATE_FILTERS for end in ("from", "to")}
+    return len({key for key in keys if key not in shown} - {"dir"} - dated) + len(
+        {name for name in ledger_query.DATE_FILTERS
+         if f"{name}_from" in keys or f"{name}_to" in keys}
+    ) + ("dir" in keys and "sort" not in keys)
+
+
 def _ledger_data(db, actor: authz.User, f: ledger_query.Filter) -> dict:
     return {**ledger_query.ledger(db, actor, f), "options": _options(db, actor)}
 
@@ -54,6 +69,8 @@ async def ledger_list(request: Request):
         "date_filters": ledger_query.DATE_FILTERS,
         "base_query": f.query_string(page=None),
         "cap": ledger_query.COUNT_CAP,
+        "primary_filters": PRIMARY_FILTERS,
+        "more_set": more_filters_set(f),
     })
 
 
