@@ -798,7 +798,12 @@ OPEN = "p.status NOT IN ('closed', 'rejected', 'merged')"
 TODAY = "date('now', '+8 hours')"
 
 
-def work_queues(db, user: authz.User, soon: dt.date) -> list[dict]:
+def work_queue_keys(user: authz.User) -> list[str]:
+    """The keys of the work lists this user has, in the order shown."""
+    return [queue[0] for queue in _work_queue_definitions(user, local_today())]
+
+
+def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
     """The user's work lists: (key, condition, order, link to the same list in the ledger).
 
     ``soon`` is the last day of "due within three working days".
@@ -830,19 +835,32 @@ def work_queues(db, user: authz.User, soon: dt.date) -> list[dict]:
             ("flagged", f"{OPEN} AND p.supervision = 'flagged'", "p.deadline",
              "supervision=flagged"),
         ]
+    return queues
+
+
+def work_queues(db, user: authz.User, soon: dt.date, only: str | None = None,
+                page: int = 1) -> list[dict]:
+    """The user's work lists, each with its count and one page of WORK_LIMIT rows (the
+    first page of each, or page ``page`` of the list ``only``), paged to the end of its
+    count (up to COUNT_CAP)."""
     scope, params = authz.problem_scope(user, "p")
     result = []
-    for key, condition, order, link in queues:
+    for key, condition, order, link in _work_queue_definitions(user, soon):
+        if only is not None and key != only:
+            continue
         where = f"{scope} AND {condition}"
+        n = count(db, where, params)
+        found = Count.of(n)
+        pages = max(1, min(MAX_PAGE, -(-found.value // WORK_LIMIT)))
+        at = min(page, pages) if only is not None else 1
         rows = db.query(
             f"SELECT {LIST_COLUMNS} FROM problems p {JOINS} WHERE {where}"
-            f" ORDER BY {order}, p.rowid LIMIT ?",
-            [*params, WORK_LIMIT],
+            f" ORDER BY {order}, p.rowid LIMIT ? OFFSET ?",
+            [*params, WORK_LIMIT, (at - 1) * WORK_LIMIT],
         )
-        n = count(db, where, params)
         result.append({
             "key": key, "rows": as_listed(db, list(rows)), "link": link,
-            "count": Count.of(n),
+            "count": found, "page": at, "pages": pages,
         })
     return result
 

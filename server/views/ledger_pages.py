@@ -10,6 +10,7 @@ from starlette.responses import StreamingResponse
 
 from server import authz, charts, export, ledger_query, metrics, workflow
 from server.db import connect
+from server.errors import error_page
 from server.i18n import gettext as _
 from server.problems import STATUSES
 from server.web import page_number, render, store, user
@@ -133,13 +134,18 @@ def _due_soon_limit(db) -> dt.date:
     return WorkCalendar.load(db).deadline(workflow.local_today(), 3)[0]
 
 
-def _work_data(db, actor: authz.User) -> list[dict]:
-    return ledger_query.work_queues(db, actor, _due_soon_limit(db))
+def _work_data(db, actor: authz.User, only: str | None, page: int) -> list[dict]:
+    return ledger_query.work_queues(db, actor, _due_soon_limit(db), only, page)
 
 
 async def my_work(request: Request):
-    queues = await store(request).read(_work_data, user(request))
-    return render(request, "ledger/work.html", {"queues": queues})
+    """All the user's work lists, or one of them (``?queue=``) paged to its end."""
+    actor = user(request)
+    only = request.query_params.get("queue") or None
+    if only is not None and only not in ledger_query.work_queue_keys(actor):
+        return error_page(request, 404)
+    queues = await store(request).read(_work_data, actor, only, page_number(request))
+    return render(request, "ledger/work.html", {"queues": queues, "only": only})
 
 
 # People's diaries -------------------------------------------------------------------------
