@@ -44,14 +44,15 @@ PRIMARY_FILTERS = ("area", "category", "unit")
 
 
 def more_filters_set(f: ledger_query.Filter) -> int:
-    """How many of the filters behind 更多筛选 are set (a sort other than the default counts)."""
-    shown = {"q", "status", "page", *PRIMARY_FILTERS}
-    keys = urllib.parse.parse_qs(f.query_string())
-    dated = {f"{name}_{end}" for name in ledger_query.DATE_FILTERS for end in ("from", "to")}
-    return len({key for key in keys if key not in shown} - {"dir"} - dated) + len(
-        {name for name in ledger_query.DATE_FILTERS
-         if f"{name}_from" in keys or f"{name}_to" in keys}
-    ) + ("dir" in keys and "sort" not in keys)
+    """How many of the filters behind 更多筛选 are set (a date range, or a sort and its
+    direction, counts once)."""
+    keys = set(urllib.parse.parse_qs(f.query_string()))
+    ranges = {f"{name}_{end}": name for name in ledger_query.DATE_FILTERS
+              for end in ("from", "to")}
+    others = keys - {"q", "status", "page", *PRIMARY_FILTERS} - set(ranges)
+    if "sort" in others:
+        others.discard("dir")
+    return len(others) + len({ranges[key] for key in keys & set(ranges)})
 
 
 def _ledger_data(db, actor: authz.User, f: ledger_query.Filter) -> dict:
