@@ -7,7 +7,9 @@ the page to return to and the user whose session it was. After a successful
 sign-in by that same user (``views.auth.login``) the draft is handed to the
 return page through this process's ``DraftStore`` under a random key in the
 URL; the page takes it once (``DraftStore.take``), for that user only, and
-shows the form open with the text in it. A draft whose session had vanished
+shows the form open with the text in it: a problem's page the form of the
+action it was typed for, an administration form page (which posts to itself)
+its fields. A draft whose session had vanished
 altogether belongs to whoever signs in from that sign-in page.
 """
 

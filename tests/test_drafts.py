@@ -135,18 +135,25 @@ def test_with_no_session_at_all_the_draft_goes_to_whoever_signs_in_there(app, wo
         assert f">{NOTE}</textarea>" in client.get(location).text
 
 
-def test_another_page_post_returns_to_the_page_it_came_from(app, db):
+def test_another_page_post_returns_to_its_form_with_the_text(app, db):
     from starlette.testclient import TestClient
 
     with TestClient(app) as client:
         login(client, "admin")
         expire_sessions(db)
-        answer = client.post("/admin/units/new", data={"name": "新单位", "csrf_token":
-                                                         csrf_of(client)},
-                             headers={"referer": "http://testserver/admin/units/new?x=1"},
+        units = db["units"].count
+        answer = client.post("/admin/units/new", data={"name": "新成立的应急管理局",
+                                                       "csrf_token": csrf_of(client)},
+                             headers={"referer": "http://testserver/admin/units/new"},
                              follow_redirects=False)
         assert answer.status_code == 401
-        assert dict(hidden_fields(answer.text))["next"] == "/admin/units/new?x=1"
+        assert dict(hidden_fields(answer.text))["next"] == "/admin/units/new"
+        location = sign_in_from(client, answer.text, "admin").headers["location"]
+        assert location.startswith("/admin/units/new?draft=")
+        page = client.get(location)
+        assert 'value="新成立的应急管理局"' in page.text
+        assert db["units"].count == units  # shown again, not saved
+        assert "新成立的应急管理局" not in client.get(location).text  # once
 
 
 @pytest.mark.parametrize("posted, referer, expected", [
