@@ -342,3 +342,29 @@ def test_home_lists_lead_to_their_whole_lists(login_as):
     assert 'href="/problems">查看全部问题' in html
     html = login_as("field1").get("/").text
     assert 'href="/visits">查看全部走访' in html
+
+
+def test_the_diary_and_visit_lists_page_to_the_end_of_their_counts(login_as, db, world):
+    now = now_iso()
+    with immediate(db):
+        for n in range(55):
+            visit_id = f"00000000-0000-4000-8000-{500 + n:012d}"
+            db["visits"].insert({"id": visit_id, "author_id": world.users["field1"],
+                                 "area_id": world.areas["v1"], "place": f"地点{n:03d}",
+                                 "method": "sbls", "checklist": "[]", "started_at": now,
+                                 "created_at": now, "updated_at": now})
+            db["diary_entries"].insert({"id": f"00000000-0000-4000-8000-{700 + n:012d}",
+                                        "visit_id": visit_id, "author_id": world.users["field1"],
+                                        "area_id": world.areas["v1"], "person_kind": "resident",
+                                        "content": f"日记{n:03d}", "recorded_at": now,
+                                        "created_at": now, "updated_at": now})
+    client = login_as("field1")
+    for path, total, marker in (("/visits", 56, "/visits/00000000-0000-4000-8000-0000000005"),
+                                ("/diary", 55, "日记0")):
+        first = client.get(path).text
+        assert f"共 {total} 条" in first
+        assert 'rel="next"' in first
+        last = client.get(f"{path}?page=2").text
+        assert 'rel="next"' not in last
+        shown = first.count(marker) + last.count(marker)
+        assert shown >= 55, (path, shown)
