@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import urllib.parse
 
@@ -23,10 +24,10 @@ def reminders(db) -> int:
     return db.execute("SELECT count(*) FROM problem_events WHERE kind = 'remind'").fetchone()[0]
 
 
-def hidden_fields(html: str) -> list[tuple[str, str]]:
-    return [(name, value.replace("&#34;", '"').replace("&amp;", "&"))
+def hidden_fields(page: str) -> list[tuple[str, str]]:
+    return [(name, html.unescape(value))
             for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
-                                          html)]
+                                          page)]
 
 
 def sign_in_from(client, page_html: str, username: str, password: str = PASSWORD):
@@ -183,3 +184,19 @@ def test_the_store_gives_a_draft_once_and_forgets_old_ones(monkeypatch):
     key = store.put(7, "/p", [])
     monkeypatch.setattr(drafts.DraftStore, "LIFETIME_S", -1)
     assert store.take(key, 7) is None
+
+
+def test_carried_text_is_escaped_on_the_sign_in_page(app, db, world):
+    from starlette.testclient import TestClient
+
+    typed = '"><script>alert(1)</script>'
+    with TestClient(app) as client:
+        login(client, "office")
+        expire_sessions(db)
+        answer = client.post(f"/problems/{world.problems['p1']}/actions/remind",
+                             data={"note": typed, "csrf_token": csrf_of(client)},
+                             follow_redirects=False)
+        assert "<script>alert(1)" not in answer.text
+        location = sign_in_from(client, answer.text, "office").headers["location"]
+        page = client.get(location).text
+        assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
