@@ -64,6 +64,7 @@ def test_restoring_sets_the_other_value_through_the_edit_path(conflicted, login_
     assert data["changes"]["description"] == {"old": SECOND, "new": FIRST}
     page = office.get(f"/problems/{problem_id}")
     assert "conflict-other" not in page.text
+    assert "已恢复被覆盖的问题描述" in page.text  # the timeline says what was done
     assert "有冲突修改" not in page.text.split("<h1>")[1].split("</h1>")[0]
 
 

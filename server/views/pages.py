@@ -92,6 +92,7 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
         "outcomes": workflow.OUTCOMES,
         "satisfaction": workflow.SATISFACTION,
         "overdue": workflow.is_overdue(data["problem"]),
+        "conflict_fields": conflicts.FIELDS,
     }, status=status)
 
 
