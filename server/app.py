@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 
 from server import accounts, i18n
 from server.db import Store
+from server.drafts import DraftStore
 from server.errors import EXCEPTION_HANDLERS
 from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
@@ -70,4 +71,5 @@ def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlett
     app.state.templates = make_templates()
     app.state.photos = PhotoStore(photos_dir(db_path))
     app.state.upload_locks = {}
+    app.state.drafts = DraftStore()
     return app

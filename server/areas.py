@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from server import authz, refs
 from server.i18n import gettext as _
 from server.resource import Column, Resource, resolve
@@ -138,3 +140,69 @@ class Areas(Resource):
 
 
 RESOURCE = Areas()
+
+
+# Area paths for lists ------------------------------------------------------------
+
+PATH_SEPARATOR = " › "
+LISTED_LEVELS = range(2, 5)  # 县/区 › 乡镇/街道 › 村/社区: below the city, above the grid
+
+
+class _PathCache:
+    """Every area's path as lists show it, built once per database and rebuilt when an area
+    changes: each write of an area moves it to the top of the change log, so the number
+    and latest version of the areas' entries there say whether the map is current."""
+
+    def __init__(self):
+        self._built: dict[str, tuple[tuple, dict[int, tuple[str, str]]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, db) -> dict[int, tuple[str, str]]:
+        file = db.execute("PRAGMA database_list").fetchone()[2]
+        stamp = tuple(db.execute(
+            "SELECT count(*), max(version) FROM changes WHERE entity = 'area'"
+        ).fetchone())
+        with self._lock:
+            cached = self._built.get(file)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        paths = _build_paths(db)
+        with self._lock:
+            self._built[file] = (stamp, paths)
+        return paths
+
+
+def _build_paths(db) -> dict[int, tuple[str, str]]:
+    areas = {row[0]: row[1:] for row in db.execute("SELECT id, name, level, parent_id FROM areas")}
+    paths = {}
+    for area_id in areas:
+        chain, seen, current = [], set(), area_id
+        while current in areas and current not in seen:
+            seen.add(current)
+            name, level, parent_id = areas[current]
+            chain.append((level, name))
+            current = parent_id
+        chain.reverse()
+        listed = [name for level, name in chain if level in LISTED_LEVELS]
+        full = [name for level, name in chain if level > 1]
+        paths[area_id] = (PATH_SEPARATOR.join(listed) or areas[area_id][0],
+                          PATH_SEPARATOR.join(full) or areas[area_id][0])
+    return paths
+
+
+_PATHS = _PathCache()
+
+
+def path_names(db) -> dict[int, tuple[str, str]]:
+    """{area id: (区 › 镇 › 村/社区, the same down to the grid)} for every area, cached."""
+    return _PATHS.get(db)
+
+
+def add_area_paths(db, rows: list[dict]) -> list[dict]:
+    """Give each problem row (with ``area_id``) its ``area_path`` and ``area_full_path``:
+    one cached map for all the rows, never a query per row."""
+    paths = path_names(db)
+    for row in rows:
+        row["area_path"], row["area_full_path"] = paths.get(
+            row["area_id"], (row.get("area_name") or "", row.get("area_name") or ""))
+    return rows

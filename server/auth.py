@@ -209,6 +209,15 @@ def session_user_id(db: sqlite_utils.Database, token: str) -> int | None:
     return row[0] if row else None
 
 
+def session_owner(db: sqlite_utils.Database, token: str) -> int | None:
+    """The user a session belongs or belonged to, expired or not (a draft typed in it
+    is kept for that user alone: server/drafts.py)."""
+    row = db.execute(
+        "SELECT user_id FROM web_sessions WHERE token_hash = ?", [token_hash(token)]
+    ).fetchone()
+    return row[0] if row else None
+
+
 # Device tokens ------------------------------------------------------------
 
 

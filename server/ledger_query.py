@@ -51,10 +51,11 @@ from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 from server import authz
+from server.areas import add_area_paths
 from server.i18n import gettext as _
 from server.problems import STATUSES
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
-from server.workflow import FINISHED_STATES, SUPERVISION_LEVELS, local_today
+from server.workflow import FINISHED_STATES, SUPERVISION_LEVELS, local_today, normal_ledger_no
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -110,7 +111,6 @@ BY_ROWID = "rowid"  # drive_index when the page reads a list of rowids (Filter.r
 
 _CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
 _WORD = re.compile(r"[^\W_]+")
-_LEDGER_NO = re.compile(r"^([A-Za-z]{2})-(\d{4})-(\d{1,6})$")
 
 
 INTERNAL_FIELDS = ("ignored", "broad_search", "narrow_search", "drive_index", "narrow",
@@ -263,10 +263,9 @@ def search_condition(db, text: str, drive_max: int | None = None,
     matching keys), so that a page in sort order stops after a few hundred rows
     instead of fetching every match.
     """
-    number = _LEDGER_NO.match(text)
+    number = normal_ledger_no(text)
     if number:
-        prefix, year, serial = number.groups()
-        return Search("p.ledger_no = ?", [f"{prefix.upper()}-{year}-{int(serial):06d}"], False)
+        return Search("p.ledger_no = ?", [number], False)
     if len(text) == 1 and not re.match(r"[\u3400-\u9fff]", text):
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return Search(
@@ -433,7 +432,7 @@ def order_by(f: Filter) -> str:
 
 LIST_COLUMNS = (
     "p.id, p.ledger_no, p.status, p.urgency, p.description, p.place, p.found_at, p.deadline,"
-    " p.deadline_provisional, p.supervision, p.source, a.name AS area_name,"
+    " p.deadline_provisional, p.supervision, p.source, p.area_id, a.name AS area_name,"
     " c.name AS category_name, un.name AS unit_name"
 )
 # LEFT JOINs keep problems the outer loop of every plan (an inner join lets SQLite
@@ -443,6 +442,11 @@ JOINS = (
     " LEFT JOIN categories c ON c.id = p.category_id"
     " LEFT JOIN units un ON un.id = p.lead_unit_id"
 )
+
+
+def as_listed(db, rows: list[dict]) -> list[dict]:
+    """Rows of LIST_COLUMNS as lists show them: overdue marked, area paths named."""
+    return add_area_paths(db, mark_overdue(rows))
 
 
 def mark_overdue(rows: list[dict]) -> list[dict]:
@@ -588,7 +592,7 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
         ))
 
     if f.drive_index and not f.presorted:
-        return mark_overdue(read(f.drive_clause))
+        return as_listed(db, read(f.drive_clause))
     rows = None
     if many:
         index = f.drive_index or SORT_INDEXES[f.sort]
@@ -598,7 +602,7 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
         # through the id index (the planner may prefer a state's index: 800,000 closed).
         listed = f.q and search(db, user, f, MAX_DRIVE).listed is not None
         rows = read(f" INDEXED BY {ID_INDEX}" if listed else "", drive_search=bool(f.q))
-    return mark_overdue(rows)
+    return as_listed(db, rows)
 
 
 def count(db, where: str, params: list) -> int:
@@ -716,7 +720,7 @@ def page_of_matches(db, user: authz.User, f: Filter, matches: list[tuple]) -> li
     start = (f.page - 1) * PAGE_SIZE
     rowids = [match[0] for match in wanted[start:start + PAGE_SIZE]]
     scope, params = authz.problem_scope(user, "p")
-    return mark_overdue(list(db.query(
+    return as_listed(db, list(db.query(
         f"SELECT {LIST_COLUMNS} FROM problems p NOT INDEXED {JOINS}"
         f" WHERE p.rowid IN (SELECT value FROM json_each(?)) AND {scope}"
         f" ORDER BY {order_by(f)}",
@@ -794,7 +798,12 @@ OPEN = "p.status NOT IN ('closed', 'rejected', 'merged')"
 TODAY = "date('now', '+8 hours')"
 
 
-def work_queues(db, user: authz.User, soon: dt.date) -> list[dict]:
+def work_queue_keys(user: authz.User) -> list[str]:
+    """The keys of the work lists this user has, in the order shown."""
+    return [queue[0] for queue in _work_queue_definitions(user, local_today())]
+
+
+def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
     """The user's work lists: (key, condition, order, link to the same list in the ledger).
 
     ``soon`` is the last day of "due within three working days".
@@ -826,19 +835,32 @@ def work_queues(db, user: authz.User, soon: dt.date) -> list[dict]:
             ("flagged", f"{OPEN} AND p.supervision = 'flagged'", "p.deadline",
              "supervision=flagged"),
         ]
+    return queues
+
+
+def work_queues(db, user: authz.User, soon: dt.date, only: str | None = None,
+                page: int = 1) -> list[dict]:
+    """The user's work lists, each with its count and one page of WORK_LIMIT rows (the
+    first page of each, or page ``page`` of the list ``only``), paged to the end of its
+    count (up to COUNT_CAP)."""
     scope, params = authz.problem_scope(user, "p")
     result = []
-    for key, condition, order, link in queues:
+    for key, condition, order, link in _work_queue_definitions(user, soon):
+        if only is not None and key != only:
+            continue
         where = f"{scope} AND {condition}"
+        n = count(db, where, params)
+        found = Count.of(n)
+        pages = max(1, min(MAX_PAGE, -(-found.value // WORK_LIMIT)))
+        at = min(page, pages) if only is not None else 1
         rows = db.query(
             f"SELECT {LIST_COLUMNS} FROM problems p {JOINS} WHERE {where}"
-            f" ORDER BY {order}, p.rowid LIMIT ?",
-            [*params, WORK_LIMIT],
+            f" ORDER BY {order}, p.rowid LIMIT ? OFFSET ?",
+            [*params, WORK_LIMIT, (at - 1) * WORK_LIMIT],
         )
-        n = count(db, where, params)
         result.append({
-            "key": key, "rows": mark_overdue(list(rows)), "link": link,
-            "count": Count.of(n),
+            "key": key, "rows": as_listed(db, list(rows)), "link": link,
+            "count": found, "page": at, "pages": pages,
         })
     return result
 
@@ -910,8 +932,8 @@ def similar(db, user: authz.User, problem: dict) -> list[dict]:
         if score >= TEXT_THRESHOLD:
             entry = found.setdefault(row["id"], {**row, "distance": None})
             entry["similarity"] = round(score * 100)
-    return sorted(
+    return add_area_paths(db, sorted(
         found.values(),
         key=lambda row: (row["distance"] is None, row["distance"] or 0,
                          -(row["similarity"] or 0)),
-    )[:SIMILAR_LIMIT]
+    )[:SIMILAR_LIMIT])

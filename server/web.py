@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import auth, authz
+from server import auth, authz, drafts
 from server.errors import ApiError, error_page
 from server.i18n import gettext as _
 from server.timeutil import parse_iso, utcnow
@@ -158,6 +158,22 @@ async def _api_user(request: Request) -> authz.User:
     return found
 
 
+async def sign_in_again(request: Request, token: str | None) -> Response:
+    """A form posted after its session expired: the sign-in page, carrying what was typed
+    (see server/drafts.py). A post that fails the CSRF check carries nothing."""
+    keep = await csrf_ok(request)
+    owner = await store(request).read(auth.session_owner, token) if keep and token else None
+    context = {
+        "next": safe_next(drafts.return_path(request.url.path, request.headers.get("referer"))),
+        "error": _("office.draft.expired"),
+    }
+    if keep:
+        form = await request.form()
+        context["draft"] = {"path": request.url.path, "owner": owner or "",
+                            "fields": drafts.typed_fields(form)}
+    return render(request, "login.html", context, status=401)
+
+
 def guard(permission: str, endpoint: Endpoint, *, is_api: bool) -> Endpoint:
     async def guarded(request: Request) -> Response:
         if is_api:
@@ -178,7 +194,7 @@ def guard(permission: str, endpoint: Endpoint, *, is_api: bool) -> Endpoint:
                     request.url.path + ("?" + request.url.query if request.url.query else "")
                 )
                 return redirect(f"/login?next={target}")
-            return error_page(request, 401, _("auth.session_expired"))
+            return await sign_in_again(request, token)
         try:
             authz.check(request.state.user, permission)
         except authz.Forbidden:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -25,6 +26,7 @@ from sync.ids import uuid7
 
 OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
 FINISHED_STATES = ("closed", "rejected", "merged")
+ALL_STATES = OPEN_STATES + FINISHED_STATES
 OUTCOMES = ("solved", "partial", "explained", "untrue")
 SATISFACTION = ("satisfied", "basically", "unsatisfied")
 # A callback attempt: how the office tried, and what came of it. Only "reached" goes on to
@@ -35,6 +37,7 @@ CALLBACK_RESULTS = ("reached", "no_answer", "refused", "invalid_number")
 CLOSURE_KINDS = ("unreachable", "no_contact", "explained")
 SUPERVISION_LEVELS = ("none", "reminded", "supervised", "flagged")
 LEDGER_PREFIX = "ZF"
+_LEDGER_NO = re.compile(r"^([A-Za-z]{2})-(\d{4})-(\d{1,6})$")
 
 
 class TransitionError(Exception):
@@ -191,6 +194,16 @@ ACTIONS: dict[str, Action] = {
         Action(
             "flag", OPEN_STATES, None, frozenset({LEADER}), fields=("note",), required=("note",)
         ),
+        # Settles a conflicting edit (see server/conflicts.py): restore the
+        # overwritten value or keep the current one.
+        Action(
+            "resolve_conflict",
+            ALL_STATES,
+            None,
+            frozenset({OFFICE}),
+            fields=("field", "choice", "note"),
+            required=("field", "choice"),
+        ),
     )
 }
 
@@ -238,6 +251,8 @@ def _check_allowed(db, action: Action, problem: dict, user: authz.User) -> None:
         raise TransitionError(_("workflow.no_extension_request"))
     if action.name == "request_extension" and problem.get("extension_request"):
         raise TransitionError(_("workflow.extension_pending"))
+    if action.name == "resolve_conflict" and not problem.get("conflict"):
+        raise TransitionError(_("workflow.no_conflict"))
     if action.name == "return_visit" and problem.get("return_visit_result"):
         raise TransitionError(_("workflow.return_visit_done"))
     if action.name == "return_visit" and problem.get("closure_kind") == "explained":
@@ -291,6 +306,16 @@ def append_event(db, problem: dict, kind: str, actor_id: int | None, to_status, 
         }
     )
     return event_id
+
+
+def normal_ledger_no(text: str) -> str | None:
+    """A ledger number as stored (``ZF-2026-000523``) from one typed with any case,
+    spaces or fewer digits (`` zf-2026-523``); None if the text is not one."""
+    number = _LEDGER_NO.match("".join(text.split()))
+    if number is None:
+        return None
+    prefix, year, serial = number.groups()
+    return f"{prefix.upper()}-{year}-{int(serial):06d}"
 
 
 def next_ledger_no(db: sqlite_utils.Database, year: int) -> str:
@@ -375,18 +400,33 @@ def _reject(db, user, problem, data, note):
     return {"closed_at": now_iso()}, {}, None
 
 
-def _merge(db, user, problem, data, note):
+def _merge_original(db, user, problem: dict, typed: str) -> dict:
+    """The problem a duplicate is merged into, named by its ledger number or its id."""
+    from server.errors import NotFound
     from server.problems import get_problem_row
 
-    original_id = data["original_id"]
-    if original_id == problem["id"]:
-        raise ValidationError({"original_id": _("workflow.merge_self")})
+    number = normal_ledger_no(typed)
+    if number is not None:
+        row = db.execute("SELECT id FROM problems WHERE ledger_no = ?", [number]).fetchone()
+        missing = _("office.merge.no_such_number", number=number)
+    else:
+        row = (typed,)
+        missing = _("office.merge.no_such_problem", text=typed)
     try:
-        original = get_problem_row(db, user, original_id)
-    except Exception:
-        raise ValidationError({"original_id": _("workflow.merge_unknown")}) from None
+        original = get_problem_row(db, user, row[0]) if row else None
+    except NotFound:
+        original = None
+    if original is None:
+        raise ValidationError({"original_id": missing})
+    if original["id"] == problem["id"]:
+        raise ValidationError({"original_id": _("workflow.merge_self")})
     if original["status"] in ("rejected", "merged"):
         raise ValidationError({"original_id": _("workflow.merge_unknown")})
+    return original
+
+
+def _merge(db, user, problem, data, note):
+    original = _merge_original(db, user, problem, str(data["original_id"]))
     # The original records the link too, so each side shows the other.
     _event(db, original, "merged_in", user, None, note, {"duplicate_id": problem["id"]})
     return (
@@ -733,6 +773,27 @@ def _supervision(level: str):
     return apply_level
 
 
+def _resolve_conflict(db, user, problem, data, note):
+    from server import conflicts
+    from sync.mutations import update_problem_fields
+
+    field = data["field"]
+    if data["choice"] not in conflicts.CHOICES:
+        raise ValidationError({"choice": _("workflow.bad_value")})
+    pending = conflicts.load_open(db, problem["id"])
+    if field not in pending:
+        raise ValidationError({"field": _("office.conflict.none_for_field")})
+    event = {"field": field, "choice": data["choice"], "edit_id": pending[field]["event_id"]}
+    if data["choice"] == conflicts.RESTORE:
+        # The same write as a phone's edit: field_versions and the change log move,
+        # so phones pull the restored value.
+        changes, _conflicting = update_problem_fields(
+            db, problem, {field: pending[field]["other"]}, None)
+        problem.update({name: change["new"] for name, change in changes.items()})
+        event["changes"] = changes
+    return {"conflict": int(len(pending) > 1)}, event, None
+
+
 APPLY = {
     "accept": _accept,
     "reject": _reject,
@@ -755,6 +816,7 @@ APPLY = {
     "remind": _supervision("reminded"),
     "supervise": _supervision("supervised"),
     "flag": _supervision("flagged"),
+    "resolve_conflict": _resolve_conflict,
 }
 assert set(APPLY) == set(ACTIONS)
 

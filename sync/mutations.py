@@ -366,19 +366,28 @@ def problem_note(db, ctx: Context, args: dict) -> None:
     _link_photos(db, "event", args["id"], photos)
 
 
-def _edit(db, ctx: Context, problem: dict, fields: dict, base_version: int | None) -> None:
-    """Apply field changes last-writer-wins, flagging fields changed since base_version."""
+def update_problem_fields(db, problem: dict, fields: dict,
+                          base_version: int | None) -> tuple[dict, list[str]]:
+    """Write field changes last-writer-wins; returns ({field: {old, new}}, conflicting fields).
+
+    The one path every change of a problem's reported fields takes (a phone's
+    edit, the office restoring an overwritten value): each changed field's
+    version in ``field_versions`` moves to the version this write gets in the
+    change log, so a later edit based on an older version is flagged, and
+    phones pull the new value. A field is conflicting when it changed after
+    ``base_version`` (the version the editing phone had); None checks nothing.
+    """
     versions = json.loads(problem["field_versions"] or "{}")
-    changes, conflicts = {}, {}
+    changes, conflicts = {}, []
     for field, new in fields.items():
         old = problem[field]
         if old == new:
             continue
         changes[field] = {"old": old, "new": new}
         if base_version is not None and versions.get(field, 0) > base_version:
-            conflicts[field] = changes[field]
+            conflicts.append(field)
     if not changes:
-        return
+        return changes, conflicts
     assignments = ", ".join(f"{field} = ?" for field in changes)
     field_versions_sql = "json_set(field_versions, " + ", ".join(
         f"'$.{field}', {_next_version_sql()}" for field in changes
@@ -389,9 +398,16 @@ def _edit(db, ctx: Context, problem: dict, fields: dict, base_version: int | Non
         [*(change["new"] for change in changes.values()), bool(conflicts), now_iso(),
          problem["id"]],
     )
-    _event(db, problem["id"], "edited", ctx.user.id, now_iso(),
-           data={"changes": changes, "conflicts": sorted(conflicts),
-                 "base_version": base_version})
+    return changes, sorted(conflicts)
+
+
+def _edit(db, ctx: Context, problem: dict, fields: dict, base_version: int | None) -> None:
+    """Apply a phone's field changes, flagging fields changed since base_version."""
+    changes, conflicts = update_problem_fields(db, problem, fields, base_version)
+    if changes:
+        _event(db, problem["id"], "edited", ctx.user.id, now_iso(),
+               data={"changes": changes, "conflicts": conflicts,
+                     "base_version": base_version})
 
 
 @handler("problem.edit")

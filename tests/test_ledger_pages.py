@@ -223,3 +223,165 @@ def test_an_action_note_past_its_limit_is_refused_whole_with_a_message(login_as,
     assert response.status_code == 303
     assert db.execute("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'reject'",
                       [problem]).fetchone() == (long_note[:NOTE_MAX_LENGTH],)
+
+
+def test_merge_form_takes_the_ledger_number_its_placeholder_shows(login_as, db, world):
+    client = login_as("office")
+    page = client.get(f"/problems/{world.problems['p1']}").text
+    assert 'placeholder="ZF-2026-000123"' in page
+    response = post_form(client, f"/problems/{world.problems['p1']}/actions/merge",
+                         {"original_id": "zf-2026-000003"})
+    assert response.status_code == 303
+    assert db["problems"].get(world.problems["p1"])["merged_into"] == world.problems["p3"]
+
+
+def test_merge_form_with_a_wrong_number_says_so_and_saves_nothing(login_as, db, world):
+    before = db.execute("SELECT count(*) FROM problem_events").fetchone()
+    response = post_form(login_as("office"), f"/problems/{world.problems['p1']}/actions/merge",
+                         {"original_id": "ZF-2026-000777", "note": "重复"})
+    assert response.status_code == 400
+    assert "没有找到编号为 ZF-2026-000777 的问题" in response.text
+    assert 'value="ZF-2026-000777"' in response.text  # the input is kept
+    assert db["problems"].get(world.problems["p1"])["status"] == "submitted"
+    assert db.execute("SELECT count(*) FROM problem_events").fetchone() == before
+
+
+# The ledger list: links, area paths, paging every counted list ------------------------
+
+
+def ledger_row(html: str, problem_id: str) -> str:
+    match = re.search(rf'<tr>\s*<td[^>]*><a href="/problems/{problem_id}">.*?</tr>', html, re.S)
+    assert match, problem_id
+    return match.group(0)
+
+
+def test_a_problem_without_a_number_links_by_its_description(login_as, db, world):
+    blank = add_problem(db, world, status="submitted", description="",
+                        id="00000000-0000-4000-8000-00000000abcd")
+    for url in ("/problems", "/work", "/"):
+        html = login_as("office").get(url).text
+        assert "未编号" not in html, url
+        p1 = ledger_row(html, world.problems["p1"])
+        assert '">幸福社区3号楼漏水，墙面渗水</a>' in p1  # 14 characters: whole
+        if url == "/problems":
+            assert '">待受理 00abcd</a>' in ledger_row(html, blank)
+    long = add_problem(db, world, status="submitted",
+                       description="一二三四五六七八九十一二三四五六七八九十一二三")
+    html = login_as("office").get("/problems").text
+    assert '">一二三四五六七八九十一二三四五六七八九…</a>' in ledger_row(html, long)
+
+
+def test_the_place_is_the_area_path_below_the_city(login_as, world):
+    html = login_as("office").get("/problems").text
+    # p3 lies in a grid: the path stops at its community, the grid is in the tooltip.
+    p3 = ledger_row(html, world.problems["p3"])
+    assert ">东城区 › 杏花街道 › 幸福社区</span>" in p3
+    assert 'title="东城区 › 杏花街道 › 幸福社区 › 第一网格"' in p3
+    assert ">西湖区 › 白石镇 › 杏花村</span>" in ledger_row(html, world.problems["p2"])
+
+
+def test_area_paths_follow_an_edit_of_an_area(login_as, db, world):
+    client = login_as("office")
+    assert "杏花街道 › 幸福社区" in client.get("/problems").text
+    with immediate(db):
+        db["areas"].update(world.areas["t1"], {"name": "杏林街道"})
+    html = client.get("/problems").text
+    assert "杏林街道 › 幸福社区" in html and "杏花街道 › 幸福社区" not in html
+
+
+def test_area_paths_cost_no_query_per_row(db, world):
+    from server import areas, ledger_query
+    from tests.ledger_helpers import load
+
+    for n in range(60):
+        add_problem(db, world, description=f"第{n}个问题")
+    office = load(db, world, "office")
+    statements = []
+    db.conn.set_trace_callback(statements.append)
+    try:
+        ledger_query.ledger(db, office, ledger_query.parse({}))
+        many = len(statements)
+        statements.clear()
+        ledger_query.ledger(db, office, ledger_query.parse({"q": "第1个问题"}))
+        few = len(statements)
+        statements.clear()
+        rows = areas.add_area_paths(db, [{"area_id": world.areas["g1"]}] * 50)
+    finally:
+        db.conn.set_trace_callback(None)
+    assert len(statements) == 2  # the database's name and the areas' stamp in the log
+    assert rows[0]["area_path"] == "东城区 › 杏花街道 › 幸福社区"
+    assert many <= few + 5, (many, few)  # 50 rows cost what 1 row costs
+
+
+def test_the_filters_show_one_row_and_count_the_others(login_as, world):
+    html = login_as("office").get("/problems").text
+    row = html.split('class="filter-row"')[1].split('<details class="more-filters"')[0]
+    assert 'name="q"' in row and 'name="area"' in row and 'name="category"' in row
+    assert 'name="source"' not in row
+    more = html.split('<details class="more-filters"')[1].split("</details>")[0]
+    assert 'name="source"' in more and 'name="found_from"' in more and 'name="sort"' in more
+    assert "更多筛选</summary>" in more
+    set_two = login_as("office").get("/problems?source=hotline&found_from=2026-01-01&area=370102"
+                                     ).text
+    assert '更多筛选 <span class="count">(2)</span>' in set_two
+
+
+def test_every_work_list_is_paged_to_the_end_of_its_count(login_as, db, world):
+    from server.ledger_query import WORK_LIMIT
+
+    today = workflow.local_today()
+    due = (today - dt.timedelta(days=1)).isoformat()
+    ids = [add_problem(db, world, status="closed", description=f"回头看{n:03d}",
+                       return_visit_due=due) for n in range(WORK_LIMIT * 2 + 5)]
+    client = login_as("office")
+    overview = queue(client.get("/work").text, "return_visit")
+    assert f'<span class="count">{len(ids)}</span>' in overview
+    assert "第 1 / 3 页" in overview
+    assert 'href="/work?queue=return_visit&page=2"' in overview
+    seen = set()
+    for page in (1, 2, 3):
+        html = client.get(f"/work?queue=return_visit&page={page}").text
+        seen |= {problem_id for problem_id in ids if f"/problems/{problem_id}\"" in html}
+        assert 'id="q-intake"' not in html  # one list alone
+    assert seen == set(ids)
+    last = client.get("/work?queue=return_visit&page=99").text
+    assert "回头看" in last and 'rel="next"' not in last
+
+
+def test_an_unknown_work_list_is_not_found(login_as):
+    assert login_as("office").get("/work?queue=to_sign").status_code == 404
+    assert login_as("handler1").get("/work?queue=intake").status_code == 404
+    assert login_as("handler1").get("/work?queue=to_sign").status_code == 200
+
+
+def test_home_lists_lead_to_their_whole_lists(login_as):
+    html = login_as("office").get("/").text
+    assert 'href="/problems">查看全部问题' in html
+    html = login_as("field1").get("/").text
+    assert 'href="/visits">查看全部走访' in html
+
+
+def test_the_diary_and_visit_lists_page_to_the_end_of_their_counts(login_as, db, world):
+    now = now_iso()
+    with immediate(db):
+        for n in range(55):
+            visit_id = f"00000000-0000-4000-8000-{500 + n:012d}"
+            db["visits"].insert({"id": visit_id, "author_id": world.users["field1"],
+                                 "area_id": world.areas["v1"], "place": f"地点{n:03d}",
+                                 "method": "sbls", "checklist": "[]", "started_at": now,
+                                 "created_at": now, "updated_at": now})
+            db["diary_entries"].insert({"id": f"00000000-0000-4000-8000-{700 + n:012d}",
+                                        "visit_id": visit_id, "author_id": world.users["field1"],
+                                        "area_id": world.areas["v1"], "person_kind": "resident",
+                                        "content": f"日记{n:03d}", "recorded_at": now,
+                                        "created_at": now, "updated_at": now})
+    client = login_as("field1")
+    for path, total, marker in (("/visits", 56, "/visits/00000000-0000-4000-8000-0000000005"),
+                                ("/diary", 55, "日记0")):
+        first = client.get(path).text
+        assert f"共 {total} 条" in first
+        assert 'rel="next"' in first
+        last = client.get(f"{path}?page=2").text
+        assert 'rel="next"' not in last
+        shown = first.count(marker) + last.count(marker)
+        assert shown >= 55, (path, shown)

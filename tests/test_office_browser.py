@@ -408,4 +408,55 @@ def test_an_administrator_enters_a_years_holidays(live, browser, tmp_path):
     expect(page.get_by_role("cell", name="元旦")).to_be_visible()
     assert live.query("SELECT holidays, workdays FROM calendar_years WHERE year = ?",
                       [year]) == [(2, 1)]
+
+
+# The ledger on an office screen, and a session that expires mid-form ---------------
+
+SMALL_SCREEN = {"width": 1366, "height": 768}
+
+
+def test_the_ledger_filters_take_one_row_and_the_first_rows_show_at_1366x768(live, browser):
+    context, page = new_page(browser)
+    page.set_viewport_size(SMALL_SCREEN)
+    sign_in(page, live.url, "office")
+    page.goto(f"{live.url}/problems")
+    row = page.locator(".filter-row")
+    tops = {round(box["y"] + box["height"])
+            for box in (control.bounding_box() for control in
+                        row.locator("input[type=search], select, summary, button").all()
+                        if control.is_visible())}
+    assert max(tops) - min(tops) <= 2, tops  # one row: every control ends on the same line
+    first = page.locator("table.table tbody tr").first.bounding_box()
+    assert first["y"] >= 0 and first["y"] + first["height"] <= SMALL_SCREEN["height"], first
+    # The other filters wait behind 更多筛选.
+    assert not page.get_by_label("来源").is_visible()
+    page.get_by_text("更多筛选").click()
+    expect(page.get_by_label("来源")).to_be_visible()
+    context.close()
+
+
+def test_a_session_expiring_mid_form_keeps_the_typed_text(live, browser):
+    import sqlite3
+
+    context, page = new_page(browser)
+    sign_in(page, live.url, "office")
+    problem = f"{live.url}/problems/{live.world.problems['p3']}"
+    page.goto(problem)
+    form = open_action(page, "催办")
+    text = "请于本周五前反馈路灯维修进度"
+    form.get_by_label("说明").fill(text)
+    connection = sqlite3.connect(live.db_path)
+    with connection:
+        connection.execute("UPDATE web_sessions SET expires_at = '2020-01-01T00:00:00+00:00'")
+    connection.close()
+    form.get_by_role("button", name="确认催办").click()
+    expect(page.get_by_text("您填写的内容已保留")).to_be_visible()
+    page.get_by_label("用户名").fill("office")
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(re.compile(re.escape(problem) + r"\?draft="))
+    expect(page.get_by_role("group", name="催办", exact=True).get_by_label("说明")).to_have_value(
+        text)
+    assert live.query("SELECT count(*) FROM problem_events WHERE problem_id = ? AND kind ="
+                      " 'remind'", [live.world.problems["p3"]]) == [(0,)]
     context.close()

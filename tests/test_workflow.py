@@ -164,6 +164,31 @@ def test_merge_refuses_itself_and_unknown(act, db, world):
     assert status(db, world, "p1") == "submitted"
 
 
+@pytest.mark.parametrize("typed", ["ZF-2026-000003", "zf-2026-000003", " ZF - 2026 - 3 ",
+                                   "00000000-0000-4000-8000-000000000003"])
+def test_merge_names_the_original_by_its_ledger_number_or_its_id(act, world, typed):
+    merged = act("office", "p1", "merge", original_id=typed)
+    assert merged["merged_into"] == world.problems["p3"]
+
+
+@pytest.mark.parametrize("username, typed", [
+    ("office", "ZF-2026-009999"),  # no such number
+    ("office_d1", "ZF-2026-000002"),  # exists, but outside this office's area
+])
+def test_merge_with_a_wrong_number_names_it(act, db, world, username, typed):
+    with pytest.raises(ValidationError) as error:
+        act(username, "p1", "merge", original_id=typed)
+    assert error.value.errors["original_id"].startswith(f"没有找到编号为 {typed} 的问题")
+    assert status(db, world, "p1") == "submitted"
+
+
+def test_normal_ledger_no_tolerates_case_spaces_and_short_serials():
+    assert workflow.normal_ledger_no(" zf-2026-523 ") == "ZF-2026-000523"
+    assert workflow.normal_ledger_no("ZF-2026- 000523") == "ZF-2026-000523"
+    assert workflow.normal_ledger_no("2026-000523") is None
+    assert workflow.normal_ledger_no("00000000-0000-4000-8000-000000000003") is None
+
+
 def test_return_to_office_and_reassign_keeps_the_clock(act, db, world):
     act("office", "p1", "accept")
     first = act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])

@@ -44,6 +44,25 @@ def _form_page(request, resource, *, creating, values, errors=None, status=200, 
     )
 
 
+def _typed_values(schema, pairs) -> dict:
+    """A form's values as typed, from its (name, value) pairs; never a password."""
+    values = {}
+    for key in schema.by_name:
+        if key == "password":
+            continue
+        found = [value for name, value in pairs if name == key]
+        values[key] = found if key == "roles" else (found[-1] if found else None)
+    return values
+
+
+def _draft_values(request: Request, schema) -> dict | None:
+    """What was typed into this form before a session expired (server/drafts.py), once."""
+    draft = request.app.state.drafts.take(request.query_params.get("draft"), user(request).id)
+    if draft is None or draft.path != request.url.path:
+        return None
+    return _typed_values(schema, draft.fields)
+
+
 def resource_views(resource: Resource):
     async def list_view(request: Request):
         query = request.query_params.get("q", "").strip()[:50]
@@ -63,13 +82,13 @@ def resource_views(resource: Resource):
 
     async def new_form(request: Request):
         options = await store(request).read(resource.options, user(request))
-        return _form_page(
-            request, resource, creating=True, values={"active": True}, options=options
-        )
+        values = _draft_values(request, resource.schema(True)) or {"active": True}
+        return _form_page(request, resource, creating=True, values=values, options=options)
 
     async def edit_form(request: Request):
         record_id = _record_id(request)
         values = await store(request).read(resource.form_values, user(request), record_id)
+        values = _draft_values(request, resource.schema(False)) or values
         options = await store(request).read(resource.options, user(request))
         return _form_page(request, resource, creating=False, values=values, options=options)
 
@@ -88,11 +107,7 @@ def resource_views(resource: Resource):
                 await store(request).write(resource.update, actor, record_id, data)
         except ValidationError as error:
             options = await store(request).read(resource.options, actor)
-            values = {
-                key: form.getlist(key) if key == "roles" else form.get(key)
-                for key in resource.schema(creating).by_name
-                if key != "password"
-            }
+            values = _typed_values(resource.schema(creating), form.multi_items())
             return _form_page(
                 request,
                 resource,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server import auth, authz
+from server import auth, authz, drafts
 from server.errors import ApiError
 from server.i18n import gettext as _
 from server.validation import Field, Schema, ValidationError
@@ -67,10 +67,30 @@ async def login_form(request: Request):
     return render(request, "login.html", {"next": safe_next(request.query_params.get("next"))})
 
 
+def _posted_draft(form) -> dict | None:
+    """The draft a sign-in page carries (server/drafts.py), as it was rendered."""
+    path = form.get("draft_path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    fields = [(name[len(drafts.PREFIX):], value) for name, value in drafts.typed_fields(form)
+              if name.startswith(drafts.PREFIX)]
+    return {"path": path, "owner": form.get("draft_owner", ""), "fields": fields}
+
+
+def _keep_draft(request: Request, draft: dict | None, user_id: int, next_url: str) -> str:
+    """Where to go after signing in: with the draft's key if it is this user's."""
+    if draft is None or not draft["fields"] or draft["owner"] not in ("", str(user_id)):
+        return next_url
+    key = request.app.state.drafts.put(user_id, draft["path"], draft["fields"])
+    return drafts.with_key(next_url, key)
+
+
 async def login(request: Request):
     form = await request.form()
     next_url = safe_next(form.get("next"))
-    context = {"next": next_url, "values": {"username": form.get("username", "")}}
+    draft = _posted_draft(form)
+    context = {"next": next_url, "values": {"username": form.get("username", "")},
+               "draft": draft}
     try:
         data = LOGIN_SCHEMA.clean(form)
         user_id = await auth.sign_in(store(request), data["username"], data["password"])
@@ -81,7 +101,8 @@ async def login(request: Request):
         return render(request, "login.html", {**context, "error": message}, status=status)
     token = await store(request).write(auth.start_session, user_id)
     current = await store(request).read(auth.load_user, user_id)
-    response = redirect(landing(current, next_url, phone_sized(form, request.headers)))
+    landing_url = landing(current, next_url, phone_sized(form, request.headers))
+    response = redirect(_keep_draft(request, draft, user_id, landing_url))
     set_cookie(
         request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds())
     )

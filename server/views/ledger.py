@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from server import workflow
 from server.validation import Field, Schema, ValidationError
-from server.views.pages import problem_page
+from server.views.pages import form_values, problem_page
 from server.web import redirect, store, user
 from sync.schemas import NOTE_MAX_LENGTH
 
@@ -14,17 +14,11 @@ from sync.schemas import NOTE_MAX_LENGTH
 NOTE = Schema(Field("note", "workflow.field.note", max_length=NOTE_MAX_LENGTH, multiline=True))
 
 
-def _form_data(form) -> dict:
-    data = {key: form.get(key) for key in form if key not in ("csrf_token", "helper_unit_ids")}
-    data["helper_unit_ids"] = form.getlist("helper_unit_ids")
-    return data
-
-
 async def problem_action(request: Request):
     problem_id = request.path_params["problem_id"]
     action = request.path_params["action"]
     form = await request.form()
-    data = _form_data(form)
+    data = form_values(form.multi_items())
     try:
         NOTE.clean(data)
         await store(request).write(workflow.apply, user(request), problem_id, action, data)

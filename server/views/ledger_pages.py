@@ -10,6 +10,7 @@ from starlette.responses import StreamingResponse
 
 from server import authz, charts, export, ledger_query, metrics, workflow
 from server.db import connect
+from server.errors import error_page
 from server.i18n import gettext as _
 from server.problems import STATUSES
 from server.web import page_number, render, store, user
@@ -38,6 +39,22 @@ def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
     }
 
 
+# The filters of the ledger's one row; the others wait behind 更多筛选.
+PRIMARY_FILTERS = ("area", "category", "unit")
+
+
+def more_filters_set(f: ledger_query.Filter) -> int:
+    """How many of the filters behind 更多筛选 are set (a date range, or a sort and its
+    direction, counts once)."""
+    keys = set(urllib.parse.parse_qs(f.query_string()))
+    ranges = {f"{name}_{end}": name for name in ledger_query.DATE_FILTERS
+              for end in ("from", "to")}
+    others = keys - {"q", "status", "page", *PRIMARY_FILTERS} - set(ranges)
+    if "sort" in others:
+        others.discard("dir")
+    return len(others) + len({ranges[key] for key in keys & set(ranges)})
+
+
 def _ledger_data(db, actor: authz.User, f: ledger_query.Filter) -> dict:
     return {**ledger_query.ledger(db, actor, f), "options": _options(db, actor)}
 
@@ -54,6 +71,8 @@ async def ledger_list(request: Request):
         "date_filters": ledger_query.DATE_FILTERS,
         "base_query": f.query_string(page=None),
         "cap": ledger_query.COUNT_CAP,
+        "primary_filters": PRIMARY_FILTERS,
+        "more_set": more_filters_set(f),
     })
 
 
@@ -116,13 +135,18 @@ def _due_soon_limit(db) -> dt.date:
     return WorkCalendar.load(db).deadline(workflow.local_today(), 3)[0]
 
 
-def _work_data(db, actor: authz.User) -> list[dict]:
-    return ledger_query.work_queues(db, actor, _due_soon_limit(db))
+def _work_data(db, actor: authz.User, only: str | None, page: int) -> list[dict]:
+    return ledger_query.work_queues(db, actor, _due_soon_limit(db), only, page)
 
 
 async def my_work(request: Request):
-    queues = await store(request).read(_work_data, user(request))
-    return render(request, "ledger/work.html", {"queues": queues})
+    """All the user's work lists, or one of them (``?queue=``) paged to its end."""
+    actor = user(request)
+    only = request.query_params.get("queue") or None
+    if only is not None and only not in ledger_query.work_queue_keys(actor):
+        return error_page(request, 404)
+    queues = await store(request).read(_work_data, actor, only, page_number(request))
+    return render(request, "ledger/work.html", {"queues": queues, "only": only})
 
 
 # People's diaries -------------------------------------------------------------------------

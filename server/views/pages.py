@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, calendar_entry, ledger_query, problems, visits, workflow
+from server import authz, calendar_entry, conflicts, ledger_query, problems, visits, workflow
 from server.export import mask_phone
 from server.i18n import gettext as _
 from server.views.ledger_pages import similar_context
@@ -88,12 +88,12 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
         unreachable = workflow.unreachable_progress(db, problem)
     return {"problem": problem, **context, "contact": contact,
             "attempts": workflow.callback_attempts(problem["events"]),
-            "unreachable": unreachable,
+            "unreachable": unreachable, "conflicts": conflicts.for_page(db, actor, problem),
             **similar_context(db, actor, problem, context["actions"])}
 
 
 async def problem_page(request: Request, *, action=None, values=None, errors=None,
-                       message=None, status=200):
+                       message=None, notice=None, status=200):
     data = await store(request).read(
         _problem_page_data, user(request), request.path_params["problem_id"]
     )
@@ -105,17 +105,33 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
         "errors": errors or {},
         "message": message,
         "done": _("workflow.done", action=_(f"action.{done}")) if done in workflow.ACTIONS
-        else None,
+        else notice,
         "outcomes": workflow.OUTCOMES,
         "satisfaction": workflow.SATISFACTION,
         "callback_methods": workflow.CALLBACK_METHODS,
         "callback_results": workflow.CALLBACK_RESULTS,
         "overdue": workflow.is_overdue(data["problem"]),
+        "conflict_fields": conflicts.FIELDS,
     }, status=status)
 
 
 async def problem_detail(request: Request):
+    problem_id = request.path_params["problem_id"]
+    draft = request.app.state.drafts.take(request.query_params.get("draft"), user(request).id)
+    action = draft.problem_action(problem_id) if draft else None
+    if action in workflow.ACTIONS:
+        # Back from signing in again: the form open, with what was typed before.
+        return await problem_page(request, action=action, values=form_values(draft.fields),
+                                  notice=_("office.draft.restored"))
     return await problem_page(request)
+
+
+def form_values(items) -> dict:
+    """An action form's values from its posted (name, value) pairs."""
+    values = {name: value for name, value in items if name not in ("csrf_token",
+                                                                   "helper_unit_ids")}
+    values["helper_unit_ids"] = [value for name, value in items if name == "helper_unit_ids"]
+    return values
 
 
 async def visit_list(request: Request):
