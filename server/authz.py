@@ -151,6 +151,18 @@ def may_see_resident_phone(user: User, problem: dict) -> bool:
             and problem.get("lead_unit_id") == user.unit_id)
 
 
+def scope_names(user: User) -> list[str]:
+    """problem_scope() in words, for the heading of an export: the user's area (its whole
+    subtree) and, for a handler, the unit. A field official's own reports outside the
+    area are not named."""
+    names = []
+    if user.roles & {OFFICE, LEADER, FIELD}:
+        names.append(user.area_name)
+    if HANDLER in user.roles and user.unit_id is not None:
+        names.append(user.unit_name)
+    return names
+
+
 def record_scope(user: User, table: str) -> tuple[str, list]:
     """Which visits or diary entries the user may see."""
     clauses = []

@@ -1,4 +1,4 @@
-"""Exporting the ledger: the current filter as XLSX or CSV, in the usual ledger columns.
+"""Exporting the ledger: the current filter as XLSX or CSV, in the columns offices keep.
 
 Both read through a connection of their own, ``CHUNK`` rows at a time, each
 chunk in a short read transaction of its own (``records``: no transaction
@@ -9,12 +9,17 @@ memory stays flat however many rows there are:
   to read Chinese);
 * XLSX is written as it is sent: the sheet's XML, row by row, into a zip
   entry compressed on the fly (``xlsx_chunks``), so the first bytes leave at
-  once and nothing waits for the whole workbook.
+  once and nothing waits for the whole workbook. It is laid out to be handed
+  up: a heading (scope, filters, time of export) above a frozen, filterable
+  header row, column widths chosen up front from each column's kind, wrapped
+  text, A4 landscape fitted to the page width with the header row on every
+  printed page.
 
-Always within the user's ``authz.problem_scope`` (the same query as the
-ledger page). Residents' phone numbers are shown only to roles with the
-``resident_phone.view`` permission (the office, which makes the callbacks);
-everyone else gets them masked, 138****5678.
+Both carry the same columns (``COLUMNS``). Always within the user's
+``authz.problem_scope`` (the same query as the ledger page). Residents' phone
+numbers are shown only to roles with the ``resident_phone.view`` permission
+(the office, which makes the callbacks); everyone else gets them masked,
+138****5678.
 """
 
 from __future__ import annotations
@@ -22,38 +27,94 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from math import ceil
 from xml.sax.saxutils import escape
 
-from server import authz, ledger_query
+from server import authz, ledger_query, workflow
 from server.i18n import gettext as _
-from server.timeutil import LOCAL_TZ, parse_iso
+from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
 CHUNK = 1000
 MAX_ROWS = 200_000
 SORTED_READ_MAX = 20_000  # the most matches each chunk may read and sort (see _drive)
+
+# XLSX column widths are in Excel's unit, about one digit of the default font; a Chinese
+# character takes about two. The sheet is written as it streams, so widths are chosen
+# from each column's kind, not measured from the data: dates and numbers get the width
+# their format needs (too narrow and they show as ###), text is wrapped within a width
+# that keeps the printed page readable.
+DATE_WIDTH = 11  # 2026-03-13
+DATETIME_WIDTH = 16.5  # 2026-03-01 10:30
+LEDGER_NO_WIDTH = 15.5  # ZF-2026-000100
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the header is export.col.<name>
+    width: float  # in the XLSX
+
+
 COLUMNS = (
-    "seq", "ledger_no", "source", "found_at", "place", "description", "category", "unit",
-    "deadline", "progress", "result", "callback", "satisfaction", "status", "resident",
-    "resident_phone",
+    Column("seq", 7),  # up to MAX_ROWS: six digits
+    Column("ledger_no", LEDGER_NO_WIDTH),
+    Column("source", 9.5),
+    Column("found_at", DATETIME_WIDTH),
+    Column("place", 11),
+    Column("description", 26),
+    Column("category", 7.5),
+    Column("accepted_at", DATETIME_WIDTH),
+    Column("unit", 10),
+    Column("helper_units", 10),
+    Column("dispatched_at", DATETIME_WIDTH),
+    Column("original_deadline", DATE_WIDTH),
+    Column("extension", 13.5),
+    Column("deadline", DATE_WIDTH),
+    Column("deadline_provisional", 6),
+    Column("overdue", 9),
+    Column("supervision", 11),
+    Column("progress", 16),
+    Column("result", 13),
+    Column("closed_at", DATETIME_WIDTH),
+    Column("closure_kind", 8.5),
+    Column("callback", 12),
+    Column("satisfaction", 9),
+    Column("status", 8.5),
+    Column("reason", 12),
+    Column("merged_into", LEDGER_NO_WIDTH),
+    Column("resident", 8),
+    Column("resident_phone", 12.5),
 )
 
 _SELECT = (
-    "SELECT p.ledger_no, p.source, p.found_at, a.name AS area_name, p.place, p.description,"
-    " c.name AS category_name, un.name AS unit_name, p.deadline, p.status, p.outcome,"
-    " p.callback_reached, p.callback_solved, p.satisfaction, p.return_visit_result,"
-    " p.resident_name, p.resident_phone,"
+    "SELECT p.id, p.ledger_no, p.source, p.found_at, a.name AS area_name, p.place,"
+    " p.description, c.name AS category_name, un.name AS unit_name, p.helper_unit_ids,"
+    " p.accepted_at, p.dispatched_at, p.closed_at, p.deadline, p.original_deadline,"
+    " p.deadline_provisional, p.closed_on_time, p.supervision, p.supervision_note,"
+    " p.status, p.outcome, p.callback_reached, p.callback_solved, p.satisfaction,"
+    " p.return_visit_result, p.closure_kind, p.closure_reason, p.resident_name,"
+    " p.resident_phone,"
+    " (SELECT o.ledger_no FROM problems o WHERE o.id = p.merged_into) AS merged_into_no,"
     " (SELECT e.at || ' ' || e.note FROM problem_events e WHERE e.problem_id = p.id"
     "  AND e.kind = 'progress' ORDER BY e.at DESC, e.rowid DESC LIMIT 1) AS progress,"
     " (SELECT e.note FROM problem_events e WHERE e.problem_id = p.id"
     "  AND e.kind = 'reply' ORDER BY e.at DESC, e.rowid DESC LIMIT 1) AS reply_note"
 )
+# The events a chunk's rows need beyond the problems table (extensions granted, the reason
+# for not accepting), read once per chunk for the rows that can have them.
+_EVENTS = (
+    "SELECT problem_id, kind, note, data FROM problem_events"
+    " WHERE problem_id IN (SELECT value FROM json_each(?))"
+    " AND kind IN ('approve_extension', 'reject') ORDER BY problem_id, at, rowid"
+)
 
 
 def headers() -> list[str]:
-    return [_(f"export.col.{name}") for name in COLUMNS]
+    return [_(f"export.col.{column.name}") for column in COLUMNS]
 
 
 def mask_phone(phone: str) -> str:
@@ -67,6 +128,10 @@ def mask_phone(phone: str) -> str:
 
 def _local(text: str | None) -> dt.datetime | None:
     return parse_iso(text).astimezone(LOCAL_TZ).replace(tzinfo=None) if text else None
+
+
+def _date(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
 
 
 def _progress(text: str | None) -> str:
@@ -95,12 +160,45 @@ def _callback(row: dict) -> str:
     return "；".join(parts)
 
 
-def _status(row: dict, today: str) -> str:
-    label = _(f"status.{row['status']}")
-    overdue = row["status"] not in ("closed", "rejected", "merged") and row["deadline"] and (
-        row["deadline"] < today
-    )
-    return f"{label}（{_('problem.overdue')}）" if overdue else label
+def _overdue(row: dict, overdue_now: bool) -> str:
+    """超期 for an open problem past its deadline, 超期办结 for one closed after it."""
+    if overdue_now:
+        return _("export.overdue_open")
+    if row["status"] == "closed" and row["closed_on_time"] == 0:
+        return _("export.overdue_closed")
+    return ""
+
+
+def _supervision(row: dict) -> str:
+    if row["supervision"] in (None, "none"):
+        return ""
+    label = _(f"supervision.{row['supervision']}")
+    return f"{label}：{row['supervision_note']}" if row["supervision_note"] else label
+
+
+def _extension(events: list[tuple[str, str, str]]) -> str:
+    granted = [json.loads(data) for kind, _note, data in events if kind == "approve_extension"]
+    if not granted:
+        return ""
+    return _("export.extended", count=len(granted), deadline=granted[-1].get("deadline", ""),
+             days=sum(int(event.get("extra_days", 0)) for event in granted))
+
+
+def _reason(row: dict, events: list[tuple[str, str, str]]) -> str:
+    """Why the problem was not accepted (the reject's note), or the explanation it was
+    closed with (解释说明办结)."""
+    if row["status"] == "rejected":
+        notes = [note for kind, note, _data in events if kind == "reject"]
+        return notes[-1] if notes else ""
+    if row["closure_kind"] == "explained":
+        return row["closure_reason"] or ""
+    return ""
+
+
+def _helper_units(text: str | None, unit_names: dict[int, str]) -> str:
+    if not text or text == "[]":
+        return ""
+    return "、".join(unit_names.get(unit_id, str(unit_id)) for unit_id in json.loads(text))
 
 
 def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
@@ -134,7 +232,7 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
     where, params = ledger_query.conditions(db, user, f)
     indexed = _drive(db, f, where, params)
     show_phone = user.can("resident_phone.view")
-    today = ledger_query.local_today().isoformat()
+    today = ledger_query.local_today()
     columns = ledger_query.SORTS[f.sort]
     keys = "".join(f", {column} AS sort_key_{n}" for n, column in enumerate(columns))
     order = ledger_query.order_by(f)
@@ -146,37 +244,58 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
         f" ORDER BY {order} LIMIT ?) AS chunk JOIN problems p ON p.rowid = chunk.id"
         f" {ledger_query.JOINS} ORDER BY {order}",
     )
+    unit_names = dict(db.execute("SELECT id, name FROM units").fetchall())
     seq = 0
     last = None  # the sort key (sort columns, rowid) of the last row read
     while seq < MAX_ROWS:
         wanted = min(CHUNK, MAX_ROWS - seq)
         segments = _after(columns, last, f.dir == "desc")
-        names, chunk = _read_chunk(db, select, params, segments, wanted)
+        names, chunk, events = _read_chunk(db, select, params, segments, wanted)
         for values in chunk:
             row = dict(zip(names, values, strict=True))
             seq += 1
-            yield [
-                seq,
-                row["ledger_no"] or "",
-                _(f"ledger.source.{row['source']}") if row["source"] in ledger_query.SOURCES
-                else row["source"],
-                _local(row["found_at"]),
-                f"{row['area_name']} {row['place']}".strip(),
-                row["description"],
-                row["category_name"] or "",
-                row["unit_name"] or "",
-                dt.date.fromisoformat(row["deadline"]) if row["deadline"] else None,
-                _progress(row["progress"]),
-                _result(row),
-                _callback(row),
-                _(f"satisfaction.{row['satisfaction']}") if row["satisfaction"] else "",
-                _status(row, today),
-                row["resident_name"],
-                row["resident_phone"] if show_phone else mask_phone(row["resident_phone"]),
-            ]
+            yield _values(seq, row, events.get(row["id"], []), unit_names, today, show_phone)
         if len(chunk) < wanted:
             return
         last = chunk[-1][-(len(columns) + 1):]
+
+
+def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
+            unit_names: dict[int, str], today: dt.date, show_phone: bool) -> list:
+    """One problem's export row, in the order of ``COLUMNS``."""
+    overdue_now = workflow.is_overdue(row, today)
+    status = _(f"status.{row['status']}")
+    return [
+        seq,
+        row["ledger_no"] or "",
+        _(f"ledger.source.{row['source']}") if row["source"] in ledger_query.SOURCES
+        else row["source"],
+        _local(row["found_at"]),
+        f"{row['area_name']} {row['place']}".strip(),
+        row["description"],
+        row["category_name"] or "",
+        _local(row["accepted_at"]),
+        row["unit_name"] or "",
+        _helper_units(row["helper_unit_ids"], unit_names),
+        _local(row["dispatched_at"]),
+        _date(row["original_deadline"]),
+        _extension(events),
+        _date(row["deadline"]),
+        _("export.provisional") if row["deadline_provisional"] and row["deadline"] else "",
+        _overdue(row, overdue_now),
+        _supervision(row),
+        _progress(row["progress"]),
+        _result(row),
+        _local(row["closed_at"]),
+        _(f"export.closure_kind.{row['closure_kind']}") if row["closure_kind"] else "",
+        _callback(row),
+        _(f"satisfaction.{row['satisfaction']}") if row["satisfaction"] else "",
+        f"{status}（{_('problem.overdue')}）" if overdue_now else status,
+        _reason(row, events),
+        row["merged_into_no"] or "",
+        row["resident_name"],
+        row["resident_phone"] if show_phone else mask_phone(row["resident_phone"]),
+    ]
 
 
 def _drive(db, f: ledger_query.Filter, where: str, params: list) -> str:
@@ -206,9 +325,10 @@ def _drive(db, f: ledger_query.Filter, where: str, params: list) -> str:
 
 
 def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[str, list]],
-                limit: int) -> tuple[list[str], list[tuple]]:
+                limit: int) -> tuple[list[str], list[tuple], dict[str, list[tuple]]]:
     """Up to ``limit`` rows of ``select`` with each segment's condition in turn (between
-    its two parts), in one read transaction.
+    its two parts), and the events (``_EVENTS``) of those that can have them, by problem
+    id: in one read transaction, so each row and its events agree.
 
     The transaction ends before this returns (unless the caller had one open:
     then the rows are read in it). Each cursor is read to its end and closed.
@@ -217,6 +337,7 @@ def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[
     own = not conn.in_transaction
     names: list[str] = []
     rows: list[tuple] = []
+    events: dict[str, list[tuple]] = {}
     if own:
         conn.execute("BEGIN")
     try:
@@ -230,13 +351,33 @@ def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[
                 cursor.close()
             if len(rows) >= limit:
                 break
+        if rows:
+            events = _chunk_events(conn, names, rows)
     except BaseException:
         if own and conn.in_transaction:
             conn.rollback()
         raise
     if own:
         conn.commit()
-    return names, rows
+    return names, rows, events
+
+
+def _chunk_events(conn, names: list[str], rows: list[tuple]) -> dict[str, list[tuple]]:
+    """(kind, note, data) of the extensions granted to and the rejection of the chunk's
+    problems that can have them (given a deadline, or rejected), oldest first, by problem id."""
+    at = {name: n for n, name in enumerate(names)}
+    ids = [row[at["id"]] for row in rows
+           if row[at["deadline"]] is not None or row[at["status"]] == "rejected"]
+    events: dict[str, list[tuple]] = {}
+    if not ids:
+        return events
+    cursor = conn.execute(_EVENTS, [json.dumps(ids)])
+    try:
+        for problem_id, kind, note, data in cursor.fetchall():
+            events.setdefault(problem_id, []).append((kind, note, data))
+    finally:
+        cursor.close()
+    return events
 
 
 def _after(columns: tuple[str, ...], last: tuple | None,
@@ -282,6 +423,68 @@ def _after(columns: tuple[str, ...], last: tuple | None,
     return segments
 
 
+# The XLSX heading: what was exported, for whom, when ---------------------------------
+
+
+def heading(db, user: authz.User, f: ledger_query.Filter) -> list[str]:
+    """The lines above the XLSX's header row: a title naming the scope, then the scope and
+    the time of export, then the active filters in words.
+
+    Call it before ``records`` (which drops a filter it cannot use, an unknown area).
+    """
+    scope = "、".join(name for name in authz.scope_names(user) if name)
+    now = utcnow().astimezone(LOCAL_TZ)
+    return [
+        _("export.heading.title", scope=scope),
+        _("export.heading.scope", scope=scope or _("export.heading.no_scope"),
+          time=f"{now:%Y-%m-%d %H:%M}"),
+        _("export.heading.filters", filters=filter_summary(db, f)),
+    ]
+
+
+def _name_of(db, sql: str, value) -> str:
+    row = db.execute(sql, [value]).fetchone()
+    return row[0] if row else str(value)
+
+
+def filter_summary(db, f: ledger_query.Filter) -> str:
+    """The filter in words, as the ledger's filter form names its fields: 状态：办理中；…"""
+    parts = []
+
+    def add(name: str, value: str) -> None:
+        parts.append(_("export.heading.filter", label=_(f"ledger.param.{name}"), value=value))
+
+    if f.status:
+        add("status", _(f"status.{f.status}"))
+    if f.category is not None:
+        add("category", _name_of(db, "SELECT name FROM categories WHERE id = ?", f.category))
+    if f.area:
+        add("area", _name_of(db, "SELECT name FROM areas WHERE code = ?", f.area))
+    if f.unit is not None:
+        add("unit", _name_of(db, "SELECT name FROM units WHERE id = ?", f.unit))
+    if f.source:
+        add("source", _(f"ledger.source.{f.source}"))
+    if f.urgency:
+        add("urgency", _(f"urgency.{f.urgency}"))
+    if f.overdue:
+        add("overdue", _(f"common.{f.overdue}"))
+    if f.supervision:
+        add("supervision", _(f"supervision.{f.supervision}"))
+    if f.reporter is not None:
+        add("reporter", _name_of(db, "SELECT display_name FROM users WHERE id = ?", f.reporter))
+    for name in ledger_query.DATE_FILTERS:
+        start, end = getattr(f, f"{name}_from"), getattr(f, f"{name}_to")
+        if start and end:
+            add(name, _("export.heading.between", start=start, end=end))
+        elif start:
+            add(name, _("export.heading.since", start=start))
+        elif end:
+            add(name, _("export.heading.until", end=end))
+    if f.q:
+        parts.append(_("export.heading.search", q=f.q))
+    return "；".join(parts) if parts else _("export.heading.no_filters")
+
+
 def _text(value) -> str:
     if value is None:
         return ""
@@ -312,40 +515,46 @@ def csv_chunks(rows: Iterator[list]) -> Iterator[bytes]:
 # A workbook is a zip of XML parts. The sheet is written row by row into a zip entry
 # that zipfile compresses on the fly; written to a stream it cannot seek, zipfile
 # puts each entry's sizes after its data (a data descriptor, as every streaming zip
-# writer does), so every CHUNK rows the bytes so far go to the client.
+# writer does), so every CHUNK rows the bytes so far go to the client. What depends
+# on the number of rows (the autofilter's range) is written after the rows: it follows
+# them in the sheet's XML, and the workbook part that names it is written last.
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PACKAGE_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
 _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
-_DATE_STYLE, _DATETIME_STYLE = 1, 2  # positions in cellXfs of _styles()
+# Positions in cellXfs of _styles(). The table's cells are bordered and top-aligned, its
+# text wrapped within the column.
+_DATE_STYLE, _DATETIME_STYLE, _TEXT_STYLE, _NUMBER_STYLE = 1, 2, 3, 4
+_HEADER_STYLE, _TITLE_STYLE, _NOTE_STYLE = 5, 6, 7
+_TITLE_HEIGHT = 30  # points: the title's font is larger
 # Characters XML 1.0 does not allow (phones can send them; Excel would call the file damaged).
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_PAPER_A4 = 9
 
 
-def _static_parts(sheet_name: str) -> dict[str, str]:
+def _content_types() -> str:
+    return (
+        f"{_XML}<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">"
+        '<Default Extension="rels"'
+        ' ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        '<Override PartName="/xl/styles.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>'
+    )
+
+
+def _static_parts() -> dict[str, str]:
     return {
-        "[Content_Types].xml": (
-            f"{_XML}<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">"
-            '<Default Extension="rels"'
-            ' ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-            '<Default Extension="xml" ContentType="application/xml"/>'
-            '<Override PartName="/xl/workbook.xml" ContentType="application/'
-            'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-            '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
-            'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-            '<Override PartName="/xl/styles.xml" ContentType="application/'
-            'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>'
-        ),
+        "[Content_Types].xml": _content_types(),
         "_rels/.rels": (
             f'{_XML}<Relationships xmlns="{_PACKAGE_RELS}"><Relationship Id="rId1"'
             f' Type="{_RELS}/officeDocument" Target="xl/workbook.xml"/></Relationships>'
-        ),
-        "xl/workbook.xml": (
-            f'{_XML}<workbook xmlns="{_MAIN}" xmlns:r="{_RELS}"><sheets>'
-            f'<sheet name="{escape(sheet_name, {chr(34): "&quot;"})}" sheetId="1" r:id="rId1"/>'
-            "</sheets></workbook>"
         ),
         "xl/_rels/workbook.xml.rels": (
             f'{_XML}<Relationships xmlns="{_PACKAGE_RELS}">'
@@ -357,18 +566,60 @@ def _static_parts(sheet_name: str) -> dict[str, str]:
     }
 
 
+def _workbook(sheet_name: str, header_row: int, last_row: int) -> str:
+    """The workbook part: its one sheet, the autofilter's range and the print titles (the
+    header row on every printed page)."""
+    sheet = escape("'" + sheet_name.replace("'", "''") + "'")
+    last_column = _COLUMN_LETTERS[-1]
+    names = (
+        f'<definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">'
+        f"{sheet}!$A${header_row}:${last_column}${last_row}</definedName>"
+        f'<definedName name="_xlnm.Print_Titles" localSheetId="0">'
+        f"{sheet}!${header_row}:${header_row}</definedName>"
+    )
+    return (
+        f'{_XML}<workbook xmlns="{_MAIN}" xmlns:r="{_RELS}"><sheets>'
+        f'<sheet name="{escape(sheet_name, {chr(34): "&quot;"})}" sheetId="1" r:id="rId1"/>'
+        f"</sheets><definedNames>{names}</definedNames></workbook>"
+    )
+
+
 def _styles() -> str:
-    xf = '<xf numFmtId="{}" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    border = ' borderId="1" applyBorder="1"'
+    top = '<alignment vertical="top"/>'
     return (
         f'{_XML}<styleSheet xmlns="{_MAIN}"><numFmts count="2">'
         '<numFmt numFmtId="164" formatCode="yyyy-mm-dd"/>'
         '<numFmt numFmtId="165" formatCode="yyyy-mm-dd hh:mm"/></numFmts>'
-        '<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>'
-        '<fills count="2"><fill><patternFill patternType="none"/></fill>'
-        '<fill><patternFill patternType="gray125"/></fill></fills>'
-        '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+        '<fonts count="3"><font><sz val="11"/><name val="Calibri"/></font>'
+        '<font><b/><sz val="11"/><name val="Calibri"/></font>'
+        '<font><b/><sz val="16"/><name val="Calibri"/></font></fonts>'
+        '<fills count="3"><fill><patternFill patternType="none"/></fill>'
+        '<fill><patternFill patternType="gray125"/></fill>'
+        '<fill><patternFill patternType="solid"><fgColor rgb="FFD9E1F2"/>'
+        '<bgColor indexed="64"/></patternFill></fill></fills>'
+        '<borders count="2"><border><left/><right/><top/><bottom/><diagonal/></border>'
+        '<border><left style="thin"><color auto="1"/></left><right style="thin">'
+        '<color auto="1"/></right><top style="thin"><color auto="1"/></top>'
+        '<bottom style="thin"><color auto="1"/></bottom><diagonal/></border></borders>'
         '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
-        f'</cellStyleXfs><cellXfs count="3">{xf.format(0)}{xf.format(164)}{xf.format(165)}'
+        '</cellStyleXfs><cellXfs count="8">'
+        '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+        f'<xf numFmtId="164" fontId="0" fillId="0"{border} xfId="0" applyNumberFormat="1"'
+        f' applyAlignment="1">{top}</xf>'
+        f'<xf numFmtId="165" fontId="0" fillId="0"{border} xfId="0" applyNumberFormat="1"'
+        f' applyAlignment="1">{top}</xf>'
+        f'<xf numFmtId="0" fontId="0" fillId="0"{border} xfId="0" applyAlignment="1">'
+        '<alignment vertical="top" wrapText="1"/></xf>'
+        f'<xf numFmtId="0" fontId="0" fillId="0"{border} xfId="0" applyAlignment="1">'
+        '<alignment horizontal="center" vertical="top"/></xf>'
+        f'<xf numFmtId="0" fontId="1" fillId="2"{border} xfId="0" applyFont="1"'
+        ' applyFill="1" applyAlignment="1">'
+        '<alignment horizontal="center" vertical="center" wrapText="1"/></xf>'
+        '<xf numFmtId="0" fontId="2" fillId="0" borderId="0" xfId="0" applyFont="1"'
+        ' applyAlignment="1"><alignment horizontal="center" vertical="center"/></xf>'
+        '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" applyAlignment="1">'
+        '<alignment vertical="center"/></xf>'
         '</cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/>'
         "</cellStyles></styleSheet>"
     )
@@ -384,13 +635,64 @@ def _column_letters(index: int) -> str:
     return letters
 
 
-_COLUMNS = [_column_letters(index) for index in range(len(COLUMNS))]
+_COLUMN_LETTERS = [_column_letters(index) for index in range(len(COLUMNS))]
+_ROOM = [column.width - 0.5 for column in COLUMNS]  # less the cell's margins
+_LINE_HEIGHT = 15  # points: a line of the default font
+_MAX_LINES = 27  # 405 points; Excel allows a row at most 409
 
 
-def _cell(ref: str, value) -> str:
-    """One cell of the sheet's XML at ``ref`` (A1); "" for an empty one, which is left out."""
+def _sheet_start(heading_lines: list[str]) -> str:
+    """The sheet's XML before its rows: fitted to the page, the rows above the first
+    row of data frozen, the columns' widths; then the heading and the header row."""
+    header_row = len(heading_lines) + 1
+    first = f"A{header_row + 1}"
+    cols = "".join(
+        f'<col min="{n}" max="{n}" width="{column.width}" customWidth="1"/>'
+        for n, column in enumerate(COLUMNS, start=1)
+    )
+    rows = []
+    for number, line in enumerate(heading_lines, start=1):
+        style = _TITLE_STYLE if number == 1 else _NOTE_STYLE
+        height = f' ht="{_TITLE_HEIGHT}" customHeight="1"' if number == 1 else ""
+        rows.append(f'<row r="{number}"{height}>{_cell(f"A{number}", line, style)}</row>')
+    rows.append(_row(header_row, headers(), _HEADER_STYLE))
+    return (
+        f'{_XML}<worksheet xmlns="{_MAIN}" xmlns:r="{_RELS}">'
+        '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'
+        '<sheetViews><sheetView workbookViewId="0">'
+        f'<pane ySplit="{header_row}" topLeftCell="{first}" activePane="bottomLeft"'
+        ' state="frozen"/>'
+        f'<selection pane="bottomLeft" activeCell="{first}" sqref="{first}"/>'
+        "</sheetView></sheetViews>"
+        f"<cols>{cols}</cols><sheetData>"
+        + "".join(rows)
+    )
+
+
+def _sheet_end(header_row: int, last_row: int) -> str:
+    """The sheet's XML after its rows: the autofilter over the header and the rows, the
+    title merged across the table, and the page: A4 landscape, as many pages high as it
+    takes at the scale that fits the width, page numbers in the footer."""
+    last_column = _COLUMN_LETTERS[-1]
+    merged = (f'<mergeCells count="1"><mergeCell ref="A1:{last_column}1"/></mergeCells>'
+              if header_row > 1 else "")
+    footer = escape("&C" + _("export.page_footer"))
+    return (
+        f'</sheetData><autoFilter ref="A{header_row}:{last_column}{last_row}"/>{merged}'
+        '<printOptions horizontalCentered="1"/>'
+        '<pageMargins left="0.3" right="0.3" top="0.5" bottom="0.5" header="0.2"'
+        ' footer="0.2"/>'
+        f'<pageSetup paperSize="{_PAPER_A4}" orientation="landscape" fitToWidth="1"'
+        ' fitToHeight="0"/>'
+        f"<headerFooter><oddFooter>{footer}</oddFooter></headerFooter></worksheet>"
+    )
+
+
+def _cell(ref: str, value, text_style: int = _TEXT_STYLE) -> str:
+    """One cell of the sheet's XML at ``ref`` (A1); an empty one keeps its style (the
+    table's borders)."""
     if value is None or value == "":
-        return ""
+        return f'<c r="{ref}" s="{text_style}"/>'
     if isinstance(value, dt.datetime):
         days = (value - _EXCEL_EPOCH) / dt.timedelta(days=1)
         return f'<c r="{ref}" s="{_DATETIME_STYLE}"><v>{days!r}</v></c>'
@@ -398,15 +700,34 @@ def _cell(ref: str, value) -> str:
         days = (value - _EXCEL_EPOCH.date()).days
         return f'<c r="{ref}" s="{_DATE_STYLE}"><v>{days}</v></c>'
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f'<c r="{ref}"><v>{value!r}</v></c>'
+        return f'<c r="{ref}" s="{_NUMBER_STYLE}"><v>{value!r}</v></c>'
     text = escape(_ILLEGAL_XML.sub("", str(value)))
-    return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
+    return (f'<c r="{ref}" s="{text_style}" t="inlineStr"><is><t xml:space="preserve">'
+            f"{text}</t></is></c>")
 
 
-def _row(number: int, values: list) -> str:
-    cells = "".join(_cell(f"{column}{number}", value)
-                    for column, value in zip(_COLUMNS, values, strict=True))
-    return f'<row r="{number}">{cells}</row>'
+def _lines(text: str, room: float) -> int:
+    """About how many lines ``text`` takes wrapped in ``room`` width units, erring long:
+    a Chinese character (three bytes in UTF-8) counts 2.2 units, anything else one."""
+    return sum(max(1, ceil((len(part) + 0.6 * (len(part.encode()) - len(part))) / room))
+               for part in text.split("\n"))
+
+
+def _row(number: int, values: list, text_style: int = _TEXT_STYLE) -> str:
+    """One row of the sheet's XML, with a height that shows its wrapped text in full.
+
+    Excel fits a row's height to its wrapped text when it shows the row (a height that
+    is not ``customHeight`` is only a hint); LibreOffice and WPS show the height the
+    file gives. So the file gives an estimate (``_lines``), which need not be exact.
+    """
+    cells = []
+    lines = 1
+    for column, room, value in zip(_COLUMN_LETTERS, _ROOM, values, strict=True):
+        cells.append(_cell(f"{column}{number}", value, text_style))
+        if isinstance(value, str) and len(value) * 2 > room:  # else one line for sure
+            lines = max(lines, _lines(value, room))
+    height = f' ht="{min(lines, _MAX_LINES) * _LINE_HEIGHT}"' if lines > 1 else ""
+    return f'<row r="{number}"{height}>{"".join(cells)}</row>'
 
 
 class _Outbox:
@@ -428,22 +749,26 @@ class _Outbox:
         return data
 
 
-def xlsx_chunks(rows: Iterator[list]) -> Iterator[bytes]:
-    """An XLSX workbook of one sheet (the headers, then ``rows``), sent every CHUNK rows."""
+def xlsx_chunks(rows: Iterator[list], heading_lines: list[str]) -> Iterator[bytes]:
+    """An XLSX workbook of one sheet (``heading_lines``, the headers, then ``rows``), sent
+    every CHUNK rows."""
     outbox = _Outbox()
+    header_row = len(heading_lines) + 1
     with zipfile.ZipFile(outbox, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, text in _static_parts(_("problem.title")).items():
+        for name, text in _static_parts().items():
             archive.writestr(name, text)
         with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
-            sheet.write(f'{_XML}<worksheet xmlns="{_MAIN}"><sheetData>'.encode())
-            sheet.write(_row(1, headers()).encode())
+            sheet.write(_sheet_start(heading_lines).encode())
             lines = []
+            count = 0
             for count, row in enumerate(rows, start=1):
-                lines.append(_row(count + 1, row))
+                lines.append(_row(header_row + count, row))
                 if count % CHUNK == 0:
                     sheet.write("".join(lines).encode())
                     lines.clear()
                     if data := outbox.take():  # empty while the compressor fills a block
                         yield data
-            sheet.write(("".join(lines) + "</sheetData></worksheet>").encode())
+            sheet.write(("".join(lines) + _sheet_end(header_row, header_row + count)).encode())
+        archive.writestr("xl/workbook.xml",
+                         _workbook(_("problem.title"), header_row, header_row + count))
     yield outbox.take()

@@ -7,25 +7,31 @@ import datetime as dt
 import io
 import json
 import uuid
+import zipfile
 
 import openpyxl
 import pytest
 
 from server import export, ledger_query
 from server.db import immediate
+from server.timeutil import LOCAL_TZ
 from tests.ledger_helpers import add_problem, load
 
 HEADER = [
-    "序号", "问题编号", "来源", "发现时间", "地点", "问题描述", "类别", "责任单位", "办理时限",
-    "办理进展", "办理结果", "回访情况", "满意度", "状态", "反映人", "联系电话",
+    "序号", "问题编号", "来源", "发现时间", "地点", "问题描述", "类别", "受理时间", "责任单位",
+    "协办单位", "交办时间", "原办理时限", "延期", "办理时限", "时限暂定", "是否超期", "督办情况",
+    "办理进展", "办理结果", "办结时间", "办结方式", "回访情况", "满意度", "状态",
+    "不予立案/解释说明理由", "合并至", "反映人", "联系电话",
 ]
+HEADER_ROW = 4  # below the title, the scope and time, the filters
 
 
-def add_event(db, problem_id: str, kind: str, at: str, note: str, actor: int) -> None:
+def add_event(db, problem_id: str, kind: str, at: str, note: str, actor: int,
+              data: dict | None = None) -> None:
     with immediate(db):
         db["problem_events"].insert({
             "id": str(uuid.uuid4()), "problem_id": problem_id, "kind": kind, "actor_id": actor,
-            "at": at, "note": note, "data": json.dumps({"overdue": False}),
+            "at": at, "note": note, "data": json.dumps(data or {"overdue": False}),
         })
 
 
@@ -35,6 +41,8 @@ def closed_problem(db, world):
         db, world, ledger_no="ZF-2026-000100", source="hotline",
         found_at="2026-03-01T02:30:00+00:00", area_id=world.areas["v1"], place="3号楼",
         description="楼顶防水层破损漏水", lead_unit_id=world.units["u1"], deadline="2026-03-13",
+        original_deadline="2026-03-13", accepted_at="2026-03-01T03:00:00+00:00",
+        dispatched_at="2026-03-02T01:15:00+00:00", closed_on_time=1,
         status="closed", outcome="solved", callback_reached=1, callback_solved=1,
         satisfaction="basically", return_visit_result="held", resident_name="王大爷",
         resident_phone="13812345678", closed_at="2026-03-12T02:00:00+00:00",
@@ -48,20 +56,35 @@ def closed_problem(db, world):
 
 EXPECTED_ROW = [
     1, "ZF-2026-000100", "12345热线", dt.datetime(2026, 3, 1, 10, 30), "幸福社区 3号楼",
-    "楼顶防水层破损漏水", "供水", "住建局", dt.datetime(2026, 3, 13),
-    "2026-03-05 防水层已重做", "已解决：已修复并验收",
-    "已回访，群众认为已解决；回头看：整改保持", "基本满意", "已办结", "王大爷", "13812345678",
+    "楼顶防水层破损漏水", "供水", dt.datetime(2026, 3, 1, 11, 0), "住建局", None,
+    dt.datetime(2026, 3, 2, 9, 15), dt.datetime(2026, 3, 13), None, dt.datetime(2026, 3, 13),
+    None, None, None, "2026-03-05 防水层已重做", "已解决：已修复并验收",
+    dt.datetime(2026, 3, 12, 10, 0), None, "已回访，群众认为已解决；回头看：整改保持", "基本满意",
+    "已办结", None, None, "王大爷", "13812345678",
 ]
+
+
+def read_sheet(response):
+    assert response.status_code == 200
+    return openpyxl.load_workbook(io.BytesIO(response.content)).active
+
+
+def table(sheet) -> list[list]:
+    """The header row and the rows below it."""
+    return [list(row) for row in sheet.iter_rows(min_row=HEADER_ROW, values_only=True)]
+
+
+def read_csv(response) -> list[list[str]]:
+    assert response.status_code == 200
+    return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
 
 
 def test_xlsx_cell_by_cell(login_as, closed_problem):
     response = login_as("office").get("/problems/export.xlsx?q=防水")
-    assert response.status_code == 200
     assert response.headers["content-type"].startswith(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     assert "attachment" in response.headers["content-disposition"]
-    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
-    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    rows = table(read_sheet(response))
     assert rows[0] == HEADER
     assert len(rows) == 2
     for column, (got, expected) in enumerate(zip(rows[1], EXPECTED_ROW, strict=True)):
@@ -71,23 +94,144 @@ def test_xlsx_cell_by_cell(login_as, closed_problem):
 def test_csv_round_trip(login_as, closed_problem, world):
     client = login_as("office")
     response = client.get("/problems/export.csv?sort=ledger_no&dir=asc")
-    assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     assert response.content.startswith(b"\xef\xbb\xbf")  # the BOM Excel looks for
-    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert rows[0] == HEADER
+    rows = read_csv(response)
+    assert rows[0] == HEADER  # no heading above it: the CSV stays a plain table
     by_no = {row[1]: row for row in rows[1:]}
     assert set(by_no) == {"", "ZF-2026-000002", "ZF-2026-000003", "ZF-2026-000100"}
     assert by_no["ZF-2026-000100"][1:] == [
         "ZF-2026-000100", "12345热线", "2026-03-01 10:30", "幸福社区 3号楼", "楼顶防水层破损漏水",
-        "供水", "住建局", "2026-03-13", "2026-03-05 防水层已重做", "已解决：已修复并验收",
-        "已回访，群众认为已解决；回头看：整改保持", "基本满意", "已办结", "王大爷", "13812345678",
+        "供水", "2026-03-01 11:00", "住建局", "", "2026-03-02 09:15", "2026-03-13", "",
+        "2026-03-13", "", "", "", "2026-03-05 防水层已重做", "已解决：已修复并验收",
+        "2026-03-12 10:00", "", "已回访，群众认为已解决；回头看：整改保持", "基本满意", "已办结",
+        "", "", "王大爷", "13812345678",
     ]
     assert [row[0] for row in rows[1:]] == ["1", "2", "3", "4"]
     # Written back with the csv module, the same rows come out.
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     assert list(csv.reader(io.StringIO(buffer.getvalue()))) == rows
+
+
+# The columns offices keep beside the ledger's own ---------------------------------------
+
+LATER = (dt.date.today() + dt.timedelta(days=60)).isoformat()  # a deadline not yet reached
+
+
+@pytest.fixture
+def office_cases(db, world, closed_problem) -> dict[str, str]:
+    """One problem for each thing the new columns say, keyed by its description."""
+    office, u1, u2 = world.users["office"], world.units["u1"], world.units["u2"]
+    dispatched = {"accepted_at": "2026-03-01T03:00:00+00:00",
+                  "dispatched_at": "2026-03-02T01:15:00+00:00", "lead_unit_id": u1}
+    cases = {
+        "不予立案的问题": add_problem(db, world, status="rejected",
+                               closed_at="2026-03-02T02:00:00+00:00"),
+        "重复上报的问题": add_problem(db, world, status="merged", merged_into=closed_problem,
+                               closed_at="2026-03-02T02:00:00+00:00"),
+        "延期两次的问题": add_problem(db, world, status="handling", **dispatched,
+                               original_deadline="2026-03-13", deadline=LATER),
+        "协办的问题": add_problem(db, world, status="handling", **dispatched,
+                             helper_unit_ids=json.dumps([u2]), deadline=LATER),
+        "挂牌督办的问题": add_problem(db, world, status="handling", **dispatched, deadline=LATER,
+                               supervision="flagged", supervision_note="限期整改到位"),
+        "超期未办结的问题": add_problem(db, world, status="handling", **dispatched,
+                                deadline="2026-03-13", original_deadline="2026-03-13"),
+        "超期办结的问题": add_problem(db, world, status="closed", **dispatched,
+                               deadline="2026-03-13", closed_on_time=0,
+                               closed_at="2026-03-20T02:00:00+00:00"),
+        "时限暂定的问题": add_problem(db, world, status="dispatched", **dispatched,
+                               deadline=LATER, deadline_provisional=1),
+        "解释说明办结的问题": add_problem(db, world, status="closed", **dispatched,
+                                 deadline=LATER, closed_on_time=1,
+                                 closed_at="2026-03-10T02:00:00+00:00",
+                                 closure_kind="explained",
+                                 closure_reason="属历史遗留问题，已向群众解释政策"),
+    }
+    for description, problem_id in cases.items():
+        with immediate(db):
+            db["problems"].update(problem_id, {"description": description})
+    add_event(db, cases["不予立案的问题"], "reject", "2026-03-02T02:00:00+00:00",
+              "不属于受理范围，已告知反映人", office)
+    extended = cases["延期两次的问题"]
+    add_event(db, extended, "approve_extension", "2026-03-10T02:00:00+00:00", "", office,
+              {"extra_days": 3, "deadline": "2026-03-18", "old_deadline": "2026-03-13",
+               "provisional": False})
+    add_event(db, extended, "approve_extension", "2026-03-16T02:00:00+00:00", "", office,
+              {"extra_days": 5, "deadline": LATER, "old_deadline": "2026-03-18",
+               "provisional": False})
+    return cases
+
+
+NEW_COLUMNS = {  # (description, column): what the export says there
+    ("不予立案的问题", "不予立案/解释说明理由"): "不属于受理范围，已告知反映人",
+    ("不予立案的问题", "办结时间"): "2026-03-02 10:00",
+    ("重复上报的问题", "合并至"): "ZF-2026-000100",
+    ("延期两次的问题", "原办理时限"): "2026-03-13",
+    ("延期两次的问题", "办理时限"): LATER,
+    ("延期两次的问题", "延期"): f"延期2次，共8个工作日\n至{LATER}",
+    ("协办的问题", "协办单位"): "水务集团",
+    ("协办的问题", "责任单位"): "住建局",
+    ("挂牌督办的问题", "督办情况"): "挂牌督办：限期整改到位",
+    ("超期未办结的问题", "是否超期"): "超期",
+    ("超期未办结的问题", "状态"): "办理中（超期）",
+    ("超期办结的问题", "是否超期"): "超期办结",
+    ("超期办结的问题", "状态"): "已办结",
+    ("时限暂定的问题", "时限暂定"): "暂定",
+    ("时限暂定的问题", "办理时限"): LATER,
+    ("解释说明办结的问题", "办结方式"): "解释说明办结",
+    ("解释说明办结的问题", "不予立案/解释说明理由"): "属历史遗留问题，已向群众解释政策",
+    ("延期两次的问题", "受理时间"): "2026-03-01 11:00",
+    ("延期两次的问题", "交办时间"): "2026-03-02 09:15",
+}
+BLANK_UNLESS_SET = ("协办单位", "延期", "时限暂定", "是否超期", "督办情况", "办结方式",
+                    "不予立案/解释说明理由", "合并至")
+
+
+DATE_COLUMNS = ("原办理时限", "办理时限")  # openpyxl reads every date as a datetime
+
+
+def _as_text(value, column: str) -> str:
+    return export._text(value.date() if column in DATE_COLUMNS else value)
+
+
+def test_new_columns_in_the_csv(login_as, office_cases):
+    rows = read_csv(login_as("office").get("/problems/export.csv?q=问题"))
+    by_description = {row[5]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert set(office_cases) <= set(by_description)
+    for (description, column), expected in NEW_COLUMNS.items():
+        assert by_description[description][column] == expected, (description, column)
+    # Each marker is on its own problem only.
+    for column in BLANK_UNLESS_SET:
+        marked = {description for description, row in by_description.items() if row[column]}
+        assert marked == {description for description, name in NEW_COLUMNS if name == column}
+
+
+def test_new_columns_in_the_xlsx(login_as, office_cases):
+    rows = table(read_sheet(login_as("office").get("/problems/export.xlsx?q=问题")))
+    by_description = {row[5]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    for (description, column), expected in NEW_COLUMNS.items():
+        assert _as_text(by_description[description][column], column) == expected, (
+            description, column)
+    extended = by_description["延期两次的问题"]
+    # Times and deadlines are real dates, which Excel sorts and filters as dates.
+    assert extended["受理时间"] == dt.datetime(2026, 3, 1, 11, 0)
+    assert extended["原办理时限"] == dt.datetime(2026, 3, 13)
+    assert by_description["时限暂定的问题"]["办理时限"] == dt.datetime.fromisoformat(LATER)
+
+
+def test_events_are_read_once_per_chunk(db, world, office_cases, monkeypatch):
+    monkeypatch.setattr(export, "CHUNK", 4)
+    statements = []
+    db.conn.set_trace_callback(statements.append)
+    try:
+        rows = list(export.records(db, load(db, world, "office"), ledger_query.Filter()))
+    finally:
+        db.conn.set_trace_callback(None)
+    event_reads = [sql for sql in statements if "approve_extension" in sql]
+    assert len(rows) == 13 and len(event_reads) == 4  # ceil(13 / 4) chunks
+    assert not db.conn.in_transaction
 
 
 def test_export_follows_the_filter_and_scope(login_as, world, closed_problem):
@@ -110,8 +254,7 @@ def test_export_follows_the_filter_and_scope(login_as, world, closed_problem):
 
 def test_phone_masked_for_everyone_but_the_office(login_as, closed_problem):
     def phone(username: str) -> str:
-        response = login_as(username).get("/problems/export.csv?q=防水")
-        return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))[1][-1]
+        return read_csv(login_as(username).get("/problems/export.csv?q=防水"))[1][-1]
 
     assert phone("office") == "13812345678"
     assert phone("handler1") == "138****5678"
@@ -135,3 +278,86 @@ def test_rows_are_streamed_in_chunks(db, world, monkeypatch):
     assert len(chunks) == 4  # after rows 10, 20 and 30, then the last five
     text = b"".join(chunks).decode("utf-8-sig")
     assert len(list(csv.reader(io.StringIO(text)))) == 36
+
+
+# The XLSX laid out to be handed up ----------------------------------------------------
+
+
+def test_xlsx_layout(login_as, world, office_cases):
+    response = login_as("office").get(
+        f"/problems/export.xlsx?q=问题&status=handling&unit={world.units['u1']}")
+    sheet = read_sheet(response)
+    rows = table(sheet)
+    last_row = HEADER_ROW + len(rows) - 1
+    assert len(rows) == 5  # the header, then the four problems in hand of u1
+    # The heading: what, for whom, when, with which filters.
+    assert sheet["A1"].value == "青川市问题台账"
+    assert sheet["A1"].font.b and "A1:AB1" in {str(r) for r in sheet.merged_cells.ranges}
+    scope, _sep, time = sheet["A2"].value.partition("　　")
+    assert scope == "范围：青川市"
+    exported = dt.datetime.strptime(time, "导出时间：%Y-%m-%d %H:%M")
+    local_now = dt.datetime.now(dt.UTC).astimezone(LOCAL_TZ).replace(tzinfo=None)
+    assert abs(exported - local_now) < dt.timedelta(minutes=2)
+    assert sheet["A3"].value == "筛选条件：状态：办理中；责任单位：住建局；关键词：问题"
+    # Frozen below the header, which carries the autofilter over every row.
+    assert sheet.freeze_panes == f"A{HEADER_ROW + 1}"
+    assert sheet.auto_filter.ref == f"A{HEADER_ROW}:AB{last_row}"
+    header = sheet[HEADER_ROW]
+    assert all(cell.font.b and cell.alignment.wrap_text for cell in header)
+    # Widths from each column's kind: dates wide enough for their format, text capped.
+    widths = {cell.value: sheet.column_dimensions[cell.column_letter].width for cell in header}
+    assert widths == {name: column.width for name, column in zip(HEADER, export.COLUMNS,
+                                                                  strict=True)}
+    for name in ("发现时间", "受理时间", "交办时间", "办结时间"):
+        assert widths[name] >= 16.5, name  # 2026-03-01 10:30
+    for name in ("原办理时限", "办理时限"):
+        assert widths[name] >= 11, name  # 2026-03-13
+    assert widths["问题编号"] >= 15 and widths["合并至"] >= 15  # ZF-2026-000100
+    assert 20 <= widths["问题描述"] <= 50
+    # Text wraps within its column; the row is given the height its text needs.
+    description = HEADER.index("问题描述") + 1
+    for row in range(HEADER_ROW + 1, last_row + 1):
+        assert sheet.cell(row, description).alignment.wrap_text
+        assert sheet.cell(row, description).alignment.vertical == "top"
+    extended = next(row for row in range(HEADER_ROW + 1, last_row + 1)
+                    if sheet.cell(row, description).value == "延期两次的问题")
+    assert sheet.row_dimensions[extended].height >= 30  # two lines in 延期
+    # Not a custom height: Excel fits the row to its text again when it shows it.
+    sheet_xml = zipfile.ZipFile(io.BytesIO(response.content)).read("xl/worksheets/sheet1.xml")
+    assert sheet_xml.count(b"customHeight") == 1  # the title's row only
+    # Printed: A4 landscape, fitted to the width, the header row on every page.
+    setup = sheet.page_setup
+    assert (setup.orientation, int(setup.paperSize)) == ("landscape", 9)
+    assert (int(setup.fitToWidth), int(setup.fitToHeight)) == (1, 0)
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert sheet.print_title_rows == f"${HEADER_ROW}:${HEADER_ROW}"
+    assert "&P" in sheet.oddFooter.center.text
+
+
+def test_xlsx_heading_names_the_scope(login_as, closed_problem):
+    sheet = read_sheet(login_as("handler1").get("/problems/export.xlsx"))
+    assert sheet["A1"].value == "住建局问题台账"
+    assert sheet["A2"].value.startswith("范围：住建局　　导出时间：")
+    assert sheet["A3"].value == "筛选条件：无（全部问题）"
+    assert table(sheet)[0] == HEADER
+    sheet = read_sheet(login_as("office_d1").get("/problems/export.xlsx?area=370102001"))
+    assert sheet["A1"].value == "东城区问题台账"
+    assert sheet["A3"].value == "筛选条件：区域：杏花街道"
+
+
+def test_filter_summary(db, world):
+    f = ledger_query.Filter(
+        status="handling", category=world.category, area="370102", unit=world.units["u2"],
+        source="hotline", urgency="urgent", overdue="yes", supervision="flagged",
+        reporter=world.users["field1"], found_from=dt.date(2026, 3, 1),
+        found_to=dt.date(2026, 3, 31), accepted_from=dt.date(2026, 3, 2),
+        closed_to=dt.date(2026, 4, 30), q="漏水 3号楼",
+    )
+    assert export.filter_summary(db, f) == (
+        "状态：办理中；类别：供水；区域：东城区；责任单位：水务集团；来源：12345热线；"
+        "紧急程度：较急；是否超期：是；督办：挂牌督办；发现人：测试field1；"
+        "发现时间：2026-03-01 至 2026-03-31；立案时间：2026-03-02 起；办结时间：至 2026-04-30；"
+        "关键词：漏水 3号楼"
+    )
+    assert export.filter_summary(db, ledger_query.Filter(unit=999)) == "责任单位：999"
+    assert export.filter_summary(db, ledger_query.Filter()) == "无（全部问题）"

@@ -116,7 +116,8 @@ async def export_xlsx(request: Request):
 
     def chunks():
         try:
-            yield from export.xlsx_chunks(export.records(db, actor, f))
+            heading = export.heading(db, actor, f)  # before records() drops a bad filter
+            yield from export.xlsx_chunks(export.records(db, actor, f), heading)
         finally:
             db.close()
 
