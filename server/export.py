@@ -74,7 +74,7 @@ COLUMNS = (
     Column("original_deadline", DATE_WIDTH),
     Column("extension", 13.5),
     Column("deadline", DATE_WIDTH),
-    Column("deadline_provisional", 6),
+    Column("deadline_provisional", 5.5),
     Column("overdue", 9),
     Column("supervision", 11),
     Column("progress", 16),
@@ -637,8 +637,8 @@ def _column_letters(index: int) -> str:
 
 _COLUMN_LETTERS = [_column_letters(index) for index in range(len(COLUMNS))]
 _ROOM = [column.width - 0.5 for column in COLUMNS]  # less the cell's margins
-_LINE_HEIGHT = 15  # points: a line of the default font
-_MAX_LINES = 27  # 405 points; Excel allows a row at most 409
+_LINE_HEIGHT = 16  # points: a line of 11-point text in a Chinese font (Noto Sans CJK: 15.9)
+_MAX_LINES = 25  # 400 points; Excel allows a row at most 409
 
 
 def _sheet_start(heading_lines: list[str]) -> str:
@@ -664,7 +664,7 @@ def _sheet_start(heading_lines: list[str]) -> str:
         ' state="frozen"/>'
         f'<selection pane="bottomLeft" activeCell="{first}" sqref="{first}"/>'
         "</sheetView></sheetViews>"
-        f"<cols>{cols}</cols><sheetData>"
+        f'<sheetFormatPr defaultRowHeight="{_LINE_HEIGHT}"/><cols>{cols}</cols><sheetData>'
         + "".join(rows)
     )
 
@@ -707,9 +707,9 @@ def _cell(ref: str, value, text_style: int = _TEXT_STYLE) -> str:
 
 
 def _lines(text: str, room: float) -> int:
-    """About how many lines ``text`` takes wrapped in ``room`` width units, erring long:
-    a Chinese character (three bytes in UTF-8) counts 2.2 units, anything else one."""
-    return sum(max(1, ceil((len(part) + 0.6 * (len(part.encode()) - len(part))) / room))
+    """About how many lines ``text`` takes wrapped in ``room`` width units: a Chinese
+    character (three bytes in UTF-8) counts two units, anything else one."""
+    return sum(max(1, ceil((len(part) + len(part.encode())) / 2 / room))
                for part in text.split("\n"))
 
 

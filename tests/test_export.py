@@ -6,6 +6,10 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import re
+import shutil
+import subprocess
 import uuid
 import zipfile
 
@@ -361,3 +365,46 @@ def test_filter_summary(db, world):
     )
     assert export.filter_summary(db, ledger_query.Filter(unit=999)) == "责任单位：999"
     assert export.filter_summary(db, ledger_query.Filter()) == "无（全部问题）"
+
+
+@pytest.mark.slow
+def test_xlsx_prints_to_pdf_with_libreoffice(db, world, login_as, office_cases, tmp_path):
+    """LibreOffice converts the XLSX to a landscape PDF: no error, no ###, the header on
+    every page. scripts/test installs LibreOffice (libreoffice-calc-nogui) for this."""
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        pytest.skip("LibreOffice's soffice is not installed here (scripts/test installs "
+                    "libreoffice-calc-nogui)")
+    for n in range(60):  # enough rows for several pages
+        add_problem(db, world, description=f"打印测试问题{n:02d}：" + "楼道堆放杂物影响通行" * 4)
+    response = login_as("office").get("/problems/export.xlsx?sort=found_at&dir=asc")
+    xlsx = tmp_path / "ledger.xlsx"
+    assert response.status_code == 200
+    xlsx.write_bytes(response.content)
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        [soffice, "--headless", "--norestore", f"-env:UserInstallation={home.as_uri()}/lo",
+         "--convert-to", "pdf", "--outdir", str(tmp_path), str(xlsx)],
+        env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    pdf = tmp_path / "ledger.pdf"
+    assert pdf.exists() and pdf.stat().st_size > 0, result.stdout + result.stderr
+    if shutil.which("pdfinfo"):
+        info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                              check=True).stdout
+        width, height = map(float, re.search(r"Page size:\s+([\d.]+) x ([\d.]+)", info).groups())
+        assert (round(width), round(height)) == (842, 595)  # A4, landscape
+        pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+        assert pages >= 2
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        assert "###" not in text  # every date and number fits its column
+        assert "青川市问题台账" in text and "2026-03-01 10:30" in text
+        assert "ZF-2026-000100" in text and "延期2次" in text
+        printed = text.split("\f")[:-1]  # one part per page
+        for page in printed:  # the header row is printed on every page
+            for name in ("问题编号", "发现时间", "受理时间", "协办单位", "联系电话"):
+                assert name in page, (name, printed.index(page))
