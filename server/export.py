@@ -364,10 +364,18 @@ def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[
 
 def _chunk_events(conn, names: list[str], rows: list[tuple]) -> dict[str, list[tuple]]:
     """(kind, note, data) of the extensions granted to and the rejection of the chunk's
-    problems that can have them (given a deadline, or rejected), oldest first, by problem id."""
+    problems that can have them, oldest first, by problem id.
+
+    Those are the rejected problems and the ones whose deadline is no longer the one
+    first given (``original_deadline``, set at the first dispatch; an extension moves
+    the deadline later). Reading the events of every problem with a deadline would
+    read most of the events table.
+    """
     at = {name: n for n, name in enumerate(names)}
-    ids = [row[at["id"]] for row in rows
-           if row[at["deadline"]] is not None or row[at["status"]] == "rejected"]
+    problem_id, status = at["id"], at["status"]
+    deadline, original = at["deadline"], at["original_deadline"]
+    ids = [row[problem_id] for row in rows
+           if row[status] == "rejected" or row[deadline] != row[original]]
     events: dict[str, list[tuple]] = {}
     if not ids:
         return events
@@ -524,6 +532,7 @@ _RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PACKAGE_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
 _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+_DAY = dt.timedelta(days=1)
 # Positions in cellXfs of _styles(). The table's cells are bordered and top-aligned, its
 # text wrapped within the column.
 _DATE_STYLE, _DATETIME_STYLE, _TEXT_STYLE, _NUMBER_STYLE = 1, 2, 3, 4
@@ -531,6 +540,7 @@ _HEADER_STYLE, _TITLE_STYLE, _NOTE_STYLE = 5, 6, 7
 _TITLE_HEIGHT = 30  # points: the title's font is larger
 # Characters XML 1.0 does not allow (phones can send them; Excel would call the file damaged).
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff&<>]")
 _PAPER_A4 = 9
 
 
@@ -693,22 +703,34 @@ def _cell(ref: str, value, text_style: int = _TEXT_STYLE) -> str:
     table's borders)."""
     if value is None or value == "":
         return f'<c r="{ref}" s="{text_style}"/>'
+    if isinstance(value, str):
+        return _text_cell(ref, value, text_style)
     if isinstance(value, dt.datetime):
-        days = (value - _EXCEL_EPOCH) / dt.timedelta(days=1)
+        days = (value - _EXCEL_EPOCH) / _DAY
         return f'<c r="{ref}" s="{_DATETIME_STYLE}"><v>{days!r}</v></c>'
     if isinstance(value, dt.date):
         days = (value - _EXCEL_EPOCH.date()).days
         return f'<c r="{ref}" s="{_DATE_STYLE}"><v>{days}</v></c>'
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f'<c r="{ref}" s="{_NUMBER_STYLE}"><v>{value!r}</v></c>'
-    text = escape(_ILLEGAL_XML.sub("", str(value)))
-    return (f'<c r="{ref}" s="{text_style}" t="inlineStr"><is><t xml:space="preserve">'
-            f"{text}</t></is></c>")
+    return _text_cell(ref, str(value), text_style)
+
+
+def _text_cell(ref: str, text: str, style: int) -> str:
+    if _NOT_PLAIN.search(text):
+        text = escape(_ILLEGAL_XML.sub("", text))
+    # Without xml:space="preserve" leading and trailing spaces would be dropped.
+    if text and (text[0].isspace() or text[-1].isspace()):
+        return (f'<c r="{ref}" s="{style}" t="inlineStr"><is><t xml:space="preserve">{text}'
+                "</t></is></c>")
+    return f'<c r="{ref}" s="{style}" t="inlineStr"><is><t>{text}</t></is></c>'
 
 
 def _lines(text: str, room: float) -> int:
     """About how many lines ``text`` takes wrapped in ``room`` width units: a Chinese
     character (three bytes in UTF-8) counts two units, anything else one."""
+    if "\n" not in text:
+        return ceil((len(text) + len(text.encode())) / 2 / room)
     return sum(max(1, ceil((len(part) + len(part.encode())) / 2 / room))
                for part in text.split("\n"))
 
@@ -721,11 +743,22 @@ def _row(number: int, values: list, text_style: int = _TEXT_STYLE) -> str:
     file gives. So the file gives an estimate (``_lines``), which need not be exact.
     """
     cells = []
+    add = cells.append
     lines = 1
     for column, room, value in zip(_COLUMN_LETTERS, _ROOM, values, strict=True):
-        cells.append(_cell(f"{column}{number}", value, text_style))
-        if isinstance(value, str) and len(value) * 2 > room:  # else one line for sure
-            lines = max(lines, _lines(value, room))
+        # The common cases inline, text first: this runs for every cell of the export.
+        kind = value.__class__
+        if kind is str and value:
+            add(_text_cell(f"{column}{number}", value, text_style))
+            if len(value) * 2 > room:  # else one line for sure
+                lines = max(lines, _lines(value, room))
+        elif value is None or kind is str:
+            add(f'<c r="{column}{number}" s="{text_style}"/>')
+        elif kind is dt.datetime:
+            days = (value - _EXCEL_EPOCH) / _DAY
+            add(f'<c r="{column}{number}" s="{_DATETIME_STYLE}"><v>{days!r}</v></c>')
+        else:
+            add(_cell(f"{column}{number}", value, text_style))
     height = f' ht="{min(lines, _MAX_LINES) * _LINE_HEIGHT}"' if lines > 1 else ""
     return f'<row r="{number}"{height}>{"".join(cells)}</row>'
 

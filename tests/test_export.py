@@ -234,7 +234,8 @@ def test_events_are_read_once_per_chunk(db, world, office_cases, monkeypatch):
     finally:
         db.conn.set_trace_callback(None)
     event_reads = [sql for sql in statements if "approve_extension" in sql]
-    assert len(rows) == 13 and len(event_reads) == 4  # ceil(13 / 4) chunks
+    # At most one per chunk (ceil(13 / 4)), and none for a chunk with nothing to look up.
+    assert len(rows) == 13 and 1 <= len(event_reads) <= 4
     assert not db.conn.in_transaction
 
 
