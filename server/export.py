@@ -25,6 +25,7 @@ numbers are shown only to roles with the ``resident_phone.view`` permission
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -438,21 +439,29 @@ def heading(db, user: authz.User, f: ledger_query.Filter) -> list[str]:
     """The lines above the XLSX's header row: a title naming the scope, then the scope and
     the time of export, then the active filters in words.
 
-    Call it before ``records`` (which drops a filter it cannot use, an unknown area).
+    The filters are those the export applies: a parameter that could not be used is
+    named as ignored, as the ledger page does (an unknown area is found here; ``records``
+    drops it too, in ``ledger_query.conditions``).
     """
     scope = "、".join(name for name in authz.scope_names(user) if name)
     now = utcnow().astimezone(LOCAL_TZ)
+    filters = _("export.heading.filters", filters=filter_summary(db, f))
+    ignored = list(f.ignored)
+    if f.area and ledger_query.area_bounds(db, f.area) is None:
+        ignored.append("area")
+    if notice := ledger_query.ignored_notice(dataclasses.replace(f, ignored=ignored)):
+        filters = f"{filters}　{notice}"
     return [
         _("export.heading.title", scope=scope),
         _("export.heading.scope", scope=scope or _("export.heading.no_scope"),
           time=f"{now:%Y-%m-%d %H:%M}"),
-        _("export.heading.filters", filters=filter_summary(db, f)),
+        filters,
     ]
 
 
-def _name_of(db, sql: str, value) -> str:
+def _name_of(db, sql: str, value) -> str | None:
     row = db.execute(sql, [value]).fetchone()
-    return row[0] if row else str(value)
+    return row[0] if row else None
 
 
 def filter_summary(db, f: ledger_query.Filter) -> str:
@@ -464,12 +473,15 @@ def filter_summary(db, f: ledger_query.Filter) -> str:
 
     if f.status:
         add("status", _(f"status.{f.status}"))
+    # An unknown id still filters (it matches nothing) and is shown as it is; an unknown
+    # area is ignored (see heading).
     if f.category is not None:
-        add("category", _name_of(db, "SELECT name FROM categories WHERE id = ?", f.category))
-    if f.area:
-        add("area", _name_of(db, "SELECT name FROM areas WHERE code = ?", f.area))
+        add("category", _name_of(db, "SELECT name FROM categories WHERE id = ?", f.category)
+            or str(f.category))
+    if f.area and (area := _name_of(db, "SELECT name FROM areas WHERE code = ?", f.area)):
+        add("area", area)
     if f.unit is not None:
-        add("unit", _name_of(db, "SELECT name FROM units WHERE id = ?", f.unit))
+        add("unit", _name_of(db, "SELECT name FROM units WHERE id = ?", f.unit) or str(f.unit))
     if f.source:
         add("source", _(f"ledger.source.{f.source}"))
     if f.urgency:
@@ -479,7 +491,8 @@ def filter_summary(db, f: ledger_query.Filter) -> str:
     if f.supervision:
         add("supervision", _(f"supervision.{f.supervision}"))
     if f.reporter is not None:
-        add("reporter", _name_of(db, "SELECT display_name FROM users WHERE id = ?", f.reporter))
+        add("reporter", _name_of(db, "SELECT display_name FROM users WHERE id = ?", f.reporter)
+            or str(f.reporter))
     for name in ledger_query.DATE_FILTERS:
         start, end = getattr(f, f"{name}_from"), getattr(f, f"{name}_to")
         if start and end:

@@ -409,3 +409,14 @@ def test_xlsx_prints_to_pdf_with_libreoffice(db, world, login_as, office_cases, 
         for page in printed:  # the header row is printed on every page
             for name in ("问题编号", "发现时间", "受理时间", "协办单位", "联系电话"):
                 assert name in page, (name, printed.index(page))
+
+
+def test_xlsx_heading_names_ignored_filters(login_as, closed_problem):
+    # An unknown area and a date that is not one are ignored by the export: the heading
+    # says so, and does not list them as filters.
+    response = login_as("office").get("/problems/export.xlsx?area=999999&found_from=2026-13-01"
+                                      "&status=closed")
+    sheet = read_sheet(response)
+    assert sheet["A3"].value == (
+        "筛选条件：状态：已办结　以下筛选条件无效，已忽略：发现时间（起）、区域")
+    assert [row[1] for row in table(sheet)[1:]] == ["ZF-2026-000100"]
