@@ -16,10 +16,10 @@ memory stays flat however many rows there are:
   printed page.
 
 Both carry the same columns (``COLUMNS``). Always within the user's
-``authz.problem_scope`` (the same query as the ledger page). Residents' phone
-numbers are shown only to roles with the ``resident_phone.view`` permission
-(the office, which makes the callbacks); everyone else gets them masked,
-138****5678.
+``authz.problem_scope`` (the same query as the ledger page). A resident's phone
+number is shown to those who see it on the problem's page
+(``authz.may_see_resident_phone``: the office, which makes the callbacks, and
+the lead unit's handlers); everyone else gets it masked, 138****5678.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ COLUMNS = (
 
 _SELECT = (
     "SELECT p.id, p.ledger_no, p.source, p.found_at, a.name AS area_name, p.place,"
-    " p.description, c.name AS category_name, un.name AS unit_name, p.helper_unit_ids,"
+    " p.description, c.name AS category_name, p.lead_unit_id, un.name AS unit_name,"
+    " p.helper_unit_ids,"
     " p.accepted_at, p.dispatched_at, p.closed_at, p.deadline, p.original_deadline,"
     " p.deadline_provisional, p.closed_on_time, p.supervision, p.supervision_note,"
     " p.status, p.outcome, p.callback_reached, p.callback_solved, p.satisfaction,"
@@ -232,7 +233,6 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
     ledger_query.choose_drive(db, user, f)  # a narrow filter drives the read, as on the page
     where, params = ledger_query.conditions(db, user, f)
     indexed = _drive(db, f, where, params)
-    show_phone = user.can("resident_phone.view")
     today = ledger_query.local_today()
     columns = ledger_query.SORTS[f.sort]
     keys = "".join(f", {column} AS sort_key_{n}" for n, column in enumerate(columns))
@@ -255,14 +255,14 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
         for values in chunk:
             row = dict(zip(names, values, strict=True))
             seq += 1
-            yield _values(seq, row, events.get(row["id"], []), unit_names, today, show_phone)
+            yield _values(seq, row, events.get(row["id"], []), unit_names, today, user)
         if len(chunk) < wanted:
             return
         last = chunk[-1][-(len(columns) + 1):]
 
 
 def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
-            unit_names: dict[int, str], today: dt.date, show_phone: bool) -> list:
+            unit_names: dict[int, str], today: dt.date, user: authz.User) -> list:
     """One problem's export row, in the order of ``COLUMNS``."""
     overdue_now = workflow.is_overdue(row, today)
     status = _(f"status.{row['status']}")
@@ -288,14 +288,15 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
         _progress(row["progress"]),
         _result(row),
         _local(row["closed_at"]),
-        _(f"export.closure_kind.{row['closure_kind']}") if row["closure_kind"] else "",
+        _(f"event.close_{row['closure_kind']}") if row["closure_kind"] else "",
         _callback(row),
         _(f"satisfaction.{row['satisfaction']}") if row["satisfaction"] else "",
         f"{status}（{_('problem.overdue')}）" if overdue_now else status,
         _reason(row, events),
         row["merged_into_no"] or "",
         row["resident_name"],
-        row["resident_phone"] if show_phone else mask_phone(row["resident_phone"]),
+        row["resident_phone"] if authz.may_see_resident_phone(user, row)
+        else mask_phone(row["resident_phone"]),
     ]
 
 

@@ -257,13 +257,25 @@ def test_export_follows_the_filter_and_scope(login_as, world, closed_problem):
     assert login_as("field1").get("/problems/export.csv").status_code == 403
 
 
-def test_phone_masked_for_everyone_but_the_office(login_as, closed_problem):
-    def phone(username: str) -> str:
-        return read_csv(login_as(username).get("/problems/export.csv?q=防水"))[1][-1]
+def test_phone_shown_as_on_the_problem_page(db, world, login_as, closed_problem):
+    """Unmasked for the office and for the lead unit's handlers (authz.may_see_resident_phone),
+    masked for everyone else, row by row."""
+    def phones(username: str) -> dict[str, str]:
+        rows = read_csv(login_as(username).get("/problems/export.csv?q=水"))
+        return {row[5]: row[-1] for row in rows[1:]}
 
-    assert phone("office") == "13812345678"
-    assert phone("handler1") == "138****5678"
-    assert phone("leader") == "138****5678"
+    add_problem(db, world, description="自来水管爆裂", area_id=world.areas["v2"],
+                lead_unit_id=world.units["u2"], resident_phone="13900001111")
+    assert phones("office") == {"楼顶防水层破损漏水": "13812345678", "自来水管爆裂": "13900001111",
+                                "幸福社区3号楼漏水，墙面渗水": "", "杏花村自来水水压不足": ""}
+    assert phones("handler1") == {"楼顶防水层破损漏水": "13812345678"}  # u1 leads it
+    assert phones("leader")["楼顶防水层破损漏水"] == "138****5678"
+    # A handler who is also a leader sees the area's problems, their unit's unmasked only.
+    with immediate(db):
+        db["users"].update(world.users["handler1"], {"roles": "handler,leader"})
+    assert phones("handler1") == {
+        "楼顶防水层破损漏水": "13812345678", "自来水管爆裂": "139****1111",
+        "幸福社区3号楼漏水，墙面渗水": "", "杏花村自来水水压不足": ""}
 
 
 def test_mask_phone():
