@@ -143,9 +143,10 @@ def problem_scope(user: User, table: str = "problems") -> tuple[str, list]:
 
 def may_see_resident_phone(user: User, problem: dict) -> bool:
     """Whether the user sees this problem's resident phone unmasked: those who must call the
-    resident, the office (the callback) and the handlers of the problem's lead unit (signing
+    resident, the office (the callback), the official who reported it (who took the number)
+    and the handlers of the problem's lead unit (signing
     asks whether they contacted the resident). Everyone else sees it masked."""
-    if user.can("resident_phone.view"):
+    if user.can("resident_phone.view") or problem.get("reporter_id") == user.id:
         return True
     return (HANDLER in user.roles and user.unit_id is not None
             and problem.get("lead_unit_id") == user.unit_id)

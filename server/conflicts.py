@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from server import authz
+from server import authz, masking
 from server.i18n import gettext as _
 
 # The reported fields a phone may edit (sync.mutations.EDITABLE_PROBLEM_FIELDS),
@@ -76,15 +76,13 @@ def load_open(db, problem_id: str) -> dict[str, dict]:
     return open_conflicts(events)
 
 
-def shown_value(db, user: authz.User, field: str, value) -> str:
+def shown_value(db, user: authz.User, problem: dict, field: str, value) -> str:
     """A field's value as the detail page shows it to this user: names for ids, and a
-    resident's phone masked for those who may not see it (the export's rule)."""
-    from server.export import mask_phone
-
+    resident's phone masked for those who may not see it (``server.masking``)."""
     if value is None or value == "":
         return ""
-    if field in PHONE_FIELDS and not user.can("resident_phone.view"):
-        return mask_phone(str(value))
+    if field in PHONE_FIELDS:
+        return masking.resident_phone(user, problem, value)
     if field == "urgency":
         return _(f"urgency.{value}")
     table = {"area_id": "areas", "category_id": "categories",
@@ -101,7 +99,7 @@ def for_page(db, user: authz.User, problem: dict) -> list[dict]:
         return []
     found = open_conflicts(problem["events"])
     return [
-        {**found[field], "current": shown_value(db, user, field, problem[field]),
-         "other": shown_value(db, user, field, found[field]["other"])}
+        {**found[field], "current": shown_value(db, user, problem, field, problem[field]),
+         "other": shown_value(db, user, problem, field, found[field]["other"])}
         for field in FIELDS if field in found
     ]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from math import ceil
 from xml.sax.saxutils import escape
 
-from server import authz, ledger_query, workflow
+from server import authz, ledger_query, masking, workflow
 from server.i18n import gettext as _
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
@@ -117,15 +117,6 @@ _EVENTS = (
 
 def headers() -> list[str]:
     return [_(f"export.col.{column.name}") for column in COLUMNS]
-
-
-def mask_phone(phone: str) -> str:
-    """Keep the first three and last four characters: 13812345678 -> 138****5678."""
-    if not phone:
-        return ""
-    if len(phone) <= 7:
-        return "*" * (len(phone) - 2) + phone[-2:]
-    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
 
 def _local(text: str | None) -> dt.datetime | None:
@@ -295,8 +286,7 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
         _reason(row, events),
         row["merged_into_no"] or "",
         row["resident_name"],
-        row["resident_phone"] if authz.may_see_resident_phone(user, row)
-        else mask_phone(row["resident_phone"]),
+        masking.resident_phone(user, row),
     ]
 
 

@@ -14,7 +14,7 @@ import json
 
 import sqlite_utils
 
-from server import authz
+from server import authz, masking
 from server.timeutil import to_iso, utcnow
 from sync.epoch import latest_version
 from sync.push import epoch, last_mutation_id
@@ -49,13 +49,6 @@ def _photos(db, record_type: str, ids: list[str]) -> dict[str, list[str]]:
     ):
         photos.setdefault(record_id, []).append(sha)
     return photos
-
-
-def mask_phone(phone: str) -> str:
-    digits = phone.strip()
-    if len(digits) < 7:
-        return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
 def _areas(db, user, ids):
@@ -164,8 +157,7 @@ def _problems(db, user, ids):
     event_photos = _photos(db, "event", [e["id"] for evs in events.values() for e in evs])
     photos = _photos(db, "problem", list(rows))
     for problem_id, row in rows.items():
-        if row["reporter_id"] != user.id and row["resident_phone"]:
-            row["resident_phone"] = mask_phone(row["resident_phone"])
+        row["resident_phone"] = masking.resident_phone(user, row) or row["resident_phone"]
         row["photos"] = photos.get(problem_id, [])
         row["events"] = events.get(problem_id, [])
         for event in row["events"]:

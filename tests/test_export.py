@@ -278,13 +278,6 @@ def test_phone_shown_as_on_the_problem_page(db, world, login_as, closed_problem)
         "幸福社区3号楼漏水，墙面渗水": "", "杏花村自来水水压不足": ""}
 
 
-def test_mask_phone():
-    assert export.mask_phone("13812345678") == "138****5678"
-    assert export.mask_phone("0531-1234567") == "053*****4567"
-    assert export.mask_phone("12345") == "***45"
-    assert export.mask_phone("") == ""
-
-
 def test_rows_are_streamed_in_chunks(db, world, monkeypatch):
     monkeypatch.setattr(export, "CHUNK", 10)
     for n in range(35):

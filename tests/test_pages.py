@@ -120,7 +120,7 @@ def p3_with_a_resident(db, world):
     ("handler1", "phone"),  # the lead unit's handler signs: 已联系反映人
     ("leader", "masked"),
     ("field1", "masked"),  # a field official of the area
-    ("field2", "masked"),  # the reporter
+    ("field2", "phone"),  # the reporter, who took the number (and holds it on the phone)
 ])
 def test_the_resident_phone_on_the_detail_page_by_role(login_as, p3_with_a_resident, username,
                                                        sees):

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, calendar_entry, conflicts, ledger_query, problems, visits, workflow
-from server.export import mask_phone
+from server import (
+    authz,
+    calendar_entry,
+    conflicts,
+    ledger_query,
+    masking,
+    problems,
+    visits,
+    workflow,
+)
 from server.i18n import gettext as _
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
@@ -72,9 +80,8 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
 def _resident_contact(actor: authz.User, problem: dict) -> dict:
     """The resident's name and phone as this user may see them: unmasked (a ``tel:`` link on
     the page) for those who must call the resident, masked for everyone else."""
-    phone = problem["resident_phone"] or ""
     shown = authz.may_see_resident_phone(actor, problem)
-    return {"name": problem["resident_name"] or "", "phone": phone if shown else mask_phone(phone),
+    return {"name": problem["resident_name"] or "", "phone": masking.resident_phone(actor, problem),
             "callable": shown and workflow.has_contact(problem)}
 
 
