@@ -111,9 +111,7 @@ def same_origin(request: Request) -> bool:
     if site is not None and site != "same-origin":
         return False
     origin = request.headers.get("origin")
-    if origin is not None and urllib.parse.urlsplit(origin).netloc != request.url.netloc:
-        return False
-    return True
+    return origin is None or urllib.parse.urlsplit(origin).netloc == request.url.netloc
 
 
 # Rendering ----------------------------------------------------------------
