@@ -22,6 +22,9 @@ SESSION_LIFETIME = dt.timedelta(hours=12)
 MAX_FAILURES = 5
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 LOCKOUT = dt.timedelta(minutes=15)
+# New device tokens one web session may obtain for its user (see
+# register_device_from_session), within the sign-in failure window.
+MAX_SESSION_DEVICES = 5
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that a wrong username
@@ -61,6 +64,10 @@ class DeviceWiped(AuthError):
 
 class AccountDisabled(AuthError):
     code = "account_disabled"
+
+
+class TooManyDevices(AuthError):
+    code = "too_many_devices"
 
 
 def set_hasher(hasher: PasswordHasher) -> None:
@@ -218,6 +225,14 @@ def session_owner(db: sqlite_utils.Database, token: str) -> int | None:
     return row[0] if row else None
 
 
+def session_started_at(db: sqlite_utils.Database, token: str) -> str | None:
+    row = db.execute(
+        "SELECT created_at FROM web_sessions WHERE token_hash = ? AND expires_at > ?",
+        [token_hash(token), now_iso()],
+    ).fetchone()
+    return row[0] if row else None
+
+
 # Device tokens ------------------------------------------------------------
 
 
@@ -241,6 +256,22 @@ def register_device(db: sqlite_utils.Database, user_id: int, name: str) -> tuple
         }
     ).last_pk
     return device_id, token
+
+
+def register_device_from_session(
+    db: sqlite_utils.Database, user_id: int, name: str
+) -> tuple[int, str]:
+    """``register_device`` for a web session, which needs no password: at most
+    ``MAX_SESSION_DEVICES`` new devices of the user (however signed in) within
+    ``FAILURE_WINDOW``, so a stolen session cookie cannot mint tokens without end.
+    Counted and registered in one write transaction."""
+    since = to_iso(utcnow() - FAILURE_WINDOW)
+    recent = db.execute(
+        "SELECT COUNT(*) FROM devices WHERE user_id = ? AND created_at > ?", [user_id, since]
+    ).fetchone()[0]
+    if recent >= MAX_SESSION_DEVICES:
+        raise TooManyDevices()
+    return register_device(db, user_id, name)
 
 
 def device_for_token(db: sqlite_utils.Database, token: str) -> Device:

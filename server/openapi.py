@@ -31,6 +31,16 @@ def _errors(*statuses: int) -> dict:
 
 
 BEARER = [{"device": []}]
+SESSION = [{"session": []}]
+CSRF_HEADER = {"name": "X-CSRF-Token", "in": "header", "required": True,
+               "schema": {"type": "string"},
+               "description": "csrf_token from GET /api/session"}
+DEVICE_SIGN_IN = _json({
+    "type": "object",
+    "properties": {"token": {"type": "string"}, "device_id": {"type": "integer"},
+                   "user": {"type": "object"}},
+    "required": ["token", "device_id", "user"],
+}, "token (shown once), device_id, user")
 TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "required": True,
               "schema": {"const": "1.0.0"}}
 UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -108,7 +118,11 @@ def build() -> dict:
         "info": {"title": "FieldLedger phone API", "version": str(SCHEMA_VERSION),
                  "description": "See docs/sync-protocol.md for the rules behind these shapes."},
         "components": {
-            "securitySchemes": {"device": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "device": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "fl_session",
+                            "description": "the web session of the office sign-in page"},
+            },
             "schemas": {"Error": ERROR, **mutation_schemas},
         },
         "paths": {
@@ -118,8 +132,27 @@ def build() -> dict:
                     "username": {"type": "string"}, "password": {"type": "string"},
                     "device_name": {"type": "string"}},
                     "required": ["username", "password"], "additionalProperties": False}),
-                "responses": {"201": _json({"type": "object"}, "token, device_id, user"),
-                              **_errors(400, 401, 422, 429)},
+                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 422, 429)},
+            }},
+            "/api/session": {"get": {
+                "security": SESSION,
+                "summary": "The browser's web session, for the field app on this site: "
+                           "user, signed_in_at and the CSRF token for /api/session/device",
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "user": {"type": "object"}, "signed_in_at": {"type": "string"},
+                    "csrf_token": {"type": "string"}},
+                    "required": ["user", "signed_in_at", "csrf_token"]}),
+                    **_errors(401, 403)},
+            }},
+            "/api/session/device": {"post": {
+                "security": SESSION,
+                "summary": "Sign the field app in with the web session (no password): "
+                           "a device token as /api/login gives; same-origin only, "
+                           "sync.capture only, never cached",
+                "parameters": [CSRF_HEADER],
+                "requestBody": _json({"type": "object", "properties": {
+                    "device_name": {"type": "string"}}, "additionalProperties": False}),
+                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 403, 422, 429)},
             }},
             "/api/me": {"get": {"security": BEARER, "summary": "The signed-in user",
                                 "responses": {"200": _json({"type": "object"}),

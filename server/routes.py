@@ -20,7 +20,7 @@ from server.views import (
     pages,
     sync,
 )
-from server.web import api, page
+from server.web import api, page, session_api
 
 
 async def healthz(request):
@@ -49,6 +49,9 @@ def build_routes():
         *admin_calendar.routes(),
         *field_app.routes(),
         api("/api/login", auth.api_login, PUBLIC, methods=["POST"]),
+        session_api("/api/session", auth.api_session, "sync.capture"),
+        session_api("/api/session/device", auth.api_session_device, "sync.capture",
+                    methods=["POST"]),
         api("/api/me", auth.api_me, AUTHENTICATED),
         api("/api/logout", auth.api_logout, AUTHENTICATED, methods=["POST"]),
         api("/api/healthz", healthz, PUBLIC),

@@ -1,8 +1,9 @@
 """Request plumbing shared by every view: the route guard, rendering, cookies and CSRF.
 
-``page()`` and ``api()`` build routes whose endpoint runs only after
-``guard`` has identified the user, checked the route's permission and (for
-pages that change data) the CSRF token. No view repeats those checks.
+``page()``, ``api()`` and ``session_api()`` build routes whose endpoint runs
+only after ``guard`` has identified the user, checked the route's permission
+and (for requests that change data on the strength of the session cookie) the
+CSRF token. No view repeats those checks.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import auth, authz, drafts
-from server.errors import ApiError, error_page
+from server.errors import ApiError, error_page, json_error
 from server.i18n import gettext as _
 from server.timeutil import parse_iso, utcnow
 
 SESSION_COOKIE = "fl_session"
 CSRF_COOKIE = "fl_csrf"
 CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+NO_STORE = "no-store"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEVICE_TOUCH_SECONDS = 60
 
@@ -70,16 +73,45 @@ def rotate_csrf(request: Request, response: Response) -> None:
     set_cookie(request, response, CSRF_COOKIE, secrets.token_urlsafe(32))
 
 
+def set_new_csrf_cookie(request: Request, response: Response) -> None:
+    """Send the CSRF cookie if ``csrf_token`` had to make one for this answer."""
+    new_token = getattr(request.state, "new_csrf", None)
+    if new_token:
+        set_cookie(request, response, CSRF_COOKIE, new_token)
+
+
+def csrf_matches(request: Request, submitted) -> bool:
+    """Whether ``submitted`` is this browser's CSRF token (the double-submit cookie)."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return (
+        bool(cookie)
+        and isinstance(submitted, str)
+        and hmac.compare_digest(cookie.encode(), submitted.encode())
+    )
+
+
 async def csrf_ok(request: Request) -> bool:
     if request.headers.get("sec-fetch-site") == "cross-site":
         return False
-    cookie = request.cookies.get(CSRF_COOKIE, "")
     try:
         form = await request.form()
     except Exception:
         return False
-    submitted = form.get(CSRF_FIELD, "")
-    return bool(cookie) and isinstance(submitted, str) and hmac.compare_digest(cookie, submitted)
+    return csrf_matches(request, form.get(CSRF_FIELD, ""))
+
+
+def same_origin(request: Request) -> bool:
+    """Whether the browser says this request comes from a page of this site.
+
+    Browsers send ``Sec-Fetch-Site`` and ``Origin`` with a script's POST; a
+    request that has them must be same-origin by both. Clients that send
+    neither (old browsers, tests) are left to the CSRF token.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or urllib.parse.urlsplit(origin).netloc == request.url.netloc
 
 
 # Rendering ----------------------------------------------------------------
@@ -91,9 +123,7 @@ def render(request: Request, template: str, context: dict | None = None, status:
     context["csrf_token"] = csrf_token(request)
     templates = request.app.state.templates
     response = templates.TemplateResponse(request, template, context, status_code=status)
-    new_token = getattr(request.state, "new_csrf", None)
-    if new_token:
-        set_cookie(request, response, CSRF_COOKIE, new_token)
+    set_new_csrf_cookie(request, response)
     return response
 
 
@@ -174,8 +204,32 @@ async def sign_in_again(request: Request, token: str | None) -> Response:
     return render(request, "login.html", context, status=401)
 
 
-def guard(permission: str, endpoint: Endpoint, *, is_api: bool) -> Endpoint:
+async def _session_api_response(request: Request, permission: str, endpoint: Endpoint):
+    token = request.cookies.get(SESSION_COOKIE)
+    request.state.user = await store(request).read(_session_user, token) if token else None
+    if request.state.user is None:
+        raise ApiError(401, "session_required", _("auth.session_required"))
+    try:
+        authz.check(request.state.user, permission)
+    except authz.Forbidden:
+        raise ApiError(403, "forbidden", _("errors.http_403")) from None
+    if request.method not in SAFE_METHODS and not (
+        same_origin(request) and csrf_matches(request, request.headers.get(CSRF_HEADER))
+    ):
+        raise ApiError(403, "csrf", _("errors.csrf"))
+    return await endpoint(request)
+
+
+def guard(permission: str, endpoint: Endpoint, *, is_api: bool, by_session=False) -> Endpoint:
     async def guarded(request: Request) -> Response:
+        if is_api and by_session:
+            try:
+                response = await _session_api_response(request, permission, endpoint)
+            except ApiError as error:
+                response = json_error(error.status, error.code, error.message, **error.extra)
+            response.headers["Cache-Control"] = NO_STORE
+            return response
+
         if is_api:
             request.state.user = None
             if permission != authz.PUBLIC:
@@ -218,6 +272,22 @@ def page(path: str, endpoint: Endpoint, permission: str, methods=("GET",), name=
 def api(path: str, endpoint: Endpoint, permission: str, methods=("GET",), name=None) -> Route:
     """A JSON API route, guarded by ``permission`` and authenticated by a device token."""
     route = Route(path, guard(permission, endpoint, is_api=True), methods=list(methods), name=name)
+    route.permission = permission
+    return route
+
+
+def session_api(path: str, endpoint: Endpoint, permission: str, methods=("GET",)) -> Route:
+    """A JSON API route for a page of this site, authenticated by the web session.
+
+    Answers as the API does (errors as JSON: 401 without a session, 403
+    without the permission) and are never stored (``Cache-Control: no-store``).
+    A request that changes anything must come from this site: same-origin by
+    ``Sec-Fetch-Site`` and ``Origin`` when the browser sends them, and always
+    with the session's CSRF token in the ``X-CSRF-Token`` header.
+    """
+    route = Route(
+        path, guard(permission, endpoint, is_api=True, by_session=True), methods=list(methods)
+    )
     route.permission = permission
     return route
 

@@ -28,12 +28,19 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(db_path: Path, env: dict | None = None,
                    startup_seconds: float = 20) -> Iterator[str]:
-    """Serve ``db_path`` with ``fieldledger serve`` on a free port; yields its URL."""
+    """Serve ``db_path`` with ``fieldledger serve`` on a free port; yields its URL.
+
+    The server's output (a line per request) goes to a file next to the
+    database: a pipe nobody reads would fill up and stall the server.
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--db", str(db_path), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-    )
+    log = Path(f"{db_path}.server.log")
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "--db", str(db_path), "serve", "--port",
+             str(port)],
+            stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_seconds
     try:
@@ -44,7 +51,8 @@ def running_server(db_path: Path, env: dict | None = None,
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
                     process.kill()
-                    raise RuntimeError(process.stdout.read().decode()) from None
+                    process.wait()
+                    raise RuntimeError(log.read_text(errors="replace")) from None
                 time.sleep(0.1)
         yield url
     finally:

@@ -305,3 +305,171 @@ def test_a_nonsense_screen_width_falls_back_to_the_user_agent(client):
         assert _sign_in_from(client, "field1", width, PC_UA).headers["location"] == "/"
     client.cookies.delete("fl_session")
     assert _sign_in_from(client, "field1", "wide", PHONE_UA).headers["location"] == "/app/"
+
+
+# The field app signed in by the browser's web session (no second password) ------------
+
+
+def _session_device(client: TestClient, csrf: str | bytes | None = None, json=None, **headers):
+    if csrf is not None:
+        headers["X-CSRF-Token"] = csrf
+    return client.post(
+        "/api/session/device", json={"device_name": "红米 Note"} if json is None else json,
+        headers=headers,
+    )
+
+
+def _csrf_from_session(client: TestClient) -> str:
+    response = client.get("/api/session")
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    return response.json()["csrf_token"]
+
+
+def test_the_web_session_tells_the_app_who_and_its_csrf_token(client, db):
+    login(client, "field1")
+    response = client.get("/api/session")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["user"]["username"] == "field1"
+    assert body["csrf_token"] == client.cookies["fl_csrf"]
+    assert body["signed_in_at"] == next(db["web_sessions"].rows)["created_at"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_web_session_gets_a_device_token_as_the_password_sign_in_does(client, db, world):
+    login(client, "field1")
+    response = _session_device(client, _csrf_from_session(client),
+                               **{"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"token", "device_id", "user"}
+    assert body["user"]["username"] == "field1" and body["user"]["roles"] == ["field"]
+    device = db["devices"].get(body["device_id"])
+    assert device["user_id"] == world.users["field1"]
+    assert device["name"] == "红米 Note"
+    assert device["token_hash"] == auth.token_hash(body["token"])
+    assert device["created_at"] and device["last_seen_at"] and device["revoked_at"] is None
+    # The token is an ordinary device token: it works without any cookie.
+    with TestClient(client.app) as phone:
+        me = phone.get("/api/me", headers={"Authorization": f"Bearer {body['token']}"})
+    assert me.status_code == 200
+    assert me.json() == {"user": body["user"], "device_id": body["device_id"]}
+
+
+def test_the_device_name_is_the_default_when_not_given_and_validated_when_given(client, db):
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    too_long = _session_device(client, csrf, json={"device_name": "x" * 61})
+    assert too_long.status_code == 422
+    assert too_long.json()["error"]["fields"]["device_name"]
+    for body in (b"not json", b"[1]"):
+        response = client.post("/api/session/device", content=body,
+                               headers={"X-CSRF-Token": csrf, "content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "bad_json"
+    assert db["devices"].count == 0
+    response = _session_device(client, csrf, json={})
+    assert response.status_code == 201
+    assert db["devices"].get(response.json()["device_id"])["name"] == _("auth.device_name_default")
+
+
+def test_without_a_web_session_the_exchange_is_refused(client, db):
+    csrf = csrf_of(client)
+    for response in (client.get("/api/session"), _session_device(client, csrf)):
+        assert response.status_code == 401
+        assert response.json()["error"] == {
+            "code": "session_required", "message": _("auth.session_required")}
+        assert response.headers["cache-control"] == "no-store"
+    # A device token is not a web session.
+    token = api_login(client, "field1")
+    response = _session_device(client, csrf, Authorization=f"Bearer {token}")
+    assert response.status_code == 401
+    assert db["devices"].count == 1
+
+
+def test_an_expired_or_ended_web_session_is_refused(client, db):
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    db.execute("UPDATE web_sessions SET expires_at = '2000-01-01T00:00:00+00:00'")
+    db.conn.commit()
+    response = _session_device(client, csrf)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "session_required"
+    login(client, "field1")
+    csrf = csrf_of(client)
+    post_form(client, "/logout")
+    assert _session_device(client, csrf).status_code == 401
+    assert db["devices"].count == 0
+
+
+def test_the_exchange_needs_the_csrf_token(client, db):
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    for response in (
+        _session_device(client),  # no token
+        _session_device(client, "not-the-token"),
+        _session_device(client, "令牌".encode()),  # not ASCII: refused, not a crash
+        client.post("/api/session/device", data={"csrf_token": csrf}),  # as a form field
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"] == {"code": "csrf", "message": _("errors.csrf")}
+        assert response.headers["cache-control"] == "no-store"
+    assert db["devices"].count == 0
+
+
+def test_the_exchange_refuses_other_sites_even_with_the_token(client, db):
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver", "Sec-Fetch-Site": "cross-site"},
+    ):
+        response = _session_device(client, csrf, **headers)
+        assert response.status_code == 403, headers
+        assert response.json()["error"]["code"] == "csrf"
+    assert db["devices"].count == 0
+    assert client.get("/api/session/device").status_code == 405  # a POST only
+
+
+def test_an_inactive_user_gets_no_device_token(client, db, world):
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    db["users"].update(world.users["field1"], {"active": 0})
+    for response in (client.get("/api/session"), _session_device(client, csrf)):
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "session_required"
+    assert db["devices"].count == 0
+
+
+def test_a_role_that_does_not_capture_gets_no_device_token(login_as, db):
+    for username in ("handler1", "admin"):
+        client = login_as(username)
+        csrf = csrf_of(client)
+        for response in (client.get("/api/session"), _session_device(client, csrf)):
+            assert response.status_code == 403
+            assert response.json()["error"]["code"] == "forbidden"
+            assert response.headers["cache-control"] == "no-store"
+    assert db["devices"].count == 0
+
+
+def test_new_devices_from_a_web_session_are_limited_like_sign_in(client, db):
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    api_login(client, "field1")  # password sign-ins count too
+    for _attempt in range(auth.MAX_SESSION_DEVICES - 1):
+        assert _session_device(client, csrf).status_code == 201
+    refused = _session_device(client, csrf)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_devices"
+    assert db["devices"].count == auth.MAX_SESSION_DEVICES
+    # Devices older than the window no longer count.
+    db.execute("UPDATE devices SET created_at = '2000-01-01T00:00:00+00:00'")
+    db.conn.commit()
+    assert _session_device(client, csrf).status_code == 201

@@ -53,6 +53,9 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/admin/calendar/{year}"): {"admin"},
     ("GET", "/admin/calendar/{year}.csv"): {"admin"},
     ("POST", "/api/login"): PUBLIC,
+    # The field app signing in with the web session: only roles that capture.
+    ("GET", "/api/session"): {"field", "office", "leader"},
+    ("POST", "/api/session/device"): {"field", "office", "leader"},
     ("GET", "/api/me"): ALL,
     ("POST", "/api/logout"): ALL,
     ("GET", "/api/healthz"): PUBLIC,
@@ -110,6 +113,8 @@ def _request(client: TestClient, method: str, url: str, token: str | None = None
     if method in ("HEAD", "OPTIONS", "PATCH"):
         return client.request(method, url, headers={**headers, "Tus-Resumable": "1.0.0"})
     if url.startswith("/api/"):
+        # The CSRF header is for the routes authenticated by the web session.
+        headers["X-CSRF-Token"] = csrf_of(client)
         return client.post(url, json={}, headers=headers, follow_redirects=False)
     return client.post(url, data={"csrf_token": csrf_of(client)}, follow_redirects=False)
 

@@ -807,27 +807,105 @@ def demo_server(tmp_path_factory):
     seed_demo(db, problems=30)
     db.close()
     with running_server(path) as url:
-        yield url
+        yield Server(url, path, None, None)
+
+
+def signed_in_home(page) -> None:
+    """The app's home, signed in: the sync card, and no password asked for."""
+    page.get_by_role("heading", name="同步").wait_for()
+    page.get_by_text("上次同步：").wait_for()
+    assert page.get_by_label("密码").count() == 0
+
+
+def office_sign_in(page, url: str, username: str, password: str) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
 
 
 def test_the_demo_field_official_signing_in_on_a_phone_lands_in_the_app(browser, demo_server):
+    demo_server_url = demo_server.url
     context = browser.new_context(**PHONE)
     context.set_default_timeout(15000)
     page = context.new_page()
-    page.goto(f"{demo_server}/login")
+    page.goto(f"{demo_server_url}/login")
     page.get_by_role("link", name="手机走访 App").wait_for()
-    page.get_by_label("用户名").fill("field")
-    page.get_by_label("密码").fill("demo1234")
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{demo_server}/app/")
-    page.get_by_role("button", name="登录", exact=True).wait_for()  # the app's own sign-in
+    office_sign_in(page, demo_server_url, "field", "demo1234")
+    page.wait_for_url(f"{demo_server_url}/app/")
+    # Signed in already: the app took the web session, the password is not asked again.
+    signed_in_home(page)
+    (user_id,) = demo_server.query("SELECT id FROM users WHERE username = 'field'")[0]
+    assert demo_server.query("SELECT name FROM devices WHERE user_id = ?", [user_id]) == [
+        ("走访台账",)]
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("网页登录后直接在 App 记的民情")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    assert demo_server.query(
+        "SELECT author_id FROM diary_entries WHERE content = '网页登录后直接在 App 记的民情'"
+    ) == [(user_id,)]
     context.close()
     # The same account on a PC gets the office pages.
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
     page = context.new_page()
-    page.goto(f"{demo_server}/login")
-    page.get_by_label("用户名").fill("field")
-    page.get_by_label("密码").fill("demo1234")
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(f"{demo_server}/")
+    office_sign_in(page, demo_server_url, "field", "demo1234")
+    page.wait_for_url(f"{demo_server_url}/")
     context.close()
+
+
+def new_field_official(server: Server, username: str) -> str:
+    """A field-only account like field1, not yet signed in anywhere (so no earlier
+    test's devices count against the limit of new devices per web session)."""
+    db = open_database(server.db_path)
+    try:
+        with immediate(db):
+            row = dict(db["users"].get(server.world.users["field1"]))
+            del row["id"]
+            db["users"].insert({**row, "username": username, "display_name": f"测试{username}"})
+    finally:
+        db.close()
+    return username
+
+
+def test_a_sign_out_in_the_app_is_not_undone_by_the_older_web_session(phone, server):
+    username = new_field_official(server, "field_signout")
+    page = phone.new_page()
+    office_sign_in(page, server.url, username, PASSWORD)
+    page.wait_for_url(f"{server.url}/app/")
+    signed_in_home(page)
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_role("button", name="退出并清除本机数据").click()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
+    # The web session is still valid, but began before the sign-out.
+    page.reload()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
+    page.get_by_label("密码").wait_for()
+    # A new sign-in on the office page is a new session: the app takes it.
+    phone.clear_cookies()
+    time.sleep(1)  # the server keeps whole seconds: a session of the same second is refused
+    office_sign_in(page, server.url, username, PASSWORD)
+    page.wait_for_url(f"{server.url}/app/")
+    signed_in_home(page)
+    page.get_by_text(f"测试{username}，您好").wait_for()
+
+
+def test_with_no_signal_or_a_failed_exchange_the_app_shows_its_sign_in_form(phone, server):
+    username = new_field_official(server, "field_offline")
+    page = phone.new_page()
+    # The exchange fails (here: its first request breaks): the sign-in form.
+    page.route("**/api/session", lambda route: route.abort("connectionreset"))
+    office_sign_in(page, server.url, username, PASSWORD)
+    page.wait_for_url(f"{server.url}/app/")
+    page.get_by_label("密码").wait_for()
+    poll(page, "() => navigator.serviceWorker.controller !== null")
+    page.unroute("**/api/session")
+    # No signal, no token, a valid web session: the form, as before.
+    phone.set_offline(True)
+    page.reload()
+    page.get_by_label("密码").wait_for()
+    page.get_by_role("button", name="登录", exact=True).wait_for()
+    # Signal again, a new start: signed in by the web session.
+    phone.set_offline(False)
+    page.reload()
+    signed_in_home(page)

@@ -21,3 +21,22 @@ def test_every_mutation_schema_is_a_valid_json_schema():
     for schema in schemas.MUTATIONS.values():
         Draft202012Validator.check_schema(schema)
     Draft202012Validator.check_schema(schemas.PUSH_BODY)
+
+
+def test_the_web_session_sign_in_is_described(client):
+    spec = client.get("/api/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["session"] == {
+        "type": "apiKey", "in": "cookie", "name": "fl_session",
+        "description": "the web session of the office sign-in page"}
+    session = spec["paths"]["/api/session"]["get"]
+    assert session["security"] == [{"session": []}]
+    assert set(session["responses"]) == {"200", "401", "403"}
+    exchange = spec["paths"]["/api/session/device"]
+    assert set(exchange) == {"post"}  # a POST only
+    assert exchange["post"]["security"] == [{"session": []}]
+    assert {"name": "X-CSRF-Token", "in": "header", "required": True}.items() <= (
+        exchange["post"]["parameters"][0].items())
+    assert {"201", "401", "403", "429"} <= set(exchange["post"]["responses"])
+    # The same answer as the password sign-in.
+    login = spec["paths"]["/api/login"]["post"]["responses"]["201"]
+    assert exchange["post"]["responses"]["201"] == login

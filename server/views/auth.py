@@ -1,4 +1,5 @@
-"""Signing in and out: the web login form and the phone's device-token login."""
+"""Signing in and out: the web login form, the phone's device-token login, and
+the field app's sign-in with the browser's web session (no second password)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from server.i18n import gettext as _
 from server.validation import Field, Schema, ValidationError
 from server.web import (
     SESSION_COOKIE,
+    csrf_token,
     redirect,
     render,
     rotate_csrf,
     safe_next,
     set_cookie,
+    set_new_csrf_cookie,
     store,
     user,
 )
@@ -24,10 +27,10 @@ LOGIN_SCHEMA = Schema(
     Field("username", "login.username", required=True, max_length=64),
     Field("password", "login.password", kind="password", required=True, max_length=128),
 )
-DEVICE_LOGIN_SCHEMA = Schema(
-    *LOGIN_SCHEMA.fields,
-    Field("device_name", "device.name", max_length=60),
-)
+DEVICE_NAME = Field("device_name", "device.name", max_length=60)
+DEVICE_LOGIN_SCHEMA = Schema(*LOGIN_SCHEMA.fields, DEVICE_NAME)
+SESSION_DEVICE_SCHEMA = Schema(DEVICE_NAME)
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 # A screen narrower than this (its shorter side, in CSS pixels) is a phone's.
@@ -146,6 +149,21 @@ def user_json(current) -> dict:
     }
 
 
+async def issue_device(
+    request: Request, user_id: int, device_name: str, register=auth.register_device
+) -> JSONResponse:
+    """A new device token for the user, answered as the app expects it from a sign-in:
+    201 with the token (shown this once), the device's id and the user."""
+    device_name = device_name or _("auth.device_name_default")
+    device_id, token = await store(request).write(register, user_id, device_name)
+    current = await store(request).read(auth.load_user, user_id)
+    return JSONResponse(
+        {"token": token, "device_id": device_id, "user": user_json(current)},
+        status_code=201,
+        headers=NO_STORE,
+    )
+
+
 async def api_login(request: Request):
     body = await read_json(request)
     try:
@@ -159,12 +177,56 @@ async def api_login(request: Request):
         raise ApiError(
             status, error.code if status == 429 else "bad_credentials", message
         ) from None
-    device_name = data["device_name"] or _("auth.device_name_default")
-    device_id, token = await store(request).write(auth.register_device, user_id, device_name)
-    current = await store(request).read(auth.load_user, user_id)
-    return JSONResponse(
-        {"token": token, "device_id": device_id, "user": user_json(current)}, status_code=201
+    return await issue_device(request, user_id, data["device_name"])
+
+
+async def api_session(request: Request):
+    """The web session the browser holds, for the field app on the same site:
+    who is signed in, since when, and the session's CSRF token, which the app
+    sends back to ``api_session_device``. Other sites cannot read this answer
+    (no CORS), so they never learn the token."""
+    current = user(request)
+    started = await store(request).read(
+        auth.session_started_at, request.cookies[SESSION_COOKIE]
     )
+    response = JSONResponse(
+        {"user": user_json(current), "signed_in_at": started, "csrf_token": csrf_token(request)}
+    )
+    set_new_csrf_cookie(request, response)
+    return response
+
+
+async def api_session_device(request: Request):
+    """Sign the field app in with the browser's web session: the device token that
+    ``/api/login`` would give, without asking for the password a second time.
+
+    The web session is a cookie the browser sends by itself, so this exchange
+    must not be possible from another site (``server.web.session_api`` checks
+    it before this runs). Of the two usual defences both are required, because
+    each covers what the other may miss: the session's CSRF token, which only a
+    page of this site can read (from ``api_session``) and which no browser
+    quirk or missing header can bypass; and ``Sec-Fetch-Site``/``Origin``
+    saying same-origin, which also stops a sibling subdomain that could plant
+    a CSRF cookie. The session cookie itself is SameSite=Lax, so a cross-site
+    POST does not even carry it. Only an active user with a live session gets
+    here (else 401), with the sync.capture permission (else 403); the number
+    of new devices is limited like sign-in attempts
+    (``auth.register_device_from_session``).
+    """
+    body = await read_json(request)
+    try:
+        data = SESSION_DEVICE_SCHEMA.clean(body)
+    except ValidationError as error:
+        raise validation_api_error(error) from None
+    try:
+        return await issue_device(
+            request, user(request).id, data["device_name"], auth.register_device_from_session
+        )
+    except auth.TooManyDevices:
+        minutes = int(auth.FAILURE_WINDOW.total_seconds() // 60)
+        raise ApiError(
+            429, "too_many_devices", _("auth.too_many_devices", minutes=minutes)
+        ) from None
 
 
 async def api_me(request: Request):

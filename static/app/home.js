@@ -4,12 +4,39 @@
 import { h, t, field, button, toast, when, megabytes } from './ui.js';
 import * as db from './db.js';
 import * as state from './state.js';
-import { login, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, signOut } from './sync.js';
+import { login, loginFromSession, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, signOut } from './sync.js';
 
 function deviceName() {
   const ua = navigator.userAgent;
   const model = (/Android [\d.]+; ([^;)]+)/.exec(ua) || [])[1] || (/iPhone|iPad/.exec(ua) || [])[0] || '';
   return `${t('app.short_name')} ${model}`.trim().slice(0, 60);
+}
+
+// When this phone last signed out or was wiped: a web session begun before
+// then must not sign it back in (nor one begun in that same second, as the
+// server keeps whole seconds).
+const SIGNED_OUT_AT = 'fl-signed-out-at';
+export function rememberSignOut() {
+  try { localStorage.setItem(SIGNED_OUT_AT, new Date().toISOString()); } catch { /* private mode */ }
+}
+
+// Signed in on the office sign-in page already? Then the app signs in with
+// that session (once per start, online only), not with the password again.
+let triedSession = false;
+async function signInFromSession(view) {
+  if (triedSession || navigator.onLine === false) return false;
+  triedSession = true;
+  view.replaceChildren(h('p', { class: 'muted', role: 'status' }, t('login.from_session')));
+  let notBefore = null;
+  try { notBefore = localStorage.getItem(SIGNED_OUT_AT); } catch { /* private mode */ }
+  try {
+    if (!(await loginFromSession(deviceName(), notBefore))) return false;
+  } catch {
+    return false; // any failure: the sign-in form
+  }
+  try { localStorage.removeItem('fl-wiped'); } catch { /* private mode */ }
+  syncNow();
+  return true;
 }
 
 function signInForm(username, again) {
@@ -86,6 +113,7 @@ function signOutCard() {
     const unsynced = await unsyncedCount();
     const confirm = button(unsynced ? t('signout.confirm_keep') : t('signout.confirm_clear'), async () => {
       confirm.disabled = true;
+      rememberSignOut();
       await signOut({ clear: !unsynced });
       toast(t('signout.done'));
     }, 'btn btn-warn');
@@ -117,6 +145,7 @@ function authNotice(auth) {
 export async function homeScreen(view) {
   const meta = await db.metaMany(['token', 'user', 'auth', 'username', 'last_sync', 'last_error', 'rejected']);
   if (!meta.token) {
+    if (await signInFromSession(view)) { await homeScreen(view); return; }
     const wiped = localStorage.getItem('fl-wiped');
     view.replaceChildren(wiped ? h('p', { class: 'warning', role: 'alert' }, t('auth.wiped')) : '', signInForm('', false));
     return;

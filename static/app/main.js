@@ -4,7 +4,7 @@ import { h, t, toast } from './ui.js';
 import * as db from './db.js';
 import { syncNow, onChange, ensureClient, status as syncStatus } from './sync.js';
 import * as state from './state.js';
-import { homeScreen } from './home.js';
+import { homeScreen, rememberSignOut } from './home.js';
 import { visitScreen, visitSummary, diaryScreen, problemScreen, openForms, leaveForms } from './capture.js';
 import { recordsScreen, areaScreen, problemDetail } from './lists.js';
 import { tidy } from './housekeeping.js';
@@ -163,6 +163,7 @@ async function boot() {
   onChange((message) => {
     if (message.type === 'wiped') {
       try { localStorage.setItem('fl-wiped', '1'); } catch { /* private mode */ }
+      rememberSignOut();
       location.hash = '#/';
       location.reload();
       return;

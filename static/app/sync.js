@@ -274,7 +274,34 @@ export async function login(username, password, deviceName) {
     throw new NetworkError('network');
   }
   if (response.status !== 201) throw await errorOf(response);
-  const body = await response.json();
+  return adopt(await response.json());
+}
+
+const SESSION_TIMEOUT_MS = 8000;
+
+// Sign in with the web session this browser holds (the office sign-in page),
+// without asking for the password again; null when there is none, or when it
+// began before `notBefore` (a sign-out or wipe on this phone since then: that
+// session must not sign the phone back in). The answer is the same as
+// login()'s. The CSRF token comes from a same-origin GET that other sites
+// cannot read, and goes back in a header (docs/sync-protocol.md).
+export async function loginFromSession(deviceName, notBefore) {
+  const options = { credentials: 'same-origin', cache: 'no-store' };
+  const session = await fetch('/api/session', { ...options, signal: AbortSignal.timeout(SESSION_TIMEOUT_MS) });
+  if (session.status !== 200) return null;
+  const { csrf_token: csrf, signed_in_at: since } = await session.json();
+  if (!since || (notBefore && Date.parse(since) < Date.parse(notBefore))) return null;
+  const response = await fetch('/api/session/device', {
+    ...options, method: 'POST', signal: AbortSignal.timeout(SESSION_TIMEOUT_MS),
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+    body: JSON.stringify({ device_name: deviceName }),
+  });
+  if (response.status !== 201) return null;
+  return adopt(await response.json());
+}
+
+// Keep a new device token and its user.
+async function adopt(body) {
   const previous = await db.getMeta('user');
   if (previous && previous.id !== body.user.id) {
     // Another person on this phone: never send their records under this account.
@@ -285,7 +312,7 @@ export async function login(username, password, deviceName) {
     await db.deleteThumbs();
   }
   await ensureClient();
-  await db.setMetaMany({ token: body.token, user: body.user, auth: 'ok', username });
+  await db.setMetaMany({ token: body.token, user: body.user, auth: 'ok', username: body.user.username });
   emit({ type: 'changed' });
   return body.user;
 }
