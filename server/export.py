@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from math import ceil
 from xml.sax.saxutils import escape
 
-from server import authz, ledger_query, masking, workflow
+from server import areas, authz, ledger_query, masking, workflow
 from server.i18n import gettext as _
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
@@ -65,7 +65,7 @@ COLUMNS = (
     Column("ledger_no", LEDGER_NO_WIDTH),
     Column("source", 9.5),
     Column("found_at", DATETIME_WIDTH),
-    Column("place", 11),
+    Column("place", 20),
     Column("description", 26),
     Column("category", 7.5),
     Column("accepted_at", DATETIME_WIDTH),
@@ -92,7 +92,7 @@ COLUMNS = (
 )
 
 _SELECT = (
-    "SELECT p.id, p.ledger_no, p.source, p.found_at, a.name AS area_name, p.place,"
+    "SELECT p.id, p.ledger_no, p.source, p.found_at, p.area_id, a.name AS area_name, p.place,"
     " p.description, c.name AS category_name, p.lead_unit_id, un.name AS unit_name,"
     " p.helper_unit_ids,"
     " p.accepted_at, p.dispatched_at, p.closed_at, p.deadline, p.original_deadline,"
@@ -237,6 +237,7 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
         f" {ledger_query.JOINS} ORDER BY {order}",
     )
     unit_names = dict(db.execute("SELECT id, name FROM units").fetchall())
+    area_paths = areas.path_names(db)
     seq = 0
     last = None  # the sort key (sort columns, rowid) of the last row read
     while seq < MAX_ROWS:
@@ -246,6 +247,7 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
         for values in chunk:
             row = dict(zip(names, values, strict=True))
             seq += 1
+            row["area_path"] = area_paths.get(row["area_id"], (row["area_name"],))[0]
             yield _values(seq, row, events.get(row["id"], []), unit_names, today, user)
         if len(chunk) < wanted:
             return
@@ -263,7 +265,7 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
         _(f"ledger.source.{row['source']}") if row["source"] in ledger_query.SOURCES
         else row["source"],
         _local(row["found_at"]),
-        f"{row['area_name']} {row['place']}".strip(),
+        f"{row['area_path'] or row['area_name']} {row['place']}".strip(),
         row["description"],
         row["category_name"] or "",
         _local(row["accepted_at"]),

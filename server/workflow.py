@@ -20,9 +20,10 @@ from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
 from server.settings import settings
 from server.timeutil import LOCAL_TZ, local_date, now_iso, parse_iso, utcnow
-from server.validation import ValidationError
+from server.validation import Field, Schema, ValidationError
 from server.workdays import WorkCalendar
 from sync.ids import uuid7
+from sync.schemas import NOTE_MAX_LENGTH
 
 OPEN_STATES = ("submitted", "accepted", "dispatched", "handling", "returned", "replied", "callback")
 FINISHED_STATES = ("closed", "rejected", "merged")
@@ -37,6 +38,8 @@ CALLBACK_RESULTS = ("reached", "no_answer", "refused", "invalid_number")
 CLOSURE_KINDS = ("unreachable", "no_contact", "explained")
 SUPERVISION_LEVELS = ("none", "reminded", "supervised", "flagged")
 LEDGER_PREFIX = "ZF"
+# An action's note is kept whole or refused with a message, never cut: the phone's limit.
+NOTE = Schema(Field("note", "workflow.field.note", max_length=NOTE_MAX_LENGTH, multiline=True))
 _LEDGER_NO = re.compile(r"^([A-Za-z]{2})-(\d{4})-(\d{1,6})$")
 
 
@@ -361,6 +364,8 @@ def apply(
     data = {key: value for key, value in data.items() if value not in (None, "")}
     for name in action.required:
         _required(data, name)
+    if "note" in data:
+        data["note"] = NOTE.clean(data)["note"]
     note = data.pop("note", "")
     changes, event_data, to_status = APPLY[action.name](db, user, problem, data, note)
     to_status = to_status or action.to_state

@@ -53,6 +53,16 @@ def test_problem_detail_shows_timeline(login_as, world):
     assert "上报" in page
 
 
+def test_a_problem_without_a_number_is_named_by_its_state_never_unnumbered(login_as, db, world):
+    problem_id = world.problems["p1"]
+    assert db["problems"].get(problem_id)["ledger_no"] is None
+    page = login_as("office").get(f"/problems/{problem_id}").text
+    heading = page.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert f"待受理 {problem_id[-6:]}" in heading and "未编号" not in page
+    visit = login_as("field1").get(f"/visits/{world.visits['v1']}").text
+    assert f"待受理 {problem_id[-6:]}" in visit and "未编号" not in visit
+
+
 def test_visit_detail_shows_checklist_and_problems(login_as, world):
     page = login_as("field1").get(f"/visits/{world.visits['v1']}").text
     assert "✓ 不发通知" in page
@@ -191,6 +201,8 @@ def test_callback_attempts_are_listed_and_unreachable_waits_for_the_rule(login_a
     assert response.status_code == 303
     page = office.get(f"/problems/{p3_with_a_resident}").text
     assert "回访记录" in page and "未接通" in page
+    timeline = page.split('id="timeline-h"', 1)[1]
+    assert "电话 · 未接通" in timeline  # the timeline says how and what, too
     assert "本轮回访未成功 1 次" in page
     assert "/actions/close_unreachable" not in page
     response = post_action(office, p3_with_a_resident, "close_unreachable")

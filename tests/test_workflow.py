@@ -131,6 +131,15 @@ def test_the_response_time_counts_working_days(db, dispatched, signed, limit, re
     assert workflow.responded_in_time(db, dispatched, signed, False) is False
 
 
+def test_a_note_past_its_limit_is_refused_whole_by_the_workflow(act, db, world):
+    events = db["problem_events"].count
+    with pytest.raises(ValidationError) as error:
+        act("office", "p1", "reject", note="理" * 2001)
+    assert "2,000" in error.value.errors["note"] or "2000" in error.value.errors["note"]
+    assert status(db, world, "p1") == "submitted" and db["problem_events"].count == events
+    assert act("office", "p1", "reject", note="理" * 2000)["status"] == "rejected"
+
+
 def test_reject_needs_a_reason(act, db, world):
     with pytest.raises(ValidationError) as error:
         act("office", "p1", "reject")

@@ -5,13 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from server import workflow
-from server.validation import Field, Schema, ValidationError
+from server.validation import ValidationError
 from server.views.pages import form_values, problem_page
 from server.web import redirect, store, user
-from sync.schemas import NOTE_MAX_LENGTH
-
-# An action's note is kept whole or refused with a message, never cut.
-NOTE = Schema(Field("note", "workflow.field.note", max_length=NOTE_MAX_LENGTH, multiline=True))
 
 
 async def problem_action(request: Request):
@@ -20,7 +16,6 @@ async def problem_action(request: Request):
     form = await request.form()
     data = form_values(form.multi_items())
     try:
-        NOTE.clean(data)
         await store(request).write(workflow.apply, user(request), problem_id, action, data)
     except ValidationError as error:
         return await problem_page(request, action=action, values=data, errors=error.errors,
