@@ -6,7 +6,7 @@ import json
 
 import sqlite_utils
 
-from server import authz
+from server import areas, authz
 from server.errors import NotFound
 
 STATUSES = (
@@ -75,7 +75,7 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
     )
     if not rows:
         raise NotFound(problem_id)
-    problem = rows[0]
+    problem = areas.add_area_paths(db, rows)[0]
     problem["photos"] = [
         row[0] for row in db.execute(
             "SELECT sha256 FROM attachment_links WHERE record_type = 'problem' AND record_id = ?"
