@@ -138,8 +138,7 @@ class Users(Resource):
             raise ValidationError({"roles": _("user.cannot_demote_self")})
         if data["password_hash"]:
             row["password_hash"] = data["password_hash"]
-            # A new password signs the user out everywhere.
-            db.execute("DELETE FROM web_sessions WHERE user_id = ?", [record_id])
+            auth.sign_out_everywhere(db, record_id, actor.id or None)
         if not data["active"]:
             db.execute("DELETE FROM web_sessions WHERE user_id = ?", [record_id])
         db["users"].update(record_id, row)

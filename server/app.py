@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -11,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.templating import Jinja2Templates
 
-from server import accounts, i18n
+from server import accounts, auth, i18n
 from server.db import Store
 from server.drafts import DraftStore
 from server.errors import EXCEPTION_HANDLERS
@@ -32,6 +33,10 @@ class Settings:
     # Force the Secure flag on cookies even when the app sees plain HTTP
     # (behind a TLS proxy that does not send X-Forwarded-Proto).
     secure_cookies: bool = False
+    # Password checks (argon2) running at once, and how many more may wait before a
+    # sign-in is answered 503 at once (server/auth.py, PasswordChecks).
+    password_checks: int = os.cpu_count() or 1
+    password_check_queue: int = 8 * (os.cpu_count() or 1)
 
 
 def make_templates() -> Jinja2Templates:
@@ -44,8 +49,20 @@ def make_templates() -> Jinja2Templates:
     return templates
 
 
-def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlette:
+def create_app(
+    db_path: str | Path,
+    *,
+    secure_cookies: bool = False,
+    password_checks: int | None = None,
+    password_check_queue: int | None = None,
+) -> Starlette:
     store = Store(db_path)
+    settings = Settings(secure_cookies=secure_cookies)
+    if password_checks is not None:
+        settings = replace(settings, password_checks=password_checks,
+                           password_check_queue=8 * password_checks)
+    if password_check_queue is not None:
+        settings = replace(settings, password_check_queue=password_check_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -53,6 +70,7 @@ def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlett
         await store.write(renew_epoch_if_restored, app.state.photos.root)
         await store.write(repair_forgotten_uploads, app.state.photos)
         yield
+        app.state.password_checks.close()
         store.close()
 
     app = Starlette(
@@ -67,7 +85,10 @@ def create_app(db_path: str | Path, *, secure_cookies: bool = False) -> Starlett
         lifespan=lifespan,
     )
     app.state.store = store
-    app.state.settings = Settings(secure_cookies=secure_cookies)
+    app.state.settings = settings
+    app.state.password_checks = auth.PasswordChecks(
+        settings.password_checks, settings.password_check_queue
+    )
     app.state.templates = make_templates()
     app.state.photos = PhotoStore(photos_dir(db_path))
     app.state.upload_locks = {}

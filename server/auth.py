@@ -6,10 +6,16 @@ keeps only their SHA-256, so a copy of the database cannot be used to sign in.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import datetime as dt
 import hashlib
 import secrets
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlite_utils
 from argon2 import PasswordHasher
@@ -18,10 +24,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from server import authz
 from server.timeutil import now_iso, parse_iso, to_iso, utcnow
 
+T = TypeVar("T")
+
 SESSION_LIFETIME = dt.timedelta(hours=12)
-MAX_FAILURES = 5
+# Sign-in limits: see "Sign-in throttling" below.
 FAILURE_WINDOW = dt.timedelta(minutes=15)
-LOCKOUT = dt.timedelta(minutes=15)
+MAX_FAILURES = 5
+MAX_ACCOUNT_FAILURES = 20
+# Seconds a sign-in refused for a busy server is told to wait (Retry-After).
+BUSY_RETRY_SECONDS = 5
 # New device tokens one web session may obtain for its user (see
 # register_device_from_session), within the sign-in failure window.
 MAX_SESSION_DEVICES = 5
@@ -48,6 +59,12 @@ class LockedOut(AuthError):
     def __init__(self, minutes: int):
         super().__init__(minutes)
         self.minutes = minutes
+
+
+class Busy(AuthError):
+    """Too many password checks are running and waiting: try again in a moment."""
+
+    code = "busy"
 
 
 class InvalidToken(AuthError):
@@ -97,48 +114,134 @@ def token_hash(token: str) -> str:
 
 
 # Sign-in throttling -------------------------------------------------------
+#
+# The rule (docs/deployment.md, "Sign-in limits"): within any FAILURE_WINDOW,
+#
+# * one source address may have at most MAX_FAILURES attempts on one account
+#   that were not successful (being checked or failed): then that address, and
+#   only it, is refused for that account until the oldest of them is
+#   FAILURE_WINDOW old;
+# * an account may have at most MAX_ACCOUNT_FAILURES such attempts from all
+#   addresses together: then it is refused from everywhere for the same time.
+#   Since one address contributes at most MAX_FAILURES, locking an account for
+#   everyone takes at least MAX_ACCOUNT_FAILURES / MAX_FAILURES addresses.
+#
+# An attempt is counted when it is let through, in the same write transaction
+# (the writer is one thread, BEGIN IMMEDIATE), before its password is checked:
+# however many arrive at once, no more than these numbers are ever checked.
+# Unknown usernames are counted like real ones, so a lock reveals nothing.
+# A success clears its own address's failures on that account (typos), not
+# the failures of other addresses.
 
 
 def _throttle_key(username: str) -> str:
     return username.strip().casefold()
 
 
-def _locked_minutes(db: sqlite_utils.Database, key: str) -> int | None:
-    row = db.execute("SELECT locked_until FROM login_failures WHERE key = ?", [key]).fetchone()
-    if row and row[0]:
-        remaining = (parse_iso(row[0]) - utcnow()).total_seconds()
-        if remaining > 0:
-            return int(remaining // 60) + 1
-    return None
-
-
-def record_login_result(db: sqlite_utils.Database, username: str, ok: bool) -> int | None:
-    """Count a failed sign-in (or clear the count); return the lockout minutes if now locked."""
-    key = _throttle_key(username)
-    if ok:
-        db.execute("DELETE FROM login_failures WHERE key = ?", [key])
-        return None
-    now = utcnow()
+def _minutes_until_below(
+    db: sqlite_utils.Database, where: str, params: list, limit: int, now: dt.datetime
+) -> int:
+    """Minutes until fewer than ``limit`` attempts matching ``where`` are in the window
+    (0 when there already are)."""
     row = db.execute(
-        "SELECT failures, first_failure_at FROM login_failures WHERE key = ?", [key]
+        f"SELECT at FROM login_attempts WHERE {where} AND at > ?"
+        " ORDER BY at DESC LIMIT 1 OFFSET ?",
+        [*params, to_iso(now - FAILURE_WINDOW), limit - 1],
     ).fetchone()
-    if row is None or now - parse_iso(row[1]) > FAILURE_WINDOW:
-        failures, first = 1, now
-    else:
-        failures, first = row[0] + 1, parse_iso(row[1])
-    locked_until = to_iso(now + LOCKOUT) if failures >= MAX_FAILURES else None
-    db.execute(
-        "INSERT OR REPLACE INTO login_failures (key, failures, first_failure_at, locked_until)"
-        " VALUES (?, ?, ?, ?)",
-        [key, 0 if locked_until else failures, to_iso(first), locked_until],
+    if row is None:
+        return 0
+    seconds = (parse_iso(row[0]) + FAILURE_WINDOW - now).total_seconds()
+    return max(1, -int(-seconds // 60))
+
+
+def _locked_minutes(db: sqlite_utils.Database, account: str, address: str) -> int:
+    now = utcnow()
+    return max(
+        _minutes_until_below(
+            db, "account = ? AND address = ?", [account, address], MAX_FAILURES, now
+        ),
+        _minutes_until_below(db, "account = ?", [account], MAX_ACCOUNT_FAILURES, now),
     )
-    return _locked_minutes(db, key)
+
+
+def reserve_attempt(db: sqlite_utils.Database, username: str, address: str) -> int:
+    """Count a sign-in attempt before its password is checked; return its id, or raise
+    ``LockedOut`` (nothing counted) when the account or this address's attempts on it
+    are used up. Call in a write transaction."""
+    db.execute(
+        "DELETE FROM login_attempts WHERE at <= ?", [to_iso(utcnow() - FAILURE_WINDOW)]
+    )
+    account = _throttle_key(username)
+    minutes = _locked_minutes(db, account, address)
+    if minutes:
+        raise LockedOut(minutes)
+    return db["login_attempts"].insert(
+        {"account": account, "address": address, "at": now_iso(), "state": "checking"}
+    ).last_pk
+
+
+def finish_attempt(db: sqlite_utils.Database, attempt_id: int, ok: bool) -> int:
+    """Record how a reserved attempt went; return the lock minutes now in force (0: none)."""
+    row = db.execute(
+        "SELECT account, address FROM login_attempts WHERE id = ?", [attempt_id]
+    ).fetchone()
+    if row is None:  # older than the window: nothing left to count
+        return 0
+    account, address = row
+    if ok:
+        db.execute(
+            "DELETE FROM login_attempts WHERE id = ?"
+            " OR (account = ? AND address = ? AND state = 'failed')",
+            [attempt_id, account, address],
+        )
+        return 0
+    db.execute("UPDATE login_attempts SET state = 'failed' WHERE id = ?", [attempt_id])
+    return _locked_minutes(db, account, address)
+
+
+class PasswordChecks:
+    """Runs password checks (argon2: slow, and 64 MiB of memory each) on ``workers``
+    threads of their own, so that no more than that many run at once. At most
+    ``queue`` more may wait; beyond that ``admission`` refuses at once with ``Busy``
+    rather than letting a flood of sign-ins queue without end."""
+
+    def __init__(self, workers: int, queue: int):
+        self.workers = max(1, workers)
+        self.capacity = self.workers + max(0, queue)
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise Busy()
+            self._admitted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.workers, thread_name_prefix="fieldledger-password"
+                )
+            pool = self._pool
+        return await asyncio.wrap_future(pool.submit(fn, *args))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
 class LoginCandidate:
-    username: str
-    locked_minutes: int | None
     user_id: int | None
     password_hash: str
     active: bool
@@ -149,8 +252,6 @@ def find_login(db: sqlite_utils.Database, username: str) -> LoginCandidate:
         "SELECT id, password_hash, active FROM users WHERE username = ?", [username.strip()]
     ).fetchone()
     return LoginCandidate(
-        username=username,
-        locked_minutes=_locked_minutes(db, _throttle_key(username)),
         user_id=row[0] if row else None,
         password_hash=row[1] if row else _DUMMY_HASH,
         active=bool(row[2]) if row else False,
@@ -164,21 +265,23 @@ def password_matches(candidate: LoginCandidate, password: str) -> bool:
     return matches and candidate.user_id is not None and candidate.active
 
 
-async def sign_in(store, username: str, password: str) -> int:
-    """Check a username and password; return the user id or raise an ``AuthError``.
+async def sign_in(
+    store, checks: PasswordChecks, username: str, password: str, address: str
+) -> int:
+    """Check a username and password from a source address; return the user id or
+    raise an ``AuthError``.
 
     Unknown users, wrong passwords and disabled accounts all raise the same
     ``BadCredentials``, so the answer does not tell which usernames exist.
-    Failures are counted per username, whether it exists or not; the slow
-    password check runs outside the write transaction.
+    ``Busy`` when too many checks are running and waiting; ``LockedOut`` when
+    the attempt is over the limits above: in both cases the password is not
+    checked. The slow check runs outside the write transaction, on ``checks``.
     """
-    from starlette.concurrency import run_in_threadpool
-
-    candidate = await store.read(find_login, username)
-    if candidate.locked_minutes:
-        raise LockedOut(candidate.locked_minutes)
-    ok = await run_in_threadpool(password_matches, candidate, password)
-    locked = await store.write(record_login_result, username, ok)
+    with checks.admission():
+        attempt = await store.write(reserve_attempt, username, address)
+        candidate = await store.read(find_login, username)
+        ok = await checks.run(password_matches, candidate, password)
+        locked = await store.write(finish_attempt, attempt, ok)
     if ok:
         return candidate.user_id
     if locked:
@@ -306,6 +409,18 @@ def revoke_device(db: sqlite_utils.Database, device_id: int, mode: str, by_user_
         [now_iso(), mode, by_user_id, device_id],
     )
 
+
+def sign_out_everywhere(db: sqlite_utils.Database, user_id: int, by_user_id: int | None) -> None:
+    """End the user's web sessions and stop (never wipe) each of their devices, as a
+    password reset must: whoever held them signs in again with the new password. A
+    stopped phone keeps its unsynced records; they sync once its user signs in again
+    on it (docs/sync-protocol.md, Devices)."""
+    db.execute("DELETE FROM web_sessions WHERE user_id = ?", [user_id])
+    devices = db.execute(
+        "SELECT id FROM devices WHERE user_id = ? AND revoked_at IS NULL", [user_id]
+    ).fetchall()
+    for (device_id,) in devices:
+        revoke_device(db, device_id, "stop", by_user_id)
 
 # Loading the signed-in user -----------------------------------------------
 

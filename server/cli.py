@@ -26,7 +26,12 @@ def cmd_serve(args) -> int:
     from server.app import create_app
 
     _open(args.db).close()
-    app = create_app(args.db, secure_cookies=args.secure_cookies)
+    app = create_app(
+        args.db,
+        secure_cookies=args.secure_cookies,
+        password_checks=args.password_checks,
+        password_check_queue=args.password_check_queue,
+    )
     print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {args.db})")
     print(f"Field app (手机走访 App), for phones: http://{args.host}:{args.port}/app/")
     if args.host in ("0.0.0.0", "::"):
@@ -244,7 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--forwarded-allow-ips",
             default="127.0.0.1",
-            help="proxies trusted for X-Forwarded-Proto/For",
+            help="proxies trusted for X-Forwarded-Proto/For (the sign-in limits count"
+            " failures per client address: list the proxy here)",
+        )
+        sub.add_argument(
+            "--password-checks",
+            type=int,
+            default=None,
+            help="password checks run at once (default: the number of CPUs)",
+        )
+        sub.add_argument(
+            "--password-check-queue",
+            type=int,
+            default=None,
+            help="sign-ins that may wait for a check before 503 (default: 8 x checks)",
         )
 
     serve = commands.add_parser("serve", help="run the web server")

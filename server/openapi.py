@@ -132,7 +132,7 @@ def build() -> dict:
                     "username": {"type": "string"}, "password": {"type": "string"},
                     "device_name": {"type": "string"}},
                     "required": ["username", "password"], "additionalProperties": False}),
-                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 422, 429)},
+                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 422, 429, 503)},
             }},
             "/api/session": {"get": {
                 "security": SESSION,

@@ -74,9 +74,9 @@ def test_lock_does_not_affect_other_users(client):
 
 def test_success_clears_the_failure_count(client, db):
     login(client, "office", "wrong")
-    assert db["login_failures"].count == 1
+    assert db["login_attempts"].count == 1
     assert login(client, "office").status_code == 303
-    assert db["login_failures"].count == 0
+    assert db["login_attempts"].count == 0
 
 
 def test_login_without_fields_is_a_form_error(client):

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from server import auth, authz, drafts
-from server.errors import ApiError
+from server.errors import ApiError, json_error
 from server.i18n import gettext as _
 from server.validation import Field, Schema, ValidationError
 from server.web import (
@@ -58,10 +58,29 @@ def landing(current: authz.User, next_url: str, phone: bool) -> str:
     return next_url
 
 
-def _login_error(error: auth.AuthError) -> tuple[int, str]:
+def client_address(request: Request) -> str:
+    """The address a request came from, as the sign-in limits count it. Behind a
+    reverse proxy it is the proxy's, unless uvicorn trusts the proxy's
+    X-Forwarded-For (``--forwarded-allow-ips``, docs/deployment.md)."""
+    return request.client.host if request.client else ""
+
+
+async def sign_in(request: Request, username: str, password: str) -> int:
+    return await auth.sign_in(
+        store(request), request.app.state.password_checks, username, password,
+        client_address(request),
+    )
+
+
+def _login_error(error: auth.AuthError) -> tuple[int, str, dict]:
+    """The status, message and headers of a refused sign-in."""
     if isinstance(error, auth.LockedOut):
-        return 429, _("login.locked_out", minutes=error.minutes)
-    return 401, _("login.bad_credentials")
+        return (429, _("login.locked_out", minutes=error.minutes),
+                {"Retry-After": str(error.minutes * 60)})
+    if isinstance(error, auth.Busy):
+        seconds = auth.BUSY_RETRY_SECONDS
+        return 503, _("lockout.busy", seconds=seconds), {"Retry-After": str(seconds)}
+    return 401, _("login.bad_credentials"), {}
 
 
 async def login_form(request: Request):
@@ -96,12 +115,14 @@ async def login(request: Request):
                "draft": draft}
     try:
         data = LOGIN_SCHEMA.clean(form)
-        user_id = await auth.sign_in(store(request), data["username"], data["password"])
+        user_id = await sign_in(request, data["username"], data["password"])
     except ValidationError as error:
         return render(request, "login.html", {**context, "errors": error.errors}, status=400)
     except auth.AuthError as error:
-        status, message = _login_error(error)
-        return render(request, "login.html", {**context, "error": message}, status=status)
+        status, message, headers = _login_error(error)
+        response = render(request, "login.html", {**context, "error": message}, status=status)
+        response.headers.update(headers)
+        return response
     token = await store(request).write(auth.start_session, user_id)
     current = await store(request).read(auth.load_user, user_id)
     landing_url = landing(current, next_url, phone_sized(form, request.headers))
@@ -171,12 +192,11 @@ async def api_login(request: Request):
     except ValidationError as error:
         raise validation_api_error(error) from None
     try:
-        user_id = await auth.sign_in(store(request), data["username"], data["password"])
+        user_id = await sign_in(request, data["username"], data["password"])
     except auth.AuthError as error:
-        status, message = _login_error(error)
-        raise ApiError(
-            status, error.code if status == 429 else "bad_credentials", message
-        ) from None
+        status, message, headers = _login_error(error)
+        code = "bad_credentials" if status == 401 else error.code
+        return json_error(status, code, message, headers=headers)
     return await issue_device(request, user_id, data["device_name"])
 
 
