@@ -10,9 +10,12 @@ import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
 
-from server.auth import verify_password
+from server.auth import token_hash, verify_password
 from server.i18n import gettext as _
-from tests.conftest import PASSWORD, login, post_form
+from sync.client import SyncError
+from tests.conftest import PASSWORD, api_login, login, post_form
+from tests.sync_helpers import phone as sync_phone
+from tests.sync_helpers import visit_args
 
 NEW_PASSWORD = "changed-pass-9"
 
@@ -102,6 +105,12 @@ def count_sessions(db, user_id: int) -> int:
 
 def row(db, table: str, record_id: int) -> dict:
     return dict(db[table].get(record_id))
+
+
+def me_code(client: TestClient, token: str) -> str:
+    """What the server says to a device token: "ok", or its 401 error code."""
+    response = client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    return "ok" if response.status_code == 200 else response.json()["error"]["code"]
 
 
 @pytest.fixture
@@ -617,6 +626,84 @@ def test_password_change_or_deactivation_signs_the_user_out(admin, login_as, db,
     assert response.status_code in (302, 303)
     assert response.headers["location"].startswith("/login")
     assert count_sessions(db, user_id) == 0
+
+
+def test_a_password_reset_stops_the_users_devices_as_revoke_stop_does(
+    admin, app, login_as, db, world
+):
+    user_id = world.users["field1"]
+    with TestClient(app) as phones:
+        stopped_before, kept_wiped, phone_a, phone_b = (
+            api_login(phones, "field1") for _n in range(4)
+        )
+        other_user = api_login(phones, "field2")
+        devices = dict(db.execute("SELECT token_hash, id FROM devices").fetchall())
+        post_form(admin, f"/admin/devices/{devices[token_hash(stopped_before)]}/revoke",
+                  {"mode": "stop"})
+        post_form(admin, f"/admin/devices/{devices[token_hash(kept_wiped)]}/revoke",
+                  {"mode": "wipe"})
+        stop_code = me_code(phones, stopped_before)
+        assert stop_code == "device_revoked"
+        assert me_code(phones, phone_a) == me_code(phones, phone_b) == "ok"
+        browser = login_as("field1")
+
+        data = {**edit_fields(admin, f"/admin/users/{user_id}"), "password": NEW_PASSWORD}
+        created_id(post_form(admin, f"/admin/users/{user_id}", data))
+
+        response = browser.get("/", follow_redirects=False)
+        assert response.headers["location"].startswith("/login")
+        assert me_code(phones, phone_a) == me_code(phones, phone_b) == stop_code
+        assert me_code(phones, kept_wiped) == "device_wiped"  # a wipe stays a wipe
+        assert me_code(phones, other_user) == "ok"
+        stopped = db.execute(
+            "SELECT revoke_mode, revoked_by FROM devices WHERE id IN (?, ?)",
+            [devices[token_hash(phone_a)], devices[token_hash(phone_b)]],
+        ).fetchall()
+        assert stopped == [("stop", world.users["admin"])] * 2
+
+
+def test_after_a_reset_the_phone_keeps_its_unsynced_records_and_sends_them_later(
+    admin, client, db, world
+):
+    user_id = world.users["field1"]
+    phone = sync_phone(client, "field1")
+    visit = visit_args()
+    phone.capture("visit.save", visit)
+    data = {**edit_fields(admin, f"/admin/users/{user_id}"), "password": NEW_PASSWORD}
+    created_id(post_form(admin, f"/admin/users/{user_id}", data))
+    with pytest.raises(SyncError) as refused:
+        phone.push()
+    assert refused.value.status == 401
+    assert refused.value.body["error"]["code"] == "device_revoked"
+    assert [m["args"]["id"] for m in phone.state["outbox"]] == [visit["id"]]
+    assert db.execute("SELECT count(*) FROM visits WHERE id = ?", [visit["id"]]).fetchone()[0] == 0
+    phone.login("field1", NEW_PASSWORD)
+    assert [result["status"] for result in phone.push()] == ["applied"]
+    assert db.execute("SELECT count(*) FROM visits WHERE id = ?", [visit["id"]]).fetchone()[0] == 1
+
+
+def test_a_refused_password_reset_leaves_sessions_and_devices_alone(admin, app, login_as, world):
+    user_id = world.users["field1"]
+    browser = login_as("field1")
+    with TestClient(app) as phones:
+        token = api_login(phones, "field1")
+        data = {**edit_fields(admin, f"/admin/users/{user_id}"), "password": "short"}
+        response = post_form(admin, f"/admin/users/{user_id}", data)
+        assert_field_error(
+            response, "password", _("validation.too_short", label=_("user.new_password"), min=8)
+        )
+        assert me_code(phones, token) == "ok"
+        assert browser.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_password_reset_needs_the_csrf_token(admin, app, login_as, world):
+    user_id = world.users["field1"]
+    with TestClient(app) as phones:
+        token = api_login(phones, "field1")
+        data = {**edit_fields(admin, f"/admin/users/{user_id}"), "password": NEW_PASSWORD}
+        response = admin.post(f"/admin/users/{user_id}", data=data, follow_redirects=False)
+        assert response.status_code == 403
+        assert me_code(phones, token) == "ok"
 
 
 def test_other_edits_keep_the_user_signed_in(admin, login_as, world):
