@@ -154,6 +154,31 @@ def test_one_address_hammering_cannot_lock_the_account_for_another(app, world):
         assert login(victim, "field1").status_code == 303
 
 
+def test_behind_the_trusted_proxy_the_forwarded_address_is_counted(app, world, db):
+    """As ``fieldledger serve`` runs it (uvicorn's proxy headers, docs/deployment.md)."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    proxied = ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1")
+
+    def sign_in(browser, password, forwarded_for):
+        return browser.post(
+            "/login",
+            data={"username": "field1", "password": password,
+                  "csrf_token": browser.cookies["fl_csrf"]},
+            headers={"X-Forwarded-For": forwarded_for},
+            follow_redirects=False,
+        )
+
+    with TestClient(proxied, client=("127.0.0.1", 40000)) as browser:
+        browser.get("/login")
+        for _attempt in range(auth.MAX_FAILURES):
+            # A client's own X-Forwarded-For is kept on the left by nginx; it is not believed.
+            sign_in(browser, "wrong", f"{VICTIM[0]}, {ATTACKER[0]}")
+        assert sign_in(browser, PASSWORD, ATTACKER[0]).status_code == 429
+        assert sign_in(browser, PASSWORD, VICTIM[0]).status_code == 303
+    assert {row["address"] for row in attempt_rows(db)} == {ATTACKER[0]}
+
+
 def test_failures_from_several_addresses_lock_the_account_everywhere(app, world):
     addresses = auth.MAX_ACCOUNT_FAILURES // auth.MAX_FAILURES
     for n in range(addresses):

@@ -113,3 +113,25 @@ def test_serve_and_demo_print_the_field_app_address(db_path, world, capsys, monk
         assert main(["--db", str(db_path), command, "--host", "0.0.0.0", "--port", "8123"]) == 0
         out = capsys.readouterr().out
         assert "http://0.0.0.0:8123/app/" in out and "手机走访 App" in out
+
+
+def test_serve_takes_the_client_address_from_the_trusted_proxy_and_bounds_password_checks(
+    db_path, world, monkeypatch
+):
+    import os
+
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
+    assert main(["--db", str(db_path), "serve"]) == 0
+    assert started["proxy_headers"] is True
+    assert started["forwarded_allow_ips"] == "127.0.0.1"
+    checks = started["app"].state.password_checks
+    assert checks.workers == (os.cpu_count() or 1)
+    assert checks.capacity == 9 * checks.workers
+    assert main(["--db", str(db_path), "serve", "--forwarded-allow-ips", "10.0.0.2",
+                 "--password-checks", "3", "--password-check-queue", "4"]) == 0
+    assert started["forwarded_allow_ips"] == "10.0.0.2"
+    checks = started["app"].state.password_checks
+    assert (checks.workers, checks.capacity) == (3, 7)
