@@ -218,3 +218,18 @@ def test_m011_rolls_up_the_closure_kinds_and_relapses_already_there(tmp_path):
     db.execute("UPDATE problems SET closure_kind = NULL, relapsed = 0")
     assert {metrics.unpack(row[5])["closure"] for row in rollup()} == {0}
     assert not [row for row in rollup() if metrics.unpack(row[5])["relapsed"]]
+
+
+def test_m013_replaces_the_failure_counter_with_counted_attempts(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m013_lockout")
+    db.execute("INSERT INTO login_failures (key, failures, first_failure_at, locked_until)"
+               " VALUES ('field1', 0, '2026-01-01T00:00:00+00:00', '2026-01-01T00:15:00+00:00')")
+    migrate(db)
+    assert not db["login_failures"].exists()
+    assert db["login_attempts"].columns_dict == {
+        "id": int, "account": str, "address": str, "at": str, "state": str}
+    with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
+        db.execute("INSERT INTO login_attempts (account, address, at, state)"
+                   " VALUES ('a', '', 'now', 'ok')")
+    assert db["login_attempts"].count == 0
