@@ -114,24 +114,7 @@ def token_hash(token: str) -> str:
 
 
 # Sign-in throttling -------------------------------------------------------
-#
-# The rule (docs/deployment.md, "Sign-in limits"): within any FAILURE_WINDOW,
-#
-# * one source address may have at most MAX_FAILURES attempts on one account
-#   that were not successful (being checked or failed): then that address, and
-#   only it, is refused for that account until the oldest of them is
-#   FAILURE_WINDOW old;
-# * an account may have at most MAX_ACCOUNT_FAILURES such attempts from all
-#   addresses together: then it is refused from everywhere for the same time.
-#   Since one address contributes at most MAX_FAILURES, locking an account for
-#   everyone takes at least MAX_ACCOUNT_FAILURES / MAX_FAILURES addresses.
-#
-# An attempt is counted when it is let through, in the same write transaction
-# (the writer is one thread, BEGIN IMMEDIATE), before its password is checked:
-# however many arrive at once, no more than these numbers are ever checked.
-# Unknown usernames are counted like real ones, so a lock reveals nothing.
-# A success clears its own address's failures on that account (typos), not
-# the failures of other addresses.
+# The rule is in sign_in's docstring (and docs/deployment.md, Security notes).
 
 
 def _throttle_key(username: str) -> str:
@@ -273,9 +256,27 @@ async def sign_in(
 
     Unknown users, wrong passwords and disabled accounts all raise the same
     ``BadCredentials``, so the answer does not tell which usernames exist.
-    ``Busy`` when too many checks are running and waiting; ``LockedOut`` when
-    the attempt is over the limits above: in both cases the password is not
-    checked. The slow check runs outside the write transaction, on ``checks``.
+
+    The limits: within any ``FAILURE_WINDOW``,
+
+    * one source address may have at most ``MAX_FAILURES`` attempts on one
+      account that did not succeed (being checked or failed); then that address,
+      and only it, is refused for that account until enough of them have left
+      the window;
+    * an account may have at most ``MAX_ACCOUNT_FAILURES`` such attempts from all
+      addresses together; then it is refused from everywhere likewise. As one
+      address contributes at most ``MAX_FAILURES``, locking an account for
+      everyone takes at least ``MAX_ACCOUNT_FAILURES / MAX_FAILURES`` addresses.
+
+    An attempt is counted when it is let through, in the write transaction that
+    decides it (one writer thread, BEGIN IMMEDIATE), before its password is
+    checked: however many arrive at once, no more than these are ever checked.
+    Unknown usernames are counted like real ones. A success clears its own
+    address's failures on that account (typos), not other addresses'.
+
+    ``LockedOut`` over the limits, and ``Busy`` when too many checks are running
+    and waiting: in both cases nothing is checked (and ``Busy`` counts nothing).
+    The slow check runs outside the write transaction, on ``checks``.
     """
     with checks.admission():
         attempt = await store.write(reserve_attempt, username, address)
