@@ -8,6 +8,7 @@ being killed — resumes at 40%.
 Layout under the photos folder (``<database>.photos/``)::
 
     uploads/<upload id>      bytes received so far
+    uploads/<upload id>.refused  why a complete upload was refused (it has ended)
     ab/abcdef…               a complete photo, by SHA-256
     thumbs/abcdef….jpg       its thumbnail, made on first request
 """
@@ -17,20 +18,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
 from server import authz
+from server.i18n import gettext as _
 from server.timeutil import now_iso
 
 TUS_VERSION = "1.0.0"
 MAX_SIZE = 10 * 1024 * 1024
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
 THUMB_SIZE = 320
+# The phone sends at most 1600 px a side (2.6 MP); a camera's original is 12–50 MP.
+# Decoding costs about 4 bytes a pixel whatever the file's size, so a small PNG can
+# hold gigabytes: an image above this is refused from its header, never decoded.
+MAX_PIXELS = 50_000_000
+PIL_FORMATS = ("JPEG", "PNG", "WEBP")
+# Thumbnails decode one image at a time, so memory stays bounded however many are asked for.
+_THUMBNAILING = threading.Lock()
 
 
 class UploadError(Exception):
@@ -79,6 +90,22 @@ class PhotoStore:
     def uploaders(self, sha: str) -> set[int]:
         path = self.root / "uploaders" / sha
         return {int(line) for line in path.read_text("ascii").split()} if path.exists() else set()
+
+    # A complete upload refused for what it holds (not an image, too many pixels)
+    # has ended: sending the same bytes again cannot succeed.
+
+    def refuse(self, upload_id: str, error: UploadError) -> None:
+        self.partial(upload_id).unlink(missing_ok=True)
+        marker = self.root / "uploads" / f"{upload_id}.refused"
+        marker.write_text(json.dumps({"code": error.code, "message": error.message}), "utf-8")
+
+    def refusal(self, upload_id: str) -> UploadError | None:
+        """The error that ended this upload, answered 410 Gone; None if it has not ended."""
+        marker = self.root / "uploads" / f"{upload_id}.refused"
+        if not marker.exists():
+            return None
+        reason = json.loads(marker.read_text("utf-8"))
+        return UploadError(410, reason["code"], reason["message"])
 
     def offset(self, upload: Upload) -> int:
         if upload.completed_at:
@@ -149,13 +176,40 @@ def image_type(head: bytes) -> str | None:
     return None
 
 
-def image_size(path: Path) -> tuple[int | None, int | None]:
+def open_image(path: Path):
+    """The image at ``path``, opened lazily: only its header has been read.
+
+    Raises UploadError: 413 ``image_too_large`` above MAX_PIXELS, 415
+    ``not_an_image`` when it is not a JPEG, PNG or WebP Pillow can read.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow's own check, for any other path that opens an image: it warns above
+    # MAX_IMAGE_PIXELS and refuses twice that. Ours (below) refuses above MAX_PIXELS.
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as image:
-            return image.size
+        image = Image.open(path, formats=PIL_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_many_pixels() from None  # above twice MAX_PIXELS
     except (UnidentifiedImageError, OSError):
+        raise UploadError(415, "not_an_image", _("uploads.not_decodable")) from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise too_many_pixels()
+    return image
+
+
+def too_many_pixels() -> UploadError:
+    return UploadError(413, "image_too_large", _(
+        "uploads.image_too_large", max=f"{MAX_PIXELS / 1_000_000:g}"))
+
+
+def image_size(path: Path) -> tuple[int | None, int | None]:
+    try:
+        with open_image(path) as image:
+            return image.size
+    except UploadError:
         return None, None
 
 
@@ -206,22 +260,24 @@ def _complete_from_store(db: sqlite_utils.Database, photos: PhotoStore, upload: 
 def finish(photos: PhotoStore, upload: Upload) -> dict:
     """Check a complete upload and move it into place; returns the attachment row.
 
-    Raises UploadError (and discards the bytes) when they are not what was
-    announced or not an image.
+    Raises UploadError when the bytes are not what was announced (they are
+    discarded, and may be sent again), or are not an image we keep (the upload
+    ends: ``PhotoStore.refuse``). An image is judged by its header alone,
+    before anything is decoded.
     """
     partial = photos.partial(upload.id)
     sha, head = _sha256_of(partial)
-    mime = image_type(head)
     if upload.sha256 and sha != upload.sha256:
         partial.unlink(missing_ok=True)
         raise UploadError(460, "checksum_mismatch", "sha256 of the bytes differs from metadata")
-    if mime is None:
-        partial.unlink(missing_ok=True)
-        raise UploadError(415, "not_an_image", "not a JPEG, PNG or WebP image")
-    width, height = image_size(partial)
-    if width is None:
-        partial.unlink(missing_ok=True)
-        raise UploadError(415, "not_an_image", "the image cannot be decoded")
+    try:
+        if image_type(head) is None:
+            raise UploadError(415, "not_an_image", _("uploads.not_an_image"))
+        with open_image(partial) as image:
+            width, height = image.size
+    except UploadError as error:
+        photos.refuse(upload.id, error)
+        raise
     target = photos.photo(sha)
     if target.exists():
         partial.unlink()
@@ -229,7 +285,7 @@ def finish(photos: PhotoStore, upload: Upload) -> dict:
         target.parent.mkdir(exist_ok=True)
         os.replace(partial, target)
     photos.add_uploader(sha, upload.user_id)
-    return {"sha256": sha, "size": upload.length, "mime": mime, "width": width,
+    return {"sha256": sha, "size": upload.length, "mime": image_type(head), "width": width,
             "height": height, "uploaded_by": upload.user_id, "created_at": now_iso()}
 
 
@@ -271,14 +327,21 @@ def photo_visible(db: sqlite_utils.Database, user: authz.User, sha: str) -> dict
 
 
 def make_thumbnail(photos: PhotoStore, sha: str) -> Path:
-    from PIL import Image, ImageOps
+    """The photo's thumbnail, made on first request; raises UploadError for a photo
+    stored before MAX_PIXELS was enforced and above it."""
+    from PIL import ImageOps
 
     target = photos.thumb(sha)
-    if not target.exists():
-        with Image.open(photos.photo(sha)) as image:
-            image = ImageOps.exif_transpose(image)
-            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            temporary = target.with_suffix(".tmp")
-            image.convert("RGB").save(temporary, "JPEG", quality=75)
-            os.replace(temporary, target)
+    if target.exists():
+        return target
+    with _THUMBNAILING:
+        if not target.exists():
+            with open_image(photos.photo(sha)) as image:
+                # A JPEG decodes straight at 1/2, 1/4 or 1/8 of its size.
+                image.draft(None, (THUMB_SIZE * 2, THUMB_SIZE * 2))
+                image = ImageOps.exif_transpose(image)
+                image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+                temporary = target.with_suffix(".tmp")
+                image.convert("RGB").save(temporary, "JPEG", quality=75)
+                os.replace(temporary, target)
     return target

@@ -6,7 +6,10 @@ import base64
 import hashlib
 import io
 import os
+import struct
+import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,26 @@ def png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (30, 20), (10, 200, 30)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def bomb_png(width: int, height: int, colour: bool = False) -> bytes:
+    """A PNG of ``width`` × ``height`` black pixels: tiny on disk, huge decoded.
+
+    Written row by row, so the test never holds the decoded image: 1-bit grey
+    makes a few kilobytes, 8-bit RGB (13076 × 13000: half a gigabyte decoded) a
+    few hundred.
+    """
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    depth, colour_type, row_bytes = (8, 2, width * 3) if colour else (1, 0, (width + 7) // 8)
+    row = b"\0" * (1 + row_bytes)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
 
 
 class Tus:
@@ -318,6 +341,77 @@ def test_bytes_that_are_not_an_image_are_415_and_not_kept(field1, db, photos, da
     assert not (photos / "uploads" / url.rsplit("/", 1)[1]).exists()
 
 
+@pytest.mark.parametrize("width, height", [(13076, 13000), (20000, 20000)])
+def test_an_image_of_too_many_pixels_is_refused_and_the_upload_ends(field1, db, photos,
+                                                                      width, height):
+    data = bomb_png(width, height)
+    assert len(data) < 200_000
+    url = field1.start(data)
+    response = field1.patch(url, 0, data)
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "image_too_large"
+    assert "50 百万像素" in error["message"]
+    assert attachment_count(db) == 0
+    assert stored_photos(photos) == []
+    assert not (photos / "uploads" / url.rsplit("/", 1)[1]).exists()
+    # The upload has ended: resuming it is 410 Gone, never a 500 nor a fresh start.
+    assert field1.client.head(url, headers=field1.headers()).status_code == 410
+    for offset in (0, len(data)):
+        again = field1.patch(url, offset, data)
+        assert again.status_code == 410
+        assert again.json()["error"]["code"] == "image_too_large"
+    assert upload_row(db, url)["completed_at"] is None
+
+
+def test_the_pixel_limit_is_judged_from_the_header_before_decoding(field1, db, monkeypatch):
+    from PIL import ImageFile
+
+    def no_decoding(self):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    data = bomb_png(13076, 13000)
+    assert field1.patch(field1.start(data), 0, data).status_code == 413
+    data = png()
+    assert field1.patch(field1.start(data), 0, data).status_code == 204
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_an_image_just_within_the_limit_is_accepted(field1, db, monkeypatch):
+    monkeypatch.setattr("sync.uploads.MAX_PIXELS", 600)
+    assert field1.patch(field1.start(png()), 0, png()).status_code == 204  # 30 × 20
+    big = bomb_png(31, 20)
+    assert field1.patch(field1.start(big), 0, big).status_code == 413
+
+
+def test_bytes_that_are_not_an_image_end_the_upload(field1, db):
+    data = b"hello" * 1000
+    url = field1.start(data)
+    assert field1.patch(url, 0, data).status_code == 415
+    assert field1.client.head(url, headers=field1.headers()).status_code == 410
+    assert field1.patch(url, 0, data).json()["error"]["code"] == "not_an_image"
+
+
+def test_a_stored_image_of_too_many_pixels_gets_no_thumbnail(field1, db, photos):
+    # A photo stored before the limit was enforced: its thumbnail is refused, not decoded.
+    data = bomb_png(13076, 13000)
+    sha = sha256(data)
+    (photos / sha[:2]).mkdir(exist_ok=True)
+    (photos / sha[:2] / sha).write_bytes(data)
+    user_id = db.execute("SELECT id FROM users WHERE username = 'field1'").fetchone()[0]
+    db["attachments"].insert({"sha256": sha, "size": len(data), "mime": "image/png",
+                              "width": 13076, "height": 13000, "uploaded_by": user_id,
+                              "created_at": "2026-01-01T00:00:00+00:00"})
+    db["uploads"].insert({"id": "old", "user_id": user_id, "length": len(data),
+                          "sha256": sha, "filename": "", "created_at": "2026-01-01",
+                          "completed_at": "2026-01-01"})
+    response = field1.photo(sha, thumb=True)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "image_too_large"
+    assert not (photos / "thumbs" / f"{sha}.jpg").exists()
+
+
 def test_the_same_photo_twice_is_stored_once(client, field1, db, photos):
     data = jpeg(seed=3)
     field1.upload(data)
@@ -546,3 +640,50 @@ def test_tus_py_uploads_resume_against_a_live_server(live_server, upload_checksu
     download = urllib.request.Request(f"{url}/api/photos/{sha}", headers=headers)
     with urllib.request.urlopen(download, timeout=10) as response:
         assert response.read() == data
+
+
+def _peak_rss_bytes(db_path: Path) -> int:
+    """The peak resident memory (VmHWM) of the server process serving ``db_path``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if str(db_path).encode() not in cmdline or b"serve" not in cmdline:
+                continue
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        kilobytes = next(line.split()[1] for line in status.splitlines()
+                         if line.startswith("VmHWM:"))
+        return int(kilobytes) * 1024
+    raise AssertionError("no server process")
+
+
+@pytest.mark.slow
+def test_an_image_bomb_leaves_the_servers_memory_bounded(live_server):
+    """The audit's PNG: 13076 × 13000 RGB pixels, about 500 KB on disk, half a gigabyte
+    decoded (its thumbnail took a server from 1.1 to 3.0 GiB). It is refused from its
+    header, its thumbnail is never made, and the server's peak memory stays put."""
+    import httpx2 as httpx
+
+    url, db_path = live_server
+    token = _live_token(url)
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    data = bomb_png(13076, 13000, colour=True)
+    assert 100_000 < len(data) < 1_000_000
+    sha = sha256(data)
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        http.get(f"/api/photos/{sha256(b'warm up')}/thumb")
+        before = _peak_rss_bytes(db_path)
+        created = http.post("/api/uploads", headers={
+            "Upload-Length": str(len(data)), "Upload-Metadata": f"sha256 {b64(sha)}"})
+        assert created.status_code == 201
+        location = created.headers["location"]
+        refused = http.patch(location, content=data, headers={
+            "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "image_too_large"
+        assert http.head(location).status_code == 410
+        assert http.get(f"/api/photos/{sha}/thumb").status_code == 404
+        time.sleep(0.5)
+        grown = _peak_rss_bytes(db_path) - before
+    assert grown < 300 * 1024 * 1024, f"peak memory grew by {grown / 2**20:.0f} MiB"

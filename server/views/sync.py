@@ -137,8 +137,7 @@ async def tus_create(request: Request):
 async def tus_head(request: Request):
     try:
         _check_tus_version(request)
-        upload = await store(request).read(uploads.get_upload, user(request),
-                                           request.path_params["upload_id"])
+        upload = await _open_upload(request, request.path_params["upload_id"])
     except uploads.UploadError as error:
         return Response(status_code=error.status, headers=TUS_HEADERS)
     return Response(status_code=200, headers={
@@ -146,6 +145,14 @@ async def tus_head(request: Request):
         "Upload-Offset": str(photo_store(request).offset(upload)),
         "Upload-Length": str(upload.length),
     })
+
+
+async def _open_upload(request: Request, upload_id: str) -> uploads.Upload:
+    """The user's upload; 404 if there is none, 410 if it was refused and has ended."""
+    upload = await store(request).read(uploads.get_upload, user(request), upload_id)
+    if refusal := photo_store(request).refusal(upload.id):
+        raise refusal
+    return upload
 
 
 def _locks(request: Request) -> dict[str, asyncio.Lock]:
@@ -171,7 +178,7 @@ async def _patch(request: Request, upload_id: str) -> Response:
     if request.headers.get("content-type") != "application/offset+octet-stream":
         raise uploads.UploadError(415, "bad_content_type", "application/offset+octet-stream")
     photos = photo_store(request)
-    upload = await store(request).read(uploads.get_upload, user(request), upload_id)
+    upload = await _open_upload(request, upload_id)
     offset = photos.offset(upload)
     claimed = request.headers.get("upload-offset", "")
     if not (claimed.isascii() and claimed.isdigit()) or int(claimed) != offset:
@@ -222,9 +229,10 @@ async def _photo(request: Request, thumb: bool):
     photos = photo_store(request)
     headers = {"Cache-Control": "private, max-age=31536000, immutable"}
     if thumb:
-        from starlette.concurrency import run_in_threadpool
-
-        path = await run_in_threadpool(uploads.make_thumbnail, photos, sha)
+        try:
+            path = await run_in_threadpool(uploads.make_thumbnail, photos, sha)
+        except uploads.UploadError as error:  # stored before MAX_PIXELS was enforced
+            raise ApiError(error.status, error.code, error.message) from None
         return FileResponse(path, media_type="image/jpeg", headers=headers)
     return FileResponse(photos.photo(sha), media_type=attachment["mime"], headers=headers)
 
