@@ -509,14 +509,32 @@ def _text(value) -> str:
     return str(value)
 
 
+# A spreadsheet opening a CSV runs a cell that starts with one of these as a formula
+# (CSV injection): =HYPERLINK(…) in a resident's name would be live in the office's Excel.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value) -> str:
+    """A cell's CSV text. A text (never a number or a date) that a spreadsheet would take
+    for a formula is written after a single quote, as OWASP advises, so it shows as text."""
+    text = _text(value)
+    if isinstance(value, str) and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def csv_chunks(rows: Iterator[list]) -> Iterator[bytes]:
-    """CSV bytes, UTF-8 with a BOM, one chunk per ``CHUNK`` rows."""
+    """CSV bytes, UTF-8 with a BOM, one chunk per ``CHUNK`` rows.
+
+    Every cell is quoted, so a separator inside a text (a comma, or the semicolon some
+    locales' Excel splits on) never starts a new cell that could begin a formula.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     buffer.write("\ufeff")
     writer.writerow(headers())
     for count, row in enumerate(rows, start=1):
-        writer.writerow([_text(value) for value in row])
+        writer.writerow([_csv_text(value) for value in row])
         if count % CHUNK == 0:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)

