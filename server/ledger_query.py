@@ -113,7 +113,7 @@ _CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
 _WORD = re.compile(r"[^\W_]+")
 
 
-INTERNAL_FIELDS = ("ignored", "broad_search", "narrow_search", "drive_index", "narrow",
+INTERNAL_FIELDS = ("ignored", "refused", "broad_search", "narrow_search", "drive_index", "narrow",
                    "presorted", "rowids", "searches")
 
 
@@ -139,6 +139,7 @@ class Filter:
     dir: str = "desc"
     page: int = 1
     ignored: list[str] = field(default_factory=list)  # parameters dropped as invalid
+    refused: list[str] = field(default_factory=list)  # dates outside DATE_RANGE: a 400
     broad_search: bool = False  # set by conditions(): the search matches many problems
     narrow_search: bool = False  # set by conditions(): the matches were looked up as a list
     # Set by choose_drive(): the index to read problems through, and whether the filter it
@@ -180,6 +181,12 @@ def _int(value: str) -> int | None:
     return None
 
 
+# The dates a filter may name. A bound becomes the UTC timestamp of its local day's start
+# (and of the next day's, for an end), which Python cannot write for 0001-01-01 nor
+# 9999-12-31; no problem is found outside these years.
+DATE_RANGE = (dt.date(1900, 1, 1), dt.date(2999, 12, 31))
+
+
 def _date(value: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value) if len(value) == 10 else None
@@ -210,7 +217,8 @@ _PARSERS = {
 
 
 def parse(params) -> Filter:
-    """A ``Filter`` from GET parameters; values that cannot be used are listed in ``ignored``."""
+    """A ``Filter`` from GET parameters; values that cannot be used are listed in ``ignored``,
+    dates outside DATE_RANGE in ``refused`` (the page answers 400, an export is refused)."""
     result = Filter()
     for name, parser in _PARSERS.items():
         raw = (params.get(name) or "").strip()
@@ -219,6 +227,8 @@ def parse(params) -> Filter:
         value = parser(raw)
         if value is None:
             result.ignored.append(name)
+        elif isinstance(value, dt.date) and not DATE_RANGE[0] <= value <= DATE_RANGE[1]:
+            result.refused.append(name)
         else:
             setattr(result, name, value)
     result.q = " ".join((params.get("q") or "").split())[:MAX_QUERY]
@@ -789,6 +799,14 @@ def ignored_notice(f: Filter) -> str | None:
         return None
     names = "、".join(_(f"ledger.param.{name}") for name in dict.fromkeys(f.ignored))
     return _("ledger.ignored", names=names)
+
+
+def refused_notice(f: Filter) -> str | None:
+    if not f.refused:
+        return None
+    names = "、".join(_(f"ledger.param.{name}") for name in f.refused)
+    return _("ledger.date_out_of_range", names=names, start=DATE_RANGE[0].isoformat(),
+             end=DATE_RANGE[1].isoformat())
 
 
 # My work --------------------------------------------------------------------------

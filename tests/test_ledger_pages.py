@@ -385,3 +385,34 @@ def test_the_diary_and_visit_lists_page_to_the_end_of_their_counts(login_as, db,
         assert 'rel="next"' not in last
         shown = first.count(marker) + last.count(marker)
         assert shown >= 55, (path, shown)
+
+
+# Dates out of range ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    "found_to=9999-12-31", "closed_to=9999-12-31", "accepted_to=9999-12-31",
+    "found_from=0001-01-01", "closed_from=3000-01-01",
+])
+def test_a_date_out_of_range_is_refused_with_400_and_a_message(login_as, world, query):
+    client = login_as("office")
+    name = query.split("=")[0]
+    label = {"found": "发现时间", "closed": "办结时间", "accepted": "立案时间"}[name.split("_")[0]]
+    page = client.get(f"/problems?{query}&status=submitted")
+    assert page.status_code == 400
+    assert "日期超出范围" in page.text and label in page.text
+    assert "1900-01-01 至 2999-12-31" in page.text
+    assert 'role="alert"' in page.text  # shown where the page shows a filter it ignored
+    for export in ("csv", "xlsx"):
+        response = client.get(f"/problems/export.{export}?{query}")
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("text/html")
+        assert "日期超出范围" in response.text and label in response.text
+
+
+def test_the_ends_of_the_date_range_still_filter(login_as, world):
+    client = login_as("office")
+    assert client.get("/problems?found_from=1900-01-01&found_to=2999-12-31").status_code == 200
+    response = client.get("/problems/export.csv?closed_from=1900-01-01&closed_to=2999-12-31")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")

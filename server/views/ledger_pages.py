@@ -62,10 +62,11 @@ def _ledger_data(db, actor: authz.User, f: ledger_query.Filter) -> dict:
 async def ledger_list(request: Request):
     f = ledger_query.parse(request.query_params)
     data = await store(request).read(_ledger_data, user(request), f)
+    notices = (ledger_query.refused_notice(f), ledger_query.ignored_notice(f))
     return render(request, "ledger/list.html", {
         **data,
         "f": f,
-        "notice": ledger_query.ignored_notice(f),
+        "notice": "　".join(filter(None, notices)) or None,
         "statuses": STATUSES,
         "sorts": ledger_query.SORTS,
         "date_filters": ledger_query.DATE_FILTERS,
@@ -73,7 +74,7 @@ async def ledger_list(request: Request):
         "cap": ledger_query.COUNT_CAP,
         "primary_filters": PRIMARY_FILTERS,
         "more_set": more_filters_set(f),
-    })
+    }, status=400 if f.refused else 200)
 
 
 # Export ---------------------------------------------------------------------------------
@@ -96,6 +97,8 @@ def _export_connection(request: Request):
 
 async def export_csv(request: Request):
     f = ledger_query.parse(request.query_params)
+    if f.refused:
+        return error_page(request, 400, ledger_query.refused_notice(f))
     db = _export_connection(request)
     actor = user(request)
 
@@ -111,6 +114,8 @@ async def export_csv(request: Request):
 
 async def export_xlsx(request: Request):
     f = ledger_query.parse(request.query_params)
+    if f.refused:
+        return error_page(request, 400, ledger_query.refused_notice(f))
     db = _export_connection(request)
     actor = user(request)
 
