@@ -313,6 +313,10 @@ BAD_BODIES = [
     ("schema version as text", _with(schema_version="1"), "unsupported_schema_version"),
     ("no schema version", _without("schema_version"), "bad_body"),
     ("an unknown top-level field", _with(device="x"), "bad_body"),
+    ("arrays nested 100,000 deep", lambda p: b"[" * 100_000 + b"]" * 100_000, "bad_body"),
+    ("mutations nested 100,000 deep", lambda p: (
+        f'{{"client_id": "{p.client_id}", "schema_version": 1, "mutations": '.encode()
+        + b'[{"a": ' * 100_000 + b"1" + b"}]" * 100_000 + b"}"), "bad_body"),
 ]
 
 
@@ -327,6 +331,13 @@ def test_a_malformed_request_applies_nothing(field1, db, make, code):
     assert response.json()["error"]["message"]
     assert snapshot(db) == before
     assert last_id(db, field1.client_id) == 1
+
+
+def test_a_body_nested_too_deep_to_read_says_so(field1):
+    response = field1.post(b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "bad_body",
+                                        "message": "请求体的 JSON 嵌套层数太多，无法读取。"}
 
 
 def test_a_client_id_of_another_user_is_refused(client, field1, db):

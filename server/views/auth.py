@@ -150,6 +150,8 @@ async def read_json(request: Request) -> dict:
         body = await request.json()
     except ValueError:
         raise ApiError(400, "bad_json", _("errors.bad_json")) from None
+    except RecursionError:  # nested deeper than Python's parser goes
+        raise ApiError(400, "bad_body", _("errors.json_too_deep")) from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", _("errors.bad_json"))
     return body
