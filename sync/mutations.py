@@ -354,8 +354,16 @@ def problem_note(db, ctx: Context, args: dict) -> None:
     if not args.get("note", "").strip() and not photos:
         raise Rejected("empty", field="note")
     _check_photos(db, ctx, photos, "photos")
-    # Notes on a merged duplicate land on the original it was merged into.
+    # Notes on a merged duplicate land on the original it was merged into — only if the
+    # user may see that original. The office may merge a field report into a problem of
+    # another area: a note there would be written where its author has no say, and one
+    # kept on the closed duplicate would be read by nobody who handles the problem. So
+    # it is refused, and the official learns that the note was not recorded.
     problem_id = row[2] or row[0]
+    if problem_id != row[0] and db.execute(
+        f"SELECT 1 FROM problems p WHERE p.id = ? AND {clause}", [problem_id, *params]
+    ).fetchone() is None:
+        raise Rejected("merged_out_of_scope")
     data = {}
     if args.get("lat") is not None and args.get("lng") is not None:
         data = {"lat": args["lat"], "lng": args["lng"]}

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.paths import ROOT
+from server.i18n import catalog
 from sync.schemas import MUTATIONS
-from tests.conftest import api_login
+from tests.conftest import api_login, post_form
+from tests.ledger_helpers import add_problem
 from tests.sync_helpers import new_id, problem_args, visit_args
 
-KNOWN_CODES = set(
-    json.loads((ROOT / "server/locale/zh-CN/sync.json").read_text())["sync"]["rejected"]
-)
+KNOWN_CODES = {key.removeprefix("sync.rejected.") for key in catalog()
+               if key.startswith("sync.rejected.")}
 TRACKED = ("visits", "diary_entries", "problems", "problem_events", "attachment_links",
            "changes")
 UTC_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?\+00:00$")
@@ -272,6 +272,29 @@ def test_problem_note_on_a_merged_duplicate_lands_on_the_original(phone, db, wor
     assert event["problem_id"] == original
     assert json.loads(event["data"])["via"] == duplicate
     assert [e["kind"] for e in events(db, duplicate)] == ["reported"]
+
+
+def test_a_note_on_a_report_merged_outside_the_officials_area_is_refused(
+        phone, db, world, login_as):
+    """field1 reported p1 in their grid; the office merges it into a problem of another
+    district that field1 may not see. Their later notes must not land there."""
+    duplicate = world.problems["p1"]
+    elsewhere = add_problem(db, world, area_id=world.areas["t2"], ledger_no="ZF-2026-000777",
+                            reporter_id=world.users["field2"], description="另一个区的同一问题")
+    response = post_form(login_as("office"), f"/problems/{duplicate}/actions/merge",
+                         {"original_id": "ZF-2026-000777", "note": "重复"})
+    assert response.status_code == 303, response.text
+    assert row(db, "problems", duplicate)["merged_into"] == elsewhere
+    before = [e["id"] for e in events(db, elsewhere)]
+    field1 = phone("field1")
+    args = note_args(duplicate)
+    result = field1.send("problem.note", args)
+    assert result["status"] == "rejected"
+    assert result["error"]["code"] == "merged_out_of_scope"
+    assert "合并到您管辖范围以外" in result["error"]["message"]
+    assert [e["id"] for e in events(db, elsewhere)] == before
+    assert db.execute("SELECT count(*) FROM problem_events WHERE id = ?",
+                      [args["id"]]).fetchone() == (0,)
 
 
 def test_problem_edit_by_the_reporter_changes_the_fields(phone, db, world):
