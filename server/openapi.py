@@ -192,12 +192,14 @@ def build() -> dict:
             "/api/uploads/{upload_id}": {
                 "head": {"security": BEARER, "parameters": [TUS_HEADER, UPLOAD_ID],
                          "responses": {"200": {"description": "Upload-Offset, Upload-Length"},
-                                       "404": {"description": "unknown upload"}}},
+                                       "404": {"description": "unknown upload"},
+                                       "410": {"description": "the upload was refused (not an"
+                                               " image, too many pixels) and has ended"}}},
                 "patch": {
                     "security": BEARER, "parameters": [TUS_HEADER, UPLOAD_ID],
                     "requestBody": {"content": {"application/offset+octet-stream": {}}},
                     "responses": {"204": {"description": "new Upload-Offset"},
-                                  **_errors(409, 413, 415, 460)},
+                                  **_errors(409, 410, 413, 415, 460)},
                 },
             },
             "/api/photos/{sha256}": {"get": {
@@ -206,7 +208,7 @@ def build() -> dict:
             "/api/photos/{sha256}/thumb": {"get": {
                 "security": BEARER, "parameters": [SHA],
                 "responses": {"200": {"description": "JPEG, at most 320 px"},
-                              **_errors(401, 404)}}},
+                              **_errors(401, 404, 413)}}},
         },
     }
 

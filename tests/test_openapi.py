@@ -40,3 +40,11 @@ def test_the_web_session_sign_in_is_described(client):
     # The same answer as the password sign-in.
     login = spec["paths"]["/api/login"]["post"]["responses"]["201"]
     assert exchange["post"]["responses"]["201"] == login
+
+
+def test_openapi_names_the_refused_upload_statuses(client):
+    paths = client.get("/api/openapi.json").json()["paths"]
+    upload = paths["/api/uploads/{upload_id}"]
+    assert "410" in upload["head"]["responses"]
+    assert {"410", "413", "415"} <= set(upload["patch"]["responses"])
+    assert "413" in paths["/api/photos/{sha256}/thumb"]["get"]["responses"]
