@@ -337,11 +337,11 @@ def make_thumbnail(photos: PhotoStore, sha: str) -> Path:
     with _THUMBNAILING:
         if not target.exists():
             with open_image(photos.photo(sha)) as image:
-                # A JPEG decodes straight at 1/2, 1/4 or 1/8 of its size.
-                image.draft(None, (THUMB_SIZE * 2, THUMB_SIZE * 2))
-                image = ImageOps.exif_transpose(image)
+                # Shrunk first, in place (a JPEG decodes straight at 1/2, 1/4 or 1/8
+                # of its size), then turned upright: the full-size image is never copied.
                 image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+                upright = ImageOps.exif_transpose(image)
                 temporary = target.with_suffix(".tmp")
-                image.convert("RGB").save(temporary, "JPEG", quality=75)
+                upright.convert("RGB").save(temporary, "JPEG", quality=75)
                 os.replace(temporary, target)
     return target

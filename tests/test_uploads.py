@@ -457,6 +457,18 @@ def test_the_uploader_downloads_the_photo_and_its_thumbnail(field1):
         assert image.size == (320, 192)
 
 
+def test_a_thumbnail_is_turned_upright_by_the_photos_exif_orientation(field1):
+    image = Image.frombytes("RGB", (400, 200), os.urandom(400 * 200 * 3))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # taken with the phone turned: shown rotated 90° clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    sha = field1.upload(buffer.getvalue())
+    thumb = field1.photo(sha, thumb=True)
+    with Image.open(io.BytesIO(thumb.content)) as shown:
+        assert shown.size == (160, 320)
+
+
 def test_a_photo_nobody_linked_is_only_for_its_uploader(client, field1):
     sha = field1.upload(jpeg())
     for username in ("field2", "office", "handler1"):
