@@ -434,11 +434,11 @@ def test_wiped_device_erases_itself_and_stopped_device_keeps_data(browser, serve
 
         page = stopped.pages[0]
         stopped.set_offline(False)
-        page.get_by_text("此设备已被管理员停用").wait_for()
+        page.get_by_text("此设备已停用").wait_for()
         pending(page, 1)
         assert local_count(page, "records") == 1
         page.reload()
-        page.get_by_text("此设备已被管理员停用").wait_for()
+        page.get_by_text("此设备已停用").wait_for()
         pending(page, 1)
     finally:
         wiped.close()
