@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server import auth, authz, refs
+from server import audit, auth, authz, refs
 from server.i18n import gettext as _
 from server.resource import Column, Resource, resolve
 from server.timeutil import now_iso
@@ -67,6 +67,7 @@ class Users(Resource):
     )
     search_columns = ("username", "display_name", "phone")
     order_by = "users.username"
+    label_column = "username"
 
     def schema(self, creating):
         return CREATE_SCHEMA if creating else UPDATE_SCHEMA
@@ -87,7 +88,8 @@ class Users(Resource):
         return listing
 
     def options(self, db, actor):
-        return {"area_code": refs.area_options(db, actor), "unit_name": refs.unit_options(db)}
+        return {"area_code": refs.area_options(db, actor),
+                "unit_name": refs.unit_options(db, actor)}
 
     def form_values(self, db, actor, record_id):
         row = self.get(db, actor, record_id)
@@ -96,7 +98,9 @@ class Users(Resource):
     def _row(self, db, actor, data) -> dict:
         unit_id = None
         if data["unit_name"]:
-            unit_id = resolve("unit_name", refs.unit_id, db, data["unit_name"])
+            # Only a unit inside the administrator's area: a handler sees and acts on every
+            # problem of their unit, wherever it lies.
+            unit_id = resolve("unit_name", refs.unit_id, db, data["unit_name"], actor)
         elif authz.HANDLER in data["roles"]:
             raise ValidationError({"unit_name": _("user.handler_needs_unit")})
         return {
@@ -116,14 +120,14 @@ class Users(Resource):
         data["password_hash"] = auth.hash_password(password) if password else None
         return data
 
-    def create(self, db, actor, data):
+    def insert(self, db, actor, data):
         self.unique(db, "username", data["username"], "username", _("user.username_taken"))
         row = self._row(db, actor, data)
         row["password_hash"] = data["password_hash"]
         row["created_at"] = row["updated_at"]
         return db["users"].insert(row).last_pk
 
-    def update(self, db, actor, record_id, data):
+    def change(self, db, actor, record_id, data):
         self.get(db, actor, record_id)
         self.unique(
             db,
@@ -134,14 +138,39 @@ class Users(Resource):
             exclude_id=record_id,
         )
         row = self._row(db, actor, data)
-        if record_id == actor.id and (not data["active"] or authz.ADMIN not in data["roles"]):
-            raise ValidationError({"roles": _("user.cannot_demote_self")})
+        if record_id == actor.id:
+            _refuse_own_reach(db, record_id, row)
         if data["password_hash"]:
             row["password_hash"] = data["password_hash"]
             auth.sign_out_everywhere(db, record_id, actor.id or None)
         if not data["active"]:
             db.execute("DELETE FROM web_sessions WHERE user_id = ?", [record_id])
         db["users"].update(record_id, row)
+
+    def audit_extra(self, data):
+        return {"password": audit.PASSWORD_CHANGED} if data.get("password_hash") else {}
+
+
+# What an account may reach: its roles, the area they cover, the unit a handler acts for, and
+# whether it may sign in at all. Another administrator changes these for an administrator.
+_OWN_REACH = (
+    ("roles", "roles", "user.cannot_change_own_roles"),
+    ("area_id", "area_code", "user.cannot_change_own_area"),
+    ("unit_id", "unit_name", "user.cannot_change_own_unit"),
+    ("active", "active", "user.cannot_deactivate_self"),
+)
+
+
+def _refuse_own_reach(db, user_id: int, row: dict) -> None:
+    current = db["users"].get(user_id)
+    errors = {}
+    for column, field, key in _OWN_REACH:
+        same = (authz.parse_roles(current[column]) == authz.parse_roles(row[column])
+                if column == "roles" else current[column] == row[column])
+        if not same:
+            errors[field] = _(key)
+    if errors:
+        raise ValidationError(errors)
 
 
 RESOURCE = Users()

@@ -62,6 +62,7 @@ class Areas(Resource):
     )
     search_columns = ("code", "name")
     order_by = "areas.path"
+    area_column = "id"
 
     def schema(self, creating: bool) -> Schema:
         return SCHEMA
@@ -104,7 +105,7 @@ class Areas(Resource):
             raise ValidationError({"level": _("area.level_mismatch")})
         return parent_id
 
-    def create(self, db, actor, data):
+    def insert(self, db, actor, data):
         self.unique(
             db, "code", data["code"], "code", _("validation.duplicate", label=_("area.code"))
         )
@@ -118,7 +119,7 @@ class Areas(Resource):
             active=int(data["active"]),
         )
 
-    def update(self, db, actor, record_id, data):
+    def change(self, db, actor, record_id, data):
         current = self.get(db, actor, record_id)
         self.unique(
             db,

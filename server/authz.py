@@ -179,3 +179,19 @@ def admin_scope(user: User, table: str, column: str = "area_id") -> tuple[str, l
     if ADMIN not in user.roles:
         return "0", []
     return area_subtree(user, f"{table}.{column}")
+
+
+def audit_scope(user: User, table: str) -> tuple[str, list]:
+    """Which entries of the administration's audit trail an administrator may read: those
+    about records in their area subtree, before or after the change (a record moved out of
+    the subtree stays readable in the entry that moved it), and those about records the
+    whole deployment shares (categories, the calendar), which every administrator manages."""
+    if ADMIN not in user.roles:
+        return "0", []
+    after, after_params = area_subtree(user, f"{table}.area_id")
+    before, before_params = area_subtree(user, f"{table}.old_area_id")
+    return (
+        f"(({table}.area_id IS NULL AND {table}.old_area_id IS NULL) OR ({after})"
+        f" OR ({before}))",
+        [*after_params, *before_params],
+    )

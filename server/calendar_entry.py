@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from server import importer, workflow
+from server import audit, importer, workflow
 from server.i18n import gettext as _
 from server.importer import FILE_ROW, ImportFailed, ImportProblem
 from server.timeutil import now_iso
@@ -277,6 +277,7 @@ def apply_year(db: sqlite_utils.Database, entered: Arrangement, actor_id: int | 
     transaction (so a failure leaves nothing behind). ``actor_id`` None: the command line."""
     if not db.conn.in_transaction:
         raise importer.NotInTransaction()
+    before = _audit_values(db, entered.year)
     set_year(db, entered.year, entered.holidays, entered.workdays,
              notes={e.day: e.note for e in entered.entries})
     db.execute(
@@ -303,7 +304,22 @@ def apply_year(db: sqlite_utils.Database, entered: Arrangement, actor_id: int | 
                  "provisional": change.provisional, "year": entered.year},
             )
         db["problems"].update(change.problem_id, update)
+    after = {**_audit_values(db, entered.year),
+             "recomputed": sum(1 for change in changes if change.moved)}
+    audit.record(db, actor_id, "enter", "calendar", entered.year, label=str(entered.year),
+                 old=before, new=after)
     return Applied(entered.year, len(entered.holidays), len(entered.workdays), changes)
+
+
+def _audit_values(db, year: int) -> dict | None:
+    """A year's entered arrangement as the audit trail keeps it (None: nothing entered)."""
+    source, entries = year_entries(db, year)
+    if source != "entered":
+        return None
+    record = db.execute("SELECT source FROM calendar_years WHERE year = ?", [year]).fetchone()
+    return {"holidays": [e.day.isoformat() for e in entries if not e.workday],
+            "workdays": [e.day.isoformat() for e in entries if e.workday],
+            "source": record[0] if record else ""}
 
 
 # What the calendar knows -----------------------------------------------------------

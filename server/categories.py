@@ -35,6 +35,7 @@ class Categories(Resource):
     )
     search_columns = ("code", "name")
     order_by = "categories.code"
+    area_column = None  # shared by the whole deployment
 
     def schema(self, creating):
         return SCHEMA
@@ -75,11 +76,11 @@ class Categories(Resource):
                 exclude_id=exclude_id,
             )
 
-    def create(self, db, actor, data):
+    def insert(self, db, actor, data):
         self._unique(db, data)
         return db["categories"].insert(self._row(db, data)).last_pk
 
-    def update(self, db, actor, record_id, data):
+    def change(self, db, actor, record_id, data):
         self.get(db, actor, record_id)
         self._unique(db, data, exclude_id=record_id)
         db["categories"].update(record_id, self._row(db, data))

@@ -23,8 +23,6 @@ FIELDS = (
 )
 RESTORE, KEEP = "restore", "keep"
 CHOICES = (RESTORE, KEEP)
-# Personal data: shown masked to those who may not see it.
-PHONE_FIELDS = ("resident_phone",)
 
 
 def _data(event: dict) -> dict:
@@ -81,7 +79,7 @@ def shown_value(db, user: authz.User, problem: dict, field: str, value) -> str:
     resident's phone masked for those who may not see it (``server.masking``)."""
     if value is None or value == "":
         return ""
-    if field in PHONE_FIELDS:
+    if field in masking.PHONE_FIELDS:
         return masking.resident_phone(user, problem, value)
     if field == "urgency":
         return _(f"urgency.{value}")
@@ -102,4 +100,15 @@ def for_page(db, user: authz.User, problem: dict) -> list[dict]:
         {**found[field], "current": shown_value(db, user, problem, field, problem[field]),
          "other": shown_value(db, user, problem, field, found[field]["other"])}
         for field in FIELDS if field in found
+    ]
+
+
+def shown_changes(db, user: authz.User, problem: dict, event: dict) -> list[dict]:
+    """What an edit (or a restoring resolve_conflict) changed, as the timeline shows it:
+    each field's former and new value through ``shown_value`` (masked where needed)."""
+    changes = (event.get("data") or {}).get("changes") or {}
+    return [
+        {"field": field, "old": shown_value(db, user, problem, field, changes[field].get("old")),
+         "new": shown_value(db, user, problem, field, changes[field].get("new"))}
+        for field in FIELDS if isinstance(changes.get(field), dict)
     ]

@@ -29,7 +29,7 @@ from typing import Any
 
 import sqlite_utils
 
-from server import accounts, areas, authz, categories, units
+from server import accounts, areas, audit, authz, categories, units
 from server.db import immediate
 from server.i18n import gettext as _
 from server.resource import Resource
@@ -103,6 +103,7 @@ class CleanedImport:
     kind: str
     rows: list[CleanRow] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
+    source: str = ""  # the file's name, for the audit trail
 
 
 @dataclass(frozen=True)
@@ -405,7 +406,9 @@ def parse_and_clean(kind: str, filename: str, content: bytes) -> CleanedImport:
     """Phase 1: read the file and clean and prepare its rows (slow for users; no database)."""
     resource_for(kind)
     header, rows = read_table(filename, content)
-    return clean_rows(kind, header, rows)
+    cleaned = clean_rows(kind, header, rows)
+    cleaned.source = filename
+    return cleaned
 
 
 # Phase 2: writing (inside the caller's write transaction) --------------------
@@ -446,6 +449,10 @@ def write_rows(db: sqlite_utils.Database, actor: authz.User, cleaned: CleanedImp
         created += not row_problems
     if problems:
         raise ImportFailed(problems)
+    # Each row is in the audit trail as a "create" of its record; this entry is the file.
+    audit.record(db, actor.id, "import", "import", None, label=cleaned.source[:200],
+                 new={"kind": cleaned.kind, "file": cleaned.source[:200], "created": created},
+                 area_id=(actor.area_id or None) if resource.area_column else None)
     return ImportReport(cleaned.kind, created)
 
 

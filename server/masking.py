@@ -26,3 +26,42 @@ def resident_phone(user: authz.User, problem: dict, phone: str | None = None) ->
     if not value:
         return ""
     return str(value) if authz.may_see_resident_phone(user, problem) else mask_phone(value)
+
+
+# Fields of a problem that hold personal data masked by ``resident_phone``; events carry their
+# former and new values (an ``edited`` event's ``changes``, a restoring ``resolve_conflict``).
+PHONE_FIELDS = ("resident_phone",)
+
+
+def _mask_phone_values(value):
+    if isinstance(value, dict):
+        return {key: _mask_phone_values(inner) for key, inner in value.items()}
+    if isinstance(value, str):
+        return mask_phone(value)
+    return value
+
+
+def _mask_data(value):
+    if isinstance(value, dict):
+        return {key: _mask_phone_values(inner) if key in PHONE_FIELDS else _mask_data(inner)
+                for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_mask_data(inner) for inner in value]
+    return value
+
+
+def event_data(user: authz.User, problem: dict, data: dict | None) -> dict | None:
+    """An event's data as this user may see it: every value of a personal field in it
+    (``{"changes": {"resident_phone": {"old", "new"}}}`` and the like, at any depth) masked
+    exactly as the problem's own ``resident_phone`` would be."""
+    if not data or authz.may_see_resident_phone(user, problem):
+        return data
+    return _mask_data(data)
+
+
+def events(user: authz.User, problem: dict, problem_events: list[dict]) -> list[dict]:
+    """A problem's events (each with its ``data`` decoded) as this user may see them."""
+    if authz.may_see_resident_phone(user, problem):
+        return problem_events
+    return [{**event, "data": event_data(user, problem, event.get("data"))}
+            for event in problem_events]

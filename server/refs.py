@@ -24,10 +24,21 @@ def area_id(db: sqlite_utils.Database, actor: authz.User, code: str) -> int:
     return row[0]
 
 
-def unit_id(db: sqlite_utils.Database, name: str) -> int:
-    row = db.execute("SELECT id FROM units WHERE name = ?", [name]).fetchone()
+def unit_id(db: sqlite_utils.Database, name: str, actor: authz.User | None = None) -> int:
+    """The id of the unit with this name; ValueError if none or, given an ``actor``, if the
+    unit's area is outside the actor's subtree (units are listed to every administrator
+    for categories, so the refusal names the reason)."""
+    row = db.execute(
+        "SELECT units.id, areas.path FROM units JOIN areas ON areas.id = units.area_id"
+        " WHERE units.name = ?",
+        [name],
+    ).fetchone()
     if row is None:
         raise ValueError(_("validation.unknown_unit", value=name))
+    if actor is not None:
+        low, high = authz.subtree_bounds(actor)
+        if not low <= row[1] < high:
+            raise ValueError(_("audit.unit_outside_area", value=name, area=actor.area_name))
     return row[0]
 
 
@@ -44,7 +55,12 @@ def area_options(db: sqlite_utils.Database, actor: authz.User) -> list[tuple[str
     ]
 
 
-def unit_options(db: sqlite_utils.Database) -> list[tuple[str, str]]:
-    rows = db.execute("SELECT name, active FROM units ORDER BY active DESC, name").fetchall()
+def unit_options(db: sqlite_utils.Database,
+                 actor: authz.User | None = None) -> list[tuple[str, str]]:
+    """Every unit, or given an ``actor`` the units inside the actor's subtree."""
+    clause, params = authz.area_subtree(actor, "units.area_id") if actor else ("1", [])
+    rows = db.execute(
+        f"SELECT name, active FROM units WHERE {clause} ORDER BY active DESC, name", params
+    ).fetchall()
     inactive = _("common.inactive")
     return [(name, name if active else f"{name}（{inactive}）") for name, active in rows]

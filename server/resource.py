@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import sqlite_utils
 
-from server import authz
+from server import audit, authz, masking
 from server.errors import NotFound
 from server.validation import Schema, ValidationError
 
@@ -46,6 +46,10 @@ class Resource:
     columns: ClassVar[tuple[Column, ...]]
     search_columns: ClassVar[tuple[str, ...]] = ()
     order_by: ClassVar[str] = "id"
+    # The column naming a record in the audit trail, and the one holding its area (None:
+    # the whole deployment shares the records).
+    label_column: ClassVar[str] = "name"
+    area_column: ClassVar[str | None] = "area_id"
 
     # Schema ---------------------------------------------------------------
 
@@ -114,10 +118,57 @@ class Resource:
         return data
 
     def create(self, db, actor: authz.User, data: dict[str, Any]) -> int:
-        raise NotImplementedError
+        """Create a record from cleaned and prepared data, and record it in the audit trail
+        (inside the caller's write transaction)."""
+        record_id = self.insert(db, actor, data)
+        row = self._audit_row(db, record_id)
+        audit.record(db, actor.id, "create", self.name, record_id, label=row[self.label_column],
+                     new=self.audit_values(row), area_id=self._area_of(row))
+        return record_id
 
     def update(self, db, actor: authz.User, record_id: int, data: dict[str, Any]) -> None:
+        """Change a record in the actor's scope, and record what changed in the audit trail."""
+        self.get(db, actor, record_id)
+        before = self._audit_row(db, record_id)
+        self.change(db, actor, record_id, data)
+        after = self._audit_row(db, record_id)
+        old, new = audit.changed(self.audit_values(before), self.audit_values(after))
+        new.update(self.audit_extra(data))
+        if new:
+            audit.record(db, actor.id, "update", self.name, record_id,
+                         label=after[self.label_column], old=old, new=new,
+                         area_id=self._area_of(after), old_area_id=self._area_of(before))
+
+    def insert(self, db, actor: authz.User, data: dict[str, Any]) -> int:
+        """Write a new record (subclasses); ``create`` audits it."""
         raise NotImplementedError
+
+    def change(self, db, actor: authz.User, record_id: int, data: dict[str, Any]) -> None:
+        """Write a record's new values (subclasses); ``update`` audits it."""
+        raise NotImplementedError
+
+    # Audit ------------------------------------------------------------------
+
+    def _audit_row(self, db, record_id: int) -> dict:
+        return next(iter(db.query(f"{self.select_sql()} WHERE {self.table}.id = ?", [record_id])))
+
+    def _area_of(self, row: dict) -> int | None:
+        return row[self.area_column] if self.area_column else None
+
+    def audit_values(self, row: dict) -> dict[str, Any]:
+        """A record as the audit trail keeps it: the form's fields (references by code or
+        name), phone numbers masked, never a password."""
+        values = {}
+        for field in self.schema(creating=False).fields:
+            if field.kind == "password":
+                continue
+            value = row.get(field.name)
+            values[field.name] = masking.mask_phone(value) if field.kind == "phone" else value
+        return values
+
+    def audit_extra(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Changes an update makes beyond the record's values (a new password)."""
+        return {}
 
     def unique(self, db, column: str, value: Any, field: str, message: str, exclude_id=None):
         """Raise a field error if another row already has this value."""

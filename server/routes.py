@@ -11,6 +11,7 @@ from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
 from server.views import (
     admin,
+    admin_audit,
     admin_calendar,
     admin_import,
     auth,
@@ -47,6 +48,7 @@ def build_routes():
         *admin.routes(),
         *admin_import.routes(),
         *admin_calendar.routes(),
+        *admin_audit.routes(),
         *field_app.routes(),
         api("/api/login", auth.api_login, PUBLIC, methods=["POST"]),
         session_api("/api/session", auth.api_session, "sync.capture"),

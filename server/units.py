@@ -50,13 +50,13 @@ class Units(Resource):
             "active": int(data["active"]),
         }
 
-    def create(self, db, actor, data):
+    def insert(self, db, actor, data):
         self.unique(
             db, "name", data["name"], "name", _("validation.duplicate", label=_("unit.name"))
         )
         return db["units"].insert(self._row(db, actor, data)).last_pk
 
-    def update(self, db, actor, record_id, data):
+    def change(self, db, actor, record_id, data):
         self.get(db, actor, record_id)
         self.unique(
             db,

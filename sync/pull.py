@@ -157,9 +157,9 @@ def _problems(db, user, ids):
     event_photos = _photos(db, "event", [e["id"] for evs in events.values() for e in evs])
     photos = _photos(db, "problem", list(rows))
     for problem_id, row in rows.items():
+        row["events"] = masking.events(user, row, events.get(problem_id, []))
         row["resident_phone"] = masking.resident_phone(user, row) or row["resident_phone"]
         row["photos"] = photos.get(problem_id, [])
-        row["events"] = events.get(problem_id, [])
         for event in row["events"]:
             event["photos"] = event_photos.get(event["id"], [])
     return rows

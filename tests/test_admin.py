@@ -590,16 +590,37 @@ def test_renaming_username_case_only_is_allowed(admin, db, world):
 
 
 @pytest.mark.parametrize(
-    "changes", [{"active": []}, {"roles": ["office"]}], ids=["deactivate", "drop_admin_role"]
+    ("changes", "field", "key"),
+    [
+        ({"active": []}, "active", "user.cannot_deactivate_self"),
+        ({"roles": ["office"]}, "roles", "user.cannot_change_own_roles"),
+        ({"roles": ["admin", "office"]}, "roles", "user.cannot_change_own_roles"),
+        ({"area_code": "370102"}, "area_code", "user.cannot_change_own_area"),
+        ({"unit_name": "住建局"}, "unit_name", "user.cannot_change_own_unit"),
+    ],
+    ids=["deactivate", "drop_admin_role", "add_a_role", "narrow_own_area", "join_a_unit"],
 )
-def test_admin_cannot_deactivate_or_demote_self(admin, db, world, changes):
+def test_admin_cannot_change_own_roles_area_unit_or_deactivate_self(
+    admin, db, world, changes, field, key
+):
     user_id = world.users["admin"]
     before = row(db, "users", user_id)
+    audited = count(db, "admin_audit")
     data = {**edit_fields(admin, f"/admin/users/{user_id}"), **changes}
     response = post_form(admin, f"/admin/users/{user_id}", data)
-    assert_field_error(response, "roles", _("user.cannot_demote_self"))
+    assert_field_error(response, field, _(key))
     assert row(db, "users", user_id) == before
+    assert count(db, "admin_audit") == audited
     assert admin.get("/admin/users").status_code == 200  # still signed in, still admin
+
+
+def test_admin_may_change_own_name_phone_and_password(admin, db, world):
+    user_id = world.users["admin"]
+    data = {**edit_fields(admin, f"/admin/users/{user_id}"), "display_name": "新管理员",
+            "phone": "13900001111", "password": NEW_PASSWORD}
+    created_id(post_form(admin, f"/admin/users/{user_id}", data))
+    saved = row(db, "users", user_id)
+    assert (saved["display_name"], saved["phone"]) == ("新管理员", "13900001111")
 
 
 def test_admin_may_deactivate_another_admin(admin_d2, login_as, db, world):

@@ -93,9 +93,13 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
     unreachable = None
     if problem["status"] == "callback" and workflow.has_contact(problem):
         unreachable = workflow.unreachable_progress(db, problem)
+    open_conflicts = conflicts.for_page(db, actor, problem)
+    problem["events"] = masking.events(actor, problem, problem["events"])
+    for event in problem["events"]:
+        event["changes_shown"] = conflicts.shown_changes(db, actor, problem, event)
     return {"problem": problem, **context, "contact": contact,
             "attempts": workflow.callback_attempts(problem["events"]),
-            "unreachable": unreachable, "conflicts": conflicts.for_page(db, actor, problem),
+            "unreachable": unreachable, "conflicts": open_conflicts,
             **similar_context(db, actor, problem, context["actions"])}
 
 

@@ -1,0 +1,137 @@
+"""The administration's audit trail: who changed what, when, from which value to which.
+
+``record`` is called once in each place an administrator's change is written (a managed
+record's create and update in ``server/resource.py``, an import in ``server/importer.py``,
+a year's calendar in ``server/calendar_entry.py``, a device revocation in
+``server/views/admin.py``), inside that change's own write transaction, so a change and its
+entry are saved together or not at all. Values are what the administration forms show,
+with phone numbers masked (``server.masking.mask_phone``); a password is never recorded,
+only that it changed.
+
+Which entries an administrator may read is ``authz.audit_scope``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from server import authz
+from server.timeutil import now_iso
+
+PAGE_SIZE = 50
+ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import")
+ACTIONS = ("create", "update", "revoke", "enter", "import")
+# The value recorded for a password that changed: never the password or its hash.
+PASSWORD_CHANGED = "changed"
+
+
+def record(db: sqlite_utils.Database, actor_id: int | None, action: str, entity: str,
+           entity_id: int | None, *, label: str = "", old: dict | None = None,
+           new: dict | None = None, area_id: int | None = None,
+           old_area_id: int | None = None) -> int:
+    """Append one entry inside the caller's write transaction. ``actor_id`` None or 0 is the
+    command line; ``area_id``/``old_area_id`` the record's area after and before (None for
+    records the whole deployment shares)."""
+    if action not in ACTIONS or entity not in ENTITIES:
+        raise ValueError(f"unknown audit action or entity: {action!r} {entity!r}")
+    return db["admin_audit"].insert({
+        "at": now_iso(),
+        "actor_id": actor_id or None,
+        "action": action,
+        "entity": entity,
+        "entity_id": entity_id,
+        "label": label or "",
+        "area_id": area_id,
+        "old_area_id": old_area_id if old_area_id != area_id else None,
+        "old": _json(old),
+        "new": _json(new),
+    }).last_pk
+
+
+def _json(values: dict | None) -> str | None:
+    return None if values is None else json.dumps(values, ensure_ascii=False, sort_keys=True)
+
+
+def changed(old: dict, new: dict) -> tuple[dict, dict]:
+    """The values that differ between two snapshots of a record, as (old, new)."""
+    keys = [key for key in new if old.get(key) != new.get(key)]
+    keys += [key for key in old if key not in new]
+    return {key: old.get(key) for key in keys}, {key: new.get(key) for key in keys}
+
+
+# Reading ----------------------------------------------------------------------------
+
+
+class BadFilter(ValueError):
+    """A filter of the audit page that cannot be applied; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Filters:
+    actor: str = ""  # a username
+    entity: str = ""
+    entity_id: int | None = None
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    total: int
+    page: int
+    page_size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def entries(db: sqlite_utils.Database, user: authz.User, filters: Filters,
+            page: int = 1) -> Page:
+    """The entries this administrator may read, newest first, one page of them."""
+    clause, params = authz.audit_scope(user, "a")
+    where, params = [clause], list(params)
+    if filters.actor:
+        where.append("a.actor_id IN (SELECT id FROM users WHERE username = ?)")
+        params.append(filters.actor)
+    if filters.entity:
+        where.append("a.entity = ?")
+        params.append(filters.entity)
+    if filters.entity_id is not None:
+        where.append("a.entity_id = ?")
+        params.append(filters.entity_id)
+    condition = " AND ".join(where)
+    total = db.execute(f"SELECT count(*) FROM admin_audit a WHERE {condition}",
+                       params).fetchone()[0]
+    rows = []
+    for row in db.query(
+        "SELECT a.*, u.username AS actor_username, u.display_name AS actor_name"
+        f" FROM admin_audit a LEFT JOIN users u ON u.id = a.actor_id WHERE {condition}"
+        " ORDER BY a.id DESC LIMIT ? OFFSET ?",
+        [*params, PAGE_SIZE, (page - 1) * PAGE_SIZE],
+    ):
+        row["old"] = json.loads(row["old"]) if row["old"] else {}
+        row["new"] = json.loads(row["new"]) if row["new"] else {}
+        rows.append(row)
+    return Page(rows, total, page)
+
+
+def known_actor(db: sqlite_utils.Database, username: str) -> bool:
+    return db.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone() is not None
+
+
+def value_text(value: Any) -> str:
+    """A recorded value as one line of text (lists joined, nothing as empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "、".join(value_text(item) for item in value)
+    return str(value)
