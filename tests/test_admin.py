@@ -862,6 +862,83 @@ def test_district_admin_can_rename_own_district_through_the_form(admin_d2, db, w
     assert row(db, "areas", area_id)["name"] == "西湖新区"
 
 
+# A district administrator attaches accounts only to units of the district ---------
+
+
+def _outside(unit: str = "住建局") -> str:
+    return _("audit.unit_outside_area", value=unit, area="西湖区")
+
+
+@pytest.fixture
+def xihu_unit(admin_d2, db):
+    unit_id = created_id(create(admin_d2, "units", unit_form(name="西湖区城管局",
+                                                              area_code="370103001")))
+    return db["units"].get(unit_id)["name"]
+
+
+def test_district_admin_cannot_create_a_handler_of_a_city_unit(admin_d2, db):
+    before, audited = count(db, "users"), count(db, "admin_audit")
+    form = user_form(roles=["handler"], area_code="370103", unit_name="住建局")
+    response = create(admin_d2, "users", form)
+    assert_field_error(response, "unit_name", _outside())
+    assert (count(db, "users"), count(db, "admin_audit")) == (before, audited)
+
+
+@pytest.mark.parametrize("roles", [["handler"], ["field"]], ids=["handler", "field_official"])
+def test_district_admin_cannot_attach_an_account_to_a_city_unit(admin_d2, db, world, roles):
+    user_id = world.users["field2"]
+    before = row(db, "users", user_id)
+    data = {**edit_fields(admin_d2, f"/admin/users/{user_id}"), "roles": roles,
+            "unit_name": "水务集团"}
+    response = post_form(admin_d2, f"/admin/users/{user_id}", data)
+    assert_field_error(response, "unit_name", _outside("水务集团"))
+    assert row(db, "users", user_id) == before
+
+
+def test_district_admin_cannot_keep_an_account_on_a_city_unit(admin, admin_d2, db, world):
+    """An account the city attached to a city unit: the district may not save it (the
+    form keeps the unit selected, and saving would be attaching it)."""
+    user_id = world.users["field2"]
+    data = {**edit_fields(admin, f"/admin/users/{user_id}"), "unit_name": "住建局"}
+    created_id(post_form(admin, f"/admin/users/{user_id}", data))
+    before = row(db, "users", user_id)
+    data = {**edit_fields(admin_d2, f"/admin/users/{user_id}"), "display_name": "改名"}
+    assert data["unit_name"] == "住建局"
+    assert_field_error(post_form(admin_d2, f"/admin/users/{user_id}", data), "unit_name",
+                       _outside())
+    assert row(db, "users", user_id) == before
+
+
+def test_district_admin_unit_choices_are_only_their_district(admin_d2, xihu_unit):
+    page = admin_d2.get("/admin/users/new").text
+    assert f'value="{xihu_unit}"' in page
+    assert 'value="住建局"' not in page and 'value="水务集团"' not in page
+
+
+def test_district_admin_attaches_a_handler_to_a_district_unit(admin_d2, db, xihu_unit):
+    form = user_form(roles=["handler"], area_code="370103", unit_name=xihu_unit)
+    user_id = created_id(create(admin_d2, "users", form))
+    unit_id = row(db, "users", user_id)["unit_id"]
+    assert row(db, "units", unit_id)["name"] == xihu_unit
+
+
+def test_city_admin_attaches_accounts_to_city_units(admin, db, world):
+    form = user_form(roles=["handler"], area_code="370102", unit_name="住建局")
+    user_id = created_id(create(admin, "users", form))
+    assert row(db, "users", user_id)["unit_id"] == world.units["u1"]
+
+
+def test_district_admin_cannot_move_a_unit_out_of_the_district(admin_d2, db, xihu_unit):
+    unit_id = db.execute("SELECT id FROM units WHERE name = ?", [xihu_unit]).fetchone()[0]
+    before = row(db, "units", unit_id)
+    data = {**edit_fields(admin_d2, f"/admin/units/{unit_id}"), "area_code": "370100"}
+    response = post_form(admin_d2, f"/admin/units/{unit_id}", data)
+    assert_field_error(response, "area_code", _("validation.unknown_area", value="370100"))
+    assert row(db, "units", unit_id) == before
+    response = create(admin_d2, "units", unit_form(name="越界单位", area_code="370102"))
+    assert_field_error(response, "area_code", _("validation.unknown_area", value="370102"))
+
+
 # Record ids ---------------------------------------------------------------
 
 

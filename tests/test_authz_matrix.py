@@ -52,6 +52,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/admin/calendar/apply"): {"admin"},
     ("GET", "/admin/calendar/{year}"): {"admin"},
     ("GET", "/admin/calendar/{year}.csv"): {"admin"},
+    ("GET", "/admin/audit"): {"admin"},
     ("POST", "/api/login"): PUBLIC,
     # The field app signing in with the web session: only roles that capture.
     ("GET", "/api/session"): {"field", "office", "leader"},

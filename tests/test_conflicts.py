@@ -161,3 +161,30 @@ def test_open_conflicts_follow_the_events():
     assert found["place"]["current"] == "c" and found["place"]["current_by"] == "u2"
     settled = [*history, event("resolve_conflict", {"field": "place", "choice": "keep"}, "t3")]
     assert conflicts.open_conflicts(settled) == {}
+
+
+def test_a_restored_phone_number_stays_masked_in_the_history(client, login_as):
+    """The office restores an overwritten number: the resolve_conflict event carries both
+    numbers; those who may not see them get them masked on the page and in pull."""
+    from tests.test_sync_pull import Puller
+
+    phone_a, phone_b = RawPhone(client, "field1"), RawPhone(client, "field1")
+    args = problem_args(resident_phone="13800000000")
+    phone_a.apply("problem.report", args)
+    version = phone_a.pull_version("problem", args["id"])
+    for sender, number in ((phone_a, "13811112222"), (phone_b, "13933334444")):
+        sender.apply("problem.edit", {"problem_id": args["id"], "base_version": version,
+                                      "changes": {"resident_phone": number}})
+    office = login_as("office")
+    assert resolve(office, args["id"], field="resident_phone",
+                   choice="restore").status_code == 303
+    assert "13933334444" in office.get(f"/problems/{args['id']}").text
+    leader_page = login_as("leader").get(f"/problems/{args['id']}").text
+    for number in ("13800000000", "13811112222", "13933334444"):
+        assert number not in leader_page
+    assert "139****4444" in leader_page and "138****2222" in leader_page
+    [problem] = [change["data"] for change in Puller(client, "leader").changes()
+                 if change["entity"] == "problem" and change["id"] == args["id"]]
+    [restored] = [e for e in problem["events"] if e["kind"] == "resolve_conflict"]
+    assert restored["data"]["changes"]["resident_phone"] == {"old": "139****4444",
+                                                            "new": "138****2222"}

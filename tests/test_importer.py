@@ -419,6 +419,29 @@ def test_district_admin_cannot_import_outside_the_district(db, admin_d2):
     assert counts(db) == before
 
 
+def test_district_admin_cannot_import_accounts_of_a_unit_outside_the_district(db, admin_d2):
+    """A handler sees every problem of their unit: a district administrator may attach an
+    imported account only to a unit inside the district, and the whole file is refused."""
+    with immediate(db):
+        importer.import_rows(db, admin_d2, "units", [(2, {"单位名称": "西湖区城管局",
+                                                          "所属区域": "370103"})])
+    before = counts(db)
+    audited = db.execute("SELECT count(*) FROM admin_audit").fetchone()[0]
+    users = csv_bytes([
+        ["username", "display_name", "roles", "area_code", "unit_name", "password"],
+        ["xihu_handler", "西湖承办", "handler", "370103", "西湖区城管局", "long-password-1"],
+        ["city_handler", "越界承办", "handler", "370103", "住建局", "long-password-1"],
+    ])
+    [(row, message)] = failure_of(db, admin_d2, "users", "users.csv", users)
+    assert row == 3
+    assert _("audit.unit_outside_area", value="住建局", area="西湖区") in message
+    assert counts(db) == before
+    assert db.execute("SELECT count(*) FROM admin_audit").fetchone()[0] == audited
+    inside = csv_bytes([users.decode().splitlines()[0].split(","),
+                        users.decode().splitlines()[1].split(",")])
+    assert run_import(db, admin_d2, "users", "users.csv", inside).created == 1
+
+
 def test_write_rows_needs_a_transaction(db, admin):
     cleaned = importer.parse_and_clean(
         "units", "u.csv", csv_bytes([["单位名称", "所属区域"], ["甲", "370102"]])

@@ -33,3 +33,41 @@ def test_a_former_value_is_masked_by_the_same_rule():
     assert masking.resident_phone(user({"leader"}), PROBLEM, "13900001111") == "139****1111"
     assert masking.resident_phone(user({"office"}), PROBLEM, "13900001111") == "13900001111"
     assert masking.resident_phone(user({"leader"}), {"resident_phone": None}) == ""
+
+
+EDITED = {"changes": {"resident_phone": {"old": "13812345678", "new": "13900001111"},
+                      "description": {"old": "旧", "new": "新"}},
+          "conflicts": ["resident_phone"]}
+
+
+def test_event_data_masks_every_personal_value_by_the_same_rule():
+    masked = masking.event_data(user({"leader"}), PROBLEM, EDITED)
+    assert masked["changes"]["resident_phone"] == {"old": "138****5678", "new": "139****1111"}
+    assert masked["changes"]["description"] == {"old": "旧", "new": "新"}
+    assert masked["conflicts"] == ["resident_phone"]
+    assert EDITED["changes"]["resident_phone"]["old"] == "13812345678"  # a copy, not changed
+
+
+def test_event_data_is_unchanged_for_those_who_may_see_the_number():
+    for viewer in (user({"office"}), user({"field"}, uid=7), user({"handler"}, unit_id=3)):
+        assert masking.event_data(viewer, PROBLEM, EDITED) == EDITED
+
+
+def test_event_data_without_personal_values_or_empty():
+    restore = {"field": "resident_phone", "choice": "restore", "edit_id": "e1",
+               "changes": {"resident_phone": {"old": "13900001111", "new": "13812345678"}}}
+    leader = user({"leader"})
+    assert masking.event_data(leader, PROBLEM, restore)["changes"]["resident_phone"] == {
+        "old": "139****1111", "new": "138****5678"}
+    assert masking.event_data(leader, PROBLEM, restore)["field"] == "resident_phone"
+    assert masking.event_data(leader, PROBLEM, {"note": "x"}) == {"note": "x"}
+    assert masking.event_data(leader, PROBLEM, {}) == {}
+    assert masking.event_data(leader, PROBLEM, None) is None
+
+
+def test_events_masks_each_events_data():
+    events = [{"id": "a", "kind": "reported", "data": {}},
+              {"id": "b", "kind": "edited", "data": EDITED}]
+    shown = masking.events(user({"leader"}), PROBLEM, events)
+    assert shown[1]["data"]["changes"]["resident_phone"]["new"] == "139****1111"
+    assert masking.events(user({"office"}), PROBLEM, events) is events

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from server.i18n import gettext as _
 from tests.conftest import ROLE_USERS
 
 FORM_PAGES = [
@@ -236,3 +237,36 @@ def test_explained_needs_a_reason_through_the_page(login_as, db, p3_with_a_resid
     assert (row["status"], row["closure_kind"]) == ("closed", "explained")
     page = office.get(f"/problems/{p3_with_a_resident}").text
     assert "解释说明办结" in page
+
+
+@pytest.fixture
+def phone_edited_problem(client):
+    """field1 reported a problem with a resident's phone, then changed the number."""
+    from tests.sync_helpers import problem_args
+    from tests.test_sync_mutations import RawPhone
+
+    reporter = RawPhone(client, "field1")
+    args = problem_args(resident_phone="13811112222")
+    reporter.apply("problem.report", args)
+    version = reporter.pull_version("problem", args["id"])
+    reporter.apply("problem.edit", {"problem_id": args["id"], "base_version": version,
+                                    "changes": {"resident_phone": "13933334444",
+                                                "place": "3号楼"}})
+    return args["id"]
+
+
+@pytest.mark.parametrize(("username", "shown", "hidden"), [
+    ("leader", ("138****2222", "139****4444"), ("13811112222", "13933334444")),
+    ("office", ("13811112222", "13933334444"), ()),
+])
+def test_the_timeline_shows_an_edit_with_the_phone_masked_as_in_the_record(
+        login_as, phone_edited_problem, username, shown, hidden):
+    page = login_as(username).get(f"/problems/{phone_edited_problem}")
+    assert page.status_code == 200
+    edit = _("audit.change", field=_("office.conflict.field.resident_phone"),
+             old=shown[0], new=shown[1])
+    assert edit in page.text
+    assert _("audit.change", field=_("office.conflict.field.place"),
+             old=_("audit.no_value"), new="3号楼") in page.text
+    for number in hidden:
+        assert number not in page.text

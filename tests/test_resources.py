@@ -265,3 +265,31 @@ def test_users_form_values_show_roles_as_a_list_and_no_password(fresh):
     assert values["area_code"] == "370100"
     assert values["password"] == ""
     assert "password_hash" not in values
+
+
+# An administrator attaches accounts only to units of their area ---------------------
+
+
+def test_users_create_refuses_a_unit_outside_the_admins_subtree(fresh):
+    db, world = fresh
+    admin_d2 = actor(db, world, "admin_d2")
+    raw = {"username": "lisi", "display_name": "李四", "roles": "handler",
+           "area_code": "370103", "unit_name": "住建局", "active": "1",
+           "password": "plain-text-1"}
+    data = USERS.prepare(USERS.clean(raw, creating=True))
+    before = db["users"].count
+    with pytest.raises(ValidationError) as raised, immediate(db):
+        USERS.create(db, admin_d2, data)
+    assert raised.value.errors == {
+        "unit_name": _("audit.unit_outside_area", value="住建局", area="西湖区")}
+    assert db["users"].count == before
+    assert db.execute("SELECT count(*) FROM admin_audit").fetchone()[0] == 0
+
+
+def test_unit_choices_of_an_account_follow_the_admins_subtree(fresh):
+    db, world = fresh
+    assert USERS.options(db, actor(db, world, "admin_d2"))["unit_name"] == []
+    assert {name for name, _label in USERS.options(db, actor(db, world, "admin"))["unit_name"]} \
+        == {"住建局", "水务集团"}
+    # Categories are shared: their default unit may be any unit.
+    assert len(CATEGORIES.options(db, actor(db, world, "admin_d2"))["default_unit_name"]) == 2

@@ -511,3 +511,34 @@ def test_a_move_between_two_areas_outside_scope_sends_nothing(client, db, world)
     cursor = latest_version(db)
     db["problems"].update(problem_id, {"area_id": world.areas["t2"]})
     assert field1.changes(cursor) == []
+
+
+@pytest.fixture
+def phone_edited(client):
+    """field1 reported a problem with a resident's phone, then changed the number."""
+    from tests.test_sync_mutations import RawPhone
+
+    reporter = RawPhone(client, "field1")
+    args = problem_args(resident_phone="13811112222")
+    reporter.apply("problem.report", args)
+    version = reporter.pull_version("problem", args["id"])
+    reporter.apply("problem.edit", {"problem_id": args["id"], "base_version": version,
+                                    "changes": {"resident_phone": "13933334444"}})
+    return args["id"]
+
+
+def _pulled_edit(client, username: str, problem_id: str) -> dict:
+    [problem] = [change["data"] for change in Puller(client, username).changes()
+                 if change["entity"] == "problem" and change["id"] == problem_id]
+    [edited] = [event for event in problem["events"] if event["kind"] == "edited"]
+    return edited["data"]["changes"]["resident_phone"]
+
+
+@pytest.mark.parametrize(("username", "shown"), [
+    ("leader", {"old": "138****2222", "new": "139****4444"}),  # may not see the number
+    ("office", {"old": "13811112222", "new": "13933334444"}),  # calls the resident back
+    ("field1", {"old": "13811112222", "new": "13933334444"}),  # took the number
+])
+def test_a_phone_number_in_the_edit_history_is_masked_as_in_the_record(client, phone_edited,
+                                                                       username, shown):
+    assert _pulled_edit(client, username, phone_edited) == shown

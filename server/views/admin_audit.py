@@ -84,12 +84,14 @@ def _read(db, actor, filters: audit.Filters, page_no: int, typed_actor: str):
 
 async def audit_page(request: Request):
     filters, typed, errors = _filters(request)
-    page_no = page_number(request)
-    listing, known = await store(request).read(_read, user(request), filters, page_no,
-                                               "" if errors else typed["actor"])
-    if not known:
-        errors["actor"] = _("audit.unknown_actor", value=typed["actor"])
-        listing = audit.Page([], 0, 1)
+    listing = audit.Page([], 0, 1)  # nothing is listed under a filter that cannot apply
+    if not errors:
+        found, known = await store(request).read(_read, user(request), filters,
+                                                 page_number(request), typed["actor"])
+        if known:
+            listing = found
+        else:
+            errors["actor"] = _("audit.unknown_actor", value=typed["actor"])
     query = urllib.parse.urlencode({key: value for key, value in typed.items() if value})
     return render(request, "admin/audit.html", {
         "title": _("audit.title"),
