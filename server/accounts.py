@@ -128,7 +128,6 @@ class Users(Resource):
         return db["users"].insert(row).last_pk
 
     def change(self, db, actor, record_id, data):
-        self.get(db, actor, record_id)
         self.unique(
             db,
             "username",

@@ -81,7 +81,6 @@ class Categories(Resource):
         return db["categories"].insert(self._row(db, data)).last_pk
 
     def change(self, db, actor, record_id, data):
-        self.get(db, actor, record_id)
         self._unique(db, data, exclude_id=record_id)
         db["categories"].update(record_id, self._row(db, data))
 

@@ -144,7 +144,8 @@ class Resource:
         raise NotImplementedError
 
     def change(self, db, actor: authz.User, record_id: int, data: dict[str, Any]) -> None:
-        """Write a record's new values (subclasses); ``update`` audits it."""
+        """Write a record's new values (subclasses); ``update`` has checked that the record is
+        in the actor's scope, and audits it."""
         raise NotImplementedError
 
     # Audit ------------------------------------------------------------------

@@ -57,7 +57,6 @@ class Units(Resource):
         return db["units"].insert(self._row(db, actor, data)).last_pk
 
     def change(self, db, actor, record_id, data):
-        self.get(db, actor, record_id)
         self.unique(
             db,
             "name",
