@@ -141,7 +141,11 @@ class Users(Resource):
             _refuse_own_reach(db, record_id, row)
         if data["password_hash"]:
             row["password_hash"] = data["password_hash"]
+            devices = [device_id for (device_id,) in db.execute(
+                "SELECT id FROM devices WHERE user_id = ? AND revoked_at IS NULL", [record_id])]
+            before = audit.device_states(db, devices)
             auth.sign_out_everywhere(db, record_id, actor.id or None)
+            audit.record_revocations(db, actor.id, before)  # the devices the reset stopped
         if not data["active"]:
             db.execute("DELETE FROM web_sessions WHERE user_id = ?", [record_id])
         db["users"].update(record_id, row)

@@ -63,6 +63,32 @@ def changed(old: dict, new: dict) -> tuple[dict, dict]:
     return {key: old.get(key) for key in keys}, {key: new.get(key) for key in keys}
 
 
+_DEVICE_STATE = (
+    "SELECT d.id, d.name, d.revoked_at, d.revoke_mode, u.username, u.area_id"
+    " FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id IN (SELECT value FROM"
+    " json_each(?))"
+)
+
+
+def device_states(db: sqlite_utils.Database, device_ids: list[int]) -> dict[int, dict]:
+    """The devices' revocation state, taken before revoking them (``record_revocations``)."""
+    return {row["id"]: row for row in db.query(_DEVICE_STATE, [json.dumps(device_ids)])}
+
+
+def record_revocations(db: sqlite_utils.Database, actor_id: int | None,
+                       before: dict[int, dict]) -> None:
+    """One "revoke" entry for each of the devices whose state changed since ``before``
+    (revoking a revoked device again changes nothing and records nothing)."""
+    keys = ("revoked_at", "revoke_mode")
+    for device_id, after in device_states(db, list(before)).items():
+        old, new = changed({key: before[device_id][key] for key in keys},
+                           {key: after[key] for key in keys})
+        if new:
+            record(db, actor_id, "revoke", "devices", device_id,
+                   label=f"{after['name']} ({after['username']})", old=old, new=new,
+                   area_id=after["area_id"])
+
+
 # Reading ----------------------------------------------------------------------------
 
 

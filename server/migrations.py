@@ -985,7 +985,6 @@ def m013_lockout(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @migrations()
 def m015_audit(db: sqlite_utils.Database) -> None:
     """The administration's audit trail (``server/audit.py``): one row per change an

@@ -100,6 +100,19 @@ def test_a_password_reset_is_recorded_without_the_password(admin, db, world):
              value=_("audit.password_changed")) in page
 
 
+def test_the_devices_a_password_reset_stops_are_recorded(admin, client, db, world):
+    response = client.post("/api/login", json={"username": "field1", "password": PASSWORD,
+                                               "device_name": "field1的手机"})
+    device_id = response.json()["device_id"]
+    user_id = world.users["field1"]
+    data = {**edit_fields(admin, f"/admin/users/{user_id}"), "password": NEW_PASSWORD}
+    created_id(post_form(admin, f"/admin/users/{user_id}", data))
+    stopped = only(db, entity="devices", entity_id=device_id)
+    assert (stopped["action"], stopped["actor_id"]) == ("revoke", world.users["admin"])
+    assert stopped["new"]["revoke_mode"] == "stop"
+    assert only(db, entity="users")["new"] == {"password": audit.PASSWORD_CHANGED}
+
+
 def test_saving_an_unchanged_form_records_nothing(admin, db, world):
     user_id = world.users["field1"]
     created_id(post_form(admin, f"/admin/users/{user_id}",

@@ -155,26 +155,17 @@ def _devices(db, actor: authz.User, page_no: int):
     return rows, total
 
 
-_DEVICE_AUDIT = "SELECT d.revoked_at, d.revoke_mode FROM devices d WHERE d.id = ?"
-
-
 def _revoke_in_scope(db, actor: authz.User, device_id: int, mode: str) -> None:
     clause, params = authz.admin_scope(actor, "u")
     row = db.execute(
-        "SELECT d.name, u.username, u.area_id FROM devices d JOIN users u ON u.id = d.user_id"
-        f" WHERE d.id = ? AND {clause}",
+        f"SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ? AND {clause}",
         [device_id, *params],
     ).fetchone()
     if row is None:
         raise NotFound(device_id)
-    name, username, area_id = row
-    before = dict(next(iter(db.query(_DEVICE_AUDIT, [device_id]))))
+    before = audit.device_states(db, [device_id])
     auth.revoke_device(db, device_id, mode, actor.id)
-    after = dict(next(iter(db.query(_DEVICE_AUDIT, [device_id]))))
-    old, new = audit.changed(before, after)
-    if new:  # revoking a revoked device again changes nothing
-        audit.record(db, actor.id, "revoke", "devices", device_id, label=f"{name} ({username})",
-                     old=old, new=new, area_id=area_id)
+    audit.record_revocations(db, actor.id, before)
 
 
 async def devices(request: Request):
