@@ -51,7 +51,8 @@ UPDATE_SCHEMA = Schema(
 
 
 def role_names(roles_text: str) -> str:
-    return "、".join(_(ROLE_LABELS[r]) for r in authz.parse_roles(roles_text) if r in ROLE_LABELS)
+    held = authz.parse_roles(roles_text)
+    return "、".join(_(ROLE_LABELS[role]) for role in authz.ROLES if role in held)
 
 
 class Users(Resource):

@@ -53,7 +53,8 @@ def record(db: sqlite_utils.Database, actor_id: int | None, action: str, entity:
 
 
 def _json(values: dict | None) -> str | None:
-    return None if values is None else json.dumps(values, ensure_ascii=False, sort_keys=True)
+    # In the record's own order (the form's), which the page keeps.
+    return None if values is None else json.dumps(values, ensure_ascii=False)
 
 
 def changed(old: dict, new: dict) -> tuple[dict, dict]:

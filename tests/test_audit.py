@@ -96,7 +96,7 @@ def test_a_password_reset_is_recorded_without_the_password(admin, db, world):
     text = all_text(db)
     assert NEW_PASSWORD not in text and db["users"].get(user_id)["password_hash"] not in text
     page = admin.get("/admin/audit").text
-    assert _("audit.value", field=_("user.new_password"),
+    assert _("audit.value", field=_("audit.field.password"),
              value=_("audit.password_changed")) in page
 
 

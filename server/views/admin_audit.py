@@ -38,6 +38,8 @@ def _filters(request: Request) -> tuple[audit.Filters, dict[str, str], dict[str,
 
 
 def _label(entity: str, name: str) -> str:
+    if name == "password":
+        return _("audit.field.password")
     resource = _RESOURCES.get(entity)
     field = resource.schema(creating=False).by_name.get(name) if resource else None
     return field.label_text() if field else _(f"audit.field.{name}")
@@ -61,20 +63,22 @@ def _text(entity: str, name: str, value) -> str:
     return audit.value_text(value)
 
 
-def _change(entity: str, name: str, old: dict, new: dict) -> str:
+def _change(entity: str, name: str, old: dict, new: dict) -> str | None:
     label, after = _label(entity, name), _text(entity, name, new.get(name))
     if name not in old:  # a new record, a password set: no former value to show
-        return _("audit.value", field=label, value=after or _("audit.no_value"))
+        return _("audit.value", field=label, value=after) if after else None
     before = _text(entity, name, old.get(name))
     return _("audit.change", field=label, old=before or _("audit.no_value"),
              new=after or _("audit.no_value"))
 
 
 def _shown(entry: dict) -> dict:
-    """An entry with each changed value as one line of the page."""
+    """An entry with each changed value as one line of the page (a new record's empty
+    fields left out)."""
     old, new = entry["old"], entry["new"]
     names = list(dict.fromkeys([*new, *old]))
-    return {**entry, "changes": [_change(entry["entity"], name, old, new) for name in names]}
+    lines = [_change(entry["entity"], name, old, new) for name in names]
+    return {**entry, "changes": [line for line in lines if line]}
 
 
 def _read(db, actor, filters: audit.Filters, page_no: int, typed_actor: str):
