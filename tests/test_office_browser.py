@@ -378,7 +378,10 @@ def test_office_pages_pass_axe(live, browser):
 
     sign_in(page, url, "admin")
     failures |= check_pages(page, url, {"admin_users": "/admin/users",
-                                        "admin_calendar": "/admin/calendar"})
+                                        "admin_calendar": "/admin/calendar",
+                                        "admin_audit": "/admin/audit"})
+    assert page.goto(f"{url}/admin/audit?entity=x").status == 400  # beside its field
+    failures["admin_audit_refused"] = axe_violations(page)
     context.close()
     assert not any(failures.values()), {k: v for k, v in failures.items() if v}
 
