@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from server import audit, auth, authz, refs
 from server.i18n import gettext as _
 from server.resource import Column, Resource, resolve
@@ -10,6 +13,8 @@ from server.validation import Field, Schema, ValidationError
 
 ROLE_LABELS = {role: f"role.{role}" for role in authz.ROLES}
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 128
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 
 _FIELDS = (
     Field(
@@ -27,27 +32,94 @@ _FIELDS = (
     Field("unit_name", "user.unit", max_length=60),
     Field("active", "common.active", kind="bool"),
 )
-CREATE_SCHEMA = Schema(
-    *_FIELDS,
+
+
+def password_field(name: str, label: str, required: bool) -> Field:
+    """A new password's field: the length rule (the rest is ``password_problem``)."""
+    return Field(
+        name,
+        label,
+        kind="password",
+        required=required,
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+    )
+
+
+CREATE_SCHEMA = Schema(*_FIELDS, password_field("password", "user.password", required=True))
+UPDATE_SCHEMA = Schema(*_FIELDS, password_field("password", "user.new_password", required=False))
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(
+        line.strip().casefold() for line in lines if line.strip() and not line.startswith("#")
+    )
+
+
+def password_problem(password: str, username: str) -> str | None:
+    """Why a new password (already of a valid length) is refused, or None.
+
+    The one rule for every way a password is set: an administrator's form,
+    the import, ``fieldledger create-user`` and the user's own change.
+    """
+    if password.casefold() == username.strip().casefold():
+        return _("account.password.same_as_username")
+    if password.casefold() in common_passwords():
+        return _("account.password.too_common")
+    return None
+
+
+CHANGE_SCHEMA = Schema(
     Field(
-        "password",
-        "user.password",
+        "current_password",
+        "account.password.current",
         kind="password",
         required=True,
-        min_length=MIN_PASSWORD_LENGTH,
-        max_length=128,
+        max_length=MAX_PASSWORD_LENGTH,
     ),
-)
-UPDATE_SCHEMA = Schema(
-    *_FIELDS,
+    password_field("new_password", "account.password.new", required=True),
     Field(
-        "password",
-        "user.new_password",
+        "new_password_repeat",
+        "account.password.repeat",
         kind="password",
-        min_length=MIN_PASSWORD_LENGTH,
-        max_length=128,
+        required=True,
+        max_length=MAX_PASSWORD_LENGTH,
     ),
 )
+
+
+def clean_password_change(raw, username: str) -> dict:
+    """A user's own password change (current, new, repeated), checked by every rule
+    but whether the current password is right (a sign-in attempt: the caller's)."""
+    data, errors = {}, {}
+    for field in CHANGE_SCHEMA.fields:  # one by one, to check what is valid of the rest
+        try:
+            data.update(CHANGE_SCHEMA.clean(raw, only={field.name}))
+        except ValidationError as error:
+            errors.update(error.errors)
+    new = data.get("new_password")
+    if new:
+        problem = password_problem(new, username)
+        if problem is None and new == data.get("current_password"):
+            problem = _("account.password.same_as_current")
+        if problem:
+            errors["new_password"] = problem
+        elif "new_password_repeat" in data and data["new_password_repeat"] != new:
+            errors["new_password_repeat"] = _("account.password.mismatch")
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+def set_own_password(db, user_id: int, password_hash: str, keep_session: str | None) -> None:
+    """Store a user's new password; every other web session of theirs ends."""
+    db.execute(
+        "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+        [password_hash, now_iso(), user_id],
+    )
+    auth.end_other_sessions(db, user_id, keep_session)
 
 
 def role_names(roles_text: str) -> str:
@@ -72,6 +144,22 @@ class Users(Resource):
 
     def schema(self, creating):
         return CREATE_SCHEMA if creating else UPDATE_SCHEMA
+
+    def clean(self, raw, creating):
+        schema = self.schema(creating)
+        try:
+            data, errors = schema.clean(raw), {}
+        except ValidationError as error:
+            data, errors = None, dict(error.errors)
+        if "password" not in errors:
+            # Said together with any other field's error, not one round later.
+            password = schema.clean(raw, only={"password"})["password"]
+            problem = password and password_problem(password, str(raw.get("username") or ""))
+            if problem:
+                errors["password"] = problem
+        if errors:
+            raise ValidationError(errors)
+        return data
 
     def select_sql(self):
         return (

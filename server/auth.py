@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -292,6 +293,18 @@ async def sign_in(
 
 # Web sessions -------------------------------------------------------------
 
+# A session's last use is written at most this often (a write per page view
+# would serialise every reader behind the write lock).
+SESSION_TOUCH_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    user_id: int
+    created_at: str
+    last_seen_at: str
+
 
 def start_session(db: sqlite_utils.Database, user_id: int) -> str:
     token = new_token()
@@ -301,6 +314,7 @@ def start_session(db: sqlite_utils.Database, user_id: int) -> str:
             "token_hash": token_hash(token),
             "user_id": user_id,
             "created_at": to_iso(now),
+            "last_seen_at": to_iso(now),
             "expires_at": to_iso(now + SESSION_LIFETIME),
         }
     )
@@ -312,12 +326,35 @@ def end_session(db: sqlite_utils.Database, token: str) -> None:
     db.execute("DELETE FROM web_sessions WHERE token_hash = ?", [token_hash(token)])
 
 
-def session_user_id(db: sqlite_utils.Database, token: str) -> int | None:
+def end_other_sessions(db: sqlite_utils.Database, user_id: int, keep_token: str | None) -> None:
+    """End every web session of the user but the one holding ``keep_token``."""
+    db.execute(
+        "DELETE FROM web_sessions WHERE user_id = ? AND token_hash != ?",
+        [user_id, token_hash(keep_token) if keep_token else ""],
+    )
+
+
+def live_session(db: sqlite_utils.Database, token: str, idle_minutes: int) -> Session | None:
+    """The session a cookie token opens: neither expired nor unused for ``idle_minutes``."""
+    now = utcnow()
     row = db.execute(
-        "SELECT user_id FROM web_sessions WHERE token_hash = ? AND expires_at > ?",
-        [token_hash(token), now_iso()],
+        "SELECT user_id, created_at, last_seen_at FROM web_sessions"
+        " WHERE token_hash = ? AND expires_at > ? AND last_seen_at > ?",
+        [token_hash(token), to_iso(now), to_iso(now - dt.timedelta(minutes=idle_minutes))],
     ).fetchone()
-    return row[0] if row else None
+    return Session(token, *row) if row else None
+
+
+def session_needs_touch(session: Session) -> bool:
+    age = (utcnow() - parse_iso(session.last_seen_at)).total_seconds()
+    return age >= SESSION_TOUCH_SECONDS
+
+
+def touch_session(db: sqlite_utils.Database, token: str) -> None:
+    db.execute(
+        "UPDATE web_sessions SET last_seen_at = ? WHERE token_hash = ?",
+        [now_iso(), token_hash(token)],
+    )
 
 
 def session_owner(db: sqlite_utils.Database, token: str) -> int | None:
@@ -329,12 +366,10 @@ def session_owner(db: sqlite_utils.Database, token: str) -> int | None:
     return row[0] if row else None
 
 
-def session_started_at(db: sqlite_utils.Database, token: str) -> str | None:
-    row = db.execute(
-        "SELECT created_at FROM web_sessions WHERE token_hash = ? AND expires_at > ?",
-        [token_hash(token), now_iso()],
-    ).fetchone()
-    return row[0] if row else None
+def session_csrf_token(session_token: str) -> str:
+    """The CSRF token of a web session: derived from its secret cookie token, so it
+    is the same on every page of the session and of no use in any other session."""
+    return hmac.new(session_token.encode(), b"fieldledger csrf", hashlib.sha256).hexdigest()
 
 
 # Device tokens ------------------------------------------------------------

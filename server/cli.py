@@ -23,6 +23,7 @@ def _open(path: str):
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from server.access_log import log_config
     from server.app import create_app
 
     _open(args.db).close()
@@ -43,6 +44,7 @@ def cmd_serve(args) -> int:
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         log_level="info",
+        log_config=log_config(),
     )
     return 0
 

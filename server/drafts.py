@@ -23,7 +23,10 @@ import urllib.parse
 from dataclasses import dataclass
 
 PREFIX = "draft."  # hidden fields of the sign-in page that carry the typed values
-NOT_CARRIED = frozenset({"csrf_token", "password", "password_confirm", "new_password"})
+NOT_CARRIED = frozenset({
+    "csrf_token", "password", "password_confirm", "new_password", "current_password",
+    "new_password_repeat",
+})
 MAX_VALUE = 10_000
 PROBLEM_ACTION = re.compile(r"^/problems/([^/]+)/actions/([a-z_]+)$")
 

@@ -16,6 +16,13 @@ HEADERS = [
 ]
 
 
+# Answers that set no caching rule of their own are never stored: pages, API
+# answers and exports carry residents' personal data. Only the static files
+# (and the field app's shell, which says "no-cache") may be kept.
+NO_STORE = (b"cache-control", b"no-store")
+CACHEABLE_PREFIX = "/static/"
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -24,11 +31,14 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *HEADERS]
+                headers = [*message.get("headers", []), *HEADERS]
+                if not cacheable and not any(name.lower() == NO_STORE[0] for name, _value in headers):
+                    headers.append(NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -1027,5 +1027,19 @@ def m015_audit(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m014_accounts(db: sqlite_utils.Database) -> None:
+    """Web sessions remember when they were last used, so an idle one ends
+    (``session_idle_minutes``, server/settings.py); sessions already open count
+    from when they began."""
+    run_script(
+        db,
+        """
+        ALTER TABLE web_sessions ADD COLUMN last_seen_at TEXT;
+        UPDATE web_sessions SET last_seen_at = created_at;
+        """,
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     migrations.apply(db)

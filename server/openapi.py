@@ -160,6 +160,21 @@ def build() -> dict:
             "/api/logout": {"post": {"security": BEARER, "summary": "Revoke this device's token",
                                      "responses": {"200": _json({"type": "object"}),
                                                    **_errors(401)}}},
+            "/api/account/password": {"post": {
+                "security": BEARER,
+                "summary": "Change the signed-in user's own password: the current one is "
+                           "checked as a sign-in is (wrong ones count toward the lockout); "
+                           "the user's web sessions end; this phone stays signed in",
+                "requestBody": _json({"type": "object", "properties": {
+                    "current_password": {"type": "string"},
+                    "new_password": {"type": "string"},
+                    "new_password_repeat": {"type": "string"}},
+                    "required": ["current_password", "new_password", "new_password_repeat"],
+                    "additionalProperties": False}),
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "ok": {"const": True}}, "required": ["ok"]}),
+                    **_errors(400, 401, 422, 429)},
+            }},
             "/api/sync/push": {"post": {
                 "security": BEARER,
                 "summary": "Apply queued mutations, exactly once and in order",

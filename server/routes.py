@@ -10,6 +10,7 @@ from server import openapi
 from server.authz import AUTHENTICATED, PUBLIC
 from server.paths import STATIC_DIR
 from server.views import (
+    account,
     admin,
     admin_audit,
     admin_calendar,
@@ -34,6 +35,8 @@ def build_routes():
         page("/login", auth.login_form, PUBLIC, name="login"),
         page("/login", auth.login, PUBLIC, methods=["POST"]),
         page("/logout", auth.logout, AUTHENTICATED, methods=["POST"], name="logout"),
+        page("/account/password", account.password_form, AUTHENTICATED, name="account_password"),
+        page("/account/password", account.password_change, AUTHENTICATED, methods=["POST"]),
         page("/problems", ledger_pages.ledger_list, "problems.view", name="problems"),
         page("/problems/export.xlsx", ledger_pages.export_xlsx, "export"),
         page("/problems/export.csv", ledger_pages.export_csv, "export"),
@@ -56,6 +59,8 @@ def build_routes():
                     methods=["POST"]),
         api("/api/me", auth.api_me, AUTHENTICATED),
         api("/api/logout", auth.api_logout, AUTHENTICATED, methods=["POST"]),
+        api("/api/account/password", account.api_password_change, AUTHENTICATED,
+            methods=["POST"]),
         api("/api/healthz", healthz, PUBLIC),
         api("/api/openapi.json", openapi.openapi, PUBLIC),
         api("/api/sync/push", sync.sync_push, AUTHENTICATED, methods=["POST"]),

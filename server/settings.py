@@ -1,8 +1,9 @@
 """The ledger's tunable settings: defaults, overridden by rows of the ``settings`` table.
 
-Read by the statistics (``server.metrics``) and by the workflow, which freezes
+Read by the statistics (``server.metrics``), by the workflow, which freezes
 whether a signing was a response (``response_limit_days``) when it happens and
-says when a resident counts as unreachable (``unreachable_*``).
+says when a resident counts as unreachable (``unreachable_*``), and by the web
+sessions, which end when idle (``session_idle_minutes``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ SETTINGS = {
     # many failed callback attempts, made on at least this many different local days
     "unreachable_attempts": 3,
     "unreachable_min_days": 2,
+    # a web session unused for this many minutes ends (server/auth.py)
+    "session_idle_minutes": 120,
+}
+# The range a stored value must lie in, where it is not 0 < value <= 100.
+BOUNDS = {
+    "satisfaction_weight": (0, 1),
+    # at least 5 minutes, at most the sessions' whole lifetime (12 hours)
+    "session_idle_minutes": (5, 12 * 60),
 }
 
 
@@ -33,8 +42,7 @@ def settings(db) -> dict:
             value = type(SETTINGS[key])(raw)
         except ValueError:
             continue
-        if (key == "satisfaction_weight" and 0 <= value <= 1) or (
-            key != "satisfaction_weight" and 0 < value <= 100
-        ):
+        low, high = BOUNDS.get(key, (0, 100))
+        if low <= value <= high and (key in BOUNDS or value > 0):
             values[key] = value
     return values

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from server import auth, authz, drafts
 from server.errors import ApiError, error_page, json_error
 from server.i18n import gettext as _
+from server.settings import settings
 from server.timeutil import parse_iso, utcnow
 
 SESSION_COOKIE = "fl_session"
@@ -60,8 +61,20 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
     )
 
 
+def _session(request: Request) -> auth.Session | None:
+    return getattr(request.state, "session", None)
+
+
 def csrf_token(request: Request) -> str:
-    """The CSRF token for forms on this page (a double-submit cookie)."""
+    """The CSRF token for forms on this page.
+
+    Signed in, it is the web session's own (``auth.session_csrf_token``): a
+    token from another session, or planted in the CSRF cookie, does not pass.
+    Without a session (the sign-in form) it is a double-submit cookie.
+    """
+    session = _session(request)
+    if session is not None:
+        return auth.session_csrf_token(session.token)
     token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
     if not token:
         token = secrets.token_urlsafe(32)
@@ -69,8 +82,13 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def rotate_csrf(request: Request, response: Response) -> None:
-    set_cookie(request, response, CSRF_COOKIE, secrets.token_urlsafe(32))
+def rotate_csrf(request: Request, response: Response, session_token: str | None = None) -> None:
+    """A new CSRF cookie on signing in or out: the new session's token, or a fresh
+    pre-session one. (Signed in, the cookie is not what is checked; it keeps the
+    token of the session it was set with, for a form posted after that session
+    ended: see ``sign_in_again``.)"""
+    token = auth.session_csrf_token(session_token) if session_token else None
+    set_cookie(request, response, CSRF_COOKIE, token or secrets.token_urlsafe(32))
 
 
 def set_new_csrf_cookie(request: Request, response: Response) -> None:
@@ -81,12 +99,17 @@ def set_new_csrf_cookie(request: Request, response: Response) -> None:
 
 
 def csrf_matches(request: Request, submitted) -> bool:
-    """Whether ``submitted`` is this browser's CSRF token (the double-submit cookie)."""
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    """Whether ``submitted`` is the CSRF token: the session's when signed in, else
+    the double-submit cookie's."""
+    session = _session(request)
+    if session is not None:
+        expected = auth.session_csrf_token(session.token)
+    else:
+        expected = request.cookies.get(CSRF_COOKIE, "")
     return (
-        bool(cookie)
+        bool(expected)
         and isinstance(submitted, str)
-        and hmac.compare_digest(cookie.encode(), submitted.encode())
+        and hmac.compare_digest(expected.encode(), submitted.encode())
     )
 
 
@@ -141,9 +164,22 @@ def safe_next(url: str | None) -> str:
 # Identifying the user -----------------------------------------------------
 
 
-def _session_user(db, token: str) -> authz.User | None:
-    user_id = auth.session_user_id(db, token)
-    return auth.load_user(db, user_id) if user_id else None
+def _signed_in(db, token: str) -> tuple[auth.Session | None, authz.User | None]:
+    session = auth.live_session(db, token, settings(db)["session_idle_minutes"])
+    found = auth.load_user(db, session.user_id) if session else None
+    return (session, found) if found else (None, None)
+
+
+async def session_user(request: Request) -> authz.User | None:
+    """The user of the request's web session, if it is live; the session is kept
+    in ``request.state.session`` and its last use recorded (once a minute at most)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    session, found = await store(request).read(_signed_in, token) if token else (None, None)
+    request.state.session = session
+    request.state.user = found
+    if session is not None and auth.session_needs_touch(session):
+        await store(request).write(auth.touch_session, token)
+    return found
 
 
 def _device_user(db, token: str):
@@ -205,9 +241,7 @@ async def sign_in_again(request: Request, token: str | None) -> Response:
 
 
 async def _session_api_response(request: Request, permission: str, endpoint: Endpoint):
-    token = request.cookies.get(SESSION_COOKIE)
-    request.state.user = await store(request).read(_session_user, token) if token else None
-    if request.state.user is None:
+    if await session_user(request) is None:
         raise ApiError(401, "session_required", _("auth.session_required"))
     try:
         authz.check(request.state.user, permission)
@@ -241,7 +275,7 @@ def guard(permission: str, endpoint: Endpoint, *, is_api: bool, by_session=False
             return await endpoint(request)
 
         token = request.cookies.get(SESSION_COOKIE)
-        request.state.user = await store(request).read(_session_user, token) if token else None
+        await session_user(request)
         if request.state.user is None and permission != authz.PUBLIC:
             if request.method in SAFE_METHODS:
                 target = urllib.parse.quote(

@@ -21,6 +21,9 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): ALL,
+    # Everyone changes their own password (and only their own: no id in the path).
+    ("GET", "/account/password"): ALL,
+    ("POST", "/account/password"): ALL,
     ("GET", "/problems"): {"field", "office", "handler", "leader"},
     ("GET", "/problems/{problem_id}"): {"field", "office", "handler", "leader"},
     ("POST", "/problems/{problem_id}/actions/{action}"): {"field", "office", "handler", "leader"},
@@ -59,6 +62,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/session/device"): {"field", "office", "leader"},
     ("GET", "/api/me"): ALL,
     ("POST", "/api/logout"): ALL,
+    ("POST", "/api/account/password"): ALL,
     ("GET", "/api/healthz"): PUBLIC,
     ("GET", "/api/openapi.json"): PUBLIC,
     ("POST", "/api/sync/push"): ALL,

@@ -72,7 +72,7 @@ async def sign_in(request: Request, username: str, password: str) -> int:
     )
 
 
-def _login_error(error: auth.AuthError) -> tuple[int, str, dict]:
+def login_error(error: auth.AuthError) -> tuple[int, str, dict]:
     """The status, message and headers of a refused sign-in."""
     if isinstance(error, auth.LockedOut):
         return (429, _("login.locked_out", minutes=error.minutes),
@@ -119,7 +119,7 @@ async def login(request: Request):
     except ValidationError as error:
         return render(request, "login.html", {**context, "errors": error.errors}, status=400)
     except auth.AuthError as error:
-        status, message, headers = _login_error(error)
+        status, message, headers = login_error(error)
         response = render(request, "login.html", {**context, "error": message}, status=status)
         response.headers.update(headers)
         return response
@@ -130,7 +130,7 @@ async def login(request: Request):
     set_cookie(
         request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds())
     )
-    rotate_csrf(request, response)
+    rotate_csrf(request, response, token)
     return response
 
 
@@ -196,7 +196,7 @@ async def api_login(request: Request):
     try:
         user_id = await sign_in(request, data["username"], data["password"])
     except auth.AuthError as error:
-        status, message, headers = _login_error(error)
+        status, message, headers = login_error(error)
         code = "bad_credentials" if status == 401 else error.code
         return json_error(status, code, message, headers=headers)
     return await issue_device(request, user_id, data["device_name"])
@@ -208,9 +208,7 @@ async def api_session(request: Request):
     sends back to ``api_session_device``. Other sites cannot read this answer
     (no CORS), so they never learn the token."""
     current = user(request)
-    started = await store(request).read(
-        auth.session_started_at, request.cookies[SESSION_COOKIE]
-    )
+    started = request.state.session.created_at
     response = JSONResponse(
         {"user": user_json(current), "signed_in_at": started, "csrf_token": csrf_token(request)}
     )

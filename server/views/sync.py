@@ -227,7 +227,8 @@ async def _photo(request: Request, thumb: bool):
     if attachment is None:
         raise NotFound(sha)
     photos = photo_store(request)
-    headers = {"Cache-Control": "private, max-age=31536000, immutable"}
+    # A resident's photo is personal data: never stored by the browser either.
+    headers = {"Cache-Control": "no-store"}
     if thumb:
         try:
             path = await run_in_threadpool(uploads.make_thumbnail, photos, sha)

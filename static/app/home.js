@@ -1,9 +1,10 @@
 // Home (工作台): the visit in progress, quick capture, sync status, rejected
-// items, storage, sign-out; the sign-in form when there is no token.
+// items, storage, password change, sign-out; the sign-in form when there is no token.
 
 import { h, t, field, button, toast, when, megabytes } from './ui.js';
 import * as db from './db.js';
 import * as state from './state.js';
+import { passwordCard } from './password.js';
 import { login, loginFromSession, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, signOut } from './sync.js';
 
 function deviceName() {
@@ -200,6 +201,7 @@ export async function homeScreen(view) {
       h('a', { class: 'btn', href: '#/records' }, t('home.records')),
       h('a', { class: 'btn', href: '#/area' }, t('home.area'))),
     await storageCard(),
+    passwordCard(),
     signOutCard());
 }
 
