@@ -36,7 +36,8 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), *HEADERS]
-                if not cacheable and not any(name.lower() == NO_STORE[0] for name, _value in headers):
+                has_rule = any(name.lower() == NO_STORE[0] for name, _value in headers)
+                if not cacheable and not has_rule:
                     headers.append(NO_STORE)
                 message["headers"] = headers
             await send(message)

@@ -233,3 +233,16 @@ def test_m013_replaces_the_failure_counter_with_counted_attempts(tmp_path):
         db.execute("INSERT INTO login_attempts (account, address, at, state)"
                    " VALUES ('a', '', 'now', 'ok')")
     assert db["login_attempts"].count == 0
+
+
+def test_m014_sessions_already_open_count_their_idle_time_from_their_start(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m014_accounts")
+    db.execute("INSERT INTO areas (code, name, level, path) VALUES ('1', 'c', 1, '/1/')")
+    db.execute("INSERT INTO users (username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES ('u', 'u', 'field', 1, 'x', 'now', 'now')")
+    db.execute("INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at)"
+               " VALUES ('h', 1, '2026-12-06T01:00:00+00:00', '2026-12-06T13:00:00+00:00')")
+    migrate(db)
+    assert db.execute("SELECT last_seen_at FROM web_sessions").fetchone()[0] == (
+        "2026-12-06T01:00:00+00:00")
