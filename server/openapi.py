@@ -173,7 +173,7 @@ def build() -> dict:
                     "additionalProperties": False}),
                 "responses": {"200": _json({"type": "object", "properties": {
                     "ok": {"const": True}}, "required": ["ok"]}),
-                    **_errors(400, 401, 422, 429)},
+                    **_errors(400, 401, 422, 429, 503)},
             }},
             "/api/sync/push": {"post": {
                 "security": BEARER,

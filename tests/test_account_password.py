@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
@@ -245,4 +247,26 @@ def test_the_api_is_described(client):
     assert operation["security"] == [{"device": []}]
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["required"]) == {"current_password", "new_password", "new_password_repeat"}
-    assert set(operation["responses"]) == {"200", "400", "401", "422", "429"}
+    assert set(operation["responses"]) == {"200", "400", "401", "422", "429", "503"}
+
+
+class AlwaysBusy(auth.PasswordChecks):
+    @contextlib.contextmanager
+    def admission(self):
+        raise auth.Busy()
+        yield
+
+
+def test_when_the_password_checks_are_busy_nothing_is_checked_or_saved(app, login_as, db, world):
+    browser = login_as("field1")
+    token = api_login(browser, "field1")
+    app.state.password_checks = AlwaysBusy(1, 0)
+    before = password_hash(db, world)
+    page = post_form(browser, "/account/password", change())
+    assert page.status_code == 503
+    assert page.headers["retry-after"] == str(auth.BUSY_RETRY_SECONDS)
+    assert _("lockout.busy", seconds=auth.BUSY_RETRY_SECONDS) in page.text
+    api = api_change(browser, token, change())
+    assert api.status_code == 503
+    assert api.json()["error"]["code"] == "busy"
+    assert password_hash(db, world) == before
