@@ -201,7 +201,7 @@ export async function homeScreen(view) {
       h('a', { class: 'btn', href: '#/records' }, t('home.records')),
       h('a', { class: 'btn', href: '#/area' }, t('home.area'))),
     await storageCard(),
-    passwordCard(),
+    meta.auth === 'ok' ? passwordCard() : '',
     signOutCard());
 }
 
