@@ -986,6 +986,20 @@ def m013_lockout(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m014_accounts(db: sqlite_utils.Database) -> None:
+    """Web sessions remember when they were last used, so an idle one ends
+    (``session_idle_minutes``, server/settings.py); sessions already open count
+    from when they began."""
+    run_script(
+        db,
+        """
+        ALTER TABLE web_sessions ADD COLUMN last_seen_at TEXT;
+        UPDATE web_sessions SET last_seen_at = created_at;
+        """,
+    )
+
+
+@migrations()
 def m015_audit(db: sqlite_utils.Database) -> None:
     """The administration's audit trail (``server/audit.py``): one row per change an
     administrator makes, written in the change's own transaction, never updated or deleted.
@@ -1023,20 +1037,6 @@ def m015_audit(db: sqlite_utils.Database) -> None:
         BEGIN
             SELECT RAISE(ABORT, 'admin_audit is append-only');
         END;
-        """,
-    )
-
-
-@migrations()
-def m014_accounts(db: sqlite_utils.Database) -> None:
-    """Web sessions remember when they were last used, so an idle one ends
-    (``session_idle_minutes``, server/settings.py); sessions already open count
-    from when they began."""
-    run_script(
-        db,
-        """
-        ALTER TABLE web_sessions ADD COLUMN last_seen_at TEXT;
-        UPDATE web_sessions SET last_seen_at = created_at;
         """,
     )
 
