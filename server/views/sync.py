@@ -87,7 +87,7 @@ async def sync_pull(request: Request):
     client_id = request.query_params.get("client_id", "")
     if not re.fullmatch(UUID["pattern"], client_id):
         raise ApiError(400, "bad_client_id", _("sync.bad.client_id"))
-    cursor = _int_param(request, "cursor", 0, 0, 2**62, _("sync.bad.cursor"))
+    cursor = _int_param(request, "cursor", 0, 0, pull.MAX_CURSOR, _("sync.bad.cursor"))
     limit = _int_param(request, "limit", pull.DEFAULT_LIMIT, 1, pull.MAX_LIMIT,
                        _("sync.bad.limit", max=pull.MAX_LIMIT))
     result = await store(request).read(_read_pull_snapshot, user(request), client_id, cursor,
