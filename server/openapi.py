@@ -213,7 +213,7 @@ def build() -> dict:
                 "summary": "Change the signed-in user's own password: the current one is "
                            "checked as a sign-in is (wrong ones count toward the lockout); "
                            "the user's web sessions end; this phone stays signed in",
-                "requestBody": _json({"type": "object", "properties": {
+                "requestBody": _body({"type": "object", "properties": {
                     "current_password": {"type": "string"},
                     "new_password": {"type": "string"},
                     "new_password_repeat": {"type": "string"}},
