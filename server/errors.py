@@ -74,15 +74,33 @@ def error_page(request: Request, status: int, message: str | None = None) -> Res
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers to (a path's methods may be
+    spread over several routes, each with its own permission)."""
+    methods = set()
+    for route in request.app.routes:
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and getattr(route, "methods", None) and pattern.match(
+                request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def handle_http_exception(request: Request, exc: HTTPException) -> Response:
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
     if is_api(request):
         return json_error(
             exc.status_code,
             _STATUS_CODES.get(exc.status_code, "error"),
             _status_message(exc.status_code),
-            headers=exc.headers,
+            headers=headers,
         )
-    return error_page(request, exc.status_code)
+    response = error_page(request, exc.status_code)
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 async def handle_api_error(request: Request, exc: ApiError) -> Response:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from server import validation
+from server.views.auth import DEVICE_LOGIN_SCHEMA, SESSION_DEVICE_SCHEMA
 from sync import schemas
+from sync.pull import MAX_CURSOR
 from sync.push import SCHEMA_VERSION
 from sync.uploads import MAX_SIZE
 
@@ -26,6 +29,42 @@ def _json(schema: dict, description: str = "") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _body(schema: dict) -> dict:
+    """A request body the endpoint cannot do without (no body is a 400)."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _no_body(*statuses: int, **described: str) -> dict:
+    """Answers with no body (HEAD, and tus answers), by status."""
+    return {str(status): {"description": described.get(f"s{status}", "")}
+            for status in statuses}
+
+
+# What server/validation.py accepts in a text field: no control characters (tab
+# and line breaks aside) and, where required, something besides spaces (a
+# password is taken as typed).
+_NO_CONTROL = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+_NOT_BLANK = "[^\\s\\x00-\\x1f\\x7f-\\x9f]"
+
+
+def _text_field(field: validation.Field) -> dict:
+    schema = {"type": "string", "maxLength": field.max_length,
+              "pattern": f"^{_NO_CONTROL}*$"}
+    if field.required:
+        schema["minLength"] = 1
+        if field.kind != "password":
+            schema["pattern"] = f"^{_NO_CONTROL}*{_NOT_BLANK}{_NO_CONTROL}*$"
+    return schema
+
+
+def _json_body_of(fields: validation.Schema) -> dict:
+    """The JSON object ``Schema.clean_json`` accepts (text fields only here)."""
+    return {"type": "object",
+            "properties": {field.name: _text_field(field) for field in fields.fields},
+            "required": [field.name for field in fields.fields if field.required],
+            "additionalProperties": False}
+
+
 def _errors(*statuses: int) -> dict:
     return {str(status): _json({"$ref": "#/components/schemas/Error"}) for status in statuses}
 
@@ -43,6 +82,17 @@ DEVICE_SIGN_IN = _json({
 }, "token (shown once), device_id, user")
 TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "required": True,
               "schema": {"const": "1.0.0"}}
+BASE64 = "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+UPLOAD_LENGTH = {"name": "Upload-Length", "in": "header", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
+                 "description": f"the photo's size in bytes; above {MAX_SIZE}: 413"}
+UPLOAD_OFFSET = {"name": "Upload-Offset", "in": "header", "required": True,
+                 "schema": {"type": "integer", "minimum": 0},
+                 "description": "where these bytes start: the offset HEAD gave; else 409"}
+UPLOAD_CHECKSUM = {"name": "Upload-Checksum", "in": "header", "required": False,
+                   "schema": {"type": "string", "pattern": f"^(sha1|sha256|md5) {BASE64}$"},
+                   "description": "<algorithm> <base64 digest of this request's bytes>; "
+                                  "a mismatch is 460"}
 UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
 SHA = {"name": "sha256", "in": "path", "required": True, "schema": schemas.SHA256}
 
@@ -107,9 +157,11 @@ def build() -> dict:
             **schemas.PUSH_BODY["properties"],
             "schema_version": {"const": SCHEMA_VERSION},
             "mutations": {
-                "type": "array", "maxItems": 1000,
-                "items": {"oneOf": [{"$ref": f"#/components/schemas/{key}"}
-                                    for key in mutation_schemas]},
+                **schemas.PUSH_BODY["properties"]["mutations"],
+                "description": "Each mutation should be one of "
+                + ", ".join(f"#/components/schemas/{key}" for key in mutation_schemas)
+                + ". Only its id is checked for the request as a whole; a mutation that"
+                " breaks its schema is answered `rejected` in results (docs/sync-protocol.md).",
             },
         },
     }
@@ -128,11 +180,8 @@ def build() -> dict:
         "paths": {
             "/api/login": {"post": {
                 "summary": "Sign a phone in; returns a device token",
-                "requestBody": _json({"type": "object", "properties": {
-                    "username": {"type": "string"}, "password": {"type": "string"},
-                    "device_name": {"type": "string"}},
-                    "required": ["username", "password"], "additionalProperties": False}),
-                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 422, 429, 503)},
+                "requestBody": _body(_json_body_of(DEVICE_LOGIN_SCHEMA)),
+                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 413, 422, 429, 503)},
             }},
             "/api/session": {"get": {
                 "security": SESSION,
@@ -150,9 +199,8 @@ def build() -> dict:
                            "a device token as /api/login gives; same-origin only, "
                            "sync.capture only, never cached",
                 "parameters": [CSRF_HEADER],
-                "requestBody": _json({"type": "object", "properties": {
-                    "device_name": {"type": "string"}}, "additionalProperties": False}),
-                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 403, 422, 429)},
+                "requestBody": _body(_json_body_of(SESSION_DEVICE_SCHEMA)),
+                "responses": {"201": DEVICE_SIGN_IN, **_errors(400, 401, 403, 413, 422, 429)},
             }},
             "/api/me": {"get": {"security": BEARER, "summary": "The signed-in user",
                                 "responses": {"200": _json({"type": "object"}),
@@ -165,7 +213,7 @@ def build() -> dict:
                 "summary": "Change the signed-in user's own password: the current one is "
                            "checked as a sign-in is (wrong ones count toward the lockout); "
                            "the user's web sessions end; this phone stays signed in",
-                "requestBody": _json({"type": "object", "properties": {
+                "requestBody": _body({"type": "object", "properties": {
                     "current_password": {"type": "string"},
                     "new_password": {"type": "string"},
                     "new_password_repeat": {"type": "string"}},
@@ -178,8 +226,8 @@ def build() -> dict:
             "/api/sync/push": {"post": {
                 "security": BEARER,
                 "summary": "Apply queued mutations, exactly once and in order",
-                "requestBody": _json(push_body),
-                "responses": {"200": _json(PUSH_RESPONSE), **_errors(400, 401, 403),
+                "requestBody": _body(push_body),
+                "responses": {"200": _json(PUSH_RESPONSE), **_errors(400, 401, 403, 413),
                               "503": {"description": "busy; nothing applied; see Retry-After"}},
             }},
             "/api/sync/pull": {"get": {
@@ -187,7 +235,8 @@ def build() -> dict:
                 "summary": "Changes above a cursor that this user may hold",
                 "parameters": [
                     {"name": "client_id", "in": "query", "required": True, "schema": schemas.UUID},
-                    {"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "cursor", "in": "query",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                 ],
@@ -199,22 +248,28 @@ def build() -> dict:
                 "post": {
                     "security": BEARER, "summary": "tus creation (Upload-Length, Upload-Metadata "
                     "with sha256 and filetype)",
-                    "parameters": [TUS_HEADER],
+                    "parameters": [TUS_HEADER, UPLOAD_LENGTH],
                     "responses": {"201": {"description": "Location of the upload"},
                                   **_errors(400, 401, 412, 413)},
                 },
             },
             "/api/uploads/{upload_id}": {
                 "head": {"security": BEARER, "parameters": [TUS_HEADER, UPLOAD_ID],
-                         "responses": {"200": {"description": "Upload-Offset, Upload-Length"},
-                                       "404": {"description": "unknown upload"},
-                                       "410": {"description": "the upload was refused (not an"
-                                               " image, too many pixels) and has ended"}}},
+                         "responses": _no_body(200, 401, 404, 410, 412,
+                                               s200="Upload-Offset, Upload-Length",
+                                               s401="no or unknown device token",
+                                               s404="unknown upload, or another user's",
+                                               s410="the upload was refused (not an image,"
+                                                    " too many pixels) and has ended",
+                                               s412="Tus-Resumable: 1.0.0 missing")},
                 "patch": {
-                    "security": BEARER, "parameters": [TUS_HEADER, UPLOAD_ID],
-                    "requestBody": {"content": {"application/offset+octet-stream": {}}},
+                    "security": BEARER,
+                    "parameters": [TUS_HEADER, UPLOAD_ID, UPLOAD_OFFSET, UPLOAD_CHECKSUM],
+                    "requestBody": {"required": True, "content": {
+                        "application/offset+octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}}}},
                     "responses": {"204": {"description": "new Upload-Offset"},
-                                  **_errors(409, 410, 413, 415, 460)},
+                                  **_errors(400, 401, 404, 409, 410, 412, 413, 415, 460)},
                 },
             },
             "/api/photos/{sha256}": {"get": {

@@ -135,12 +135,31 @@ def clean_field(field: Field, value: Any) -> Any:
     return text
 
 
+# What a JSON body must send for a field of each kind (text for the rest).
+JSON_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "bool": bool, "choices": list}
+
+
 class Schema:
     """An ordered set of fields that cleans a mapping of raw input."""
 
     def __init__(self, *fields: Field):
         self.fields = fields
         self.by_name = {field.name: field for field in fields}
+
+    def clean_json(self, body: dict) -> dict[str, Any]:
+        """``clean`` for a JSON object, which must also have the fields' own JSON
+        types and no other fields (a form's values are all text; JSON's are not)."""
+        errors = {name: _("validation.unknown_field", name=name[:40])
+                  for name in body if name not in self.by_name}
+        for name, value in body.items():
+            field = self.by_name.get(name)
+            expected = JSON_TYPES.get(field.kind, str) if field else None
+            if field and (not isinstance(value, expected) or isinstance(value, bool) and
+                          expected is int):
+                errors[name] = _("validation.json_type", label=field.label_text())
+        if errors:
+            raise ValidationError(errors)
+        return self.clean(body)
 
     def clean(self, raw: Any, only: set[str] | None = None) -> dict[str, Any]:
         """Clean every field (or only those named); raise ValidationError listing all errors."""

@@ -123,6 +123,8 @@ class SyncClient:
         self.max_attempts = max_attempts
         # Photo bytes live on the phone until uploaded; kept out of the JSON state.
         self.photo_bytes: dict[str, bytes] = {}
+        # How many times this client started over after a restore.
+        self.restarts = 0
 
     # HTTP -----------------------------------------------------------------
 
@@ -199,7 +201,15 @@ class SyncClient:
                 raise SyncError(response.status, response.json())
             body = response.json()
             results.extend(body["results"])
-            self._note_epoch(body["epoch"], body["last_mutation_id"])
+            restored = self._note_epoch(body["epoch"], body["last_mutation_id"])
+            if not restored and body["last_mutation_id"] < self.acknowledged():
+                # The server forgot mutations it had acknowledged: restored too.
+                self.resend_all(body["last_mutation_id"])
+                restored = True
+            if restored:
+                # Everything held is queued again: send it from the top.
+                self.announce_photos()
+                continue
             for result in body["results"]:
                 if result["status"] == "rejected":
                     mutation = next(m for m in batch if m["id"] == result["id"])
@@ -255,6 +265,7 @@ class SyncClient:
 
     def resend_all(self, server_last: int) -> None:
         """Start over after a restore: re-send every record and photo, then pull from 0."""
+        self.restarts += 1
         self.state["outbox"] = []
         self.state["cursor"] = 0
         self.state["records"] = {}
@@ -366,11 +377,18 @@ class SyncClient:
                 return applied
 
     def sync(self) -> None:
-        """One full round, in the order the phone app uses."""
-        self.announce_photos()
-        self.push()
-        self.upload_photos()
-        if self.pull() or any(held["name"] != "problem.note" for held in self.state["deferred"]):
+        """One full round, in the order the phone app uses: what a restore noticed
+        by the pull queued again is sent in the same round (a few passes at most)."""
+        applied = 0
+        for _pass in range(3):
+            self.announce_photos()
+            self.push()
+            self.upload_photos()
+            restarts = self.restarts
+            applied += self.pull()
+            if self.restarts == restarts and not self.state["outbox"]:
+                break
+        if applied or any(held["name"] != "problem.note" for held in self.state["deferred"]):
             self.requeue_deferred()
 
     def records(self, entity: str) -> dict[str, dict]:

@@ -20,6 +20,7 @@ from sync.epoch import latest_version
 from sync.push import epoch, last_mutation_id
 
 MAX_LIMIT = 1000
+MAX_CURSOR = 2**62
 DEFAULT_LIMIT = 500
 # Closed problems of the official's area stay on the phone this long, for
 # return visits (回头看); the app drops older ones by the same rule.

@@ -42,12 +42,14 @@ def check_body(body) -> None:
         raise BadRequest(
             "unsupported_schema_version", _("sync.bad.schema_version", version=SCHEMA_VERSION)
         )
-    if _body_is_valid(body):
-        return
-    error = next(iter(_body_validator.iter_errors(body)), None)
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "body"
-        raise BadRequest("bad_body", _("sync.bad.body", detail=f"{where}: {error.message}"))
+    if not _body_is_valid(body):
+        error = next(iter(_body_validator.iter_errors(body)), None)
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "body"
+            raise BadRequest("bad_body", _("sync.bad.body", detail=f"{where}: {error.message}"))
+    for mutation in body["mutations"]:
+        # JSON Schema counts 12.0 as the integer 12; so does the server.
+        mutation["id"] = int(mutation["id"])
 
 
 def last_mutation_id(db: sqlite_utils.Database, client_id: str) -> int:
@@ -135,9 +137,7 @@ def _apply_in_order(db, ctx: Context, mutations: list, last: int) -> tuple[list,
     """Results, the new last applied id, and whether a gap stopped processing."""
     results = []
     for mutation in mutations:
-        mutation_id = mutation.get("id")
-        if not isinstance(mutation_id, int) or isinstance(mutation_id, bool) or mutation_id < 1:
-            raise BadRequest("bad_body", _("sync.bad.body", detail="mutation id"))
+        mutation_id = mutation["id"]  # numbered as check_body requires
         if mutation_id <= last:
             results.append(_earlier_result(db, ctx.client_id, mutation_id))
             continue

@@ -151,9 +151,12 @@ MUTATIONS: dict[str, dict] = {
     ),
 }
 
+# A mutation's number; a push whose mutations are not numbered so is refused whole.
+MUTATION_ID = {"type": "integer", "minimum": 1, "maximum": 2**53}
+
 MUTATION = obj(
     {
-        "id": {"type": "integer", "minimum": 1, "maximum": 2**53},
+        "id": MUTATION_ID,
         "name": {"enum": sorted(MUTATIONS)},
         "args": {"type": "object"},
     },
@@ -164,7 +167,13 @@ PUSH_BODY = obj(
     {
         "client_id": UUID,
         "schema_version": {"type": "integer"},
-        "mutations": {"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+        # Only the numbering is checked for the request as a whole; a mutation
+        # that breaks MUTATION or its args schema is rejected on its own.
+        "mutations": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"id": MUTATION_ID}, "required": ["id"]},
+            "maxItems": 1000,
+        },
     },
     ["client_id", "schema_version", "mutations"],
 )

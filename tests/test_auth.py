@@ -375,6 +375,28 @@ def test_the_device_name_is_the_default_when_not_given_and_validated_when_given(
     assert db["devices"].get(response.json()["device_id"])["name"] == _("auth.device_name_default")
 
 
+def test_a_sign_in_body_has_text_fields_and_no_others(client, db):
+    # As the OpenAPI description says (additionalProperties false, strings):
+    # a JSON body is not a form, whose values are all text.
+    login(client, "field1")
+    csrf = _csrf_from_session(client)
+    sign_in = {"username": "field1", "password": PASSWORD}
+    cases = [
+        ("/api/login", {**sign_in, "device": "x"}, "device"),
+        ("/api/login", {**sign_in, "device_name": 7}, "device_name"),
+        ("/api/login", {**sign_in, "device_name": None}, "device_name"),
+        ("/api/login", {"username": ["field1"], "password": PASSWORD}, "username"),
+        ("/api/session/device", {"device_name": ["a"]}, "device_name"),
+        ("/api/session/device", {"name": "x"}, "name"),
+    ]
+    for url, body, field in cases:
+        response = client.post(url, json=body, headers={"X-CSRF-Token": csrf})
+        assert response.status_code == 422, (url, body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_input" and error["fields"][field], (url, body)
+    assert db["devices"].count == 0
+
+
 def test_without_a_web_session_the_exchange_is_refused(client, db):
     csrf = csrf_of(client)
     for response in (client.get("/api/session"), _session_device(client, csrf)):

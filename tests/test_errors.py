@@ -28,6 +28,15 @@ def test_wrong_method_is_405(client):
     assert response.json()["error"]["code"] == "method_not_allowed"
 
 
+def test_a_405_lists_every_method_of_the_path(client):
+    # A path's methods may be spread over routes with different permissions.
+    assert client.request("OPTIONS", "/api/uploads/abc").headers["allow"] == "HEAD, PATCH"
+    assert client.get("/api/uploads").headers["allow"] == "OPTIONS, POST"
+    assert client.delete("/api/login").headers["allow"] == "POST"
+    page_answer = client.delete("/login")
+    assert page_answer.status_code == 405 and page_answer.headers["allow"] == "GET, HEAD, POST"
+
+
 def test_server_error_shows_no_traceback(app, world):
     async def explode(request):
         raise RuntimeError("secret internals /etc/passwd")

@@ -185,3 +185,43 @@ def test_after_a_restore_the_phones_send_everything_again_exactly_once(
                         " AND note = '现场查看，已通知物业疏通'", [reported]) == [(1,)]
     assert server.query("SELECT count(*) FROM diary_entries WHERE content = ?",
                         ["越权区域的民情"]) == [(0,)]
+
+
+CAPTURE_NOTE = """async ([problem, note]) => {
+    const sync = await import('/static/app/sync.js');
+    await sync.capture('problem.note', { id: sync.uuid(), problem_id: problem, note,
+      photos: [], at: sync.nowIso() });
+  }"""
+
+
+def test_a_note_acknowledged_before_a_restore_is_sent_again_by_a_phone_with_nothing_to_push(
+    browser, server, tmp_path  # noqa: F811
+):
+    field = browser.new_context(**PHONE)
+    field.set_default_timeout(20000)
+    try:
+        phone = field.new_page()
+        sign_in(phone, server, "field1")
+        sync_now(phone)
+        backup = tmp_path / "backup.db"
+        server.backup(backup)
+        # The push is acknowledged; the signal drops before the pull.
+        phone.route("**/api/sync/pull*", lambda route: route.abort())
+        phone.evaluate(CAPTURE_NOTE, [server.world.problems["p1"], "回头看：漏水已止住"])
+        wait_for_row(server, "SELECT count(*) FROM problem_events WHERE note = ?",
+                     ["回头看：漏水已止住"])
+        pending(phone, 0)
+        server.restore(backup)
+        assert server.query("SELECT count(*) FROM problem_events WHERE note = ?",
+                            ["回头看：漏水已止住"]) == [(0,)]
+        phone.unroute("**/api/sync/pull*")
+
+        sync_now(phone)
+        wait_for_row(server, "SELECT count(*) FROM problem_events WHERE note = ?",
+                     ["回头看：漏水已止住"])
+        sync_now(phone)
+        pending(phone, 0)
+    finally:
+        field.close()
+    assert server.query("SELECT count(*) FROM problem_events WHERE note = ?",
+                        ["回头看：漏水已止住"]) == [(1,)]

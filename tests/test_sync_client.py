@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from sync.client import Response, SyncClient, TransportError
+from tests.conftest import api_login
 from tests.sync_helpers import asgi_transport, jpeg, new_id, phone, problem_args, visit_args
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -392,3 +393,153 @@ def test_an_upload_the_server_forgot_is_announced_again(server, db, world, tmp_p
     assert on_server(db, "visits", with_photo) == [1]
     assert db.execute("SELECT count(*) FROM attachments WHERE sha256 = ?",
                       [sha]).fetchone() == (1,)
+
+
+# A restore seen only by a phone with nothing to push ------------------------------
+
+
+def _push_only(device: SyncClient) -> None:
+    """The phone's push is acknowledged, then it loses its signal before pulling."""
+    device.announce_photos()
+    device.push()
+    assert device.state["outbox"] == []
+
+
+def test_a_restore_after_an_acknowledged_push_gives_a_new_epoch(server, db, world, tmp_path):
+    field1 = phone(server.client, "field1")
+    report = problem_args()
+    field1.capture("problem.report", report)
+    field1.sync()
+    epoch = field1.state["epoch"]
+    server.backup(tmp_path / "backup.db")
+    field1.capture("problem.note", note_args(report["id"]))
+    _push_only(field1)
+    server.restore(tmp_path / "backup.db", [field1])
+
+    query = f"client_id={field1.state['client_id']}&cursor={field1.state['cursor']}"
+    answer = server.client.get(f"/api/sync/pull?{query}",
+                               headers={"Authorization": f"Bearer {field1.state['token']}"})
+
+    # The server noticed by itself: the versions the push wrote were served.
+    assert answer.json()["epoch"] != epoch
+
+
+def test_the_reference_client_sends_again_a_note_acknowledged_before_a_restore(
+        server, db, world, tmp_path):
+    field1 = phone(server.client, "field1")
+    report = problem_args()
+    field1.capture("problem.report", report)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    note = note_args(report["id"])
+    field1.capture("problem.note", note)
+    _push_only(field1)
+    server.restore(tmp_path / "backup.db", [field1])
+    assert count(db, "problem_events", note["id"]) == 0
+
+    field1.sync()
+
+    assert count(db, "problem_events", note["id"]) == 1
+    assert field1.state["rejected"] == []
+
+
+def test_a_lower_last_mutation_id_in_a_pull_is_a_restore_for_the_reference_client(
+        server, db, world, tmp_path, monkeypatch):
+    # Even if the server had not noticed (no new epoch), the phone does.
+    monkeypatch.setattr("server.app.renew_epoch_if_restored", lambda db, root: False)
+    field1 = phone(server.client, "field1")
+    report = problem_args()
+    field1.capture("problem.report", report)
+    field1.sync()
+    server.backup(tmp_path / "backup.db")
+    note = note_args(report["id"])
+    field1.capture("problem.note", note)
+    _push_only(field1)
+    epoch = field1.state["epoch"]
+    server.restore(tmp_path / "backup.db", [field1])
+
+    field1.sync()
+
+    assert field1.state["epoch"] == epoch
+    assert count(db, "problem_events", note["id"]) == 1
+
+
+class DocumentClient:
+    """A client written from docs/sync-protocol.md alone, with only what it names:
+    client_id, next_mutation_id, cursor, epoch, an outbox and the records held."""
+
+    def __init__(self, http: TestClient, token: str):
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.client_id = new_id()
+        self.next_mutation_id = 1
+        self.acknowledged = 0
+        self.cursor = 0
+        self.epoch = None
+        self.outbox: list[dict] = []
+        self.held: dict[str, dict] = {}  # record id -> {"name", "args"}
+
+    def capture(self, name: str, args: dict) -> None:
+        self.held[args["id"]] = {"name": name, "args": args}
+        self.outbox.append({"id": self.next_mutation_id, "name": name, "args": args})
+        self.next_mutation_id += 1
+
+    def _restored(self, body: dict) -> bool:
+        """The signs of a restore the document lists, for any answer."""
+        return ((self.epoch is not None and body["epoch"] != self.epoch)
+                or body.get("gap") or body.get("reset")
+                or body["last_mutation_id"] < self.acknowledged)
+
+    def _start_over(self, server_last: int) -> None:
+        self.next_mutation_id = server_last + 1
+        self.acknowledged = server_last
+        self.outbox = []
+        for held in self.held.values():
+            self.capture(held["name"], held["args"])
+        self.cursor = 0
+
+    def push(self) -> None:
+        while self.outbox:
+            body = self.http.post("/api/sync/push", headers=self.headers, json={
+                "client_id": self.client_id, "schema_version": 1,
+                "mutations": self.outbox}).json()
+            restored = self._restored(body)
+            self.epoch = body["epoch"]
+            if restored:
+                self._start_over(body["last_mutation_id"])
+                continue
+            self.acknowledged = body["last_mutation_id"]
+            self.outbox = [m for m in self.outbox if m["id"] > self.acknowledged]
+
+    def pull(self) -> None:
+        while True:
+            body = self.http.get("/api/sync/pull", headers=self.headers, params={
+                "client_id": self.client_id, "cursor": self.cursor}).json()
+            restored = self._restored(body)
+            self.epoch = body["epoch"]
+            if restored:
+                self._start_over(body["last_mutation_id"])
+                self.push()
+                continue
+            self.cursor = body["cursor"]
+            if not body["has_more"]:
+                return
+
+
+def test_a_client_written_from_the_document_recovers_the_note(server, db, world, tmp_path):
+    device = DocumentClient(server.client, api_login(server.client, "field1"))
+    report = problem_args()
+    device.capture("problem.report", report)
+    device.push()
+    device.pull()
+    server.backup(tmp_path / "backup.db")
+    note = note_args(report["id"])
+    device.capture("problem.note", note)
+    device.push()  # acknowledged; the phone then drops before pulling
+    server.restore(tmp_path / "backup.db", [])
+    device.http = server.client
+
+    device.pull()
+
+    assert count(db, "problem_events", note["id"]) == 1
+    assert count(db, "problems", report["id"]) == 1

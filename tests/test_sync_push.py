@@ -309,6 +309,9 @@ BAD_BODIES = [
     ("fractional mutation id", _mutations(visit(3.5)), "bad_body"),
     ("mutation without id", _mutations({"name": "visit.save", "args": visit_args()}),
      "bad_body"),
+    ("mutation id above 2**53", _mutations(visit(2**53 + 1)), "bad_body"),
+    # The whole request is checked, not only up to a gap.
+    ("a bad id after a gap", _mutations(visit(9), visit("x")), "bad_body"),
     ("unsupported schema version", _with(schema_version=2), "unsupported_schema_version"),
     ("schema version as text", _with(schema_version="1"), "unsupported_schema_version"),
     ("no schema version", _without("schema_version"), "bad_body"),
@@ -338,6 +341,31 @@ def test_a_body_nested_too_deep_to_read_says_so(field1):
     assert response.status_code == 400
     assert response.json()["error"] == {"code": "bad_body",
                                         "message": "请求体的 JSON 嵌套层数太多，无法读取。"}
+
+
+def test_a_mutation_id_written_as_an_integral_number_is_that_integer(field1, db):
+    # JSON Schema (and so the OpenAPI description) counts 2.0 as the integer 2.
+    result = field1.push([visit(1.0), visit(2.0)])
+    assert statuses(result) == [(1, "applied"), (2, "applied")]
+    assert result["last_mutation_id"] == 2
+    assert last_id(db, field1.client_id) == 2
+
+
+def test_a_mutation_breaking_its_schema_is_rejected_not_the_request(field1, db):
+    result = field1.push([{"id": 1, "name": "problem.edit"}, {"id": 2, "name": "no.such"},
+                          visit(3)])
+    assert statuses(result) == [(1, "rejected"), (2, "rejected"), (3, "applied")]
+    assert [r["error"]["code"] for r in result["results"][:2]] == [
+        "invalid_value", "unknown_mutation"]
+
+
+def test_a_push_over_the_size_limit_is_a_documented_413(client, field1, db):
+    huge = {**field1.body([visit(1)]), "padding": "x" * (7 << 20)}
+    response = field1.post(huge)
+    assert response.status_code == 413
+    spec = client.get("/api/openapi.json").json()
+    assert "413" in spec["paths"]["/api/sync/push"]["post"]["responses"]
+    assert last_id(db, field1.client_id) is None
 
 
 def test_a_client_id_of_another_user_is_refused(client, field1, db):

@@ -31,7 +31,7 @@ VALID = {
 }
 SCHEMAS = {**MUTATIONS, "mutation": MUTATION, "push": PUSH_BODY}
 VALID["mutation"] = {"id": 1, "name": "problem.report", "args": {}}
-VALID["push"] = {"client_id": UUID, "schema_version": 1, "mutations": [{}]}
+VALID["push"] = {"client_id": UUID, "schema_version": 1, "mutations": [{"id": 1}]}
 
 SCALARS = (
     st.none() | st.booleans() | st.integers(-2, 2**54) | st.sampled_from([2**53, 2**53 + 1])

@@ -190,7 +190,7 @@ async def issue_device(
 async def api_login(request: Request):
     body = await read_json(request)
     try:
-        data = DEVICE_LOGIN_SCHEMA.clean(body)
+        data = DEVICE_LOGIN_SCHEMA.clean_json(body)
     except ValidationError as error:
         raise validation_api_error(error) from None
     try:
@@ -235,7 +235,7 @@ async def api_session_device(request: Request):
     """
     body = await read_json(request)
     try:
-        data = SESSION_DEVICE_SCHEMA.clean(body)
+        data = SESSION_DEVICE_SCHEMA.clean_json(body)
     except ValidationError as error:
         raise validation_api_error(error) from None
     try:

@@ -17,7 +17,7 @@ from server.i18n import gettext as _
 from server.views.auth import read_json
 from server.web import store, user
 from sync import pull, push, uploads
-from sync.epoch import raise_mark
+from sync.epoch import latest_version, raise_mark
 from sync.errors import BadRequest
 from sync.schemas import UUID
 
@@ -30,12 +30,24 @@ def _busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _apply_push(db, current, body, device_id):
+    """The push's answer, and the latest version once its effects are in."""
+    return push.apply_push(db, current, body, device_id), latest_version(db)
+
+
+async def _mark_served(request: Request, version: int, epoch: str) -> None:
+    """Remember, beside the photos, that phones may now hold versions up to
+    ``version`` (as a cursor, or as acknowledged changes of their own), so that
+    a restore from backup is noticed at the next start. Done before answering."""
+    await run_in_threadpool(raise_mark, photo_store(request).root, version, epoch)
+
+
 async def sync_push(request: Request):
     body = await read_json(request)
     device = getattr(request.state, "device", None)
     try:
-        result = await store(request).write(
-            push.apply_push, user(request), body, device.id if device else None
+        result, latest = await store(request).write(
+            _apply_push, user(request), body, device.id if device else None
         )
     except BadRequest as error:
         status = 403 if error.code == "client_owner" else 400
@@ -48,6 +60,9 @@ async def sync_push(request: Request):
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         raise
+    # Committed: the phone will drop these mutations from its outbox once it
+    # reads this answer, so the versions they wrote count as served.
+    await _mark_served(request, latest, result["epoch"])
     return JSONResponse(result)
 
 
@@ -72,16 +87,13 @@ async def sync_pull(request: Request):
     client_id = request.query_params.get("client_id", "")
     if not re.fullmatch(UUID["pattern"], client_id):
         raise ApiError(400, "bad_client_id", _("sync.bad.client_id"))
-    cursor = _int_param(request, "cursor", 0, 0, 2**62, _("sync.bad.cursor"))
+    cursor = _int_param(request, "cursor", 0, 0, pull.MAX_CURSOR, _("sync.bad.cursor"))
     limit = _int_param(request, "limit", pull.DEFAULT_LIMIT, 1, pull.MAX_LIMIT,
                        _("sync.bad.limit", max=pull.MAX_LIMIT))
     result = await store(request).read(_read_pull_snapshot, user(request), client_id, cursor,
                                        limit)
     if "latest_version" in result:
-        # What phones may now hold as a cursor: remembered beside the photos,
-        # so that a restore from backup is noticed at the next start.
-        await run_in_threadpool(raise_mark, photo_store(request).root,
-                                result.pop("latest_version"), result["epoch"])
+        await _mark_served(request, result.pop("latest_version"), result["epoch"])
     return JSONResponse(result)
 
 
