@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from server import audit, importer, workflow
+from server import audit, export, importer, workflow
 from server.i18n import gettext as _
 from server.importer import FILE_ROW, ImportFailed, ImportProblem
 from server.timeutil import now_iso
@@ -45,6 +45,8 @@ EXPORT_HEADER = ("日期", "类型", "说明")
 _DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _LOOSE_SEPARATORS = re.compile(r"[\s，、]+")
+
+NOTE_MAX_LENGTH = 40  # a holiday's name, such as 春节 or 国庆节调休上班
 
 
 class CalendarRejected(ImportFailed):
@@ -167,13 +169,15 @@ def arrangement(records: list[tuple[int, list[str]]], year: int | None = None) -
             found.append(_("calendar.errors.missing_kind"))
         elif kind is None:
             found.append(_("calendar.errors.unknown_kind", value=cells[1][:20]))
+        note = export.from_csv_text(cells[2]) if len(cells) > 2 else ""
+        if len(note) > NOTE_MAX_LENGTH:
+            found.append(_("calendar.errors.long_note", length=len(note), limit=NOTE_MAX_LENGTH))
         if len(cells) > 3 and any(cells[3:]):
             found.append(_("calendar.errors.extra_cells", value=" ".join(cells[3:])[:40]))
         if found:
             problems.extend(ImportProblem(number, message) for message in found)
             continue
         seen[day] = number
-        note = cells[2][:40] if len(cells) > 2 else ""
         entries.append(Entry(day, kind, note, number))
     if problems:
         raise CalendarRejected(problems)
@@ -384,7 +388,8 @@ def rows_csv(entries, header: bool = True) -> str:
     if header:
         writer.writerow(EXPORT_HEADER)
     for entry in entries:
-        writer.writerow([entry.day.isoformat(), entry.mark, *([entry.note] if entry.note else [])])
+        writer.writerow([entry.day.isoformat(), entry.mark,
+                         *([export.csv_text(entry.note)] if entry.note else [])])
     return out.getvalue()
 
 

@@ -514,12 +514,20 @@ def _text(value) -> str:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_text(value) -> str:
+def csv_text(value) -> str:
     """A cell's CSV text. A text (never a number or a date) that a spreadsheet would take
     for a formula is written after a single quote, as OWASP advises, so it shows as text."""
     text = _text(value)
     if isinstance(value, str) and text.startswith(FORMULA_STARTS):
         return "'" + text
+    return text
+
+
+def from_csv_text(text: str) -> str:
+    """A text cell read back from a CSV this app wrote: without the quote ``csv_text`` put
+    before a formula-like text."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        return text[1:]
     return text
 
 
@@ -534,7 +542,7 @@ def csv_chunks(rows: Iterator[list]) -> Iterator[bytes]:
     buffer.write("\ufeff")
     writer.writerow(headers())
     for count, row in enumerate(rows, start=1):
-        writer.writerow([_csv_text(value) for value in row])
+        writer.writerow([csv_text(value) for value in row])
         if count % CHUNK == 0:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)

@@ -284,3 +284,22 @@ def test_export_of_a_year_the_package_knows(db):
     while day.year == 2026:  # the entries and Monday to Friday give the package's calendar
         assert marked.get(day, day.weekday() < 5) == chinese_calendar.is_workday(day)
         day += dt.timedelta(days=1)
+
+
+def test_a_formula_like_note_exports_as_text_and_imports_back(db):
+    from server import calendar_entry
+
+    entries = calendar_entry.parse_text('2027-01-01,休,=HYPERLINK("x")', year=2027).entries
+    text = calendar_entry.rows_csv(entries)
+    assert "'=HYPERLINK" in text
+    again = calendar_entry.parse_file("2027.csv", text.encode(), year=2027).entries
+    assert again[0].note == '=HYPERLINK("x")'
+
+
+def test_a_note_past_its_limit_is_refused_with_its_line_not_cut(db):
+    from server import calendar_entry
+
+    with pytest.raises(calendar_entry.CalendarRejected) as error:
+        calendar_entry.parse_text("2027-01-01,休,元旦\n2027-01-02,休," + "节" * 41, year=2027)
+    assert [problem.row for problem in error.value.problems] == [2]
+    assert "41" in error.value.problems[0].message
