@@ -13,6 +13,7 @@ responses or break connections.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -32,6 +33,10 @@ CHUNK_SIZE = 256 * 1024
 # it again on later rounds (a few times) before taking the rejection as final.
 RETRIED_REJECTIONS = {"unknown_photo", "problem_not_found"}
 MAX_RETRIES = 10
+# Answers by which the server refuses a photo for good (too many pixels, not an
+# image, over 10 MB, or an upload that already ended so): sending it again
+# cannot succeed, so the phone keeps it, marks it refused and stops trying.
+REFUSED_UPLOAD = {410, 413, 415}
 
 
 @dataclass
@@ -58,6 +63,16 @@ class SyncError(Exception):
         super().__init__(f"{status}: {body}")
         self.status = status
         self.body = body
+
+
+class PhotoRefused(Exception):
+    """The server refused a photo's bytes for good (see REFUSED_UPLOAD)."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status)
+        self.error = {"code": "refused", "message": ""}
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            self.error = response.json()["error"]
 
 
 class HttpTransport:
@@ -95,7 +110,7 @@ def new_state(client_id: str | None = None) -> dict:
         "cursor": 0,
         "epoch": None,
         "rejected": [],        # {id, name, code, message}
-        "photos": {},          # sha256 -> {"upload": url or None, "done": bool}
+        "photos": {},          # sha256 -> {"upload": url or None, "done": bool, "refused"?: error}
         "deferred": [],        # rejected mutations to send again (see RETRIED_REJECTIONS)
         "retries": {},         # record key -> times sent again
     }
@@ -228,14 +243,18 @@ class SyncClient:
     def _rejected(self, mutation: dict, error: dict) -> None:
         key = record_key(mutation["name"], mutation["args"])
         retries = self.state["retries"]
-        if error["code"] in RETRIED_REJECTIONS and retries.get(key, 0) < MAX_RETRIES:
+        named = [self.state["photos"][sha] for sha in photos_named(mutation["args"])
+                 if sha in self.state["photos"]]
+        # A photo refused before it was announced stays unknown to the server.
+        hopeless = error["code"] == "unknown_photo" and any("refused" in p for p in named)
+        if (error["code"] in RETRIED_REJECTIONS and retries.get(key, 0) < MAX_RETRIES
+                and not hopeless):
             retries[key] = retries.get(key, 0) + 1
             self.state["deferred"].append(
                 {"name": mutation["name"], "args": mutation["args"]})
             if error["code"] == "unknown_photo":
-                for sha in photos_named(mutation["args"]):
-                    if sha in self.state["photos"]:
-                        self.state["photos"][sha].update(upload=None, done=False)
+                for photo in named:
+                    photo.update(upload=None, done=False)
             return
         self.state["rejected"].append({**error, "id": mutation["id"], "name": mutation["name"]})
 
@@ -276,7 +295,7 @@ class SyncClient:
             self.state["outbox"].append(mutation)
         # The server may have lost the uploads too (the files stay, their records go).
         for sha, photo in self.state["photos"].items():
-            if sha in self.photo_bytes:
+            if sha in self.photo_bytes and "refused" not in photo:
                 photo.update(upload=None, done=False)
 
     def _note_epoch(self, epoch: str, server_last: int) -> bool:
@@ -293,7 +312,8 @@ class SyncClient:
     def announce_photos(self) -> None:
         """tus creation for each new photo, before the records naming it are pushed."""
         for sha, photo in self.state["photos"].items():
-            if photo["upload"] is None and not photo["done"] and sha in self.photo_bytes:
+            if (photo["upload"] is None and not photo["done"] and "refused" not in photo
+                    and sha in self.photo_bytes):
                 data = self.photo_bytes[sha]
                 metadata = ",".join([
                     "sha256 " + base64.b64encode(sha.encode()).decode(),
@@ -303,14 +323,31 @@ class SyncClient:
                     "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)),
                     "Upload-Metadata": metadata,
                 })
+                if response.status in REFUSED_UPLOAD:
+                    self._refuse_photo(sha, PhotoRefused(response))
+                    continue
                 if response.status != 201:
                     raise SyncError(response.status, response.body)
                 photo["upload"] = response.headers["location"]
 
+    def _refuse_photo(self, sha: str, refusal: PhotoRefused) -> None:
+        """Keep the photo (its bytes stay on the phone), stop sending it, and list
+        the refusal with the rejections."""
+        photo = self.state["photos"][sha]
+        photo["refused"] = refusal.error
+        self.state["rejected"].append({**refusal.error, "id": None, "name": "photo",
+                                       "photo": sha})
+
     def upload_photos(self) -> None:
         for sha, photo in self.state["photos"].items():
-            if not photo["done"] and photo["upload"] and sha in self.photo_bytes:
-                if self._upload(photo["upload"], self.photo_bytes[sha]):
+            if (not photo["done"] and photo["upload"] and "refused" not in photo
+                    and sha in self.photo_bytes):
+                try:
+                    uploaded = self._upload(photo["upload"], self.photo_bytes[sha])
+                except PhotoRefused as refusal:
+                    self._refuse_photo(sha, refusal)
+                    continue
+                if uploaded:
                     photo["done"] = True
                 else:
                     # The server no longer knows this upload (a restore from
@@ -318,11 +355,17 @@ class SyncClient:
                     photo["upload"] = None
 
     def _upload(self, url: str, data: bytes) -> bool:
-        """Send the bytes from the server's offset; False if the server forgot the upload."""
+        """Send the bytes from the server's offset; False if the server forgot the
+        upload. Raises PhotoRefused if the server refuses the photo for good."""
         tus = {"Tus-Resumable": "1.0.0"}
         head = self.request("HEAD", url, None, tus)
         if head.status == 404:
             return False
+        if head.status in REFUSED_UPLOAD:
+            # A HEAD has no body: an empty PATCH is answered with the refusal's code.
+            raise PhotoRefused(self.request("PATCH", url, b"", {
+                **tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+            }))
         if head.status != 200:
             raise SyncError(head.status, head.body)
         offset = int(head.headers["upload-offset"])
@@ -339,6 +382,8 @@ class SyncClient:
                 continue
             if response.status == 404:
                 return False
+            if response.status in REFUSED_UPLOAD:
+                raise PhotoRefused(response)
             if response.status != 204:
                 raise SyncError(response.status, response.body)
             offset = int(response.headers["upload-offset"])

@@ -16,6 +16,7 @@ from server.app import create_app
 from sync.client import Response, SyncClient, TransportError
 from tests.conftest import api_login
 from tests.sync_helpers import asgi_transport, jpeg, new_id, phone, problem_args, visit_args
+from tests.test_uploads import bomb_png
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -213,6 +214,77 @@ def test_an_upload_broken_mid_chunk_resumes_from_the_servers_offset(client, db, 
         "HEAD", "PATCH", "PATCH", "PATCH", "HEAD", "PATCH"]
     assert client.get(f"/api/photos/{sha}", headers={
         "Authorization": f"Bearer {sender.state['token']}"}).content == data
+
+
+# Photos the server refuses for good ----------------------------------------------------
+
+
+@pytest.mark.parametrize("refused, code", [
+    (bomb_png(13076, 13000), "image_too_large"),  # 170 million pixels in a few kB
+    (b"%PDF-1.4 not a photo " * 100, "not_an_image"),
+])
+def test_a_refused_photo_is_kept_and_the_round_goes_on(client, db, world, refused, code):
+    sender = phone(client, "field1")
+    sender.transport = Wrapped(sender.transport, lambda t, *request: t.real(*request))
+    bad = sender.add_photo(refused)
+    good = sender.add_photo(jpeg(seed=31))
+    with_bad = visit_args(area_id=world.areas["v1"], photos=[bad])
+    with_good = visit_args(area_id=world.areas["v1"], photos=[good])
+    diary = diary_args()
+    for name, args in [("visit.save", with_bad), ("visit.save", with_good),
+                       ("diary.save", diary)]:
+        sender.capture(name, args)
+
+    sender.sync()
+
+    assert sender.state["photos"][bad]["refused"]["code"] == code
+    assert sender.state["photos"][bad]["done"] is False
+    assert sender.photo_bytes[bad] == refused  # never dropped from the phone
+    assert sender.state["photos"][good]["done"] is True
+    assert [(item["name"], item["code"], item["photo"])
+            for item in sender.state["rejected"]] == [("photo", code, bad)]
+    assert sender.state["outbox"] == [] and sender.state["deferred"] == []
+    # The records were applied as the phone holds them; no bytes ever arrive
+    # for the refused photo, so it is never shown.
+    assert count(db, "visits", with_bad["id"]) == 1
+    assert count(db, "diary_entries", diary["id"]) == 1
+    assert sender.records("visit")[with_bad["id"]]["photos"] == [bad]
+    assert not db.execute("SELECT 1 FROM attachments WHERE sha256 = ?", [bad]).fetchone()
+    assert sender.records("visit")[with_good["id"]]["photos"] == [good]
+
+    held = json.loads(json.dumps(sender.state["photos"][bad]))
+    sender.transport.calls.clear()
+    later = diary_args()
+    sender.capture("diary.save", later)
+    sender.sync()
+    assert count(db, "diary_entries", later["id"]) == 1
+    assert not [path for _method, path in sender.transport.calls
+                if path.startswith("/api/uploads")]
+    assert sender.state["photos"][bad] == held
+    assert len(sender.state["rejected"]) == 1
+
+
+def test_an_upload_that_already_ended_is_taken_as_refused(client, db, world):
+    """A phone that lost the answer to its last PATCH learns of the refusal
+    from a HEAD (410, which has no body) and an empty PATCH that names its code."""
+    sender = phone(client, "field1")
+    bad = sender.add_photo(bomb_png(13076, 13000))
+    sender.capture("visit.save", visit_args(area_id=world.areas["v1"], photos=[bad]))
+    sender.sync()
+    state = json.loads(json.dumps(sender.state))
+    del state["photos"][bad]["refused"]
+    state["rejected"] = []
+    restarted = SyncClient(Wrapped(sender.transport, lambda t, *request: t.real(*request)),
+                           state, sleep=lambda _s: None)
+    restarted.photo_bytes = dict(sender.photo_bytes)
+
+    restarted.sync()
+
+    upload = state["photos"][bad]["upload"]
+    assert [method for method, path in restarted.transport.calls if path == upload] == [
+        "HEAD", "PATCH"]
+    assert restarted.state["photos"][bad]["refused"]["code"] == "image_too_large"
+    assert [item["code"] for item in restarted.state["rejected"]] == ["image_too_large"]
 
 
 # Restores from backup ------------------------------------------------------------------
