@@ -654,6 +654,45 @@ def test_sign_out_keeps_a_photo_whose_bytes_never_reached_the_server(phone, serv
     assert local_count(page, "photos") == 1
 
 
+def test_a_refused_photo_is_listed_kept_and_not_sent_again(phone, server, tmp_path):
+    page = phone.new_page()
+    sign_in(page, server, "leader")
+    # The server ends the upload as it does for an image above the pixel limit.
+    refusal = json.dumps({"error": {"code": "image_too_large", "message": "too many pixels"}})
+    page.route("**/api/uploads/*", lambda route: route.fulfill(
+        status=413, content_type="application/json", body=refusal,
+        headers={"Tus-Resumable": "1.0.0"})
+        if route.request.method == "PATCH" else route.continue_())
+    capture_problem_with_photo(page, "照片被拒收的问题", jpeg(tmp_path / "big.jpg", 11))
+    page.get_by_text("照片无法上传：图片过大（超过 5000 万像素）").wait_for()
+    pending(page, 0)
+    assert server.query("SELECT count(*) FROM problems WHERE description = ?",
+                        ["照片被拒收的问题"]) == [(1,)]
+    page.unroute("**/api/uploads/*")
+
+    uploads = []
+    page.on("request", lambda request: uploads.append(request.method)
+            if "/api/uploads" in request.url else None)
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("拒收照片之后的民情")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    page.get_by_role("button", name="同步", exact=True).click()
+    page.get_by_text("同步完成").wait_for()
+    assert server.query("SELECT count(*) FROM diary_entries WHERE content = ?",
+                        ["拒收照片之后的民情"]) == [(1,)]
+    assert uploads == []
+    page.get_by_text("照片无法上传：图片过大（超过 5000 万像素）").wait_for()
+    assert local_count(page, "photos") == 1
+
+    # Nothing else is unsynced: sign-out may clear the phone, but says the photo goes too.
+    page.get_by_role("button", name="退出登录").click()
+    page.get_by_text("所有记录都已同步").wait_for()
+    page.get_by_text("另有 1 张照片服务器无法接收").wait_for()
+    page.get_by_role("button", name="取消").click()
+    assert local_count(page, "photos") == 1
+
+
 # Accessibility -------------------------------------------------------------------
 
 

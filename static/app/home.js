@@ -5,7 +5,7 @@ import { h, t, field, button, toast, when, megabytes } from './ui.js';
 import * as db from './db.js';
 import * as state from './state.js';
 import { passwordCard } from './password.js';
-import { login, loginFromSession, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, signOut } from './sync.js';
+import { login, loginFromSession, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, refusedPhotoCount, signOut } from './sync.js';
 
 function deviceName() {
   const ua = navigator.userAgent;
@@ -112,6 +112,8 @@ function signOutCard() {
       note.remove();
     }
     const unsynced = await unsyncedCount();
+    // Refused photos never leave the phone: clearing it would lose them.
+    const refused = unsynced ? 0 : await refusedPhotoCount();
     const confirm = button(unsynced ? t('signout.confirm_keep') : t('signout.confirm_clear'), async () => {
       confirm.disabled = true;
       rememberSignOut();
@@ -127,6 +129,7 @@ function signOutCard() {
     const question = h('div', { class: 'confirm', role: 'alertdialog', 'aria-labelledby': 'signout-question' },
       h('p', { id: 'signout-question', class: unsynced ? 'warning' : null },
         unsynced ? t('signout.unsynced', { n: unsynced }) : t('signout.all_synced')),
+      refused ? h('p', { class: 'warning refused-photos' }, t('signout.refused_photos', { n: refused })) : null,
       h('div', { class: 'actions' }, confirm, cancel));
     part.append(question);
     cancel.focus();
@@ -134,6 +137,16 @@ function signOutCard() {
   const start = button(t('signout.button'), ask, 'btn btn-plain');
   part.append(start);
   return part;
+}
+
+// A photo the server refused for good has a plain message of its own.
+function rejectionText(item) {
+  const kind = (item.key || 'x:').split(':')[0];
+  if (kind === 'photo') {
+    const known = ['image_too_large', 'not_an_image', 'too_large'].includes(item.code) ? item.code : 'other';
+    return h('p', { class: 'photo-refused' }, h('strong', null, t(`photo_refused.${known}`)), ' ', t('photo_refused.kept'));
+  }
+  return h('p', null, h('strong', null, t(`records.kind_${kind}`)), ' ', item.message);
 }
 
 function authNotice(auth) {
@@ -179,7 +192,7 @@ export async function homeScreen(view) {
   const rejectedCard = rejected.length ? h('section', { class: 'card rejected', 'aria-labelledby': 'rejected-title' },
     h('h2', { id: 'rejected-title' }, t('rejected.title', { n: rejected.length })),
     h('ul', { class: 'rows' }, rejected.map((item, index) => h('li', { class: 'row' },
-      h('p', null, h('strong', null, t(`records.kind_${(item.key || 'x:').split(':')[0]}`)), ' ', item.message),
+      rejectionText(item),
       h('div', { class: 'actions' },
         item.key && /^(diary|problem):/.test(item.key) ? h('a', { class: 'btn btn-small', href: `#/${item.key.replace(':', '/')}` }, t('rejected.edit')) : null,
         button(t('rejected.dismiss'), async () => {

@@ -18,6 +18,10 @@ const REQUEST_TIMEOUT_MS = 30000;
 // again after a later pull, a few times, before the rejection counts.
 const RETRIED_REJECTIONS = new Set(['unknown_photo', 'problem_not_found']);
 const MAX_RETRIES = 10;
+// Answers by which the server refuses a photo for good (too many pixels, not an
+// image, over 10 MB, or an upload that already ended so): the photo stays on
+// the phone, marked refused, and is not sent again.
+const REFUSED_UPLOAD = new Set([410, 413, 415]);
 const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('fl-sync') : null;
 const listeners = new Set();
 
@@ -320,9 +324,16 @@ async function adopt(body) {
 // What only this phone holds: mutations not yet acknowledged, deferred
 // records, photos whose bytes the server has not received (their record may
 // be synced already) and form drafts. Signing out never deletes these.
+// A photo the server refused for good is not counted: it can never leave, and
+// must not keep the phone from being cleared (sign-out warns of it instead).
 export async function unsyncedCount() {
-  const unsentPhotos = (await db.getAll('photos')).filter((photo) => photo.blob && !photo.done);
+  const unsentPhotos = (await db.getAll('photos')).filter((photo) => photo.blob && !photo.done && !photo.refused);
   return (await pendingCount()) + unsentPhotos.length + (await db.count('drafts'));
+}
+
+// Photos only this phone holds because the server refused them.
+export async function refusedPhotoCount() {
+  return (await db.getAll('photos')).filter((photo) => photo.blob && photo.refused).length;
 }
 
 // Sign this phone out: the server forgets its token (when it can be reached)
@@ -355,11 +366,16 @@ export async function signOut({ clear = false } = {}) {
 async function announcePhotos(token) {
   const photos = await db.getAll('photos');
   for (const photo of photos) {
-    if (photo.upload || photo.done) continue;
+    if (photo.upload || photo.done || photo.refused) continue;
     const metadata = [`sha256 ${btoa(photo.sha)}`, `filetype ${btoa(photo.type || 'image/jpeg')}`].join(',');
-    const response = await check(await send('POST', '/api/uploads', {
+    const answer = await send('POST', '/api/uploads', {
       token, headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(photo.size), 'Upload-Metadata': metadata },
-    }), 201);
+    });
+    if (REFUSED_UPLOAD.has(answer.status)) {
+      await refusePhoto(photo.sha, answer);
+      continue;
+    }
+    const response = await check(answer, 201);
     const location = response.headers.get('Location');
     await db.tx('photos', 'readwrite', async (s) => {
       const current = await s.photos.get(photo.sha);
@@ -382,6 +398,10 @@ function noteRejection(list, mutation, id, error) {
 // announced again in case the server forgot them.
 async function deferRejected(s, record, error) {
   if (!RETRIED_REJECTIONS.has(error.code) || (record.retries || 0) >= MAX_RETRIES) return false;
+  if (error.code === 'unknown_photo') {
+    // A photo refused before it was announced stays unknown: retrying cannot help.
+    for (const sha of photosNamed(record.args)) if ((await s.photos.get(sha))?.refused) return false;
+  }
   Object.assign(record, { state: 'deferred', error: null, retries: (record.retries || 0) + 1 });
   await s.records.put(record);
   if (error.code === 'unknown_photo') {
@@ -475,9 +495,28 @@ async function sha1Base64(buffer) {
   return btoa(String.fromCharCode(...digest));
 }
 
+// Keep a photo the server refused for good (its bytes stay on the phone), stop
+// sending it, and list the refusal with the rejections shown on Home.
+async function refusePhoto(sha, response) {
+  const { code, message } = await errorOf(response);
+  await db.tx(['photos', 'meta'], 'readwrite', async (s) => {
+    const current = await s.photos.get(sha);
+    if (current) await s.photos.put({ ...current, refused: { code, message } });
+    const list = (await s.meta.get('rejected'))?.v || [];
+    await s.meta.put({ k: 'rejected', v: noteRejection(list, { key: `photo:${sha}`, name: 'photo' }, null, { code, message }) });
+  });
+  emit({ type: 'changed' });
+}
+
 async function uploadOne(token, photo) {
   const tus = { 'Tus-Resumable': '1.0.0' };
+  const patchHeaders = (offset) => ({ ...tus, 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream' });
   const head = await send('HEAD', photo.upload, { token, headers: tus });
+  if (REFUSED_UPLOAD.has(head.status)) {
+    // A HEAD has no body: an empty PATCH is answered with the refusal's code.
+    await refusePhoto(photo.sha, await send('PATCH', photo.upload, { token, body: new ArrayBuffer(0), headers: patchHeaders(0) }));
+    return;
+  }
   if (head.status === 404) {
     // The server lost or refused this upload: announce it again next round.
     await db.tx('photos', 'readwrite', async (s) => {
@@ -493,9 +532,12 @@ async function uploadOne(token, photo) {
     const chunk = await photo.blob.slice(offset, offset + CHUNK_SIZE).arrayBuffer();
     const response = await send('PATCH', photo.upload, {
       token, body: chunk, timeout: 60000,
-      headers: { ...tus, 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream',
-        'Upload-Checksum': `sha1 ${await sha1Base64(chunk)}` },
+      headers: { ...patchHeaders(offset), 'Upload-Checksum': `sha1 ${await sha1Base64(chunk)}` },
     });
+    if (REFUSED_UPLOAD.has(response.status)) {
+      await refusePhoto(photo.sha, response);
+      return;
+    }
     if (response.status === 409) {
       const again = await check(await send('HEAD', photo.upload, { token, headers: tus }), 200);
       offset = Number(again.headers.get('Upload-Offset'));
@@ -517,7 +559,7 @@ async function uploadOne(token, photo) {
 async function uploadPhotos(token) {
   const photos = await db.getAll('photos');
   for (const photo of photos) {
-    if (!photo.done && photo.upload && photo.blob) await uploadOne(token, photo);
+    if (!photo.done && photo.upload && photo.blob && !photo.refused) await uploadOne(token, photo);
   }
 }
 
