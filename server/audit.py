@@ -20,9 +20,9 @@ from typing import Any
 import sqlite_utils
 
 from server import authz
+from server.paging import PAGE_SIZE, Listing
 from server.timeutil import now_iso
 
-PAGE_SIZE = 50
 ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import")
 ACTIONS = ("create", "update", "revoke", "enter", "import")
 # The value recorded for a password that changed: never the password or its hash.
@@ -109,20 +109,8 @@ class Filters:
     entity_id: int | None = None
 
 
-@dataclass
-class Page:
-    rows: list[dict]
-    total: int
-    page: int
-    page_size: int = PAGE_SIZE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
-
-
 def entries(db: sqlite_utils.Database, user: authz.User, filters: Filters,
-            page: int = 1) -> Page:
+            page: int = 1) -> Listing:
     """The entries this administrator may read, newest first, one page of them."""
     clause, params = authz.audit_scope(user, "a")
     where, params = [clause], list(params)
@@ -148,7 +136,7 @@ def entries(db: sqlite_utils.Database, user: authz.User, filters: Filters,
         row["old"] = json.loads(row["old"]) if row["old"] else {}
         row["new"] = json.loads(row["new"]) if row["new"] else {}
         rows.append(row)
-    return Page(rows, total, page)
+    return Listing(rows, total, page)
 
 
 def known_actor(db: sqlite_utils.Database, username: str) -> bool:

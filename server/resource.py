@@ -17,9 +17,8 @@ import sqlite_utils
 
 from server import audit, authz, masking
 from server.errors import NotFound
+from server.paging import PAGE_SIZE, Listing
 from server.validation import Schema, ValidationError
-
-PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -27,17 +26,6 @@ class Column:
     key: str
     label: str  # catalog key
 
-
-@dataclass
-class Listing:
-    rows: list[dict]
-    total: int
-    page: int
-    page_size: int = PAGE_SIZE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
 
 
 class Resource:

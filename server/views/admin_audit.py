@@ -88,7 +88,7 @@ def _read(db, actor, filters: audit.Filters, page_no: int, typed_actor: str):
 
 async def audit_page(request: Request):
     filters, typed, errors = _filters(request)
-    listing = audit.Page([], 0, 1)  # nothing is listed under a filter that cannot apply
+    listing = audit.Listing([], 0, 1)  # nothing is listed under a filter that cannot apply
     if not errors:
         found, known = await store(request).read(_read, user(request), filters,
                                                  page_number(request), typed["actor"])
