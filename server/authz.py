@@ -38,6 +38,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "work.view": frozenset({OFFICE, HANDLER, LEADER}),
     # Statistics (统计分析), within the user's problem scope.
     "stats.view": frozenset({OFFICE, LEADER}),
+    # The supervision page (督办): open orders and flags by unit, within the problem scope.
+    "supervision.view": frozenset({OFFICE, LEADER}),
     # Exporting the ledger (XLSX / CSV), within the user's problem scope.
     "export": frozenset({OFFICE, HANDLER, LEADER}),
     # Residents' phone numbers unmasked, on every problem in scope: the office, which calls

@@ -840,6 +840,10 @@ def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
     if authz.HANDLER in user.roles and user.unit_id is not None:
         unit = f"p.lead_unit_id = {int(user.unit_id)}"
         queues += [
+            # A leader's flag heads the unit's work (its 批示 shown on the row).
+            ("unit_flagged", f"{unit} AND {OPEN} AND EXISTS (SELECT 1 FROM supervision_orders"
+             " f WHERE f.problem_id = p.id AND f.kind = 'flag' AND f.closed_at IS NULL)",
+             "p.deadline", None),
             ("to_sign", f"{unit} AND p.status = 'dispatched'", "p.deadline",
              f"status=dispatched&unit={user.unit_id}"),
             ("in_hand", f"{unit} AND p.status = 'handling'", "p.deadline",

@@ -43,6 +43,8 @@ def build_routes():
         page("/work", ledger_pages.my_work, "work.view", name="work"),
         page("/diary", ledger_pages.diary_list, "visits.view", name="diary"),
         page("/stats", ledger_pages.stats, "stats.view", name="stats"),
+        page("/supervision", ledger_pages.supervision_list, "supervision.view",
+             name="supervision"),
         page("/problems/{problem_id}", pages.problem_detail, "problems.view"),
         page("/problems/{problem_id}/actions/{action}", ledger.problem_action, "problems.view",
              methods=["POST"]),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from server import authz
+from server import authz, supervision
 from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
 from server.settings import settings
@@ -192,11 +192,26 @@ ACTIONS: dict[str, Action] = {
             fields=("held", "note"),
             required=("held",),
         ),
+        # Supervision (server/supervision.py): a light reminder; a 督办单 the lead unit
+        # answers and the office closes (销号) or escalates; a leader's 挂牌 with its 批示,
+        # lifted (摘牌) once the problem is closed; a leader's 批示 on any problem.
         Action("remind", OPEN_STATES, None, frozenset({OFFICE}), fields=("note",)),
-        Action("supervise", OPEN_STATES, None, frozenset({OFFICE}), fields=("note",)),
-        Action(
-            "flag", OPEN_STATES, None, frozenset({LEADER}), fields=("note",), required=("note",)
-        ),
+        Action("supervise", OPEN_STATES, None, frozenset({OFFICE}),
+               fields=("note", "answer_by"), required=("note", "answer_by"),
+               extra={"labels": {"note": "supervision.field.requirement"}}),
+        Action("answer_supervision", ALL_STATES, None, frozenset({HANDLER}), unit_only=True,
+               fields=("order_id", "note"), required=("order_id", "note"),
+               extra={"labels": {"note": "supervision.field.answer"}}),
+        Action("close_supervision", ALL_STATES, None, frozenset({OFFICE}),
+               fields=("order_id", "note"), required=("order_id",)),
+        Action("escalate_supervision", OPEN_STATES, None, frozenset({OFFICE}),
+               fields=("order_id", "note"), required=("order_id", "note")),
+        Action("flag", OPEN_STATES, None, frozenset({LEADER}), fields=("note",),
+               required=("note",), extra={"labels": {"note": "supervision.field.instruction"}}),
+        Action("unflag", ("closed",), None, frozenset({LEADER}),
+               fields=("order_id", "note"), required=("order_id",)),
+        Action("instruct", ALL_STATES, None, frozenset({LEADER}), fields=("note",),
+               required=("note",), extra={"labels": {"note": "supervision.field.instruction"}}),
         # Settles a conflicting edit (see server/conflicts.py): restore the
         # overwritten value or keep the current one.
         Action(
@@ -254,6 +269,8 @@ def _check_allowed(db, action: Action, problem: dict, user: authz.User) -> None:
         raise TransitionError(_("workflow.no_extension_request"))
     if action.name == "request_extension" and problem.get("extension_request"):
         raise TransitionError(_("workflow.extension_pending"))
+    if action.name in supervision.ACTIONS:
+        supervision.check_allowed(db, action.name, problem, user)
     if action.name == "resolve_conflict" and not problem.get("conflict"):
         raise TransitionError(_("workflow.no_conflict"))
     if action.name == "return_visit" and problem.get("return_visit_result"):
@@ -281,10 +298,16 @@ def _trimmed(value):
     return value.strip() if isinstance(value, str) else value
 
 
-def _required(data: dict, name: str) -> None:
+def field_label(action: Action, name: str) -> str:
+    """The catalog key of a field's label on this action's form."""
+    return action.extra.get("labels", {}).get(name, f"workflow.field.{name}")
+
+
+def _required(data: dict, name: str, label: str | None = None) -> None:
     value = data.get(name)
     if value is None or value == "" or value == []:
-        raise ValidationError({name: _("validation.required", label=_(f"workflow.field.{name}"))})
+        label = label or f"workflow.field.{name}"
+        raise ValidationError({name: _("validation.required", label=_(label))})
 
 
 def _event(db, problem: dict, action: str, actor: authz.User, to_status, note, data) -> str:
@@ -321,15 +344,29 @@ def normal_ledger_no(text: str) -> str | None:
     return f"{prefix.upper()}-{year}-{int(serial):06d}"
 
 
-def next_ledger_no(db: sqlite_utils.Database, year: int) -> str:
-    """The next number of the year, without gaps: the counter moves in the same transaction."""
+# Each numbered series: its prefix, its counter column in ledger_counters, its digits.
+NUMBER_SERIES = {
+    "ledger": (LEDGER_PREFIX, "last_no", 6),
+    "supervision": ("DB", "supervision_last_no", 4),
+}
+
+
+def next_number(db: sqlite_utils.Database, series: str, year: int) -> str:
+    """The next number of the series and year, without gaps: the counter moves in the
+    caller's transaction, so a refused action leaves no hole."""
+    prefix, column, digits = NUMBER_SERIES[series]
     db.execute(
-        "INSERT INTO ledger_counters (year, last_no) VALUES (?, 1)"
-        " ON CONFLICT(year) DO UPDATE SET last_no = last_no + 1",
+        "INSERT INTO ledger_counters (year, last_no) VALUES (?, 0) ON CONFLICT(year) DO NOTHING",
         [year],
     )
-    number = db.execute("SELECT last_no FROM ledger_counters WHERE year = ?", [year]).fetchone()
-    return f"{LEDGER_PREFIX}-{year}-{number[0]:06d}"
+    db.execute(f"UPDATE ledger_counters SET {column} = {column} + 1 WHERE year = ?", [year])
+    number = db.execute(f"SELECT {column} FROM ledger_counters WHERE year = ?", [year]).fetchone()
+    return f"{prefix}-{year}-{number[0]:0{digits}d}"
+
+
+def next_ledger_no(db: sqlite_utils.Database, year: int) -> str:
+    """The next ledger number of the year (``ZF-2026-000523``)."""
+    return next_number(db, "ledger", year)
 
 
 def _unit_exists(db, unit_id) -> bool:
@@ -363,7 +400,7 @@ def apply(
     data = {key: _trimmed(data.get(key)) for key in action.fields}
     data = {key: value for key, value in data.items() if value not in (None, "")}
     for name in action.required:
-        _required(data, name)
+        _required(data, name, field_label(action, name))
     if "note" in data:
         data["note"] = NOTE.clean(data)["note"]
     note = data.pop("note", "")
@@ -769,13 +806,19 @@ def _return_visit(db, user, problem, data, note):
 
 def _supervision(level: str):
     def apply_level(db, user, problem, data, note):
-        current = SUPERVISION_LEVELS.index(problem["supervision"] or "none")
-        changes = {"supervision": SUPERVISION_LEVELS[max(current, SUPERVISION_LEVELS.index(level))]}
-        if note:
-            changes["supervision_note"] = note
-        return changes, {"level": level}, None
+        return supervision_level(problem, level, note), {"level": level}, None
 
     return apply_level
+
+
+def supervision_level(problem: dict, level: str, note: str = "") -> dict:
+    """The problem's columns when supervision reaches ``level``: problems.supervision is the
+    highest level the problem ever reached (never lowered), supervision_note the latest word."""
+    current = SUPERVISION_LEVELS.index(problem["supervision"] or "none")
+    changes = {"supervision": SUPERVISION_LEVELS[max(current, SUPERVISION_LEVELS.index(level))]}
+    if note:
+        changes["supervision_note"] = note
+    return changes
 
 
 def _resolve_conflict(db, user, problem, data, note):
@@ -819,8 +862,7 @@ APPLY = {
     "close_explained": _close_explained,
     "return_visit": _return_visit,
     "remind": _supervision("reminded"),
-    "supervise": _supervision("supervised"),
-    "flag": _supervision("flagged"),
+    **supervision.APPLY,
     "resolve_conflict": _resolve_conflict,
 }
 assert set(APPLY) == set(ACTIONS)

@@ -32,6 +32,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/work"): {"office", "handler", "leader"},
     ("GET", "/diary"): {"field", "office", "leader"},
     ("GET", "/stats"): {"office", "leader"},
+    ("GET", "/supervision"): {"office", "leader"},
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
     **{

@@ -8,7 +8,7 @@ import urllib.parse
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from server import authz, charts, export, ledger_query, metrics, workflow
+from server import authz, charts, export, ledger_query, metrics, supervision, workflow
 from server.db import connect
 from server.errors import error_page
 from server.i18n import gettext as _
@@ -141,8 +141,16 @@ def _due_soon_limit(db) -> dt.date:
     return WorkCalendar.load(db).deadline(workflow.local_today(), 3)[0]
 
 
-def _work_data(db, actor: authz.User, only: str | None, page: int) -> list[dict]:
-    return ledger_query.work_queues(db, actor, _due_soon_limit(db), only, page)
+def _work_data(db, actor: authz.User, only: str | None, page: int) -> dict:
+    queues = ledger_query.work_queues(db, actor, _due_soon_limit(db), only, page)
+    rows = [row for queue in queues for row in queue["rows"]]
+    flags = supervision.open_flags(db, [row["id"] for row in rows])
+    for row in rows:
+        row["flag"] = flags.get(row["id"])
+    to_answer = []
+    if authz.HANDLER in actor.roles and only is None:
+        to_answer = supervision.unit_queue(db, actor.unit_id)
+    return {"queues": queues, "to_answer": to_answer}
 
 
 async def my_work(request: Request):
@@ -151,8 +159,8 @@ async def my_work(request: Request):
     only = request.query_params.get("queue") or None
     if only is not None and only not in ledger_query.work_queue_keys(actor):
         return error_page(request, 404)
-    queues = await store(request).read(_work_data, actor, only, page_number(request))
-    return render(request, "ledger/work.html", {"queues": queues, "only": only})
+    data = await store(request).read(_work_data, actor, only, page_number(request))
+    return render(request, "ledger/work.html", {**data, "only": only})
 
 
 # People's diaries -------------------------------------------------------------------------
@@ -287,3 +295,21 @@ def similar_context(db, actor: authz.User, problem: dict, actions: list[str]) ->
         "can_merge": "merge" in actions,
     }
 
+
+
+# Supervision (督办) ---------------------------------------------------------------------------
+
+SUPERVISION_PAGE = 50
+
+
+def _supervision_data(db, actor: authz.User, page: int) -> dict:
+    return supervision.leader_page(db, actor, page, SUPERVISION_PAGE)
+
+
+async def supervision_list(request: Request):
+    """Open orders and flags by unit, with their ages (a leader's and the office's page)."""
+    page = page_number(request)
+    data = await store(request).read(_supervision_data, user(request), page)
+    return render(request, "ledger/supervision.html", {
+        **data, "page": page, "pages": max(1, -(-data["total"] // SUPERVISION_PAGE)),
+    })

@@ -11,6 +11,7 @@ from server import (
     ledger_query,
     masking,
     problems,
+    supervision,
     visits,
     workflow,
 )
@@ -71,6 +72,9 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
         "actions": workflow.allowed_actions(db, problem, actor),
         "fields": {name: action.fields for name, action in workflow.ACTIONS.items()},
         "required": {name: action.required for name, action in workflow.ACTIONS.items()},
+        "labels": {name: {f: workflow.field_label(action, f) for f in action.fields}
+                   for name, action in workflow.ACTIONS.items()},
+        "order_actions": supervision.ORDER_ACTIONS,
         "default_unit_id": _default_unit_id(db, problem),
         "categories": list(db.query("SELECT id, name FROM categories WHERE active ORDER BY code")),
         "units": list(db.query("SELECT id, name FROM units WHERE active ORDER BY name")),
@@ -100,6 +104,8 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
     return {"problem": problem, **context, "contact": contact,
             "attempts": workflow.callback_attempts(problem["events"]),
             "unreachable": unreachable, "conflicts": open_conflicts,
+            "orders": supervision.open_orders(db, problem["id"]),
+            "instructions": [e for e in problem["events"] if e["kind"] == "instruct"],
             **similar_context(db, actor, problem, context["actions"])}
 
 
