@@ -186,3 +186,58 @@ def test_closure_actions_by_role(app, db, world, role, action):
     assert response.status_code == expected, (role, action, response.status_code)
     closed = db["problems"].get(world.problems["p3"])["status"] == "closed"
     assert closed == (expected == 303)
+
+
+# Supervision (server/supervision.py) by role, through the same route. ---------------------
+
+SUPERVISION = {  # action: the role that may take it (the others get 403)
+    "supervise": "office",
+    "answer_supervision": "handler",
+    "close_supervision": "office",
+    "escalate_supervision": "office",
+    "flag": "leader",
+    "unflag": "leader",
+    "instruct": "leader",
+}
+
+
+def _supervision_ready(db, world, action: str) -> dict:
+    """p3 (handling, lead unit 住建局) where ``action`` can be taken by its role."""
+    import datetime as dt
+
+    from server import auth, workflow
+    from server.db import immediate
+
+    def run(username, name, **data):
+        with immediate(db):
+            workflow.apply(db, auth.load_user(db, world.users[username]), world.problems["p3"],
+                           name, data)
+
+    answer_by = (workflow.local_today() + dt.timedelta(days=3)).isoformat()
+    if action in ("answer_supervision", "close_supervision", "escalate_supervision"):
+        run("office", "supervise", note="督办要求", answer_by=answer_by)
+        if action != "answer_supervision":
+            order_id = db.execute("SELECT max(id) FROM supervision_orders").fetchone()[0]
+            run("handler1", "answer_supervision", order_id=order_id, note="回复")
+    if action == "unflag":
+        run("leader", "flag", note="批示")
+        db["problems"].update(world.problems["p3"], {"status": "closed"})
+    order_id = db.execute("SELECT max(id) FROM supervision_orders").fetchone()[0]
+    return {"note": "文字", "answer_by": answer_by, "order_id": str(order_id or "")}
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+@pytest.mark.parametrize("action", sorted(SUPERVISION))
+def test_supervision_actions_by_role(app, db, world, role, action):
+    data = _supervision_ready(db, world, action)
+    events = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        response = client.post(
+            f"/problems/{world.problems['p3']}/actions/{action}",
+            data={"csrf_token": csrf_of(client), **data}, follow_redirects=False)
+    allowed = SUPERVISION[action] == role
+    expected = 303 if allowed else 403
+    assert response.status_code == expected, (role, action, response.status_code)
+    after = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    assert after == events + (1 if allowed else 0)
