@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from server import audit, export, importer, workflow
+from server import audit, importer
 from server.i18n import gettext as _
 from server.importer import FILE_ROW, ImportFailed, ImportProblem
+from server.ledger import export, workflow
 from server.timeutil import now_iso
 from server.workdays import WorkCalendar, package_entries, package_knows, set_year
 

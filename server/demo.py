@@ -7,7 +7,7 @@ drawn from one ``random.Random(seed)``, so the same seed and ``now`` give
 byte-identical tables (the shared password hash included: its salt comes from
 the same generator).
 
-Histories are written the way ``server.workflow.apply`` and the phone's
+Histories are written the way ``server.ledger.workflow.apply`` and the phone's
 ``problem.report`` (sync/mutations.py) write them: event kinds are the
 workflow's action names, event data is ``json.dumps(..., sort_keys=True)`` with
 the same keys, including ``overdue``, and every column an action sets (deadline,
@@ -55,9 +55,9 @@ import sqlite_utils
 
 from server import auth, authz
 from server.db import immediate
+from server.ledger.workflow import LEDGER_PREFIX
 from server.settings import settings
 from server.workdays import WorkCalendar
-from server.workflow import LEDGER_PREFIX
 
 DEMO_PASSWORD = "demo1234"
 CHUNK_PROBLEMS = 10_000
@@ -1276,7 +1276,7 @@ class _Ledger:
 
 
 class _History:
-    """One problem: its event history, built like ``server.workflow`` applies actions."""
+    """One problem: its event history, built like ``server.ledger.workflow`` applies actions."""
 
     def __init__(self, ledger: _Ledger, problem_id: str, source: _Source, category: _Category,
                  lead_unit: _Unit):
@@ -1460,7 +1460,7 @@ class _History:
 
     @property
     def has_contact(self) -> bool:
-        """Whether the resident left a phone (server.workflow.has_contact): without one there
+        """Whether the resident left a phone (server.ledger.workflow.has_contact): without one there
         is nobody to call back, and the office closes as 无回访对象."""
         return bool(self.details[3])
 
@@ -1551,7 +1551,8 @@ class _History:
     # -- the problem's columns and each event's data, as the workflow writes them --
 
     def _replay(self) -> None:
-        """Walk the events as ``server.workflow.apply`` would, filling columns and event data.
+        """Walk the events as ``server.ledger.workflow.apply`` would, filling columns and
+        event data.
 
         Each event's data carries ``overdue``: the problem was open and past its
         deadline (Asia/Shanghai day) just before the event.
@@ -1602,7 +1603,7 @@ class _History:
             elif kind == "sign":
                 fields["signed_at"] = fields["signed_at"] or step.at
                 fields["resident_contacted"] = int(args)
-                # As server.workflow.responded_in_time freezes it at signing.
+                # As server.ledger.workflow.responded_in_time freezes it at signing.
                 fields["responded_in_time"] = int(bool(args) and clock.local_day(
                     fields["signed_at"]) <= clock.add_working_days(
                     clock.local_day(fields["dispatched_at"]), self.ledger.response_days))
@@ -1682,7 +1683,7 @@ class _History:
                 f' "satisfaction": "{satisfaction}", "solved": true}}')
 
     def _close(self, fields: dict, step: _Step, day: int, deadline_day: int | None) -> bool:
-        """The columns a closing sets (server.workflow._closing); whether it was on time."""
+        """The columns a closing sets (server.ledger.workflow._closing); whether it was on time."""
         on_time = deadline_day is None or day <= deadline_day
         fields.update(
             closed_at=step.at,

@@ -393,7 +393,7 @@ def _search_body(row: str) -> str:
     ASCII and other non-CJK characters are copied as they are (FTS5's unicode61
     tokenizer makes words of them); each CJK character becomes the bigram it
     starts, or itself at the end of a run: 漏水 -> " 漏水  水 ". Frozen with
-    m004: server/ledger_query.py builds its queries on this shape.
+    m004: server/ledger/queries.py builds its queries on this shape.
     """
     text = (
         f"{row}.description || ' ' || {row}.place || ' ' || {row}.resident_name"
@@ -617,7 +617,7 @@ def m006_stats_features(db: sqlite_utils.Database) -> None:
     """Statistics read the cohort's time-independent features from an index.
 
     The index holds, besides the columns the statistics query reads, the
-    values of three expressions of that query (``server.metrics``): the packed
+    values of three expressions of that query (``server.ledger.metrics``): the packed
     features that depend on the problem row alone (its ``stored_features_sql``,
     frozen here as text), and the Julian days of acceptance and dispatch.
     SQLite reads an indexed expression from the index when the query's
@@ -678,7 +678,7 @@ def m008_search_areas(db: sqlite_utils.Database) -> None:
     problems, the town 15,000 problems) otherwise reads one side row by row:
     the town's problems with a look-up of each one's key, or the matches with
     each one's area. ``(area_id, key)`` gives the town's keys from an index
-    alone, and ``server.ledger_query.search_condition`` intersects them with
+    alone, and ``server.ledger.queries.search_condition`` intersects them with
     the matches. Triggers keep the area in step with the problem's.
     """
     key = "(SELECT key FROM problem_search_keys WHERE problem_id = {}.id)"
@@ -713,7 +713,7 @@ def m008_search_areas(db: sqlite_utils.Database) -> None:
 
 # m009's row-only statistics features: m006's, and whether a signing was a response.
 # Frozen here as text: the index and the roll-up's triggers spell them exactly as
-# server.metrics.stored_features_sql() does (tests/test_metrics_fast.py checks it).
+# server.ledger.metrics.stored_features_sql() does (tests/test_metrics_fast.py checks it).
 STATS_FEATURES_M009 = STATS_FEATURES_M006 + " | (ifnull((responded_in_time IS 1), 0) << 9)"
 # m011's: m009's, and how a problem was closed without a valid callback, and whether it
 # ever relapsed (反弹) at a 回头看.
@@ -802,7 +802,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
     rejected or merged) per local week of acceptance, area, lead unit, category,
     row-only features and deadline, kept by triggers, twice: per district (level
     2, for the city's statistics: ~130,000 rows for a year of a million
-    problems) and per town (level 3, for a district's: ~250,000). ``server.metrics``
+    problems) and per town (level 3, for a district's: ~250,000). ``server.ledger.metrics``
     reads whole weeks from it for users above the town level and the days at a
     period's ends from the problems. The triggers expect ``recursive_triggers``
     (``server.db.connect`` sets it): an INSERT OR REPLACE of a problem must

@@ -1,6 +1,6 @@
 """The ledger's tunable settings: defaults, overridden by rows of the ``settings`` table.
 
-Read by the statistics (``server.metrics``), by the workflow, which freezes
+Read by the statistics (``server.ledger.metrics``), by the workflow, which freezes
 whether a signing was a response (``response_limit_days``) when it happens and
 says when a resident counts as unreachable (``unreachable_*``), and by the web
 sessions, which end when idle (``session_idle_minutes``).

@@ -1,6 +1,6 @@
 """Supervision with answers: 督办单 and 挂牌督办 (table ``supervision_orders``, m016).
 
-The actions live in server/workflow.py's ACTIONS table; this module holds their rules and
+The actions live in server/ledger/workflow.py's ACTIONS table; this module holds their rules and
 what each one writes. An office's order (``kind`` 'order') carries a requirement and a date
 by which the lead unit answers (督办回复); the office then strikes it off (销号, outcome
 'closed') or escalates it (outcome 'escalated'). Escalating does not flag the problem: a
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server import authz, workflow
+from server import authz
 from server.i18n import gettext as _
+from server.ledger import workflow
 from server.timeutil import local_date
 from server.validation import ValidationError
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from server import authz, ledger_query
+from server import authz
 from server.errors import NotFound
-from server.problems import PAGE_SIZE
+from server.ledger import queries
+from server.ledger.problems import PAGE_SIZE
 
 METHODS = ("sbls", "dundian", "xianchang", "ruhu", "jiefang", "other")
 CHECKLIST = (
@@ -42,19 +43,19 @@ def latest_visits(db, user: authz.User, limit: int, offset: int = 0) -> list[dic
             [*params, limit, offset],
         ))
 
-    rows = ledger_query.bounded(db, ORDERED_BUDGET_S, read, " INDEXED BY idx_visits_started")
+    rows = queries.bounded(db, ORDERED_BUDGET_S, read, " INDEXED BY idx_visits_started")
     return read("") if rows is None else rows
 
 
-def list_visits(db, user: authz.User, page: int = 1) -> tuple[list[dict], ledger_query.Count]:
+def list_visits(db, user: authz.User, page: int = 1) -> tuple[list[dict], queries.Count]:
     """A page of visits and their number, counted up to the ledger's cap ("10000+")."""
     clause, params = authz.record_scope(user, "v")
     counted = db.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM visits v WHERE {clause} LIMIT ?)",
-        [*params, ledger_query.COUNT_CAP + 1],
+        [*params, queries.COUNT_CAP + 1],
     ).fetchone()[0]
-    page = min(page, ledger_query.MAX_PAGE)
-    return latest_visits(db, user, PAGE_SIZE, (page - 1) * PAGE_SIZE), ledger_query.Count.of(
+    page = min(page, queries.MAX_PAGE)
+    return latest_visits(db, user, PAGE_SIZE, (page - 1) * PAGE_SIZE), queries.Count.of(
         counted)
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from server import workflow
+from server.ledger import workflow
 from server.timeutil import LOCAL_TZ, to_iso
 
 

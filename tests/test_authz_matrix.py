@@ -205,8 +205,9 @@ def _supervision_ready(db, world, action: str) -> dict:
     """p3 (handling, lead unit 住建局) where ``action`` can be taken by its role."""
     import datetime as dt
 
-    from server import auth, workflow
+    from server import auth
     from server.db import immediate
+    from server.ledger import workflow
 
     def run(username, name, **data):
         with immediate(db):

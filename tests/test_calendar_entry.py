@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from server import auth, calendar_entry, workflow
+from server import auth, calendar_entry
 from server.calendar_entry import CalendarRejected, apply_year, parse_file, parse_text
 from server.db import immediate
+from server.ledger import workflow
 
 pytest_plugins = ["tests.clock"]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from server import conflicts
+from server.ledger import conflicts
 from tests.conftest import post_form
 from tests.sync_helpers import problem_args
 from tests.test_sync_mutations import RawPhone, events, row, snapshot

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from server import auth, authz, workflow
+from server import auth, authz
 from server.db import immediate, open_database
 from server.demo import (
     DEMO_PASSWORD,
@@ -20,9 +20,10 @@ from server.demo import (
     demo_accounts,
     seed_demo,
 )
-from server.problems import STATUSES
+from server.ledger import workflow
+from server.ledger.problems import STATUSES
+from server.ledger.workflow import derive_status, local_today
 from server.timeutil import LOCAL_TZ, parse_iso
-from server.workflow import derive_status, local_today
 
 NOW = dt.datetime(2026, 3, 1, 2, 10, tzinfo=dt.UTC)
 PROBLEMS = 300

@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 import re
 
-from server import events
 from server.db import immediate
 from server.i18n import gettext as _
+from server.ledger import events
+from server.ledger.workflow import ACTIONS
 from server.timeutil import now_iso
-from server.workflow import ACTIONS
 from sync.ids import uuid7
 from tests.test_sync_pull import Puller
 

@@ -16,8 +16,8 @@ import zipfile
 import openpyxl
 import pytest
 
-from server import export, ledger_query
 from server.db import immediate
+from server.ledger import export, queries
 from server.timeutil import LOCAL_TZ
 from tests.ledger_helpers import add_problem, load
 
@@ -232,7 +232,7 @@ def test_events_are_read_once_per_chunk(db, world, office_cases, monkeypatch):
     statements = []
     db.conn.set_trace_callback(statements.append)
     try:
-        rows = list(export.records(db, load(db, world, "office"), ledger_query.Filter()))
+        rows = list(export.records(db, load(db, world, "office"), queries.Filter()))
     finally:
         db.conn.set_trace_callback(None)
     event_reads = [sql for sql in statements if "approve_extension" in sql]
@@ -285,7 +285,7 @@ def test_rows_are_streamed_in_chunks(db, world, monkeypatch):
     for n in range(35):
         add_problem(db, world, description=f"批量问题{n}")
 
-    rows = export.records(db, load(db, world, "office"), ledger_query.Filter(q="批量"))
+    rows = export.records(db, load(db, world, "office"), queries.Filter(q="批量"))
     chunks = list(export.csv_chunks(rows))
     assert len(chunks) == 4  # after rows 10, 20 and 30, then the last five
     text = b"".join(chunks).decode("utf-8-sig")
@@ -358,7 +358,7 @@ def test_xlsx_heading_names_the_scope(login_as, closed_problem):
 
 
 def test_filter_summary(db, world):
-    f = ledger_query.Filter(
+    f = queries.Filter(
         status="handling", category=world.category, area="370102", unit=world.units["u2"],
         source="hotline", urgency="urgent", overdue="yes", supervision="flagged",
         reporter=world.users["field1"], found_from=dt.date(2026, 3, 1),
@@ -371,8 +371,8 @@ def test_filter_summary(db, world):
         "发现时间：2026-03-01 至 2026-03-31；立案时间：2026-03-02 起；办结时间：至 2026-04-30；"
         "关键词：漏水 3号楼"
     )
-    assert export.filter_summary(db, ledger_query.Filter(unit=999)) == "责任单位：999"
-    assert export.filter_summary(db, ledger_query.Filter()) == "无（全部问题）"
+    assert export.filter_summary(db, queries.Filter(unit=999)) == "责任单位：999"
+    assert export.filter_summary(db, queries.Filter()) == "无（全部问题）"
 
 
 @pytest.mark.slow

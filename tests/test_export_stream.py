@@ -14,8 +14,8 @@ from pathlib import Path
 
 import openpyxl
 
-from server import export, ledger_query
 from server.db import connect, immediate
+from server.ledger import export, queries
 from tests.ledger_helpers import add_problem, load
 
 ROW = [
@@ -131,10 +131,10 @@ def _same_as_one_query(db, user, f, monkeypatch) -> int:
     plain query. Returns the number of rows."""
     monkeypatch.setattr(export, "CHUNK", 10_000)  # one chunk: one query
     whole = _export(db, user, f)
-    where, params = ledger_query.conditions(db, user, dataclasses.replace(f))
+    where, params = queries.conditions(db, user, dataclasses.replace(f))
     plain = [row[0] for row in db.execute(
         f"SELECT p.description FROM problems p WHERE {where}"
-        f" ORDER BY {ledger_query.order_by(f)}", params)]
+        f" ORDER BY {queries.order_by(f)}", params)]
     assert [row[5] for row in whole] == plain
     for chunk in (1, 2, 3):
         monkeypatch.setattr(export, "CHUNK", chunk)
@@ -146,12 +146,12 @@ def test_chunks_give_the_rows_of_one_query_for_every_sort(db, world, monkeypatch
     _sample_problems(db, world)
     office, handler = load(db, world, "office"), load(db, world, "handler1")
     sizes = set()
-    for sort in ledger_query.SORTS:
+    for sort in queries.SORTS:
         for direction in ("asc", "desc"):
             # No filter; a narrow filter (its index drives the read); a handler's scope.
             for user, extra in ((office, {}), (office, {"category": world.category}),
                                 (handler, {})):
-                f = ledger_query.Filter(sort=sort, dir=direction, **extra)
+                f = queries.Filter(sort=sort, dir=direction, **extra)
                 sizes.add(_same_as_one_query(db, user, f, monkeypatch))
     assert sizes == {17, 8}  # every problem for the city office; unit u1's for the handler
 
@@ -160,22 +160,22 @@ def test_many_matches_are_read_through_the_sort_index(db, world, monkeypatch):
     _sample_problems(db, world)
     monkeypatch.setattr(export, "SORTED_READ_MAX", 0)  # every match is one too many
     office = load(db, world, "office")
-    for sort in ledger_query.SORTS:
+    for sort in queries.SORTS:
         for direction in ("asc", "desc"):
-            f = ledger_query.Filter(sort=sort, dir=direction, area="370102")
+            f = queries.Filter(sort=sort, dir=direction, area="370102")
             probe = dataclasses.replace(f)
-            ledger_query.choose_drive(db, office, probe)
-            where, params = ledger_query.conditions(db, office, probe)
+            queries.choose_drive(db, office, probe)
+            where, params = queries.conditions(db, office, probe)
             # SQLite would read the area's problems and sort them; the chunks read in order.
             assert export._drive(db, probe, where, params) == (
-                f" INDEXED BY {ledger_query.SORT_INDEXES[sort]}")
+                f" INDEXED BY {queries.SORT_INDEXES[sort]}")
             assert _same_as_one_query(db, office, f, monkeypatch) == 16  # all but p2
 
 
 def test_chunks_stop_at_max_rows(db, world, monkeypatch):
     _sample_problems(db, world)
     office = load(db, world, "office")
-    f = ledger_query.Filter(sort="deadline", dir="asc")
+    f = queries.Filter(sort="deadline", dir="asc")
     whole = _export(db, office, f)
     monkeypatch.setattr(export, "CHUNK", 3)
     monkeypatch.setattr(export, "MAX_ROWS", 7)
@@ -188,7 +188,7 @@ def test_no_transaction_is_open_between_chunks(db_path, db, world, monkeypatch):
     reader = connect(db_path)
     reader.execute("PRAGMA query_only = ON")
     try:
-        rows = export.records(reader, load(db, world, "office"), ledger_query.Filter())
+        rows = export.records(reader, load(db, world, "office"), queries.Filter())
         first = list(itertools.islice(rows, 3))  # paused after the first chunk
         assert [row[0] for row in first] == [1, 2, 3]
         assert not reader.conn.in_transaction
@@ -208,7 +208,7 @@ def test_a_problem_written_mid_export_does_not_break_it(db, world, monkeypatch):
     monkeypatch.setattr(export, "CHUNK", 3)
     _sample_problems(db, world)
     office = load(db, world, "office")
-    rows = export.records(db, office, ledger_query.Filter(sort="found_at", dir="asc"))
+    rows = export.records(db, office, queries.Filter(sort="found_at", dir="asc"))
     seqs = [row[0] for row in itertools.islice(rows, 4)]
     add_problem(db, world, description="导出途中新增")  # found now: after every other row
     add_problem(db, world, description="更早的新问题", found_at="2026-01-01T00:00:00+00:00")

@@ -193,7 +193,7 @@ def test_every_string_the_app_uses_exists():
         assert f"diary.kind_{kind}" in strings
     for urgency in URGENCIES:
         assert f"urgency.{urgency}" in strings
-    from server.problems import STATUSES
+    from server.ledger.problems import STATUSES
 
     for status in STATUSES:
         assert f"status.{status}" in strings

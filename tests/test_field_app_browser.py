@@ -743,7 +743,7 @@ def test_every_screen_passes_axe(browser, server, tmp_path):
 
 
 def test_the_timeline_names_every_kind_of_event_in_words(phone, server):
-    from server import events
+    from server.ledger import events
     from tests.test_events import add_every_event
 
     problem = server.world.problems["p1"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server import events, i18n
+from server import i18n
+from server.ledger import events
 from server.paths import ROOT
 from server.views import field_app
 
@@ -32,7 +33,7 @@ def test_every_literal_key_exists():
 
 
 def test_dynamic_keys_exist():
-    from server.problems import STATUSES
+    from server.ledger.problems import STATUSES
     from server.visits import CHECKLIST, METHODS
 
     catalog = i18n.catalog()
@@ -42,7 +43,7 @@ def test_dynamic_keys_exist():
         assert f"visit.method_{method}" in catalog
     for item in CHECKLIST:
         assert f"visit.check_{item}" in catalog
-    from server.workflow import ACTIONS
+    from server.ledger.workflow import ACTIONS
 
     for name in ACTIONS:  # each action's button, and the button that submits its form
         assert f"action.{name}" in catalog and f"action_submit.{name}" in catalog
@@ -108,7 +109,8 @@ def test_every_event_kind_the_code_writes_is_listed():
     assert {"reported", "note", "edited", "merged_in", "deadline_recomputed"} <= {
         kind for kind, _ in found}
     unknown = sorted(f"{kind} ({where})" for kind, where in found if kind not in events.kinds())
-    assert not unknown, "list these in server/events.py NON_ACTION_KINDS:\n" + "\n".join(unknown)
+    assert not unknown, (
+        "list these in server/ledger/events.py NON_ACTION_KINDS:\n" + "\n".join(unknown))
 
 
 def test_event_labels_are_not_their_keys():
@@ -132,7 +134,7 @@ def _app_key_uses() -> list[tuple[str, str]]:
 
 def _dynamic_families() -> dict[str, tuple[str, ...]]:
     """Every value a `t(`prefix${…}`)` of the app may be called with, where the code knows it."""
-    from server.problems import STATUSES
+    from server.ledger.problems import STATUSES
     from sync.schemas import CHECKLIST, PERSON_KINDS, URGENCIES, VISIT_METHODS
 
     routes = re.findall(r"\), '(\w+)'\],", (APP_DIR / "main.js").read_text(encoding="utf-8"))

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from server import workflow
 from server.db import immediate
+from server.ledger import workflow
 from server.timeutil import now_iso
 from tests.conftest import post_form
 from tests.ledger_helpers import add_problem
@@ -290,7 +290,8 @@ def test_area_paths_follow_an_edit_of_an_area(login_as, db, world):
 
 
 def test_area_paths_cost_no_query_per_row(db, world):
-    from server import areas, ledger_query
+    from server import areas
+    from server.ledger import queries
     from tests.ledger_helpers import load
 
     for n in range(60):
@@ -299,10 +300,10 @@ def test_area_paths_cost_no_query_per_row(db, world):
     statements = []
     db.conn.set_trace_callback(statements.append)
     try:
-        ledger_query.ledger(db, office, ledger_query.parse({}))
+        queries.ledger(db, office, queries.parse({}))
         many = len(statements)
         statements.clear()
-        ledger_query.ledger(db, office, ledger_query.parse({"q": "第1个问题"}))
+        queries.ledger(db, office, queries.parse({"q": "第1个问题"}))
         few = len(statements)
         statements.clear()
         rows = areas.add_area_paths(db, [{"area_id": world.areas["g1"]}] * 50)
@@ -327,7 +328,7 @@ def test_the_filters_show_one_row_and_count_the_others(login_as, world):
 
 
 def test_every_work_list_is_paged_to_the_end_of_its_count(login_as, db, world):
-    from server.ledger_query import WORK_LIMIT
+    from server.ledger.queries import WORK_LIMIT
 
     today = workflow.local_today()
     due = (today - dt.timedelta(days=1)).isoformat()

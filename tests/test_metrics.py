@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from server import metrics, workflow
 from server.db import immediate
+from server.ledger import metrics, workflow
 from server.timeutil import to_iso
 from tests.ledger_helpers import add_problem, load
 

@@ -11,12 +11,13 @@ from collections import Counter
 
 import pytest
 
-from server import authz, metrics, workflow
+from server import authz
 from server.areas import insert_area
 from server.db import immediate
-from server.ledger_query import local_day_start
+from server.ledger import metrics, workflow
+from server.ledger.problems import STATUSES
+from server.ledger.queries import local_day_start
 from server.migrations import ROLLUP_LEVELS, rollup_key_sql
-from server.problems import STATUSES
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
 from tests.ledger_helpers import add_problem, load
 

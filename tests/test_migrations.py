@@ -188,7 +188,7 @@ def test_m009_works_out_past_responses_and_rolls_up_the_cohort(tmp_path):
 
 
 def test_m011_rolls_up_the_closure_kinds_and_relapses_already_there(tmp_path):
-    from server import metrics
+    from server.ledger import metrics
     from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 
     db = connect(tmp_path / "a.db")

@@ -78,13 +78,13 @@ def test_times_are_shown_in_shanghai_time(login_as, db, world):
 
 
 def test_home_shows_bounded_counts_latest_problems_and_visits(login_as, world, monkeypatch):
-    from server import ledger_query
+    from server.ledger import queries
 
     page = login_as("office").get("/").text
     assert f"/problems/{world.problems['p1']}" in page
     assert f"/visits/{world.visits['v1']}" in page
     assert '<span class="tile-count">1</span>' in page
-    monkeypatch.setattr(ledger_query, "COUNT_CAP", 0)  # as with a million problems: "N+"
+    monkeypatch.setattr(queries, "COUNT_CAP", 0)  # as with a million problems: "N+"
     assert '<span class="tile-count">0+</span>' in login_as("office").get("/").text
     # A field official's latest visits are their own.
     page = login_as("field2").get("/").text
@@ -94,7 +94,7 @@ def test_home_shows_bounded_counts_latest_problems_and_visits(login_as, world, m
 
 def test_visit_list_is_latest_first_in_scope_with_a_bounded_count(login_as, db, world,
                                                                     monkeypatch):
-    from server import ledger_query
+    from server.ledger import queries
 
     db["visits"].update(world.visits["v1"], {"started_at": "2026-05-02T01:00:00+00:00"})
     db["visits"].update(world.visits["v2"], {"started_at": "2026-05-03T01:00:00+00:00"})
@@ -103,7 +103,7 @@ def test_visit_list_is_latest_first_in_scope_with_a_bounded_count(login_as, db, 
     assert "共 2 条" in page
     page = login_as("field1").get("/visits").text  # a field official sees their own
     assert world.visits["v1"] in page and world.visits["v2"] not in page
-    monkeypatch.setattr(ledger_query, "COUNT_CAP", 1)  # as with a million visits: "N+"
+    monkeypatch.setattr(queries, "COUNT_CAP", 1)  # as with a million visits: "N+"
     assert "共 1+ 条" in login_as("office").get("/visits").text
 
 

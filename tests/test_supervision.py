@@ -8,11 +8,12 @@ import json
 
 import pytest
 
-from server import auth, supervision, workflow
+from server import auth, supervision
 from server.db import immediate
 from server.errors import NotFound
+from server.ledger import workflow
+from server.ledger.workflow import TransitionError
 from server.validation import ValidationError
-from server.workflow import TransitionError
 from tests.conftest import post_form
 
 pytest_plugins = ["tests.clock"]

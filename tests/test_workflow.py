@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from server import auth, workflow
+from server import auth
 from server.db import immediate
 from server.errors import NotFound
+from server.ledger import workflow
+from server.ledger.workflow import ACTIONS, TransitionError
 from server.validation import ValidationError
-from server.workflow import ACTIONS, TransitionError
 from tests.conftest import ROLE_USERS
 
 
@@ -376,7 +377,7 @@ def test_a_year_the_package_does_not_know_can_be_entered(db):
 
 
 def test_replaying_the_history_follows_the_deadline_convention(db):
-    from server.workflow import deadline_from_events
+    from server.ledger.workflow import deadline_from_events
 
     cal = calendar(db)
     history = [

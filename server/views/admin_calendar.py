@@ -19,8 +19,8 @@ from server import calendar_entry, importer
 from server.calendar_entry import CalendarRejected
 from server.errors import NotFound
 from server.i18n import gettext as _
+from server.ledger.workflow import local_today
 from server.web import page, redirect, render, store, user
-from server.workflow import local_today
 
 PERMISSION = "admin.manage"
 MAX_SHOWN = 200

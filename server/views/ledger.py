@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import workflow
+from server.ledger import workflow
 from server.validation import ValidationError
 from server.views.pages import form_values, problem_page
 from server.web import redirect, store, user

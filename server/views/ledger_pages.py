@@ -8,11 +8,12 @@ import urllib.parse
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from server import authz, charts, export, ledger_query, metrics, supervision, workflow
+from server import authz, supervision
 from server.db import connect
 from server.errors import error_page
 from server.i18n import gettext as _
-from server.problems import STATUSES
+from server.ledger import charts, export, metrics, queries, workflow
+from server.ledger.problems import STATUSES
 from server.web import page_number, render, store, user
 from server.workdays import WorkCalendar
 
@@ -21,7 +22,7 @@ from server.workdays import WorkCalendar
 
 def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
     """The filter form's choices, (value, label) per select, in the order shown."""
-    found = ledger_query.filter_options(db, actor)
+    found = queries.filter_options(db, actor)
 
     def labelled(values, prefix):
         return [(value, _(f"{prefix}.{value}")) for value in values]
@@ -31,8 +32,8 @@ def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
         "area": [(row["code"], "\u3000" * (row["level"] - 1) + row["name"])
                  for row in found["areas"]],
         "unit": [(row["id"], row["name"]) for row in found["units"]],
-        "source": labelled(ledger_query.SOURCES, "ledger.source"),
-        "urgency": labelled(ledger_query.URGENCIES, "urgency"),
+        "source": labelled(queries.SOURCES, "ledger.source"),
+        "urgency": labelled(queries.URGENCIES, "urgency"),
         "overdue": [("yes", _("common.yes")), ("no", _("common.no"))],
         "supervision": labelled(workflow.SUPERVISION_LEVELS, "supervision"),
         "reporter": [(row["id"], row["display_name"]) for row in found["reporters"]],
@@ -43,11 +44,11 @@ def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
 PRIMARY_FILTERS = ("area", "category", "unit")
 
 
-def more_filters_set(f: ledger_query.Filter) -> int:
+def more_filters_set(f: queries.Filter) -> int:
     """How many of the filters behind 更多筛选 are set (a date range, or a sort and its
     direction, counts once)."""
     keys = set(urllib.parse.parse_qs(f.query_string()))
-    ranges = {f"{name}_{end}": name for name in ledger_query.DATE_FILTERS
+    ranges = {f"{name}_{end}": name for name in queries.DATE_FILTERS
               for end in ("from", "to")}
     others = keys - {"q", "status", "page", *PRIMARY_FILTERS} - set(ranges)
     if "sort" in others:
@@ -55,23 +56,23 @@ def more_filters_set(f: ledger_query.Filter) -> int:
     return len(others) + len({ranges[key] for key in keys & set(ranges)})
 
 
-def _ledger_data(db, actor: authz.User, f: ledger_query.Filter) -> dict:
-    return {**ledger_query.ledger(db, actor, f), "options": _options(db, actor)}
+def _ledger_data(db, actor: authz.User, f: queries.Filter) -> dict:
+    return {**queries.ledger(db, actor, f), "options": _options(db, actor)}
 
 
 async def ledger_list(request: Request):
-    f = ledger_query.parse(request.query_params)
+    f = queries.parse(request.query_params)
     data = await store(request).read(_ledger_data, user(request), f)
-    notices = (ledger_query.refused_notice(f), ledger_query.ignored_notice(f))
+    notices = (queries.refused_notice(f), queries.ignored_notice(f))
     return render(request, "ledger/list.html", {
         **data,
         "f": f,
         "notice": "　".join(filter(None, notices)) or None,
         "statuses": STATUSES,
-        "sorts": ledger_query.SORTS,
-        "date_filters": ledger_query.DATE_FILTERS,
+        "sorts": queries.SORTS,
+        "date_filters": queries.DATE_FILTERS,
         "base_query": f.query_string(page=None),
-        "cap": ledger_query.COUNT_CAP,
+        "cap": queries.COUNT_CAP,
         "primary_filters": PRIMARY_FILTERS,
         "more_set": more_filters_set(f),
     }, status=400 if f.refused else 200)
@@ -96,9 +97,9 @@ def _export_connection(request: Request):
 
 
 async def export_csv(request: Request):
-    f = ledger_query.parse(request.query_params)
+    f = queries.parse(request.query_params)
     if f.refused:
-        return error_page(request, 400, ledger_query.refused_notice(f))
+        return error_page(request, 400, queries.refused_notice(f))
     db = _export_connection(request)
     actor = user(request)
 
@@ -113,9 +114,9 @@ async def export_csv(request: Request):
 
 
 async def export_xlsx(request: Request):
-    f = ledger_query.parse(request.query_params)
+    f = queries.parse(request.query_params)
     if f.refused:
-        return error_page(request, 400, ledger_query.refused_notice(f))
+        return error_page(request, 400, queries.refused_notice(f))
     db = _export_connection(request)
     actor = user(request)
 
@@ -142,7 +143,7 @@ def _due_soon_limit(db) -> dt.date:
 
 
 def _work_data(db, actor: authz.User, only: str | None, page: int) -> dict:
-    queues = ledger_query.work_queues(db, actor, _due_soon_limit(db), only, page)
+    queues = queries.work_queues(db, actor, _due_soon_limit(db), only, page)
     rows = [row for queue in queues for row in queue["rows"]]
     flags = supervision.open_flags(db, [row["id"] for row in rows])
     for row in rows:
@@ -157,7 +158,7 @@ async def my_work(request: Request):
     """All the user's work lists, or one of them (``?queue=``) paged to its end."""
     actor = user(request)
     only = request.query_params.get("queue") or None
-    if only is not None and only not in ledger_query.work_queue_keys(actor):
+    if only is not None and only not in queries.work_queue_keys(actor):
         return error_page(request, 404)
     data = await store(request).read(_work_data, actor, only, page_number(request))
     return render(request, "ledger/work.html", {**data, "only": only})
@@ -188,23 +189,23 @@ def _diary_data(db, actor: authz.User, q: str, page: int) -> dict:
     ))
     total = db.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM diary_entries d WHERE {where} LIMIT ?)",
-        [*values, ledger_query.COUNT_CAP + 1],
+        [*values, queries.COUNT_CAP + 1],
     ).fetchone()[0]
     return {"rows": rows, "total": total}
 
 
 async def diary_list(request: Request):
-    q = " ".join(request.query_params.get("q", "").split())[:ledger_query.MAX_QUERY]
-    page = min(page_number(request), ledger_query.MAX_PAGE)
+    q = " ".join(request.query_params.get("q", "").split())[:queries.MAX_QUERY]
+    page = min(page_number(request), queries.MAX_PAGE)
     data = await store(request).read(_diary_data, user(request), q, page)
     total = data["total"]
     return render(request, "ledger/diary.html", {
         **data,
         "q": q,
         "page": page,
-        "pages": max(1, min(ledger_query.MAX_PAGE, -(-min(total, ledger_query.COUNT_CAP)
+        "pages": max(1, min(queries.MAX_PAGE, -(-min(total, queries.COUNT_CAP)
                                                      // DIARY_PAGE))),
-        "total_label": f"{ledger_query.COUNT_CAP}+" if total > ledger_query.COUNT_CAP
+        "total_label": f"{queries.COUNT_CAP}+" if total > queries.COUNT_CAP
         else str(total),
         "base_query": urllib.parse.urlencode({"q": q}) if q else "",
     })
@@ -221,7 +222,7 @@ def _stats_params(params, cfg: dict) -> tuple[metrics.Period, str, int, list[str
         raw = params.get(name, "").strip()
         if not raw:
             continue
-        value = ledger_query._date(raw)
+        value = queries._date(raw)
         if value is None:
             ignored.append(name)
         elif name == "from":
@@ -238,7 +239,7 @@ def _stats_params(params, cfg: dict) -> tuple[metrics.Period, str, int, list[str
     min_n = int(cfg["stats_min_sample"])
     raw = params.get("min_n", "").strip()
     if raw:
-        value = ledger_query._int(raw)
+        value = queries._int(raw)
         if value is None or not 1 <= value <= 10_000:
             ignored.append("min_n")
         else:
@@ -291,7 +292,7 @@ async def stats(request: Request):
 def similar_context(db, actor: authz.User, problem: dict, actions: list[str]) -> dict:
     """What templates/ledger/_similar.html needs; called by pages._problem_page_data."""
     return {
-        "similar": ledger_query.similar(db, actor, problem),
+        "similar": queries.similar(db, actor, problem),
         "can_merge": "merge" in actions,
     }
 

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import (
-    authz,
-    calendar_entry,
-    conflicts,
-    ledger_query,
-    masking,
-    problems,
-    supervision,
-    visits,
-    workflow,
-)
+from server import authz, calendar_entry, masking, supervision, visits
 from server.i18n import gettext as _
+from server.ledger import conflicts, problems, queries, workflow
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
 
@@ -40,10 +31,10 @@ def _home_data(db, actor: authz.User) -> dict:
     if actor.can("problems.view"):
         # The ledger's bounded counts ("10000+", or "…" when out of time) and its
         # read in order of discovery: a home page as fast as the ledger's at any size.
-        everything = ledger_query.Filter()
-        data["counts"] = {status: ledger_query.Count.of(n) for status, n
-                          in ledger_query.status_counts(db, actor, everything).items()}
-        data["recent"] = ledger_query.list_rows(db, actor, everything, many=True)[:HOME_RECENT]
+        everything = queries.Filter()
+        data["counts"] = {status: queries.Count.of(n) for status, n
+                          in queries.status_counts(db, actor, everything).items()}
+        data["recent"] = queries.list_rows(db, actor, everything, many=True)[:HOME_RECENT]
     if actor.can("visits.view"):
         data["visits"] = visits.latest_visits(db, actor, HOME_VISITS)
     if actor.can("admin.manage"):
@@ -162,7 +153,7 @@ async def visit_list(request: Request):
             "visits": rows,
             "total": total,
             "page": page_no,
-            "pages": max(1, min(-(-counted // problems.PAGE_SIZE), ledger_query.MAX_PAGE)),
+            "pages": max(1, min(-(-counted // problems.PAGE_SIZE), queries.MAX_PAGE)),
         },
     )
 

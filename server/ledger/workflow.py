@@ -212,7 +212,7 @@ ACTIONS: dict[str, Action] = {
                fields=("order_id", "note"), required=("order_id",)),
         Action("instruct", ALL_STATES, None, frozenset({LEADER}), fields=("note",),
                required=("note",), extra={"labels": {"note": "supervision.field.instruction"}}),
-        # Settles a conflicting edit (see server/conflicts.py): restore the
+        # Settles a conflicting edit (see server/ledger/conflicts.py): restore the
         # overwritten value or keep the current one.
         Action(
             "resolve_conflict",
@@ -378,7 +378,7 @@ def _unit_exists(db, unit_id) -> bool:
 
 
 def load(db: sqlite_utils.Database, user: authz.User, problem_id: str) -> dict:
-    from server.problems import get_problem_row
+    from server.ledger.problems import get_problem_row
 
     return get_problem_row(db, user, problem_id)
 
@@ -445,7 +445,7 @@ def _reject(db, user, problem, data, note):
 def _merge_original(db, user, problem: dict, typed: str) -> dict:
     """The problem a duplicate is merged into, named by its ledger number or its id."""
     from server.errors import NotFound
-    from server.problems import get_problem_row
+    from server.ledger.problems import get_problem_row
 
     number = normal_ledger_no(typed)
     if number is not None:
@@ -822,7 +822,7 @@ def supervision_level(problem: dict, level: str, note: str = "") -> dict:
 
 
 def _resolve_conflict(db, user, problem, data, note):
-    from server import conflicts
+    from server.ledger import conflicts
     from sync.mutations import update_problem_fields
 
     field = data["field"]

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import authz
-from server.ledger_query import local_day_start
+from server.ledger.queries import local_day_start
+from server.ledger.workflow import local_today
 from server.settings import SETTINGS, settings  # noqa: F401 (metrics.settings)
-from server.workflow import local_today
 
 MAX_PERIOD_DAYS = 3 * 366
 
@@ -63,7 +63,7 @@ FEATURES: dict[str, tuple[str, int]] = {
     ),
     "dispatched": ("p.dispatched_at IS NOT NULL", 1),
     # Signed, with the resident contacted, within the response time: frozen at signing
-    # (server.workflow.responded_in_time).
+    # (server.ledger.workflow.responded_in_time).
     "responded": ("p.responded_in_time IS 1", 1),
     "closure": (
         "CASE p.closure_kind "

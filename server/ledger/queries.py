@@ -53,9 +53,14 @@ from typing import NamedTuple
 from server import authz
 from server.areas import add_area_paths
 from server.i18n import gettext as _
-from server.problems import STATUSES
+from server.ledger.problems import STATUSES
+from server.ledger.workflow import (
+    FINISHED_STATES,
+    SUPERVISION_LEVELS,
+    local_today,
+    normal_ledger_no,
+)
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
-from server.workflow import FINISHED_STATES, SUPERVISION_LEVELS, local_today, normal_ledger_no
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000

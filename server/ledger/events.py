@@ -9,9 +9,9 @@ and that every kind the code writes is listed here.
 from __future__ import annotations
 
 from server.i18n import gettext as _
-from server.workflow import ACTIONS
+from server.ledger.workflow import ACTIONS
 
-# Kinds that are not actions of server/workflow.py's ACTIONS table.
+# Kinds that are not actions of server/ledger/workflow.py's ACTIONS table.
 NON_ACTION_KINDS = (
     "reported",  # the phone's problem.report (sync/mutations.py)
     "solved_on_spot",  # the same report, solved where it was found

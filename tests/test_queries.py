@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
-from server import authz, ledger_query
+from server import authz
 from server.db import immediate
+from server.ledger import queries
 from server.timeutil import to_iso
 from tests.ledger_helpers import add_problem, load
 
@@ -20,13 +21,13 @@ from tests.ledger_helpers import add_problem, load
 @pytest.fixture(autouse=True)
 def time_to_count(monkeypatch):
     """Counts here are exact: a loaded test machine must not run out of the page's budget."""
-    monkeypatch.setattr(ledger_query, "COUNT_BUDGET_S", 30)
+    monkeypatch.setattr(queries, "COUNT_BUDGET_S", 30)
 
 
 def ids(db, world, username: str, query: str = "") -> set[str]:
-    f = ledger_query.parse(QueryParams(query))
+    f = queries.parse(QueryParams(query))
     f.page = 1
-    rows = ledger_query.list_rows(db, load(db, world, username), f)
+    rows = queries.list_rows(db, load(db, world, username), f)
     return {row["id"] for row in rows}
 
 
@@ -65,11 +66,11 @@ def test_search(db, world, query, expected):
 def test_broad_search_gives_the_same_rows(db, world, monkeypatch, query):
     # A search matching many problems is checked row by row, read in sort order.
     narrow = ids(db, world, "office", f"q={query}")
-    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", 0)
-    monkeypatch.setattr(ledger_query, "COUNT_CAP", 0)
+    monkeypatch.setattr(queries, "SEARCH_DRIVE_MAX", 0)
+    monkeypatch.setattr(queries, "COUNT_CAP", 0)
     assert ids(db, world, "office", f"q={query}") == narrow
-    f = ledger_query.parse(QueryParams(f"q={query}"))
-    assert {row["id"] for row in ledger_query.ledger(db, load(db, world, "office"), f)["rows"]} \
+    f = queries.parse(QueryParams(f"q={query}"))
+    assert {row["id"] for row in queries.ledger(db, load(db, world, "office"), f)["rows"]} \
         == narrow
     assert f.broad_search
 
@@ -79,20 +80,20 @@ def test_broad_search_gives_the_same_rows(db, world, monkeypatch, query):
 def test_a_page_not_found_in_order_in_time_reads_the_matches_first(db, world, monkeypatch,
                                                                    query):
     """The ordered read runs out of time: the matches are read first, through the id index."""
-    expected = ledger_query.ledger(db, load(db, world, "office"),
-                                   ledger_query.parse(QueryParams(query)))["rows"]
-    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", 0)
-    monkeypatch.setattr(ledger_query, "COUNT_CAP", 0)
-    monkeypatch.setattr(ledger_query, "ORDERED_BUDGET_S", 0)
+    expected = queries.ledger(db, load(db, world, "office"),
+                                   queries.parse(QueryParams(query)))["rows"]
+    monkeypatch.setattr(queries, "SEARCH_DRIVE_MAX", 0)
+    monkeypatch.setattr(queries, "COUNT_CAP", 0)
+    monkeypatch.setattr(queries, "ORDERED_BUDGET_S", 0)
     statements = []
     db.conn.set_trace_callback(statements.append)
     try:
-        rows = ledger_query.ledger(db, load(db, world, "office"),
-                                   ledger_query.parse(QueryParams(query)))["rows"]
+        rows = queries.ledger(db, load(db, world, "office"),
+                                   queries.parse(QueryParams(query)))["rows"]
     finally:
         db.conn.set_trace_callback(None)
     assert [row["id"] for row in rows] == [row["id"] for row in expected]
-    assert any(f"INDEXED BY {ledger_query.ID_INDEX}" in sql for sql in statements)
+    assert any(f"INDEXED BY {queries.ID_INDEX}" in sql for sql in statements)
 
 
 def test_search_covers_place_and_resident_and_follows_edits(db, world):
@@ -110,11 +111,11 @@ def test_search_covers_place_and_resident_and_follows_edits(db, world):
 
 
 def test_fts_query_shapes():
-    assert ledger_query.fts_query("漏水") == '"漏水"'
-    assert ledger_query.fts_query("物业不作为") == '"物业 业不 不作 作为"'
-    assert ledger_query.fts_query("漏") == '"漏"*'
-    assert ledger_query.fts_query("3号楼 ABC") == '"3" "号楼" "ABC"'
-    assert ledger_query.fts_query('"，。') is None
+    assert queries.fts_query("漏水") == '"漏水"'
+    assert queries.fts_query("物业不作为") == '"物业 业不 不作 作为"'
+    assert queries.fts_query("漏") == '"漏"*'
+    assert queries.fts_query("3号楼 ABC") == '"3" "号楼" "ABC"'
+    assert queries.fts_query('"，。') is None
 
 
 # Filters -----------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def test_district_office_never_sees_other_district(db, world):
     assert names(world, ids(db, world, "office_d1")) == {"p1", "p3"}
     assert ids(db, world, "office_d1", "area=370103") == set()
     assert ids(db, world, "office_d1", "q=ZF-2026-000002") == set()
-    counts = ledger_query.status_counts(db, load(db, world, "office_d1"), ledger_query.Filter())
+    counts = queries.status_counts(db, load(db, world, "office_d1"), queries.Filter())
     assert counts["dispatched"] == 0 and counts["submitted"] == 1 and counts["handling"] == 1
 
 
@@ -189,28 +190,28 @@ def test_district_office_never_sees_other_district(db, world):
 
 def test_counts_per_state_follow_the_other_filters(db, world):
     user = load(db, world, "office")
-    f = ledger_query.parse(QueryParams("status=handling&q=水"))
-    counts = ledger_query.status_counts(db, user, f)
+    f = queries.parse(QueryParams("status=handling&q=水"))
+    counts = queries.status_counts(db, user, f)
     # The state tabs ignore the state filter itself: 水 is in p1 (submitted) and p2 (dispatched).
     assert counts["submitted"] == 1 and counts["dispatched"] == 1 and counts["handling"] == 0
-    assert str(ledger_query.total(counts, f)) == "0"
+    assert str(queries.total(counts, f)) == "0"
 
 
 def test_counts_are_capped(db, world, monkeypatch):
-    monkeypatch.setattr(ledger_query, "COUNT_CAP", 2)
+    monkeypatch.setattr(queries, "COUNT_CAP", 2)
     for _ in range(3):
         add_problem(db, world, status="submitted")
     user = load(db, world, "office")
-    f = ledger_query.Filter()
-    counts = ledger_query.status_counts(db, user, f)
+    f = queries.Filter()
+    counts = queries.status_counts(db, user, f)
     assert counts["submitted"] == 3  # the cap plus one: "more than the cap"
-    total = ledger_query.total(counts, f)
+    total = queries.total(counts, f)
     assert total.capped and str(total) == "2+"
 
 
 def test_uncountable_counts_show_as_unknown(db, world, monkeypatch):
-    monkeypatch.setattr(ledger_query, "COUNT_BUDGET_S", -1)  # no time to count at all
-    data = ledger_query.ledger(db, load(db, world, "office"), ledger_query.Filter())
+    monkeypatch.setattr(queries, "COUNT_BUDGET_S", -1)  # no time to count at all
+    data = queries.ledger(db, load(db, world, "office"), queries.Filter())
     assert str(data["total"]) == "…" and data["total"].many
     assert len(data["rows"]) == 3 and data["pages"] == 1
 
@@ -218,25 +219,25 @@ def test_uncountable_counts_show_as_unknown(db, world, monkeypatch):
 @pytest.mark.parametrize("many", [False, True])
 def test_sort_and_pages_are_stable(db, world, many, monkeypatch):
     if many:  # read through the sort order's index (as with a million problems)
-        monkeypatch.setattr(ledger_query, "COUNT_CAP", 1)
+        monkeypatch.setattr(queries, "COUNT_CAP", 1)
     same_time = "2026-01-05T01:00:00+00:00"
     made = {add_problem(db, world, found_at=same_time, deadline=f"2026-02-{n % 20 + 1:02d}")
             for n in range(120)}
     user = load(db, world, "office")
-    for sort in ledger_query.SORTS:
+    for sort in queries.SORTS:
         pages = {}
         for direction in ("asc", "desc"):
             seen = []
             for page in (1, 2, 3):
-                f = ledger_query.parse(QueryParams(
+                f = queries.parse(QueryParams(
                     f"sort={sort}&dir={direction}&page={page}&found_to=2026-01-05"))
-                seen += [row["id"] for row in ledger_query.ledger(db, user, f)["rows"]]
+                seen += [row["id"] for row in queries.ledger(db, user, f)["rows"]]
             assert len(seen) == len(set(seen)) == 120, sort
             assert set(seen) == made
             pages[direction] = seen
         assert pages["asc"] == pages["desc"][::-1], sort
-    f = ledger_query.parse(QueryParams("sort=deadline&dir=asc&found_to=2026-01-05"))
-    deadlines = [row["deadline"] for row in ledger_query.list_rows(db, user, f)]
+    f = queries.parse(QueryParams("sort=deadline&dir=asc&found_to=2026-01-05"))
+    deadlines = [row["deadline"] for row in queries.list_rows(db, user, f)]
     assert deadlines == sorted(deadlines)
 
 
@@ -287,17 +288,17 @@ def test_a_driven_page_is_the_page_the_planner_gives(db, world, monkeypatch, nar
             area_id=rng.choice([world.areas["g1"], world.areas["v2"]]),
             description=rng.choice(["楼道漏水", "自来水水压不足", "路灯不亮"]) + str(n),
         )
-    monkeypatch.setattr(ledger_query, "COUNT_CAP", count_cap)
-    monkeypatch.setattr(ledger_query, "NARROW_MAX", narrow_max)
-    monkeypatch.setattr(ledger_query, "AREA_DRIVE_MAX", area_max)
+    monkeypatch.setattr(queries, "COUNT_CAP", count_cap)
+    monkeypatch.setattr(queries, "NARROW_MAX", narrow_max)
+    monkeypatch.setattr(queries, "AREA_DRIVE_MAX", area_max)
     user = load(db, world, "office")
     for template in DRIVEN_QUERIES:
         query = template.format(category=world.category, unit=world.units["u1"],
                                 reporter=world.users["field2"])
-        driven = ledger_query.ledger(db, user, ledger_query.parse(QueryParams(query)))
+        driven = queries.ledger(db, user, queries.parse(QueryParams(query)))
         with monkeypatch.context() as plain:
-            plain.setattr(ledger_query, "choose_drive", lambda db, user, f: None)
-            expected = ledger_query.ledger(db, user, ledger_query.parse(QueryParams(query)))
+            plain.setattr(queries, "choose_drive", lambda db, user, f: None)
+            expected = queries.ledger(db, user, queries.parse(QueryParams(query)))
         assert [row["id"] for row in driven["rows"]] == [row["id"] for row in expected["rows"]]
         assert driven["rows"], query
         if None not in {count.value for count in driven["counts"].values()} | {
@@ -307,48 +308,48 @@ def test_a_driven_page_is_the_page_the_planner_gives(db, world, monkeypatch, nar
 
 def test_a_narrow_date_range_drives_the_page(db, world):
     office = load(db, world, "office")
-    f = ledger_query.parse(QueryParams("accepted_from=2026-03-01&status=closed"))
-    ledger_query.choose_drive(db, office, f)
-    assert f.narrow and f.drive_index == ledger_query.DATE_INDEXES["accepted"]
-    f = ledger_query.parse(QueryParams("urgency=critical"))
-    ledger_query.choose_drive(db, office, f)
+    f = queries.parse(QueryParams("accepted_from=2026-03-01&status=closed"))
+    queries.choose_drive(db, office, f)
+    assert f.narrow and f.drive_index == queries.DATE_INDEXES["accepted"]
+    f = queries.parse(QueryParams("urgency=critical"))
+    queries.choose_drive(db, office, f)
     assert f.narrow and f.drive_index == "idx_problems_urgency_found"
 
 
 def test_a_broad_search_within_an_area_is_read_from_the_areas_keys(db, world, monkeypatch):
     """A word with many matches in the whole ledger but few in the area: listed, not checked
     row by row, and the page drives by those matches."""
-    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", 2)
+    monkeypatch.setattr(queries, "SEARCH_DRIVE_MAX", 2)
     elsewhere = {add_problem(db, world, area_id=world.areas["v2"], description="楼道漏水")
                  for _ in range(3)}
     here = {add_problem(db, world, area_id=world.areas["g1"], description="屋顶漏水"),
             world.problems["p1"]}
     office = load(db, world, "office")
-    f = ledger_query.parse(QueryParams("area=370102001&q=漏水"))
-    data = ledger_query.ledger(db, office, f)
+    f = queries.parse(QueryParams("area=370102001&q=漏水"))
+    data = queries.ledger(db, office, f)
     assert {row["id"] for row in data["rows"]} == here
-    assert not f.broad_search and f.drive_index == ledger_query.ID_INDEX
+    assert not f.broad_search and f.drive_index == queries.ID_INDEX
     assert sum(count.value for count in data["counts"].values()) == 2
     # Without an area filter, the whole city: too many to list.
-    f = ledger_query.parse(QueryParams("q=漏水"))
-    data = ledger_query.ledger(db, office, f)
+    f = queries.parse(QueryParams("q=漏水"))
+    data = queries.ledger(db, office, f)
     assert f.broad_search and {row["id"] for row in data["rows"]} == here | elsewhere
     # A district office's own area bounds the search like a filter.
-    f = ledger_query.parse(QueryParams("q=漏水"))
-    data = ledger_query.ledger(db, load(db, world, "office_d1"), f)
+    f = queries.parse(QueryParams("q=漏水"))
+    data = queries.ledger(db, load(db, world, "office_d1"), f)
     assert not f.broad_search and {row["id"] for row in data["rows"]} == here
     # An area with more matches than may be listed: checked row by row, still right.
-    f = ledger_query.parse(QueryParams("area=370103&q=漏水"))
-    data = ledger_query.ledger(db, office, f)
+    f = queries.parse(QueryParams("area=370103&q=漏水"))
+    data = queries.ledger(db, office, f)
     assert f.broad_search and {row["id"] for row in data["rows"]} == elsewhere
     # No match in the area at all.
-    f = ledger_query.parse(QueryParams("area=370102001&q=楼道漏水"))
-    assert ledger_query.ledger(db, office, f)["rows"] == []
+    f = queries.parse(QueryParams("area=370102001&q=楼道漏水"))
+    assert queries.ledger(db, office, f)["rows"] == []
     assert not f.broad_search
 
 
 def test_search_keys_follow_the_problems_area(db, world, monkeypatch):
-    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", 0)
+    monkeypatch.setattr(queries, "SEARCH_DRIVE_MAX", 0)
     moved = add_problem(db, world, area_id=world.areas["g1"], description="井盖丢失")
 
     def found(area: str) -> set[str]:
@@ -406,13 +407,13 @@ FILTER_VALUES = {
     "supervision": st.sampled_from(["none", "flagged", ""]),
     "found_from": st.sampled_from(["2026-01-01", "2026-02-30", ""]),
     "q": st.sampled_from(["漏水", "物业", "水", "3", "ZF-2026-000003", "a\"b", "", "%_"]),
-    "sort": st.sampled_from(list(ledger_query.SORTS) + ["x"]),
+    "sort": st.sampled_from(list(queries.SORTS) + ["x"]),
     "dir": st.sampled_from(["asc", "desc", "x"]),
     "page": st.sampled_from(["1", "2", "0", "abc"]),
 }
 
 
-def _matches(row: dict, f: ledger_query.Filter, areas: dict, today: str) -> bool:
+def _matches(row: dict, f: queries.Filter, areas: dict, today: str) -> bool:
     checks = [
         f.status is None or row["status"] == f.status,
         f.category is None or row["category_id"] == f.category,
@@ -421,7 +422,7 @@ def _matches(row: dict, f: ledger_query.Filter, areas: dict, today: str) -> bool
         f.urgency is None or row["urgency"] == f.urgency,
         f.supervision is None or row["supervision"] == f.supervision,
         f.area is None or areas[row["area_id"]].startswith(areas[f.area]),
-        f.found_from is None or row["found_at"] >= ledger_query.local_day_start(f.found_from),
+        f.found_from is None or row["found_at"] >= queries.local_day_start(f.found_from),
     ]
     overdue = row["status"] not in ("closed", "rejected", "merged") and bool(
         row["deadline"] and row["deadline"] < today)
@@ -435,21 +436,21 @@ def _matches(row: dict, f: ledger_query.Filter, areas: dict, today: str) -> bool
 @pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES)
 @given(params=st.fixed_dictionaries({}, optional=FILTER_VALUES),
-       search_drive_max=st.sampled_from([0, 1, ledger_query.SEARCH_DRIVE_MAX]))
+       search_drive_max=st.sampled_from([0, 1, queries.SEARCH_DRIVE_MAX]))
 def test_random_filters_never_fail_and_rows_match(db, world, monkeypatch, params,
                                                   search_drive_max):
     # A small SEARCH_DRIVE_MAX makes every search broad, to be listed within an area or not.
-    monkeypatch.setattr(ledger_query, "SEARCH_DRIVE_MAX", search_drive_max)
+    monkeypatch.setattr(queries, "SEARCH_DRIVE_MAX", search_drive_max)
     for username in ("office", "office_d1", "handler1", "field1"):
         user = load(db, world, username)
-        f = ledger_query.parse(QueryParams(params))
-        data = ledger_query.ledger(db, user, f)
+        f = queries.parse(QueryParams(params))
+        data = queries.ledger(db, user, f)
         areas = {row[0]: row[1] for row in db.execute("SELECT id, path FROM areas")}
         areas.update({row[0]: row[1] for row in db.execute("SELECT code, path FROM areas")})
         scope, scope_params = authz.problem_scope(user, "p")
         visible = {row[0] for row in db.execute(
             f"SELECT p.id FROM problems p WHERE {scope}", scope_params)}
-        today = ledger_query.local_today().isoformat()
+        today = queries.local_today().isoformat()
         for listed in data["rows"]:
             row = next(db.query("SELECT * FROM problems WHERE id = ?", [listed["id"]]))
             assert row["id"] in visible
@@ -477,13 +478,13 @@ def test_random_filters_over_http_never_500(client, world, params):
 
 
 def test_two_filters_that_rarely_meet_drive_by_their_common_rows(db, world, monkeypatch):
-    monkeypatch.setattr(ledger_query, "NARROW_MAX", 1)
+    monkeypatch.setattr(queries, "NARROW_MAX", 1)
     for _ in range(2):  # the unit's other problems have no category
         add_problem(db, world, category_id=None, lead_unit_id=world.units["u1"])
-    f = ledger_query.parse(QueryParams(
+    f = queries.parse(QueryParams(
         f"category={world.category}&unit={world.units['u1']}"))
-    data = ledger_query.ledger(db, load(db, world, "office"), f)
-    assert f.drive_index == ledger_query.BY_ROWID and f.narrow
+    data = queries.ledger(db, load(db, world, "office"), f)
+    assert f.drive_index == queries.BY_ROWID and f.narrow
     assert [row["id"] for row in data["rows"]] == [world.problems["p3"]]
     assert str(data["total"]) == "1" and data["counts"]["handling"].value == 1
 
@@ -493,7 +494,7 @@ def test_a_problem_moved_out_of_scope_between_the_reads_is_not_shown(db, world, 
     moved = add_problem(db, world, urgency="critical", lead_unit_id=world.units["u1"],
                         status="handling")
     handler = load(db, world, "handler1")
-    read_once = ledger_query.matches_in_one_read
+    read_once = queries.matches_in_one_read
 
     def then_redispatched(db, user, f):
         matches = read_once(db, user, f)
@@ -502,8 +503,8 @@ def test_a_problem_moved_out_of_scope_between_the_reads_is_not_shown(db, world, 
                        [world.units["u2"], moved])
         return matches
 
-    monkeypatch.setattr(ledger_query, "matches_in_one_read", then_redispatched)
-    f = ledger_query.parse(QueryParams("urgency=critical"))
-    data = ledger_query.ledger(db, handler, f)
-    assert ledger_query.reads_once(f)
+    monkeypatch.setattr(queries, "matches_in_one_read", then_redispatched)
+    f = queries.parse(QueryParams("urgency=critical"))
+    data = queries.ledger(db, handler, f)
+    assert queries.reads_once(f)
     assert moved not in {row["id"] for row in data["rows"]}

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from math import ceil
 from xml.sax.saxutils import escape
 
-from server import areas, authz, ledger_query, masking, workflow
+from server import areas, authz, masking
 from server.i18n import gettext as _
+from server.ledger import queries, workflow
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
 CHUNK = 1000
@@ -194,7 +195,7 @@ def _helper_units(text: str | None, unit_names: dict[int, str]) -> str:
     return "、".join(unit_names.get(unit_id, str(unit_id)) for unit_id in json.loads(text))
 
 
-def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
+def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
     """The export rows for this filter, in the ledger's order (dates as date/datetime values).
 
     Read in chunks of ``CHUNK`` rows, each in its own short read transaction
@@ -202,7 +203,7 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
     closed), and formatted and yielded only after that transaction has ended:
     however slowly the client downloads, no transaction is open between chunks,
     so checkpoints are not held back and the WAL does not grow. A chunk starts
-    after the sort key (``ledger_query.order_by``: the sort columns, then the
+    after the sort key (``queries.order_by``: the sort columns, then the
     rowid) of the previous chunk's last row (keyset pagination, ``_after``), so
     every chunk is a seek into the order, not a re-read of the rows before it,
     and nothing but one chunk is held in memory. For a database that does not
@@ -221,20 +222,20 @@ def records(db, user: authz.User, f: ledger_query.Filter) -> Iterator[list]:
     long read transaction this avoids. Sequence numbers (序号) are given as rows
     are sent, so they stay consecutive whatever moves.
     """
-    ledger_query.choose_drive(db, user, f)  # a narrow filter drives the read, as on the page
-    where, params = ledger_query.conditions(db, user, f)
+    queries.choose_drive(db, user, f)  # a narrow filter drives the read, as on the page
+    where, params = queries.conditions(db, user, f)
     indexed = _drive(db, f, where, params)
-    today = ledger_query.local_today()
-    columns = ledger_query.SORTS[f.sort]
+    today = queries.local_today()
+    columns = queries.SORTS[f.sort]
     keys = "".join(f", {column} AS sort_key_{n}" for n, column in enumerate(columns))
-    order = ledger_query.order_by(f)
+    order = queries.order_by(f)
     # A chunk's rows are found (and, if the plan does, sorted) by rowid alone; their
     # columns, events included, are read for those rows only.
     select = (  # the segment's condition goes between the two
         f"{_SELECT}{keys}, p.rowid AS sort_rowid FROM (SELECT p.rowid AS id"
         f" FROM problems p{indexed} WHERE {where} AND ",
         f" ORDER BY {order} LIMIT ?) AS chunk JOIN problems p ON p.rowid = chunk.id"
-        f" {ledger_query.JOINS} ORDER BY {order}",
+        f" {queries.JOINS} ORDER BY {order}",
     )
     unit_names = dict(db.execute("SELECT id, name FROM units").fetchall())
     area_paths = areas.path_names(db)
@@ -262,7 +263,7 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
     return [
         seq,
         row["ledger_no"] or "",
-        _(f"ledger.source.{row['source']}") if row["source"] in ledger_query.SOURCES
+        _(f"ledger.source.{row['source']}") if row["source"] in queries.SOURCES
         else row["source"],
         _local(row["found_at"]),
         f"{row['area_path'] or row['area_name']} {row['place']}".strip(),
@@ -292,7 +293,7 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
     ]
 
 
-def _drive(db, f: ledger_query.Filter, where: str, params: list) -> str:
+def _drive(db, f: queries.Filter, where: str, params: list) -> str:
     """How the chunks read ``problems p``: as the page does, unless that sorts many rows.
 
     A narrow filter drives the read (``choose_drive``: at most NARROW_MAX rows, read
@@ -306,7 +307,7 @@ def _drive(db, f: ledger_query.Filter, where: str, params: list) -> str:
         return f.drive_clause
     plan = db.execute(
         f"EXPLAIN QUERY PLAN SELECT p.rowid FROM problems p WHERE {where}"
-        f" ORDER BY {ledger_query.order_by(f)}", params,
+        f" ORDER BY {queries.order_by(f)}", params,
     ).fetchall()
     if not any(parent == 0 and "ORDER BY" in detail for _id, parent, _n, detail in plan):
         return ""  # read in the sort order already
@@ -314,7 +315,7 @@ def _drive(db, f: ledger_query.Filter, where: str, params: list) -> str:
         f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?)",
         [*params, SORTED_READ_MAX + 1],
     ).fetchone()[0]
-    return f" INDEXED BY {ledger_query.SORT_INDEXES[f.sort]}" if (
+    return f" INDEXED BY {queries.SORT_INDEXES[f.sort]}" if (
         matches > SORTED_READ_MAX) else ""
 
 
@@ -428,21 +429,21 @@ def _after(columns: tuple[str, ...], last: tuple | None,
 # The XLSX heading: what was exported, for whom, when ---------------------------------
 
 
-def heading(db, user: authz.User, f: ledger_query.Filter) -> list[str]:
+def heading(db, user: authz.User, f: queries.Filter) -> list[str]:
     """The lines above the XLSX's header row: a title naming the scope, then the scope and
     the time of export, then the active filters in words.
 
     The filters are those the export applies: a parameter that could not be used is
     named as ignored, as the ledger page does (an unknown area is found here; ``records``
-    drops it too, in ``ledger_query.conditions``).
+    drops it too, in ``queries.conditions``).
     """
     scope = "、".join(name for name in authz.scope_names(user) if name)
     now = utcnow().astimezone(LOCAL_TZ)
     filters = _("export.heading.filters", filters=filter_summary(db, f))
     ignored = list(f.ignored)
-    if f.area and ledger_query.area_bounds(db, f.area) is None:
+    if f.area and queries.area_bounds(db, f.area) is None:
         ignored.append("area")
-    if notice := ledger_query.ignored_notice(dataclasses.replace(f, ignored=ignored)):
+    if notice := queries.ignored_notice(dataclasses.replace(f, ignored=ignored)):
         filters = f"{filters}　{notice}"
     return [
         _("export.heading.title", scope=scope),
@@ -457,7 +458,7 @@ def _name_of(db, sql: str, value) -> str | None:
     return row[0] if row else None
 
 
-def filter_summary(db, f: ledger_query.Filter) -> str:
+def filter_summary(db, f: queries.Filter) -> str:
     """The filter in words, as the ledger's filter form names its fields: 状态：办理中；…"""
     parts = []
 
@@ -486,7 +487,7 @@ def filter_summary(db, f: ledger_query.Filter) -> str:
     if f.reporter is not None:
         add("reporter", _name_of(db, "SELECT display_name FROM users WHERE id = ?", f.reporter)
             or str(f.reporter))
-    for name in ledger_query.DATE_FILTERS:
+    for name in queries.DATE_FILTERS:
         start, end = getattr(f, f"{name}_from"), getattr(f, f"{name}_to")
         if start and end:
             add(name, _("export.heading.between", start=start, end=end))

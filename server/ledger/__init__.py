@@ -1,0 +1,13 @@
+"""The problem ledger: a problem's life from its recording to its closing, and its figures.
+
+* ``workflow``: the problem state machine, in one place (the ``ACTIONS`` table); every
+  action appends one event;
+* ``events``: the kinds of problem events, actions and the rest;
+* ``problems``: reading one problem, its events and its units within a user's scope;
+* ``conflicts``: a problem's open conflicting edits, read from its events;
+* ``queries``: the ledger's filters, full-text search, sort, paging and capped counts;
+* ``metrics``: every metric formula, in one place (``docs/metrics.md``);
+* ``export``: the ledger as CSV or XLSX, in the columns offices keep;
+* ``xlsx``: the export's workbook, written as it streams;
+* ``charts``: the statistics page's server-rendered SVG charts.
+"""
