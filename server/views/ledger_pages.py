@@ -12,7 +12,7 @@ from server import authz, supervision
 from server.db import connect
 from server.errors import error_page
 from server.i18n import gettext as _
-from server.ledger import charts, export, metrics, queries, workflow
+from server.ledger import charts, export, metrics, queries, workflow, xlsx
 from server.ledger.problems import STATUSES
 from server.web import page_number, render, store, user
 from server.workdays import WorkCalendar
@@ -123,7 +123,7 @@ async def export_xlsx(request: Request):
     def chunks():
         try:
             heading = export.heading(db, actor, f)  # before records() drops a bad filter
-            yield from export.xlsx_chunks(export.records(db, actor, f), heading)
+            yield from xlsx.chunks(export.records(db, actor, f), heading)
         finally:
             db.close()
 
