@@ -1043,7 +1043,7 @@ def m015_audit(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m016_supervision(db: sqlite_utils.Database) -> None:
-    """Supervision as paperwork with answers (``server/supervision.py``).
+    """Supervision as paperwork with answers (``server/ledger/supervision.py``).
 
     A row of ``supervision_orders`` is an office's 督办单 (``kind`` 'order': a requirement and
     a date ``answer_by`` for the lead unit's 督办回复) or a leader's 挂牌督办 (``kind`` 'flag':

@@ -188,7 +188,7 @@ def test_closure_actions_by_role(app, db, world, role, action):
     assert closed == (expected == 303)
 
 
-# Supervision (server/supervision.py) by role, through the same route. ---------------------
+# Supervision (server/ledger/supervision.py) by role, through the same route. ---------------------
 
 SUPERVISION = {  # action: the role that may take it (the others get 403)
     "supervise": "office",

@@ -1,4 +1,4 @@
-"""Supervision with answers (server/supervision.py): orders, answers, 销号, escalation,
+"""Supervision with answers (server/ledger/supervision.py): orders, answers, 销号, escalation,
 flags with their 批示, 摘牌, and the leader's page."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from server import auth, supervision
+from server import auth
 from server.db import immediate
 from server.errors import NotFound
-from server.ledger import workflow
+from server.ledger import supervision, workflow
 from server.ledger.workflow import TransitionError
 from server.validation import ValidationError
 from tests.conftest import post_form

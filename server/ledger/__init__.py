@@ -3,6 +3,8 @@
 * ``workflow``: the problem state machine, in one place (the ``ACTIONS`` table); every
   action appends one event;
 * ``events``: the kinds of problem events, actions and the rest;
+* ``supervision``: supervision with answers (督办单, 挂牌督办, 批示): the rules and writes
+  of workflow's supervision actions, and the open orders and flags by unit;
 * ``problems``: reading one problem, its events and its units within a user's scope;
 * ``conflicts``: a problem's open conflicting edits, read from its events;
 * ``queries``: the ledger's filters, full-text search, sort, paging and capped counts;

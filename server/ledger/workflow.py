@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from server import authz, supervision
+from server import authz
 from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
+from server.ledger import supervision
 from server.settings import settings
 from server.timeutil import LOCAL_TZ, local_date, now_iso, parse_iso, utcnow
 from server.validation import Field, Schema, ValidationError
@@ -192,7 +193,7 @@ ACTIONS: dict[str, Action] = {
             fields=("held", "note"),
             required=("held",),
         ),
-        # Supervision (server/supervision.py): a light reminder; a 督办单 the lead unit
+        # Supervision (server/ledger/supervision.py): a light reminder; a 督办单 the lead unit
         # answers and the office closes (销号) or escalates; a leader's 挂牌 with its 批示,
         # lifted (摘牌) once the problem is closed; a leader's 批示 on any problem.
         Action("remind", OPEN_STATES, None, frozenset({OFFICE}), fields=("note",)),

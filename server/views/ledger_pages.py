@@ -8,11 +8,11 @@ import urllib.parse
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from server import authz, supervision
+from server import authz
 from server.db import connect
 from server.errors import error_page
 from server.i18n import gettext as _
-from server.ledger import charts, export, metrics, queries, workflow, xlsx
+from server.ledger import charts, export, metrics, queries, supervision, workflow, xlsx
 from server.ledger.problems import STATUSES
 from server.web import page_number, render, store, user
 from server.workdays import WorkCalendar

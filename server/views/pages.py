@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, calendar_entry, masking, supervision, visits
+from server import authz, calendar_entry, masking, visits
 from server.i18n import gettext as _
-from server.ledger import conflicts, problems, queries, workflow
+from server.ledger import conflicts, problems, queries, supervision, workflow
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
 
