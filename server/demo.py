@@ -35,7 +35,15 @@ events in (at, rowid) order:
   not know) and moves only by an approved extension;
 * a problem whose resident left no phone is never called back: the office
   closes it as 无回访对象 (``close_no_contact``); callbacks record their method
-  and result as the workflow does.
+  and result as the workflow does;
+* overdue problems get a 督办单 (``supervise``) or a leader's 挂牌 (``flag``) as
+  ``server.ledger.supervision`` writes them: a ``supervision_orders`` row whose
+  events carry its id and number. Numbers run DB-<year>-0001 upwards per year
+  of issue without gaps, in order of generation (not strictly of time), and
+  ledger_counters.supervision_last_no holds each year's last. Most orders are
+  answered by a handler of the order's unit, most answered ones struck off, a
+  few escalated (answered, or unanswered past their date, while the problem is
+  open); about half the flags on closed problems are lifted after the closing.
 """
 
 from __future__ import annotations
@@ -441,6 +449,14 @@ SUPERVISION_NOTES = {
     "supervise": "已超过办理时限，请说明原因并加快办理",
     "flag": "列入挂牌督办，请单位主要负责同志亲自过问",
 }
+SUPERVISION_ANSWER_NOTES = (
+    "已召开专题会研究，明确专人负责，预计一周内办结",
+    "超时原因为需协调相关单位，现已完成现场核查，正在整改",
+    "已列入本月重点工作，主要负责同志已到现场督促",
+)
+SUPERVISION_CLOSE_NOTE = "督办回复属实，予以销号"
+SUPERVISION_ESCALATE_NOTE = "督办后仍未落实，提请领导挂牌督办"
+SUPERVISION_UNFLAG_NOTE = "问题已办结，经核实予以摘牌"
 CALLBACK_NOTES = {
     "satisfied": "电话回访，群众表示问题已解决，满意",
     "basically": "电话回访，群众表示问题已解决，基本满意",
@@ -829,6 +845,14 @@ _PROBLEM_SQL = (
     f"INSERT INTO problems ({', '.join(PROBLEM_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(PROBLEM_COLUMNS))})"
 )
+_ORDER_COLUMNS = (
+    "id", "problem_id", "number", "kind", "requirement", "answer_by", "issued_by", "issued_at",
+    "unit_id", "answer", "answered_by", "answered_at", "closed_by", "closed_at", "outcome",
+)
+_ORDER_SQL = (
+    f"INSERT INTO supervision_orders ({', '.join(_ORDER_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_ORDER_COLUMNS))})"
+)
 _EVENT_SQL = (
     "INSERT INTO problem_events (id, problem_id, kind, actor_id, at, from_status, to_status,"
     " note, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -876,6 +900,28 @@ class _Step:
         self.at = 0
         self.from_status = None
         self.data = "{}"
+
+
+class _Order:
+    """A supervision order or flag as server.ledger.supervision writes it; numbered on replay."""
+
+    __slots__ = ("kind", "unit", "answer_by", "id", "number", "requirement", "issued_by",
+                 "issued_at", "answer", "answered_by", "answered_at", "closed_by", "closed_at",
+                 "outcome")
+
+    def __init__(self, kind: str, unit: _Unit):
+        self.kind = kind  # the action that issued it: 'supervise' or 'flag'
+        self.unit = unit
+        self.answer_by = self.number = self.requirement = self.answer = self.outcome = None
+        self.id = self.issued_by = self.issued_at = self.answered_by = self.answered_at = None
+        self.closed_by = self.closed_at = None
+
+
+# The actions taken on an issued order and the outcome each one closes it with.
+_ORDER_OUTCOMES = {
+    "answer_supervision": None, "close_supervision": "closed",
+    "escalate_supervision": "escalated", "unflag": "lifted",
+}
 
 
 class _Writer:
@@ -935,6 +981,11 @@ class _Ledger:
         self.counts = {"visits": 0, "diary_entries": 0, "problems": 0, "problem_events": 0}
         self.status_counts = dict.fromkeys(STATUSES, 0)
         self.ledger_seq: dict[int, int] = {}
+        # Supervision orders (server/ledger/supervision.py): numbers per year, in the order
+        # the orders are generated, so each year counts without gaps.
+        self.supervision_seq: dict[int, int] = {}
+        self.orders: list[tuple] = []
+        self.orders_issued = 0
         # Problems waiting for their turn to be numbered: (time, order, history).
         self.waiting: list[tuple[int, int, _History]] = []
         # Recent accepted problems that later duplicates are merged into, per category
@@ -969,9 +1020,11 @@ class _Ledger:
             self._generate()
         finally:
             self.writer.close()
+        years = sorted(set(self.ledger_seq) | set(self.supervision_seq))
         self.db.conn.executemany(
-            "INSERT INTO ledger_counters (year, last_no) VALUES (?, ?)",
-            sorted(self.ledger_seq.items()),
+            "INSERT INTO ledger_counters (year, last_no, supervision_last_no) VALUES (?, ?, ?)",
+            [(year, self.ledger_seq.get(year, 0), self.supervision_seq.get(year, 0))
+             for year in years],
         )
         return self.counts
 
@@ -1003,8 +1056,10 @@ class _Ledger:
         ]
         for table, (_, rows) in zip(self.counts, chunk, strict=True):
             self.counts[table] += len(rows)
+        chunk.append((_ORDER_SQL, self.orders))
         self.writer.put(chunk)
         self.visits, self.diaries, self.problems, self.events = [], [], [], []
+        self.orders = []
 
     def _number_waiting(self, final: bool) -> None:
         """Number accepted problems in order of acceptance, once no later one can precede them.
@@ -1030,6 +1085,7 @@ class _Ledger:
     def _emit(self, history: _History) -> None:
         self.problems.append(history.row())
         history.emit(self.events)
+        self.orders.extend(history.order_rows())
         if history.merge_original is not None:
             self.events.append(history.merged_in_event())
 
@@ -1299,6 +1355,7 @@ class _History:
         self.details: tuple = ()
         self.status = "submitted"
         self.solved_on_spot = False
+        self.orders: list[_Order] = []
 
     def add(self, kind: str, actor: int | None, to_status: str | None, note: str = "",
             args=None, delay: tuple[int, int] = (HOUR, DAY)) -> _Step:
@@ -1532,12 +1589,63 @@ class _History:
             return
         if not start < at < end:
             at = (start + end) // 2
-        actor = self.leader if kind == "flag" else self.office
-        self._insert(_Step(kind, actor, None, SUPERVISION_NOTES[kind], None, 0), at)
+        if kind == "remind":
+            self._insert(_Step(kind, self.office, None, SUPERVISION_NOTES[kind], None, 0), at)
+            return
+        unit = next(step.args[0] for step in reversed(self.steps)
+                    if step.kind == "dispatch" and step.at < at)
+        order = _Order(kind, unit)
+        if kind == "flag":
+            self._insert(_Step(kind, self.leader, None, SUPERVISION_NOTES[kind], order, 0), at)
+            self._lift(order)
+        else:
+            answer_day = clock.add_working_days(clock.local_day(at), rng.randint(3, 5))
+            order.answer_by = clock.day_text(answer_day)
+            self._insert(_Step(kind, self.office, None, SUPERVISION_NOTES[kind], order, 0), at)
+            self._follow_order(order, at, end, (answer_day + 1) * DAY - _LOCAL_OFFSET)
+
+    def _follow_order(self, order: _Order, issued: int, end: int, answer_by_end: int) -> None:
+        """The unit answers most orders (before its reply); the office strikes off most answered
+        ones and escalates a few, answered or left unanswered past their date."""
+        rng, now = self.rng, self.ledger.now_ts - 60
+        answered = None
+        if rng.random() < 0.7:
+            answered = issued + rng.randint(2 * HOUR, max(3 * HOUR, answer_by_end - issued))
+            answered = min(answered, end - 2 * HOUR)
+            if answered <= issued:
+                answered = None
+        if answered is not None:
+            self._insert(_Step("answer_supervision", self._handler(order.unit), None,
+                               rng.choice(SUPERVISION_ANSWER_NOTES), order, 0), answered)
+            roll = rng.random()
+            if roll < 0.1:  # escalated while the problem is still open
+                at = answered + rng.randint(HOUR, DAY)
+                if at < end:
+                    self._insert(_Step("escalate_supervision", self.office, None,
+                                       SUPERVISION_ESCALATE_NOTE, order, 0), at)
+            elif roll < 0.7:
+                at = answered + rng.randint(2 * HOUR, 3 * DAY)
+                if at < now:
+                    self._insert(_Step("close_supervision", self.office, None,
+                                       SUPERVISION_CLOSE_NOTE, order, 0), at)
+        elif rng.random() < 0.3:  # unanswered past its date: escalated
+            at = answer_by_end + rng.randint(HOUR, 2 * DAY)
+            if at < end:
+                self._insert(_Step("escalate_supervision", self.office, None,
+                                   SUPERVISION_ESCALATE_NOTE, order, 0), at)
+
+    def _lift(self, order: _Order) -> None:
+        """A leader lifts about half of the flags on problems that got closed (摘牌)."""
+        closing = self.steps[-1]
+        if closing.to_status != "closed" or self.rng.random() < 0.5:
+            return
+        at = closing.at + self.rng.randint(HOUR, 5 * DAY)
+        if at < self.ledger.now_ts - 60:
+            self._insert(_Step("unflag", self.leader, None, SUPERVISION_UNFLAG_NOTE, order, 0), at)
 
     def _revisit(self) -> None:
         """回头看: about a third of closed problems get a return visit once it is due."""
-        last = self.steps[-1]
+        last = next(step for step in reversed(self.steps) if step.to_status)
         if last.to_status != "closed" or self.rng.random() < 0.65:
             return
         clock = self.ledger.clock
@@ -1657,6 +1765,20 @@ class _History:
                     fields["supervision"] = level
                 fields["supervision_note"] = step.note
                 data = f'{{"level": "{level}", "overdue": {flag}}}'
+                if args is not None:
+                    data = self._issue(args, step, fields["lead_unit_id"], level, flag)
+            elif kind in _ORDER_OUTCOMES:
+                order = args
+                if kind == "answer_supervision":
+                    order.answer, order.answered_by, order.answered_at = (
+                        step.note, step.actor, step.at)
+                    data = (f'{{"number": "{order.number}", "order_id": {order.id},'
+                            f' "overdue": {flag}}}')
+                else:
+                    outcome = _ORDER_OUTCOMES[kind]
+                    order.closed_by, order.closed_at, order.outcome = step.actor, step.at, outcome
+                    data = (f'{{"number": "{order.number}", "order_id": {order.id},'
+                            f' "outcome": "{outcome}", "overdue": {flag}}}')
             step.from_status = status
             step.data = data
             if step.to_status:
@@ -1665,6 +1787,30 @@ class _History:
         self.steps = kept
         fields["status"] = status
         self.fields = fields
+
+    def _issue(self, order: _Order, step: _Step, unit_id: int, level: str, flag: str) -> str:
+        """Number the order as server.ledger.workflow.next_number would; its event's data."""
+        ledger = self.ledger
+        year = int(ledger.clock.day_text(ledger.clock.local_day(step.at))[:4])
+        ledger.supervision_seq[year] = ledger.supervision_seq.get(year, 0) + 1
+        order.number = f"DB-{year}-{ledger.supervision_seq[year]:04d}"
+        order.id = ledger.orders_issued = ledger.orders_issued + 1
+        order.requirement, order.issued_by, order.issued_at = step.note, step.actor, step.at
+        assert unit_id == order.unit.id
+        self.orders.append(order)
+        answer_by = f'"answer_by": "{order.answer_by}", ' if order.kind == "supervise" else ""
+        return (f'{{{answer_by}"level": "{level}", "number": "{order.number}",'
+                f' "order_id": {order.id}, "overdue": {flag}, "unit_id": {unit_id}}}')
+
+    def order_rows(self) -> list[tuple]:
+        iso = self.ledger.clock.iso
+        return [(
+            order.id, self.problem_id, order.number,
+            "flag" if order.kind == "flag" else "order", order.requirement, order.answer_by,
+            order.issued_by, iso(order.issued_at), order.unit.id, order.answer,
+            order.answered_by, order.answered_at and iso(order.answered_at), order.closed_by,
+            order.closed_at and iso(order.closed_at), order.outcome,
+        ) for order in self.orders]
 
     def _callback(self, fields: dict, step: _Step, day: int, deadline_day: int | None,
                   flag: str) -> str:

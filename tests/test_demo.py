@@ -10,8 +10,10 @@ import uuid
 from collections import defaultdict
 
 import pytest
+from starlette.testclient import TestClient
 
 from server import auth, authz
+from server.app import create_app
 from server.db import immediate, open_database
 from server.demo import (
     DEMO_PASSWORD,
@@ -23,14 +25,15 @@ from server.demo import (
 from server.ledger import workflow
 from server.ledger.problems import STATUSES
 from server.ledger.workflow import derive_status, local_today
-from server.timeutil import LOCAL_TZ, parse_iso
+from server.timeutil import LOCAL_TZ, local_date, parse_iso
+from tests.conftest import login
 
 NOW = dt.datetime(2026, 3, 1, 2, 10, tzinfo=dt.UTC)
 PROBLEMS = 300
 # Everything the seed writes, including what the triggers derive from it.
 DATA_TABLES = (
     "areas", "units", "categories", "users", "visits", "diary_entries", "problems",
-    "problem_events", "ledger_counters", "changes", "problem_search_keys",
+    "problem_events", "ledger_counters", "changes", "problem_search_keys", "supervision_orders",
 )
 # Statuses that carry a ledger number: every one after acceptance.
 NUMBERED = set(STATUSES) - {"submitted", "rejected", "merged"}
@@ -348,10 +351,90 @@ def test_event_actors_fit_their_roles(db):
         "request_extension": "handler", "accept": "office", "dispatch": "office",
         "verify": "office", "callback": "office", "remind": "office", "supervise": "office",
         "flag": "leader", "solved_on_spot": "field", "close_no_contact": "office",
+        "answer_supervision": "handler", "close_supervision": "office",
+        "escalate_supervision": "office", "unflag": "leader",
     }
     for kind, actor_id in db.execute("SELECT kind, actor_id FROM problem_events").fetchall():
         if kind in expected:
             assert roles[actor_id] == expected[kind], kind
+
+
+ORDER_EVENTS = ("supervise", "flag", "answer_supervision", "close_supervision",
+                "escalate_supervision", "unflag")
+
+
+def test_supervision_orders_match_their_events(db):
+    orders = rows(db, "SELECT * FROM supervision_orders ORDER BY id")
+    problems = {p["id"]: p for p in rows(db, "SELECT * FROM problems")}
+    users = {u["id"]: u for u in rows(db, "SELECT * FROM users")}
+    events = defaultdict(list)
+    for event in rows(db, "SELECT * FROM problem_events WHERE kind IN"
+                          f" ({', '.join('?' * len(ORDER_EVENTS))}) ORDER BY at", ORDER_EVENTS):
+        events[json.loads(event["data"])["order_id"]].append(event)
+    assert set(events) == {order["id"] for order in orders}
+    assert {o["outcome"] for o in orders} == {None, "closed", "escalated", "lifted"}
+    assert any(o["answered_at"] and not o["closed_at"] for o in orders)
+    for order in orders:
+        problem = problems[order["problem_id"]]
+        issued, *later = events[order["id"]]
+        data = json.loads(issued["data"])
+        assert issued["kind"] == ("supervise" if order["kind"] == "order" else "flag")
+        assert (issued["problem_id"], issued["actor_id"], issued["at"], issued["note"]) == (
+            order["problem_id"], order["issued_by"], order["issued_at"], order["requirement"])
+        assert (data["number"], data["unit_id"], data.get("answer_by")) == (
+            order["number"], order["unit_id"], order["answer_by"])
+        assert (order["kind"] == "order") == (order["answer_by"] is not None)
+        assert order["number"].startswith(f"DB-{local_date(order['issued_at']).year}-")
+        by_kind = {event["kind"]: event for event in later}
+        assert len(by_kind) == len(later)
+        if order["answered_at"]:
+            answer = by_kind.pop("answer_supervision")
+            assert order["kind"] == "order"
+            assert (answer["actor_id"], answer["at"], answer["note"]) == (
+                order["answered_by"], order["answered_at"], order["answer"])
+            assert users[order["answered_by"]]["unit_id"] == order["unit_id"]
+            assert users[order["answered_by"]]["roles"] == "handler"
+        assert "answer_supervision" not in by_kind
+        if order["closed_at"]:
+            (kind, settled), = by_kind.items()
+            assert json.loads(settled["data"])["outcome"] == order["outcome"]
+            assert (settled["actor_id"], settled["at"]) == (order["closed_by"], order["closed_at"])
+            assert kind == {"closed": "close_supervision", "escalated": "escalate_supervision",
+                            "lifted": "unflag"}[order["outcome"]]
+        else:
+            assert not by_kind
+        if order["outcome"] == "closed":
+            assert order["answered_at"] and order["answered_at"] < order["closed_at"]
+        if order["outcome"] == "escalated":
+            assert order["answered_at"] or (
+                local_date(order["closed_at"]) > dt.date.fromisoformat(order["answer_by"]))
+        if order["outcome"] == "lifted":
+            assert order["kind"] == "flag" and problem["status"] == "closed"
+            assert problem["closed_at"] < order["closed_at"]
+
+
+def test_supervision_numbers_count_each_year_without_gaps(db):
+    by_year = defaultdict(list)
+    for (number,) in db.execute("SELECT number FROM supervision_orders").fetchall():
+        _, year, seq = number.split("-")
+        by_year[int(year)].append(int(seq))
+    counters = dict(db.execute("SELECT year, supervision_last_no FROM ledger_counters"))
+    assert by_year
+    for year, numbers in by_year.items():
+        assert sorted(numbers) == list(range(1, len(numbers) + 1))
+        assert counters[year] == len(numbers)
+    assert all(counters[year] == 0 for year in set(counters) - set(by_year))
+
+
+def test_the_city_office_sees_the_demo_orders_on_the_supervision_page(tmp_path):
+    db = seed_fresh(tmp_path, "s.db", seed=7, problems=300)
+    open_numbers = [number for (number,) in db.execute(
+        "SELECT number FROM supervision_orders WHERE closed_at IS NULL")]
+    db.close()
+    with TestClient(create_app(tmp_path / "s.db")) as client:
+        assert login(client, "office", DEMO_PASSWORD).status_code == 303
+        html = client.get("/supervision").text
+    assert open_numbers and any(number in html for number in open_numbers)
 
 
 def test_problems_sit_in_villages_or_grids_and_match_their_visits(db):
