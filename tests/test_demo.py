@@ -551,7 +551,8 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
                      if contact is None or workflow.has_contact(row) == contact), None)
 
     year = local_today().year
-    counter = db.execute("SELECT last_no FROM ledger_counters WHERE year = ?", [year]).fetchone()
+    counter = db.execute("SELECT last_no, supervision_last_no FROM ledger_counters"
+                         " WHERE year = ?", [year]).fetchone()
     submitted, dispatched = first("submitted"), first("dispatched")
     waiting = first("callback", contact=True)
     handling = first("handling")
@@ -564,6 +565,10 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
             "method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
         explained = workflow.apply(db, office, handling["id"], "close_explained",
                                    {"note": "属于政策范围外，已向群众解释"})
+        workflow.apply(db, office, dispatched["id"], "supervise", {
+            "note": "请说明超时原因", "answer_by": (local_today() + dt.timedelta(3)).isoformat()})
+    order = rows(db, "SELECT * FROM supervision_orders ORDER BY id DESC LIMIT 1")[0]
+    assert order["number"] == f"DB-{year}-{(counter[1] if counter else 0) + 1:04d}"
     assert accepted["ledger_no"] == f"ZF-{year}-{(counter[0] if counter else 0) + 1:06d}"
     assert signed["status"] == "handling"
     assert closed["status"] == "closed"
