@@ -15,6 +15,7 @@ from server import auth
 from server.app import create_app
 from server.areas import insert_area
 from server.db import immediate, open_database
+from server.ledger import workflow
 from server.timeutil import now_iso
 
 PASSWORD = "secret-pass-1"
@@ -275,6 +276,29 @@ def login_as(app):
     yield make
     for test_client in clients:
         test_client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def admin(login_as):
+    return login_as("admin")
+
+
+@pytest.fixture
+def admin_d2(login_as):
+    return login_as("admin_d2")
+
+
+@pytest.fixture
+def act(db, world):
+    """act(username, problem_key_or_id, action, **data) applies one workflow action as that
+    user, in a write transaction, and returns the problem row."""
+
+    def run(username, problem, action, **data):
+        actor = auth.load_user(db, world.users[username])
+        with immediate(db):
+            return workflow.apply(db, actor, world.problems.get(problem, problem), action, data)
+
+    return run
 
 
 def api_login(client: TestClient, username: str, password: str = PASSWORD) -> str:

@@ -50,11 +50,6 @@ def test_an_ordinary_password_passes():
 # The administrator's form: create and reset ------------------------------------------
 
 
-@pytest.fixture
-def admin(login_as):
-    return login_as("admin")
-
-
 def _field_error(response, field: str, message: str) -> None:
     assert response.status_code == 400, response.text
     assert f'<p class="error" id="e-{field}">{escape(message)}</p>' in response.text

@@ -113,16 +113,6 @@ def me_code(client: TestClient, token: str) -> str:
     return "ok" if response.status_code == 200 else response.json()["error"]["code"]
 
 
-@pytest.fixture
-def admin(login_as):
-    return login_as("admin")
-
-
-@pytest.fixture
-def admin_d2(login_as):
-    return login_as("admin_d2")
-
-
 def user_form(**changes) -> dict:
     return {
         "username": "zhangsan",

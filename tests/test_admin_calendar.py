@@ -17,11 +17,6 @@ pytest_plugins = ["tests.clock"]
 PROVISIONAL = _("calendar.provisional")
 
 
-@pytest.fixture
-def admin(login_as):
-    return login_as("admin")
-
-
 def saved(db) -> tuple[int, int]:
     return (db.execute("SELECT count(*) FROM calendar_days").fetchone()[0],
             db.execute("SELECT count(*) FROM calendar_years").fetchone()[0])

@@ -29,16 +29,6 @@ from tests.test_calendar_entry import SAMPLE_2027
 from tests.test_importer import csv_bytes, upload
 
 
-@pytest.fixture
-def admin(login_as):
-    return login_as("admin")
-
-
-@pytest.fixture
-def admin_d2(login_as):
-    return login_as("admin_d2")
-
-
 def entries(db, **where) -> list[dict]:
     clause = " AND ".join(f"{key} = ?" for key in where) or "1"
     rows = list(db.query(f"SELECT * FROM admin_audit WHERE {clause} ORDER BY id",

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from server import auth, calendar_entry
+from server import calendar_entry
 from server.calendar_entry import CalendarRejected, apply_year, parse_file, parse_text
 from server.db import immediate
 from server.ledger import workflow
@@ -44,16 +44,6 @@ def xlsx(rows) -> bytes:
 
 def rows_of(failure) -> dict[int, str]:
     return {problem.row: problem.message for problem in failure.problems}
-
-
-@pytest.fixture
-def act(db, world):
-    def run(username, problem, action, **data):
-        actor = auth.load_user(db, world.users[username])
-        with immediate(db):
-            return workflow.apply(db, actor, world.problems.get(problem, problem), action, data)
-
-    return run
 
 
 def enter(db, text=SAMPLE_2027, actor_id=None, source="test"):

@@ -21,16 +21,6 @@ pytest_plugins = ["tests.clock"]
 REQUIREMENT = "限5日内说明超期原因并提出整改措施"
 
 
-@pytest.fixture
-def act(db, world):
-    def run(username, problem, action, **data):
-        actor = auth.load_user(db, world.users[username])
-        with immediate(db):
-            return workflow.apply(db, actor, world.problems.get(problem, problem), action, data)
-
-    return run
-
-
 def in_days(days: int) -> str:
     return (workflow.local_today() + dt.timedelta(days=days)).isoformat()
 

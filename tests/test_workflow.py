@@ -15,20 +15,6 @@ from server.ledger.workflow import ACTIONS, TransitionError
 from server.validation import ValidationError
 from tests.conftest import ROLE_USERS
 
-
-@pytest.fixture
-def act(db, world):
-    """act(username, problem_key_or_id, action, **data) applies one action and returns the row."""
-
-    def run(username, problem, action, **data):
-        actor = auth.load_user(db, world.users[username])
-        problem_id = world.problems.get(problem, problem)
-        with immediate(db):
-            return workflow.apply(db, actor, problem_id, action, data)
-
-    return run
-
-
 RESIDENT_PHONE = "13812345678"
 
 
