@@ -93,15 +93,6 @@ def record_revocations(db: sqlite_utils.Database, actor_id: int | None,
 # Reading ----------------------------------------------------------------------------
 
 
-class BadFilter(ValueError):
-    """A filter of the audit page that cannot be applied; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 @dataclass(frozen=True)
 class Filters:
     actor: str = ""  # a username
