@@ -28,7 +28,7 @@ import sqlite_utils
 from server import audit, importer
 from server.i18n import gettext as _
 from server.importer import FILE_ROW, ImportFailed, ImportProblem
-from server.ledger import export, workflow
+from server.ledger import deadlines, export, states, workflow
 from server.timeutil import now_iso
 from server.workdays import WorkCalendar, package_entries, package_knows, set_year
 
@@ -233,10 +233,10 @@ class Applied:
 
 
 def _provisional_open_problems(db) -> list[dict]:
-    states = ", ".join(f"'{state}'" for state in workflow.OPEN_STATES)
+    open_states = ", ".join(f"'{state}'" for state in states.OPEN_STATES)
     return list(db.query(
         "SELECT id, ledger_no, status, deadline, original_deadline, deadline_provisional"
-        f" FROM problems WHERE deadline_provisional = 1 AND status IN ({states})"
+        f" FROM problems WHERE deadline_provisional = 1 AND status IN ({open_states})"
         " ORDER BY ledger_no, id"
     ))
 
@@ -252,7 +252,7 @@ def deadline_changes(db: sqlite_utils.Database, calendar: WorkCalendar) -> list[
             "SELECT kind, at, data FROM problem_events WHERE problem_id = ? ORDER BY at, rowid",
             [problem["id"]],
         ).fetchall()
-        replay = workflow.deadline_from_events(
+        replay = deadlines.deadline_from_events(
             calendar, [(kind, at, json.loads(data)) for kind, at, data in events]
         )
         if replay is None:

@@ -63,7 +63,7 @@ import sqlite_utils
 
 from server import auth, authz
 from server.db import immediate
-from server.ledger.workflow import LEDGER_PREFIX
+from server.ledger.numbering import LEDGER_PREFIX
 from server.settings import settings
 from server.workdays import WorkCalendar
 
@@ -1517,7 +1517,7 @@ class _History:
 
     @property
     def has_contact(self) -> bool:
-        """Whether the resident left a phone (server.ledger.workflow.has_contact): without one there
+        """Whether the resident left a phone (server.ledger.closures.has_contact): without one there
         is nobody to call back, and the office closes as 无回访对象."""
         return bool(self.details[3])
 
@@ -1711,7 +1711,7 @@ class _History:
             elif kind == "sign":
                 fields["signed_at"] = fields["signed_at"] or step.at
                 fields["resident_contacted"] = int(args)
-                # As server.ledger.workflow.responded_in_time freezes it at signing.
+                # As server.ledger.deadlines.responded_in_time freezes it at signing.
                 fields["responded_in_time"] = int(bool(args) and clock.local_day(
                     fields["signed_at"]) <= clock.add_working_days(
                     clock.local_day(fields["dispatched_at"]), self.ledger.response_days))
@@ -1789,7 +1789,7 @@ class _History:
         self.fields = fields
 
     def _issue(self, order: _Order, step: _Step, unit_id: int, level: str, flag: str) -> str:
-        """Number the order as server.ledger.workflow.next_number would; its event's data."""
+        """Number the order as server.ledger.numbering.next_number would; its event's data."""
         ledger = self.ledger
         year = int(ledger.clock.day_text(ledger.clock.local_day(step.at))[:4])
         ledger.supervision_seq[year] = ledger.supervision_seq.get(year, 0) + 1
@@ -1829,7 +1829,7 @@ class _History:
                 f' "satisfaction": "{satisfaction}", "solved": true}}')
 
     def _close(self, fields: dict, step: _Step, day: int, deadline_day: int | None) -> bool:
-        """The columns a closing sets (server.ledger.workflow._closing); whether it was on time."""
+        """The columns a closing sets (server.ledger.closures.closing); whether it was on time."""
         on_time = deadline_day is None or day <= deadline_day
         fields.update(
             closed_at=step.at,

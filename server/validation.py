@@ -175,3 +175,12 @@ class Schema:
         if errors:
             raise ValidationError(errors)
         return data
+
+
+def parse_flag(value) -> bool | None:
+    """A yes/no answer from a form or JSON (``"1"``, ``"on"``, ``true`` …); None if neither."""
+    if value in (True, "1", "true", "yes", "on", 1):
+        return True
+    if value in (False, "0", "false", "no", "off", 0):
+        return False
+    return None

@@ -326,7 +326,8 @@ def problem_report(db, ctx: Context, args: dict) -> None:
         )
         _link_photos(db, "event", event_id, solved.get("photos", []))
         # Solved on the spot: it enters the ledger at once, awaiting the callback.
-        from server.ledger.workflow import local_today, next_ledger_no
+        from server.ledger.clock import local_today
+        from server.ledger.numbering import next_ledger_no
 
         sql.update(db, "problems", args["id"], {
             "status": status, "accepted_at": now, "closed_on_time": 1,

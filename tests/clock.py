@@ -1,4 +1,4 @@
-"""A clock the tests set: the workflow's "now" (and so its local "today") frozen at will."""
+"""A clock the tests set: the ledger's "now" (and so its local "today") frozen at will."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from server.ledger import workflow
-from server.timeutil import LOCAL_TZ, to_iso
+from server.ledger import clock as ledger_clock
+from server.timeutil import LOCAL_TZ
 
 
 @pytest.fixture
@@ -18,6 +18,5 @@ def clock(monkeypatch):
     def set_local_day(year: int, month: int, day: int, hour: int = 10) -> None:
         now["at"] = dt.datetime(year, month, day, hour, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
 
-    monkeypatch.setattr(workflow, "utcnow", lambda: now["at"])
-    monkeypatch.setattr(workflow, "now_iso", lambda: to_iso(now["at"]))
+    monkeypatch.setattr(ledger_clock, "utcnow", lambda: now["at"])
     return set_local_day

@@ -11,6 +11,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from server.ledger import clock
 from tests.conftest import ROLE_USERS, api_login, csrf_of, login
 
 ALL = {"field", "office", "handler", "leader", "admin"}
@@ -214,7 +215,7 @@ def _supervision_ready(db, world, action: str) -> dict:
             workflow.apply(db, auth.load_user(db, world.users[username]), world.problems["p3"],
                            name, data)
 
-    answer_by = (workflow.local_today() + dt.timedelta(days=3)).isoformat()
+    answer_by = (clock.local_today() + dt.timedelta(days=3)).isoformat()
     if action in ("answer_supervision", "close_supervision", "escalate_supervision"):
         run("office", "supervise", note="督办要求", answer_by=answer_by)
         if action != "answer_supervision":

@@ -22,9 +22,10 @@ from server.demo import (
     demo_accounts,
     seed_demo,
 )
-from server.ledger import workflow
+from server.ledger import closures, deadlines, workflow
+from server.ledger.clock import local_today
 from server.ledger.problems import STATUSES
-from server.ledger.workflow import derive_status, local_today
+from server.ledger.workflow import derive_status
 from server.timeutil import LOCAL_TZ, local_date, parse_iso
 from tests.conftest import login
 
@@ -229,7 +230,7 @@ def test_responses_are_frozen_as_the_workflow_freezes_them(db):
                       " FROM problems WHERE signed_at IS NOT NULL")
     assert len(signed) > 50
     for row in signed:
-        assert row["responded_in_time"] == int(workflow.responded_in_time(
+        assert row["responded_in_time"] == int(deadlines.responded_in_time(
             db, row["dispatched_at"], row["signed_at"], row["resident_contacted"] == 1)), row
     assert {row["responded_in_time"] for row in signed} == {0, 1}
     assert db.execute("SELECT count(*) FROM problems WHERE signed_at IS NULL"
@@ -548,7 +549,7 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
         """The earliest problem in ``status``: with a resident's phone, without one, or either."""
         found = rows(db, "SELECT * FROM problems WHERE status = ? ORDER BY found_at", [status])
         return next((row for row in found
-                     if contact is None or workflow.has_contact(row) == contact), None)
+                     if contact is None or closures.has_contact(row) == contact), None)
 
     year = local_today().year
     counter = db.execute("SELECT last_no, supervision_last_no FROM ledger_counters"

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from server.db import immediate
-from server.ledger import workflow
+from server.ledger import clock
 from server.timeutil import now_iso
 from tests.conftest import post_form
 from tests.ledger_helpers import add_problem
@@ -54,7 +54,7 @@ def test_office_work_queues(login_as, db, world):
     office = world.users["office"]
     replied = add_problem(db, world, status="replied", description="待审核的答复")
     callback = add_problem(db, world, status="callback", description="待回访的问题")
-    today = workflow.local_today()
+    today = clock.local_today()
     due = add_problem(db, world, status="closed", description="回头看到期",
                       return_visit_due=(today - dt.timedelta(days=1)).isoformat())
     add_problem(db, world, status="closed", description="回头看已做",
@@ -77,7 +77,7 @@ def test_office_work_queues(login_as, db, world):
 
 def test_handler_work_queues(login_as, db, world):
     u1 = world.units["u1"]
-    today = workflow.local_today()
+    today = clock.local_today()
     soon = add_problem(db, world, status="handling", lead_unit_id=u1, description="快到期",
                        deadline=(today + dt.timedelta(days=1)).isoformat())
     later = add_problem(db, world, status="handling", lead_unit_id=u1, description="还早",
@@ -330,7 +330,7 @@ def test_the_filters_show_one_row_and_count_the_others(login_as, world):
 def test_every_work_list_is_paged_to_the_end_of_its_count(login_as, db, world):
     from server.ledger.queries import WORK_LIMIT
 
-    today = workflow.local_today()
+    today = clock.local_today()
     due = (today - dt.timedelta(days=1)).isoformat()
     ids = [add_problem(db, world, status="closed", description=f"回头看{n:03d}",
                        return_visit_due=due) for n in range(WORK_LIMIT * 2 + 5)]

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 
 from server.db import immediate
-from server.ledger import metrics, workflow
+from server.ledger import clock, deadlines, metrics, workflow
 from server.timeutil import to_iso
 from tests.ledger_helpers import add_problem, load
 
-TODAY = workflow.local_today()
+TODAY = clock.local_today()
 PAST = (TODAY - dt.timedelta(days=5)).isoformat()  # a deadline already passed
 FUTURE = (TODAY + dt.timedelta(days=10)).isoformat()  # a deadline still ahead
 
@@ -81,7 +81,7 @@ def ledger(db, world):
     }
     for fields in made.values():  # frozen at signing by the workflow's rule
         if fields.get("signed_at"):
-            fields["responded_in_time"] = int(workflow.responded_in_time(
+            fields["responded_in_time"] = int(deadlines.responded_in_time(
                 db, fields["dispatched_at"], fields["signed_at"],
                 fields["resident_contacted"] == 1))
     return {key: add_problem(db, world, **fields) for key, fields in made.items()}

@@ -14,14 +14,14 @@ import pytest
 from server import authz
 from server.areas import insert_area
 from server.db import immediate
-from server.ledger import metrics, workflow
+from server.ledger import clock, metrics, states
 from server.ledger.problems import STATUSES
 from server.ledger.queries import local_day_start
 from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
 from tests.ledger_helpers import add_problem, load
 
-TODAY = workflow.local_today()
+TODAY = clock.local_today()
 THIS_MONDAY = metrics.monday(TODAY)
 PERIOD = metrics.Period(TODAY - dt.timedelta(days=40), TODAY)
 NOW = dt.datetime.now(dt.UTC)
@@ -282,11 +282,11 @@ def random_problem(rng: random.Random, world, n: int, areas: list[int],
         "closed_at": stamp(rng, base, 20) if rng.random() < 0.6 else None,
         "closed_on_time": maybe([0, 1]),
         "deadline": random_deadline(rng),
-        "outcome": maybe(workflow.OUTCOMES),
+        "outcome": maybe(states.OUTCOMES),
         "callback_reached": maybe([0, 1]),
         "callback_solved": maybe([0, 1]),
-        "satisfaction": maybe([*workflow.SATISFACTION, "other"]),
-        "closure_kind": maybe([*workflow.CLOSURE_KINDS, "other"]),
+        "satisfaction": maybe([*states.SATISFACTION, "other"]),
+        "closure_kind": maybe([*states.CLOSURE_KINDS, "other"]),
         "relapsed": rng.choice([0, 0, 1]),
     }
 
@@ -382,12 +382,12 @@ def random_change(rng: random.Random, db, world, ledger: dict) -> None:
         "closed_at": lambda: maybe([stamp(rng, FIRST, (NOW - FIRST).days + 1)]),
         "closed_on_time": lambda: maybe([0, 1]),
         "responded_in_time": lambda: maybe([0, 1]),
-        "satisfaction": lambda: maybe([*workflow.SATISFACTION, "other"]),
-        "outcome": lambda: maybe(workflow.OUTCOMES),
+        "satisfaction": lambda: maybe([*states.SATISFACTION, "other"]),
+        "outcome": lambda: maybe(states.OUTCOMES),
         "callback_reached": lambda: maybe([0, 1]),
         "callback_solved": lambda: maybe([0, 1]),
         "dispatched_at": lambda: maybe([stamp(rng, FIRST, 3)]),
-        "closure_kind": lambda: maybe([*workflow.CLOSURE_KINDS, "other"]),
+        "closure_kind": lambda: maybe([*states.CLOSURE_KINDS, "other"]),
         "relapsed": lambda: rng.choice([0, 1]),
         "description": lambda: "改过的描述",  # not counted: no change to the roll-up
     }

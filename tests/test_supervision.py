@@ -11,7 +11,7 @@ import pytest
 from server import auth
 from server.db import immediate
 from server.errors import NotFound
-from server.ledger import supervision, workflow
+from server.ledger import clock, numbering, supervision, workflow
 from server.ledger.workflow import TransitionError
 from server.validation import ValidationError
 from tests.conftest import post_form
@@ -22,7 +22,7 @@ REQUIREMENT = "限5日内说明超期原因并提出整改措施"
 
 
 def in_days(days: int) -> str:
-    return (workflow.local_today() + dt.timedelta(days=days)).isoformat()
+    return (clock.local_today() + dt.timedelta(days=days)).isoformat()
 
 
 def orders(db, world, key="p2") -> list[dict]:
@@ -39,7 +39,7 @@ def events(db, world, key="p2", kind=None) -> list[dict]:
 
 def counter(db) -> int:
     row = db.execute("SELECT supervision_last_no FROM ledger_counters WHERE year = ?",
-                     [workflow.local_today().year]).fetchone()
+                     [clock.local_today().year]).fetchone()
     return row[0] if row else 0
 
 
@@ -52,7 +52,7 @@ def issue(act, key="p2", days=5, note=REQUIREMENT):
 
 
 def test_order_is_issued_answered_and_struck_off(act, db, world):
-    year = workflow.local_today().year
+    year = clock.local_today().year
     problem = act("office", "p2", "supervise", note=REQUIREMENT, answer_by=in_days(5))
     assert problem["supervision"] == "supervised"
     assert problem["supervision_note"] == REQUIREMENT
@@ -83,7 +83,7 @@ def test_order_is_issued_answered_and_struck_off(act, db, world):
 
 
 def test_numbers_have_no_gaps_and_refusals_take_none(act, db, world):
-    year = workflow.local_today().year
+    year = clock.local_today().year
     issue(act)
     with pytest.raises(ValidationError):
         act("office", "p2", "supervise", note=REQUIREMENT, answer_by=in_days(-1))
@@ -98,7 +98,7 @@ def test_numbers_have_no_gaps_and_refusals_take_none(act, db, world):
     # The ledger's own numbers run on beside them.
     last = db.execute("SELECT last_no FROM ledger_counters WHERE year = ?", [year]).fetchone()[0]
     with immediate(db):
-        assert workflow.next_ledger_no(db, year) == f"ZF-{year}-{last + 1:06d}"
+        assert numbering.next_ledger_no(db, year) == f"ZF-{year}-{last + 1:06d}"
 
 
 def test_numbers_start_again_each_year(act, db, world, clock):

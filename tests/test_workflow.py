@@ -10,7 +10,7 @@ import pytest
 from server import auth
 from server.db import immediate
 from server.errors import NotFound
-from server.ledger import workflow
+from server.ledger import clock, closures, deadlines, numbering, workflow
 from server.ledger.workflow import ACTIONS, TransitionError
 from server.validation import ValidationError
 from tests.conftest import ROLE_USERS
@@ -114,8 +114,8 @@ def test_the_response_time_counts_working_days(db, dispatched, signed, limit, re
     with immediate(db):
         db.execute("INSERT OR REPLACE INTO settings (key, value)"
                    " VALUES ('response_limit_days', ?)", [str(limit)])
-    assert workflow.responded_in_time(db, dispatched, signed, True) is responded
-    assert workflow.responded_in_time(db, dispatched, signed, False) is False
+    assert deadlines.responded_in_time(db, dispatched, signed, True) is responded
+    assert deadlines.responded_in_time(db, dispatched, signed, False) is False
 
 
 def test_a_note_past_its_limit_is_refused_whole_by_the_workflow(act, db, world):
@@ -179,10 +179,10 @@ def test_merge_with_a_wrong_number_names_it(act, db, world, username, typed):
 
 
 def test_normal_ledger_no_tolerates_case_spaces_and_short_serials():
-    assert workflow.normal_ledger_no(" zf-2026-523 ") == "ZF-2026-000523"
-    assert workflow.normal_ledger_no("ZF-2026- 000523") == "ZF-2026-000523"
-    assert workflow.normal_ledger_no("2026-000523") is None
-    assert workflow.normal_ledger_no("00000000-0000-4000-8000-000000000003") is None
+    assert numbering.normal_ledger_no(" zf-2026-523 ") == "ZF-2026-000523"
+    assert numbering.normal_ledger_no("ZF-2026- 000523") == "ZF-2026-000523"
+    assert numbering.normal_ledger_no("2026-000523") is None
+    assert numbering.normal_ledger_no("00000000-0000-4000-8000-000000000003") is None
 
 
 def test_return_to_office_and_reassign_keeps_the_clock(act, db, world):
@@ -286,7 +286,7 @@ def test_ledger_numbers_are_gapless_per_year(act, db, world):
     for year, expected in ((2026, "ZF-2026-000004"), (2026, "ZF-2026-000005"),
                            (2027, "ZF-2027-000001")):
         with immediate(db):
-            assert workflow.next_ledger_no(db, year) == expected
+            assert numbering.next_ledger_no(db, year) == expected
 
 
 def test_failed_action_leaves_no_trace(act, db, world):
@@ -363,7 +363,7 @@ def test_a_year_the_package_does_not_know_can_be_entered(db):
 
 
 def test_replaying_the_history_follows_the_deadline_convention(db):
-    from server.ledger.workflow import deadline_from_events
+    from server.ledger.deadlines import deadline_from_events
 
     cal = calendar(db)
     history = [
@@ -416,14 +416,14 @@ def office_actions(db, world, key="p1"):
 @pytest.fixture
 def days_ago(monkeypatch):
     """days_ago(n): the workflow's events are stamped n local days back until reset."""
-    real = workflow.now_iso
+    real = clock.utcnow
 
     def shift(n: int):
-        moment = workflow.utcnow() - dt.timedelta(days=n)
-        monkeypatch.setattr(workflow, "now_iso", lambda: moment.isoformat())
+        moment = real() - dt.timedelta(days=n)
+        monkeypatch.setattr(clock, "utcnow", lambda: moment)
 
     yield shift
-    monkeypatch.setattr(workflow, "now_iso", real)
+    monkeypatch.setattr(clock, "utcnow", real)
 
 
 def test_each_callback_attempt_is_recorded_with_how_and_what_came_of_it(act, db, world):
@@ -516,7 +516,7 @@ def test_attempts_of_an_earlier_round_do_not_count(act, db, world, days_ago):
     act("office", "p1", "verify")
     attempt(act, "no_answer")
     assert "close_unreachable" not in office_actions(db, world)
-    progress = workflow.unreachable_progress(db, db["problems"].get(world.problems["p1"]))
+    progress = closures.unreachable_progress(db, db["problems"].get(world.problems["p1"]))
     assert (progress.attempts, progress.days) == (1, 1)
 
 
@@ -573,12 +573,12 @@ def solved_on_spot(db, world, phone="13812345678") -> str:
     problem_id = world.problems["p1"]
     with immediate(db):
         db["problems"].update(problem_id, {
-            "status": "callback", "solved_on_spot": 1, "accepted_at": workflow.now_iso(),
+            "status": "callback", "solved_on_spot": 1, "accepted_at": clock.now_iso(),
             "closed_on_time": 1, "ledger_no": "ZF-2026-000009", "resident_phone": phone})
         db["problem_events"].insert({
             "id": "00000000-0000-4000-8000-000000009999", "problem_id": problem_id,
             "kind": "solved_on_spot", "actor_id": world.users["field1"],
-            "at": workflow.now_iso(), "from_status": "submitted", "to_status": "callback",
+            "at": clock.now_iso(), "from_status": "submitted", "to_status": "callback",
             "note": "当场修好", "data": "{}"})
     return problem_id
 
@@ -611,7 +611,7 @@ def test_relapse_reopens_for_the_unit_on_a_fresh_deadline(act, db, world):
                                                  "original_deadline": first_deadline})
     reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
     limit = db["categories"].get(world.category)["time_limit_days"]
-    expected, provisional = workflow.WorkCalendar.load(db).deadline(workflow.local_today(), limit)
+    expected, provisional = workflow.WorkCalendar.load(db).deadline(clock.local_today(), limit)
     assert reopened["status"] == "dispatched" and reopened["lead_unit_id"] == world.units["u1"]
     assert reopened["deadline"] == expected.isoformat() != first_deadline
     assert reopened["deadline_provisional"] == int(provisional)
@@ -678,5 +678,5 @@ def test_attempts_count_where_no_event_brought_the_problem_to_callback(act, db, 
                                                  "resident_phone": RESIDENT_PHONE})
     attempt(act, "no_answer", problem="p3")
     attempt(act, "refused", problem="p3")
-    progress = workflow.unreachable_progress(db, db["problems"].get(world.problems["p3"]))
+    progress = closures.unreachable_progress(db, db["problems"].get(world.problems["p3"]))
     assert (progress.attempts, progress.days, progress.attempts_missing) == (2, 1, 1)

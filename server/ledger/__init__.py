@@ -2,6 +2,13 @@
 
 * ``workflow``: the problem state machine, in one place (the ``ACTIONS`` table); every
   action appends one event;
+* ``states``: the states, the values actions take, and ``TransitionError``;
+* ``closures``: callback attempts and answers, the closures without a valid callback,
+  the 回头看 and its relapse: the rules and writes of those workflow actions;
+* ``deadlines``: the response clock, the category's limits, overdue, a deadline
+  replayed from the history;
+* ``numbering``: the numbered series (ledger numbers, supervision orders), without gaps;
+* ``clock``: the ledger's "now" and local "today";
 * ``events``: the kinds of problem events, actions and the rest;
 * ``supervision``: supervision with answers (督办单, 挂牌督办, 批示): the rules and writes
   of workflow's supervision actions, and the open orders and flags by unit;

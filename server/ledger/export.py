@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from server import areas, authz, masking
 from server.i18n import gettext as _
-from server.ledger import queries, workflow
+from server.ledger import deadlines, queries
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
 CHUNK = 1000
@@ -254,7 +254,7 @@ def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
 def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
             unit_names: dict[int, str], today: dt.date, user: authz.User) -> list:
     """One problem's export row, in the order of ``COLUMNS``."""
-    overdue_now = workflow.is_overdue(row, today)
+    overdue_now = deadlines.is_overdue(row, today)
     status = _(f"status.{row['status']}")
     return [
         seq,

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import authz
+from server.ledger.clock import local_today
 from server.ledger.queries import local_day_start
-from server.ledger.workflow import local_today
 from server.settings import SETTINGS, settings  # noqa: F401 (metrics.settings)
 
 MAX_PERIOD_DAYS = 3 * 366
@@ -63,7 +63,7 @@ FEATURES: dict[str, tuple[str, int]] = {
     ),
     "dispatched": ("p.dispatched_at IS NOT NULL", 1),
     # Signed, with the resident contacted, within the response time: frozen at signing
-    # (server.ledger.workflow.responded_in_time).
+    # (server.ledger.deadlines.responded_in_time).
     "responded": ("p.responded_in_time IS 1", 1),
     "closure": (
         "CASE p.closure_kind "

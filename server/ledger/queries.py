@@ -53,13 +53,10 @@ from typing import NamedTuple
 from server import authz
 from server.areas import add_area_paths
 from server.i18n import gettext as _
+from server.ledger.clock import local_today
+from server.ledger.numbering import normal_ledger_no
 from server.ledger.problems import STATUSES
-from server.ledger.workflow import (
-    FINISHED_STATES,
-    SUPERVISION_LEVELS,
-    local_today,
-    normal_ledger_no,
-)
+from server.ledger.states import FINISHED_STATES, SUPERVISION_LEVELS
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
 
 PAGE_SIZE = 50

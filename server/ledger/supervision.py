@@ -18,7 +18,8 @@ import datetime as dt
 
 from server import authz
 from server.i18n import gettext as _
-from server.ledger import workflow
+from server.ledger import clock, numbering, states
+from server.ledger.states import TransitionError
 from server.timeutil import local_date
 from server.validation import ValidationError
 
@@ -40,7 +41,7 @@ def open_orders(db, problem_id: str) -> list[dict]:
 
 
 def _with_age(row: dict, today: dt.date | None = None) -> dict:
-    today = today or workflow.local_today()
+    today = today or clock.local_today()
     row["age_days"] = (today - local_date(row["issued_at"])).days
     row["overdue"] = bool(row["kind"] == "order" and not row["answered_at"]
                           and row["answer_by"] and today > dt.date.fromisoformat(row["answer_by"]))
@@ -66,7 +67,7 @@ def _open(db, problem: dict, where: str, params=()) -> bool:
 def check_allowed(db, name: str, problem: dict, user: authz.User) -> None:
     """Whether the action can be taken on this problem now at all (its buttons); the order
     it names is checked when it is applied."""
-    today = workflow.local_today().isoformat()
+    today = clock.local_today().isoformat()
     refusals = {
         "supervise": problem["lead_unit_id"] is None and "supervision.no_lead_unit",
         "answer_supervision": not _open(db, problem, "kind = 'order' AND answered_at IS NULL"
@@ -81,7 +82,7 @@ def check_allowed(db, name: str, problem: dict, user: authz.User) -> None:
         "unflag": not _open(db, problem, "kind = 'flag'") and "supervision.not_flagged",
     }
     if refusals.get(name):
-        raise workflow.TransitionError(_(refusals[name]))
+        raise TransitionError(_(refusals[name]))
 
 
 def _named_order(db, problem: dict, data: dict, kind: str) -> dict:
@@ -89,7 +90,7 @@ def _named_order(db, problem: dict, data: dict, kind: str) -> dict:
     if order is None or order["kind"] != kind:
         raise ValidationError({"order_id": _("supervision.no_such_order")})
     if order["closed_at"]:
-        raise workflow.TransitionError(_("supervision.order_closed", number=order["number"]))
+        raise TransitionError(_("supervision.order_closed", number=order["number"]))
     return order
 
 
@@ -98,7 +99,7 @@ def _answer_by(data: dict) -> str:
         day = dt.date.fromisoformat(str(data["answer_by"]).strip())
     except ValueError:
         raise ValidationError({"answer_by": _("supervision.bad_date")}) from None
-    if day < workflow.local_today():
+    if day < clock.local_today():
         raise ValidationError({"answer_by": _("supervision.date_past")})
     return day.isoformat()
 
@@ -106,12 +107,12 @@ def _answer_by(data: dict) -> str:
 def _issue(db, user, problem, kind: str, text: str, answer_by: str | None) -> dict:
     order = {
         "problem_id": problem["id"],
-        "number": workflow.next_number(db, "supervision", workflow.local_today().year),
+        "number": numbering.next_number(db, "supervision", clock.local_today().year),
         "kind": kind,
         "requirement": text,
         "answer_by": answer_by,
         "issued_by": user.id,
-        "issued_at": workflow.now_iso(),
+        "issued_at": clock.now_iso(),
         "unit_id": problem["lead_unit_id"],
     }
     order["id"] = db["supervision_orders"].insert(order).last_pk
@@ -121,7 +122,7 @@ def _issue(db, user, problem, kind: str, text: str, answer_by: str | None) -> di
 def _supervise(db, user, problem, data, note):
     answer_by = _answer_by(data)
     order = _issue(db, user, problem, "order", note, answer_by)
-    return (workflow.supervision_level(problem, "supervised", note),
+    return (supervision_level(problem, "supervised", note),
             {"order_id": order["id"], "number": order["number"], "answer_by": answer_by,
              "unit_id": order["unit_id"], "level": "supervised"}, None)
 
@@ -129,12 +130,12 @@ def _supervise(db, user, problem, data, note):
 def _answer(db, user, problem, data, note):
     order = _named_order(db, problem, data, "order")
     if order["unit_id"] != user.unit_id:
-        raise workflow.TransitionError(_("supervision.not_your_order", number=order["number"]),
+        raise TransitionError(_("supervision.not_your_order", number=order["number"]),
                                        403)
     if order["answered_at"]:
-        raise workflow.TransitionError(_("supervision.already_answered", number=order["number"]))
+        raise TransitionError(_("supervision.already_answered", number=order["number"]))
     db["supervision_orders"].update(order["id"], {
-        "answer": note, "answered_by": user.id, "answered_at": workflow.now_iso()})
+        "answer": note, "answered_by": user.id, "answered_at": clock.now_iso()})
     return {}, {"order_id": order["id"], "number": order["number"]}, None
 
 
@@ -142,14 +143,14 @@ def _settle(outcome: str, kind: str = "order"):
     def settle(db, user, problem, data, note):
         order = _named_order(db, problem, data, kind)
         if outcome == "closed" and not order["answered_at"]:
-            raise workflow.TransitionError(_("supervision.close_before_answer",
+            raise TransitionError(_("supervision.close_before_answer",
                                              number=order["number"]))
         if outcome == "escalated" and not order["answered_at"] and (
-                workflow.local_today() <= dt.date.fromisoformat(order["answer_by"])):
-            raise workflow.TransitionError(_("supervision.escalate_too_soon",
+                clock.local_today() <= dt.date.fromisoformat(order["answer_by"])):
+            raise TransitionError(_("supervision.escalate_too_soon",
                                              number=order["number"], date=order["answer_by"]))
         db["supervision_orders"].update(order["id"], {
-            "closed_by": user.id, "closed_at": workflow.now_iso(), "outcome": outcome})
+            "closed_by": user.id, "closed_at": clock.now_iso(), "outcome": outcome})
         return {}, {"order_id": order["id"], "number": order["number"], "outcome": outcome}, None
 
     return settle
@@ -157,7 +158,7 @@ def _settle(outcome: str, kind: str = "order"):
 
 def _flag(db, user, problem, data, note):
     order = _issue(db, user, problem, "flag", note, None)
-    return (workflow.supervision_level(problem, "flagged", note),
+    return (supervision_level(problem, "flagged", note),
             {"order_id": order["id"], "number": order["number"], "unit_id": order["unit_id"],
              "level": "flagged"}, None)
 
@@ -229,3 +230,14 @@ def leader_page(db, user: authz.User, page: int, per_page: int = 50) -> dict:
         f" AND f.kind = 'flag' AND f.issued_at >= o.closed_at) AND {scope}"
         f" ORDER BY o.closed_at", params))
     return {"groups": groups, "total": total, "escalated": escalated}
+
+
+def supervision_level(problem: dict, level: str, note: str = "") -> dict:
+    """The problem's columns when supervision reaches ``level``: problems.supervision is the
+    highest level the problem ever reached (never lowered), supervision_note the latest word."""
+    levels = states.SUPERVISION_LEVELS
+    current = levels.index(problem["supervision"] or "none")
+    changes = {"supervision": levels[max(current, levels.index(level))]}
+    if note:
+        changes["supervision_note"] = note
+    return changes

@@ -19,7 +19,7 @@ from server import calendar_entry, importer
 from server.calendar_entry import CalendarRejected
 from server.errors import NotFound
 from server.i18n import gettext as _
-from server.ledger.workflow import local_today
+from server.ledger.clock import local_today
 from server.web import page, redirect, render, store, user
 
 PERMISSION = "admin.manage"

@@ -12,7 +12,16 @@ from server import authz
 from server.db import connect
 from server.errors import error_page
 from server.i18n import gettext as _
-from server.ledger import charts, export, metrics, queries, supervision, workflow, xlsx
+from server.ledger import (
+    charts,
+    clock,
+    export,
+    metrics,
+    queries,
+    states,
+    supervision,
+    xlsx,
+)
 from server.ledger.problems import STATUSES
 from server.web import page_number, render, store, user
 from server.workdays import WorkCalendar
@@ -35,7 +44,7 @@ def _options(db, actor: authz.User) -> dict[str, list[tuple]]:
         "source": labelled(queries.SOURCES, "ledger.source"),
         "urgency": labelled(queries.URGENCIES, "urgency"),
         "overdue": [("yes", _("common.yes")), ("no", _("common.no"))],
-        "supervision": labelled(workflow.SUPERVISION_LEVELS, "supervision"),
+        "supervision": labelled(states.SUPERVISION_LEVELS, "supervision"),
         "reporter": [(row["id"], row["display_name"]) for row in found["reporters"]],
     }
 
@@ -139,7 +148,7 @@ async def export_xlsx(request: Request):
 
 def _due_soon_limit(db) -> dt.date:
     # Through a year the calendar does not know yet, Monday to Friday (never a refusal).
-    return WorkCalendar.load(db).deadline(workflow.local_today(), 3)[0]
+    return WorkCalendar.load(db).deadline(clock.local_today(), 3)[0]
 
 
 def _work_data(db, actor: authz.User, only: str | None, page: int) -> dict:

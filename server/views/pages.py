@@ -6,7 +6,17 @@ from starlette.requests import Request
 
 from server import authz, calendar_entry, masking, visits
 from server.i18n import gettext as _
-from server.ledger import conflicts, problems, queries, supervision, workflow
+from server.ledger import (
+    clock,
+    closures,
+    conflicts,
+    deadlines,
+    problems,
+    queries,
+    states,
+    supervision,
+    workflow,
+)
 from server.views.ledger_pages import similar_context
 from server.web import page_number, render, store, user
 
@@ -39,7 +49,7 @@ def _home_data(db, actor: authz.User) -> dict:
         data["visits"] = visits.latest_visits(db, actor, HOME_VISITS)
     if actor.can("admin.manage"):
         data["admin"] = _admin_counts(db, actor)
-        data["calendar_missing"] = calendar_entry.missing_year(db, workflow.local_today())
+        data["calendar_missing"] = calendar_entry.missing_year(db, clock.local_today())
     return data
 
 
@@ -77,7 +87,7 @@ def _resident_contact(actor: authz.User, problem: dict) -> dict:
     the page) for those who must call the resident, masked for everyone else."""
     shown = authz.may_see_resident_phone(actor, problem)
     return {"name": problem["resident_name"] or "", "phone": masking.resident_phone(actor, problem),
-            "callable": shown and workflow.has_contact(problem)}
+            "callable": shown and closures.has_contact(problem)}
 
 
 def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
@@ -86,14 +96,14 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
     contact = _resident_contact(actor, problem)
     problem["resident_phone"] = contact["phone"]  # the page never holds more than it shows
     unreachable = None
-    if problem["status"] == "callback" and workflow.has_contact(problem):
-        unreachable = workflow.unreachable_progress(db, problem)
+    if problem["status"] == "callback" and closures.has_contact(problem):
+        unreachable = closures.unreachable_progress(db, problem)
     open_conflicts = conflicts.for_page(db, actor, problem)
     problem["events"] = masking.events(actor, problem, problem["events"])
     for event in problem["events"]:
         event["changes_shown"] = conflicts.shown_changes(db, actor, problem, event)
     return {"problem": problem, **context, "contact": contact,
-            "attempts": workflow.callback_attempts(problem["events"]),
+            "attempts": closures.callback_attempts(problem["events"]),
             "unreachable": unreachable, "conflicts": open_conflicts,
             "orders": supervision.open_orders(db, problem["id"]),
             "instructions": [e for e in problem["events"] if e["kind"] == "instruct"],
@@ -114,11 +124,11 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
         "message": message,
         "done": _("workflow.done", action=_(f"action.{done}")) if done in workflow.ACTIONS
         else notice,
-        "outcomes": workflow.OUTCOMES,
-        "satisfaction": workflow.SATISFACTION,
-        "callback_methods": workflow.CALLBACK_METHODS,
-        "callback_results": workflow.CALLBACK_RESULTS,
-        "overdue": workflow.is_overdue(data["problem"]),
+        "outcomes": states.OUTCOMES,
+        "satisfaction": states.SATISFACTION,
+        "callback_methods": states.CALLBACK_METHODS,
+        "callback_results": states.CALLBACK_RESULTS,
+        "overdue": deadlines.is_overdue(data["problem"]),
         "conflict_fields": conflicts.FIELDS,
     }, status=status)
 
