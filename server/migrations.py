@@ -678,7 +678,7 @@ def m008_search_areas(db: sqlite_utils.Database) -> None:
     problems, the town 15,000 problems) otherwise reads one side row by row:
     the town's problems with a look-up of each one's key, or the matches with
     each one's area. ``(area_id, key)`` gives the town's keys from an index
-    alone, and ``server.ledger.queries.search_condition`` intersects them with
+    alone, and ``server.ledger.search.search_condition`` intersects them with
     the matches. Triggers keep the area in step with the problem's.
     """
     key = "(SELECT key FROM problem_search_keys WHERE problem_id = {}.id)"

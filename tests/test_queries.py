@@ -13,7 +13,7 @@ from starlette.datastructures import QueryParams
 
 from server import authz
 from server.db import immediate
-from server.ledger import queries
+from server.ledger import queries, search
 from server.timeutil import to_iso
 from tests.ledger_helpers import add_problem, load
 
@@ -111,11 +111,11 @@ def test_search_covers_place_and_resident_and_follows_edits(db, world):
 
 
 def test_fts_query_shapes():
-    assert queries.fts_query("漏水") == '"漏水"'
-    assert queries.fts_query("物业不作为") == '"物业 业不 不作 作为"'
-    assert queries.fts_query("漏") == '"漏"*'
-    assert queries.fts_query("3号楼 ABC") == '"3" "号楼" "ABC"'
-    assert queries.fts_query('"，。') is None
+    assert search.fts_query("漏水") == '"漏水"'
+    assert search.fts_query("物业不作为") == '"物业 业不 不作 作为"'
+    assert search.fts_query("漏") == '"漏"*'
+    assert search.fts_query("3号楼 ABC") == '"3" "号楼" "ABC"'
+    assert search.fts_query('"，。') is None
 
 
 # Filters -----------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def _matches(row: dict, f: queries.Filter, areas: dict, today: str) -> bool:
 @pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES)
 @given(params=st.fixed_dictionaries({}, optional=FILTER_VALUES),
-       search_drive_max=st.sampled_from([0, 1, queries.SEARCH_DRIVE_MAX]))
+       search_drive_max=st.sampled_from([0, 1, search.SEARCH_DRIVE_MAX]))
 def test_random_filters_never_fail_and_rows_match(db, world, monkeypatch, params,
                                                   search_drive_max):
     # A small SEARCH_DRIVE_MAX makes every search broad, to be listed within an area or not.

@@ -14,7 +14,9 @@
   of workflow's supervision actions, and the open orders and flags by unit;
 * ``problems``: reading one problem, its events and its units within a user's scope;
 * ``conflicts``: a problem's open conflicting edits, read from its events;
-* ``queries``: the ledger's filters, full-text search, sort, paging and capped counts;
+* ``queries``: the ledger's filters, sort, paging, capped counts and the work queues;
+* ``search``: the full-text search (bigrams in FTS5);
+* ``similar``: problems that may be the same one (疑似重复);
 * ``metrics``: every metric formula, in one place (``docs/metrics.md``);
 * ``export``: the ledger as CSV or XLSX, in the columns offices keep;
 * ``xlsx``: the export's workbook, written as it streams;

@@ -1,26 +1,10 @@
-"""The ledger's query: filters, full-text search, sort, pages and per-state counts.
+"""The ledger's query: filters, sort, pages and per-state counts; the search itself is
+``search.py``, problems that may be the same one ``similar.py``.
 
 Every filter is a GET parameter, so a filtered ledger can be bookmarked and
 shared; ``parse`` reads them and drops (with a notice) any value it cannot
 use, so a bad parameter never fails the page. Every query adds the user's
 ``authz.problem_scope``.
-
-Search. FTS5's trigram tokenizer cannot find two-character words such as 漏水,
-and SQLite has no Chinese word segmenter, so migration ``m004_search`` indexes
-*bigrams*: triggers (plain SQL, so every connection writing problems keeps the
-index right) write into the contentless FTS5 table ``problems_fts`` the
-description, place, resident name and ledger number with each CJK character
-replaced by the pair it starts (or by itself at the end of a run), and other
-characters kept, so ASCII words and numbers stay words::
-
-    3号楼漏水  ->  3 号楼 楼漏 漏水 水
-
-A query is split the same way: a CJK run of two or more characters becomes
-the phrase of its bigrams (so 物业不作为 must appear as written), a single CJK
-character the prefix query ``"漏"*`` (every occurrence starts a bigram or ends
-a run), other words exact tokens; all parts must match. A full ledger number
-(ZF-2026-000123) is looked up on its unique index, and a one-character query
-that is not Chinese falls back to LIKE.
 
 Scale (a million problems; figures in docs/performance.md). Every filter has
 an index that leads with it. Counts per state stop at ``COUNT_CAP`` ("10000+")
@@ -41,27 +25,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-import re
 import sqlite3
 import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple
 
 from server import authz
 from server.areas import add_area_paths
 from server.i18n import gettext as _
 from server.ledger.clock import local_today
-from server.ledger.numbering import normal_ledger_no
 from server.ledger.problems import STATUSES
+from server.ledger.search import AREA_DRIVE_MAX, SEARCH_DRIVE_MAX, Search, search_condition
 from server.ledger.states import FINISHED_STATES, SUPERVISION_LEVELS
-from server.timeutil import LOCAL_TZ, parse_iso, to_iso
+from server.timeutil import LOCAL_TZ, to_iso
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
-SEARCH_DRIVE_MAX = 5_000
 MAX_DRIVE = 200_000  # the most matches a page reads first (when the ordered read fails)
 COUNT_BUDGET_S = 0.025  # for the counts of one page, together
 ORDERED_BUDGET_S = 0.15  # for a page read in sort order, before reading the matches first
@@ -105,14 +85,11 @@ NARROW_MAX = 10_000  # a filter matching at most this many problems drives every
 NARROW_COUNT_BUDGET_S = 0.1  # for the counts of a narrow filter, in one query
 FOUND_ORDER_INDEX_NAMES = {index for _column, index in FOUND_ORDER_INDEXES.values()}
 AREA_INDEX = "idx_problems_area_status"  # (area_id, status)
-AREA_DRIVE_MAX = 50_000  # an area with at most this many problems drives the read
 INTERSECT_MAX = 120_000  # two equality filters this small are intersected by rowid
 INTERSECT_BUDGET_S = 0.08
 ID_INDEX = "sqlite_autoindex_problems_1"  # PRIMARY KEY (id) of m001
 BY_ROWID = "rowid"  # drive_index when the page reads a list of rowids (Filter.rowids)
 
-_CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
-_WORD = re.compile(r"[^\W_]+")
 
 
 INTERNAL_FIELDS = ("ignored", "refused", "broad_search", "narrow_search", "drive_index", "narrow",
@@ -235,107 +212,6 @@ def parse(params) -> Filter:
             setattr(result, name, value)
     result.q = " ".join((params.get("q") or "").split())[:MAX_QUERY]
     return result
-
-
-# Search -----------------------------------------------------------------------------
-
-
-def _quote(token: str) -> str:
-    return '"' + token.replace('"', '""') + '"'
-
-
-def fts_query(text: str) -> str | None:
-    """The FTS5 query for a search text (see the module docstring), or None if it has no words."""
-    terms = []
-    for cjk, other in _CJK_OR_OTHER.findall(text):
-        if cjk and len(cjk) == 1:
-            terms.append(_quote(cjk) + "*")
-        elif cjk:
-            terms.append(_quote(" ".join(cjk[i:i + 2] for i in range(len(cjk) - 1))))
-        else:
-            terms.extend(_quote(word) for word in _WORD.findall(other))
-    return " ".join(terms) or None
-
-
-class Search(NamedTuple):
-    sql: str  # a condition on ``problems p``
-    params: list
-    broad: bool  # matches many problems: checked row by row
-    listed: int | None = None  # the number of matches, when read as a list of keys
-
-
-def search_condition(db, text: str, drive_max: int | None = None,
-                     areas: list[list[str]] = ()) -> Search:
-    """The SQL condition for a search, its parameters, and whether it matches many problems.
-
-    A search matching at most SEARCH_DRIVE_MAX problems is read from the index
-    first. So is a broader one whose matches within one of ``areas`` (subtree
-    bounds the page is confined to anyway) are that few; see ``area_keys``.
-    Otherwise it is checked row by row (the problem's key against the set of
-    matching keys), so that a page in sort order stops after a few hundred rows
-    instead of fetching every match.
-    """
-    number = normal_ledger_no(text)
-    if number:
-        return Search("p.ledger_no = ?", [number], False)
-    if len(text) == 1 and not re.match(r"[\u3400-\u9fff]", text):
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return Search(
-            "(p.description LIKE ? ESCAPE '\\' OR p.place LIKE ? ESCAPE '\\'"
-            " OR p.resident_name LIKE ? ESCAPE '\\' OR p.ledger_no LIKE ? ESCAPE '\\')",
-            [like] * 4,
-            True,
-        )
-    query = fts_query(text)
-    if query is None:
-        return Search("0", [], False)
-    matching = "SELECT rowid FROM problems_fts WHERE problems_fts MATCH ?"
-    drive_max = SEARCH_DRIVE_MAX if drive_max is None else drive_max
-    keys = [row[0] for row in db.execute(f"{matching} LIMIT ?", [query, drive_max + 1])]
-    for bounds in areas:
-        if len(keys) > drive_max:
-            within = area_keys(db, matching, query, bounds, drive_max)
-            keys = keys if within is None else within
-    if len(keys) <= drive_max:
-        # Few matches: found once here, then every query of the page reads them as a list.
-        return Search(
-            "p.id IN (SELECT k.problem_id FROM problem_search_keys k"
-            " WHERE k.key IN (SELECT value FROM json_each(?)))",
-            [json.dumps(keys)],
-            False,
-            listed=len(keys),
-        )
-    return Search(
-        f"(SELECT k.key FROM problem_search_keys k WHERE k.problem_id = p.id) IN ({matching})",
-        [query],
-        True,
-    )
-
-
-def area_keys(db, matching: str, query: str, bounds: list[str], limit: int) -> list[int] | None:
-    """The keys of the matches inside an area subtree, if it is small and they are at most
-    ``limit``; else None.
-
-    The area's keys come from ``(area_id, key)`` alone (m008) and each is
-    looked up among the matches, which SQLite reads once into a temporary
-    index (the unary ``+`` stops it from probing that index once per key and
-    area instead: seconds). A town of 15,000 problems and a word with 24,000
-    matches: ~6 ms, against ~80 ms reading the town's problems.
-    """
-    in_area = ("k.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)")
-    size = db.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM problem_search_keys k"
-        f" INDEXED BY idx_problem_search_keys_area WHERE {in_area} LIMIT ?)",
-        [*bounds, AREA_DRIVE_MAX + 1],
-    ).fetchone()[0]
-    if size > AREA_DRIVE_MAX:
-        return None
-    keys = [row[0] for row in db.execute(
-        f"SELECT k.key FROM problem_search_keys k INDEXED BY idx_problem_search_keys_area"
-        f" WHERE {in_area} AND +k.key IN ({matching}) LIMIT ?",
-        [*bounds, query, limit + 1],
-    )]
-    return keys if len(keys) <= limit else None
 
 
 def search_areas(db, user: authz.User, f: Filter) -> list[list[str]]:
@@ -887,77 +763,3 @@ def work_queues(db, user: authz.User, soon: dt.date, only: str | None = None,
             "count": found, "page": at, "pages": pages,
         })
     return result
-
-
-# Similar problems -------------------------------------------------------------------
-
-NEARBY_METRES = 300
-SIMILAR_LIMIT = 10
-TEXT_WINDOW_DAYS = 90
-TEXT_THRESHOLD = 0.3
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    earth = 6_371_000
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * earth * math.asin(math.sqrt(a))
-
-
-def bigrams(text: str) -> set[str]:
-    grams = set()
-    for run in re.findall(r"[\u3400-\u9fff]+|[^\W_]+", text.lower()):
-        grams.update(run[i:i + 2] for i in range(max(1, len(run) - 1)))
-    return grams
-
-
-def similar(db, user: authz.User, problem: dict) -> list[dict]:
-    """Problems that may be the same one: same category within NEARBY_METRES, or similar text.
-
-    Text: problems of the same village or community found within
-    TEXT_WINDOW_DAYS, whose description shares at least TEXT_THRESHOLD of its
-    bigrams (Jaccard). Rejected and merged problems are left out.
-    """
-    scope, params = authz.problem_scope(user, "p")
-    base = (
-        f"SELECT {LIST_COLUMNS}, p.lat, p.lng FROM problems p {JOINS}"
-        f" WHERE p.id != ? AND p.status NOT IN ('rejected', 'merged') AND {scope}"
-    )
-    found: dict[str, dict] = {}
-    lat, lng = problem.get("lat"), problem.get("lng")
-    if lat is not None and lng is not None and problem.get("category_id") is not None:
-        dlat = NEARBY_METRES / 111_320
-        dlng = dlat / max(0.01, math.cos(math.radians(lat)))
-        for row in db.query(
-            f"{base} AND p.category_id = ? AND p.lat BETWEEN ? AND ? AND p.lng BETWEEN ? AND ?"
-            " LIMIT 200",
-            [problem["id"], *params, problem["category_id"], lat - dlat, lat + dlat,
-             lng - dlng, lng + dlng],
-        ):
-            distance = haversine_m(lat, lng, row["lat"], row["lng"])
-            if distance <= NEARBY_METRES:
-                found[row["id"]] = {**row, "distance": round(distance), "similarity": None}
-    village = db.execute(
-        "SELECT path FROM areas WHERE id = ?", [problem["area_id"]]
-    ).fetchone()[0]
-    village = "/" + "/".join(village.strip("/").split("/")[:4]) + "/"  # level 4 or above
-    found_at = parse_iso(problem["found_at"])
-    window = dt.timedelta(days=TEXT_WINDOW_DAYS)
-    mine = bigrams(problem["description"])
-    for row in db.query(
-        f"{base} AND p.area_id IN (SELECT id FROM areas WHERE path >= ? AND path < ?)"
-        " AND p.found_at >= ? AND p.found_at < ? LIMIT 2000",
-        [problem["id"], *params, village, village[:-1] + "0", to_iso(found_at - window),
-         to_iso(found_at + window)],
-    ):
-        theirs = bigrams(row["description"])
-        score = len(mine & theirs) / len(mine | theirs) if mine | theirs else 0
-        if score >= TEXT_THRESHOLD:
-            entry = found.setdefault(row["id"], {**row, "distance": None})
-            entry["similarity"] = round(score * 100)
-    return add_area_paths(db, sorted(
-        found.values(),
-        key=lambda row: (row["distance"] is None, row["distance"] or 0,
-                         -(row["similarity"] or 0)),
-    )[:SIMILAR_LIMIT])

@@ -18,6 +18,7 @@ from server.ledger import (
     export,
     metrics,
     queries,
+    similar,
     states,
     supervision,
     xlsx,
@@ -301,7 +302,7 @@ async def stats(request: Request):
 def similar_context(db, actor: authz.User, problem: dict, actions: list[str]) -> dict:
     """What templates/ledger/_similar.html needs; called by pages._problem_page_data."""
     return {
-        "similar": queries.similar(db, actor, problem),
+        "similar": similar.similar(db, actor, problem),
         "can_merge": "merge" in actions,
     }
 
