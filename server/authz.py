@@ -32,6 +32,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "problems.view": frozenset({FIELD, OFFICE, HANDLER, LEADER}),
     # Visits and people's diaries: field officials their own, office and leaders their area.
     "visits.view": frozenset({FIELD, OFFICE, LEADER}),
+    # The 走访报告 (a Word document of the visits in a period and an area), for those who
+    # read visits of an area: the office and leaders.
+    "visits.report": frozenset({OFFICE, LEADER}),
     # Recording visits, diaries and problems from the phone.
     "sync.capture": frozenset({FIELD, OFFICE, LEADER}),
     # The ledger's work queues (我的工作): office, unit handlers and leaders.

@@ -1,5 +1,7 @@
 """Personal data masking: the one rule for how a resident's phone is shown to those who may
-not see it, wherever it travels (pages, exports, pull, event data).
+not see it, wherever it travels (pages, exports, pull, event data), and how a person's name
+is shown where it travels beyond the ledger (a visit's summary, shared as text, and the
+走访报告).
 
 Who may see it unmasked is ``authz.may_see_resident_phone``; how it is masked is here.
 """
@@ -26,6 +28,17 @@ def resident_phone(user: authz.User, problem: dict, phone: str | None = None) ->
     if not value:
         return ""
     return str(value) if authz.may_see_resident_phone(user, problem) else mask_phone(value)
+
+
+def mask_name(name: str | None) -> str:
+    """Keep the first character (the surname, for most Chinese names) and hide the rest:
+    张三 -> 张*, 欧阳娜娜 -> 欧***; a one-character name -> *."""
+    name = (name or "").strip()
+    if not name:
+        return ""
+    if len(name) == 1:
+        return "*"
+    return name[0] + "*" * (len(name) - 1)
 
 
 # Fields of a problem that hold personal data masked by ``resident_phone``; events carry their

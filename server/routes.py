@@ -21,6 +21,7 @@ from server.views import (
     ledger_pages,
     pages,
     sync,
+    visits,
 )
 from server.web import api, page, session_api
 
@@ -48,8 +49,9 @@ def build_routes():
         page("/problems/{problem_id}", pages.problem_detail, "problems.view"),
         page("/problems/{problem_id}/actions/{action}", ledger.problem_action, "problems.view",
              methods=["POST"]),
-        page("/visits", pages.visit_list, "visits.view", name="visits"),
-        page("/visits/{visit_id}", pages.visit_detail, "visits.view"),
+        page("/visits", visits.visit_list, "visits.view", name="visits"),
+        page("/visits/report.docx", visits.visit_report_docx, "visits.report"),
+        page("/visits/{visit_id}", visits.visit_detail, "visits.view"),
         *admin.routes(),
         *admin_import.routes(),
         *admin_calendar.routes(),

@@ -79,7 +79,7 @@ def get_visit(db, user: authz.User, visit_id: str) -> dict:
     problem_clause, problem_params = authz.problem_scope(user, "p")
     visit["problems"] = list(
         db.query(
-            "SELECT p.id, p.ledger_no, p.status, p.description FROM problems p"
+            "SELECT p.id, p.ledger_no, p.status, p.description, p.solved_on_spot FROM problems p"
             f" WHERE p.visit_id = ? AND {problem_clause} ORDER BY p.found_at",
             [visit_id, *problem_params],
         )

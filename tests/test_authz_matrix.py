@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/supervision"): {"office", "leader"},
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
+    ("GET", "/visits/report.docx"): {"office", "leader"},
     **{
         (method, path.format(name=name)): {"admin"}
         for name in ("users", "units", "areas", "categories")

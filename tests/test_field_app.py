@@ -149,8 +149,9 @@ def test_strings_module_exports_every_app_string(client):
     exported = json.loads(text.split("export default ", 1)[1].rstrip().rstrip(";"))
     catalog = i18n.catalog()
     expected = {k[len("app_ui."):]: v for k, v in catalog.items() if k.startswith("app_ui.")}
-    # and the timeline's labels, shared with the office pages under their own keys
-    expected |= {k: v for k, v in catalog.items() if k.startswith("event.")}
+    # and the timeline's labels and the visit summary's lines, shared with the office pages
+    # under their own keys
+    expected |= {k: v for k, v in catalog.items() if k.startswith(("event.", "visit_summary."))}
     assert exported == expected
     assert exported["event.accept"] == "立案"
     assert exported["update.available"] == "新版本可用"

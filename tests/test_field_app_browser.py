@@ -234,8 +234,10 @@ def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
     page.get_by_role("link", name="继续走访").click()
     page.get_by_role("button", name="结束走访").click()
     page.get_by_role("heading", name="走访小结").wait_for()
-    stats = page.locator(".stats").inner_text()
-    assert "走访群众\n1" in stats and "发现问题\n1" in stats and "当场解决\n0" in stats
+    summary = page.locator("#visit-summary").inner_text()
+    assert "走访对象：1人（群众1人）" in summary and "谈话对象：张**" in summary
+    assert "发现问题：1个，其中当场解决0个" in summary and "（待同步）" in summary
+    assert "张大爷" not in summary
     home(page)
     pending(page, 4)
 

@@ -71,3 +71,10 @@ def test_events_masks_each_events_data():
     shown = masking.events(user({"leader"}), PROBLEM, events)
     assert shown[1]["data"]["changes"]["resident_phone"]["new"] == "139****1111"
     assert masking.events(user({"office"}), PROBLEM, events) is events
+
+
+def test_a_name_keeps_its_first_character_only():
+    from server.masking import mask_name
+
+    assert [mask_name(name) for name in ("张三", "欧阳娜娜", "李", "  王五 ", "", None, "Amy")] == [
+        "张*", "欧***", "*", "王*", "", "", "A**"]

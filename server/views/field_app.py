@@ -30,7 +30,7 @@ SHELL_TEMPLATE = "field_app.html"
 SW_TEMPLATE = APP_DIR / "sw-template.js"
 STRINGS_PREFIX = "app_ui."
 # Parts of the catalog the app shares with the office pages, under their own keys.
-SHARED_PREFIXES = ("event.",)
+SHARED_PREFIXES = ("event.", "visit_summary.")
 THEME_COLOR = "#1d5fa8"
 BACKGROUND_COLOR = "#f4f6f9"
 # Tests point this at a file whose content joins the version hash, to force

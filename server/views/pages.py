@@ -18,7 +18,7 @@ from server.ledger import (
     workflow,
 )
 from server.views.ledger_pages import similar_context
-from server.web import page_number, render, store, user
+from server.web import render, store, user
 
 
 def _admin_counts(db, actor: authz.User) -> dict:
@@ -150,26 +150,3 @@ def form_values(items) -> dict:
                                                                    "helper_unit_ids")}
     values["helper_unit_ids"] = [value for name, value in items if name == "helper_unit_ids"]
     return values
-
-
-async def visit_list(request: Request):
-    page_no = page_number(request)
-    rows, total = await store(request).read(visits.list_visits, user(request), page_no)
-    counted = total.value or 0
-    return render(
-        request,
-        "visits/list.html",
-        {
-            "visits": rows,
-            "total": total,
-            "page": page_no,
-            "pages": max(1, min(-(-counted // problems.PAGE_SIZE), queries.MAX_PAGE)),
-        },
-    )
-
-
-async def visit_detail(request: Request):
-    visit = await store(request).read(
-        visits.get_visit, user(request), request.path_params["visit_id"]
-    )
-    return render(request, "visits/detail.html", {"visit": visit})

@@ -1,14 +1,13 @@
 // The capture screens: visit (走访), people's diary (记民情), problem (记问题).
 
-import { h, t, field, choices, select, button, toast, when, minutesBetween, clip, refusedForLength } from './ui.js';
+import { h, t, field, choices, select, button, toast, when, refusedForLength } from './ui.js';
 import { capture, uuid, nowIso } from './sync.js';
 import * as state from './state.js';
 import * as db from './db.js';
 import { placeFields, positionOf, photoPicker, heldPhotos } from './widgets.js';
+import { CHECKLIST, KINDS, summaryText } from './summary.js';
 
 export const METHODS = ['sbls', 'dundian', 'xianchang', 'ruhu', 'jiefang', 'other'];
-export const CHECKLIST = ['no_notice', 'no_greeting', 'no_briefing', 'no_escort', 'direct_grassroots', 'direct_scene'];
-export const KINDS = ['resident', 'business', 'cadre', 'other'];
 export const URGENCIES = ['normal', 'urgent', 'critical'];
 const PHONE = /^[0-9+\-() ]*$/;
 
@@ -111,21 +110,45 @@ export async function visitScreen(view) {
 export async function visitSummary(view, id) {
   const visit = await state.record(`visit:${id}`);
   if (!visit) { location.hash = '#/'; return; }
-  const diaries = (await state.records('diary')).filter((r) => r.args.visit_id === id);
-  const problems = (await state.records('problem')).filter((r) => r.args.visit_id === id);
-  const solved = problems.filter((r) => r.args.solved_on_spot);
   const a = visit.args;
+  const diaries = (await state.records('diary')).filter((r) => r.args.visit_id === id);
+  const held = (await state.records('problem')).filter((r) => r.args.visit_id === id);
+  const areas = await state.lookup('area');
+  const problems = await Promise.all(held.map(async (r) => {
+    const pulled = await state.pulledRecord('problem', r.id);
+    return { ledger_no: pulled?.data?.ledger_no || null, description: r.args.description,
+      status: pulled?.data?.status || null, solved_on_spot: Boolean(r.args.solved_on_spot) };
+  }));
+  const text = summaryText({
+    method: a.method,
+    place: [areas.get(String(a.area_id))?.name, a.place].filter(Boolean).join(' · '),
+    started_at: a.started_at, ended_at: a.ended_at || null, checklist: a.checklist || [],
+    people: diaries.map((r) => [r.args.person_kind, r.args.person_name || '']),
+    problems,
+  });
+  const status = h('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      status.textContent = t('visit_summary.copied');
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(document.getElementById('visit-summary'));
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      status.textContent = document.execCommand('copy') ? t('visit_summary.copied') : t('visit_summary.copy_failed');
+    }
+  };
+  const share = async () => {
+    try { await navigator.share({ title: t('visit_summary.title'), text }); } catch { /* cancelled */ }
+  };
   view.replaceChildren(h('section', { class: 'card' },
-    h('h1', null, t('summary.title')),
-    h('p', null, `${t(`visit.method_${a.method}`)} · ${a.place || ''}`),
-    h('p', { class: 'muted' }, t('summary.time', { start: when(a.started_at), end: when(a.ended_at), minutes: minutesBetween(a.started_at, a.ended_at) })),
-    h('dl', { class: 'stats' },
-      h('div', null, h('dt', null, t('summary.people')), h('dd', null, String(diaries.length))),
-      h('div', null, h('dt', null, t('summary.problems')), h('dd', null, String(problems.length))),
-      h('div', null, h('dt', null, t('summary.solved')), h('dd', null, String(solved.length)))),
-    problems.length ? h('ul', { class: 'list' }, problems.map((p) => h('li', null,
-      clip(p.args.description), p.args.solved_on_spot ? h('span', { class: 'badge badge-ok' }, t('problem.solved_badge')) : null))) : null,
-    actions(h('a', { class: 'btn btn-primary', href: '#/' }, t('nav.home')))));
+    h('h1', null, t('visit_summary.title')),
+    h('pre', { class: 'summary-text', id: 'visit-summary' }, text),
+    actions(button(t('visit_summary.copy'), copy, 'btn btn-primary'),
+      navigator.share ? button(t('visit_summary.share'), share, 'btn') : null,
+      h('a', { class: 'btn', href: '#/' }, t('nav.home'))),
+    status));
 }
 
 // People's diary --------------------------------------------------------------------
