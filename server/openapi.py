@@ -93,6 +93,11 @@ UPLOAD_CHECKSUM = {"name": "Upload-Checksum", "in": "header", "required": False,
                    "schema": {"type": "string", "pattern": f"^(sha1|sha256|md5) {BASE64}$"},
                    "description": "<algorithm> <base64 digest of this request's bytes>; "
                                   "a mismatch is 460"}
+HEALTH_HEADER = {"name": "X-Device-Health", "in": "header", "required": False,
+                 "schema": {"type": "string", "maxLength": 1024},
+                 "description": "the phone's health, JSON (docs/sync-protocol.md, Device "
+                                "health); sent with a round's first push and pull; a bad one "
+                                "is 400 bad_health and nothing is applied"}
 UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
 SHA = {"name": "sha256", "in": "path", "required": True, "schema": schemas.SHA256}
 
@@ -226,6 +231,7 @@ def build() -> dict:
             "/api/sync/push": {"post": {
                 "security": BEARER,
                 "summary": "Apply queued mutations, exactly once and in order",
+                "parameters": [HEALTH_HEADER],
                 "requestBody": _body(push_body),
                 "responses": {"200": _json(PUSH_RESPONSE), **_errors(400, 401, 403, 413),
                               "503": {"description": "busy; nothing applied; see Retry-After"}},
@@ -239,6 +245,7 @@ def build() -> dict:
                      "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    HEALTH_HEADER,
                 ],
                 "responses": {"200": _json(PULL_RESPONSE), **_errors(400, 401)},
             }},

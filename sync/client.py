@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import http.client
 import json
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
+APP_VERSION = "reference-client"
 PUSH_BATCH = 100
 CHUNK_SIZE = 256 * 1024
 # Rejections a server restored from a backup can give although the phone is
@@ -99,6 +101,10 @@ class HttpTransport:
             connection.close()
 
 
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
 def new_state(client_id: str | None = None) -> dict:
     return {
         "client_id": client_id or str(uuid.uuid4()),
@@ -113,6 +119,8 @@ def new_state(client_id: str | None = None) -> dict:
         "photos": {},          # sha256 -> {"upload": url or None, "done": bool, "refused"?: error}
         "deferred": [],        # rejected mutations to send again (see RETRIED_REJECTIONS)
         "retries": {},         # record key -> times sent again
+        "oldest_unsynced_at": None,  # when the oldest mutation still queued was captured
+        "last_sync_at": None,
     }
 
 
@@ -185,6 +193,8 @@ class SyncClient:
         """Record a local change: it is held on the phone and queued for the server."""
         mutation = {"id": self.state["next_mutation_id"], "name": name, "args": args}
         self.state["next_mutation_id"] += 1
+        if not self.state["outbox"]:
+            self.state["oldest_unsynced_at"] = now_iso()
         self.state["outbox"].append(mutation)
         key = record_key(name, args)
         if name == "problem.edit" and key in self.state["captured"]:
@@ -203,15 +213,37 @@ class SyncClient:
 
     # Push -----------------------------------------------------------------
 
+    # Health -------------------------------------------------------------
+
+    def health(self) -> dict:
+        """What the phone reports of itself with a round's first push and pull
+        (``server/device_health.py``)."""
+        photos = [p for p in self.state["photos"].values()
+                  if not p["done"] and "refused" not in p]
+        return {
+            "app_version": APP_VERSION,
+            "unsynced_mutations": len(self.state["outbox"]) + len(self.state["deferred"]),
+            "unsynced_photos": len(photos),
+            "oldest_unsynced_at": self.state["oldest_unsynced_at"],
+            "last_sync_at": self.state["last_sync_at"],
+        }
+
+    def _health_header(self) -> dict:
+        return {"X-Device-Health": json.dumps(self.health())}
+
+    # Push -----------------------------------------------------------------
+
     def push(self) -> list[dict]:
         """Send the outbox in batches; drop what the server acknowledged."""
         results = []
+        first = True
         while self.state["outbox"]:
             batch = self.state["outbox"][:PUSH_BATCH]
             response = self.request("POST", "/api/sync/push", {
                 "client_id": self.state["client_id"], "schema_version": SCHEMA_VERSION,
                 "mutations": batch,
-            })
+            }, self._health_header() if first else None)
+            first = False
             if response.status != 200:
                 raise SyncError(response.status, response.json())
             body = response.json()
@@ -232,6 +264,8 @@ class SyncClient:
             self._defer_dependents(batch, body["results"])
             acknowledged = body["last_mutation_id"]
             self.state["outbox"] = [m for m in self.state["outbox"] if m["id"] > acknowledged]
+            if not self.state["outbox"]:
+                self.state["oldest_unsynced_at"] = None
             if body["gap"] or (self.state["outbox"] and
                                self.state["outbox"][0]["id"] != acknowledged + 1):
                 # The server forgot mutations it had acknowledged (a restore
@@ -394,12 +428,15 @@ class SyncClient:
     def pull(self, limit: int = 500) -> int:
         """Fetch changes until up to date; returns how many were applied."""
         applied = 0
+        first = True
         while True:
             query = urllib.parse.urlencode({
                 "client_id": self.state["client_id"], "cursor": self.state["cursor"],
                 "limit": limit,
             })
-            response = self.request("GET", f"/api/sync/pull?{query}")
+            response = self.request("GET", f"/api/sync/pull?{query}",
+                                    headers=self._health_header() if first else None)
+            first = False
             if response.status != 200:
                 raise SyncError(response.status, response.json())
             body = response.json()
@@ -435,6 +472,7 @@ class SyncClient:
                 break
         if applied or any(held["name"] != "problem.note" for held in self.state["deferred"]):
             self.requeue_deferred()
+        self.state["last_sync_at"] = now_iso()
 
     def records(self, entity: str) -> dict[str, dict]:
         prefix = f"{entity}:"

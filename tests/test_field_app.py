@@ -28,7 +28,7 @@ def test_shell_is_public_and_loads_one_module_without_inline_code(client):
     assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
     assert 'href="/static/app/app.css"' in html
     assert 'rel="manifest" href="/app/manifest.webmanifest"' in html
-    assert '<html lang="zh-CN">' in html
+    assert '<html lang="zh-CN" data-app-version="' in html
     assert "走访台账" in html
 
 

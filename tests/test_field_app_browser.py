@@ -3,7 +3,8 @@
 Offline capture, reload and restart with no signal, automatic sync with no
 duplicates, dropped connections, a service worker update while typing,
 revoked devices, editing a synced problem, return-visit notes with photos,
-Background Sync with no page open, signing out, and axe-core on every screen.
+Background Sync with no page open, signing out, the phone's health, and axe-core on every
+screen.
 Restores from backup: test_field_app_restore.py; what the phone keeps:
 test_field_app_housekeeping.py.
 """
@@ -963,3 +964,56 @@ def test_with_no_signal_or_a_failed_exchange_the_app_shows_its_sign_in_form(phon
     phone.set_offline(False)
     page.reload()
     signed_in_home(page)
+
+
+# Device health ---------------------------------------------------------------------
+
+
+AGE_RECORDS = """(hours) => new Promise((resolve, reject) => {
+    const open = indexedDB.open('fieldledger');
+    open.onsuccess = () => {
+      const tx = open.result.transaction('records', 'readwrite');
+      const store = tx.objectStore('records');
+      const all = store.getAll();
+      all.onsuccess = () => {
+        const old = new Date(Date.now() - hours * 3600000).toISOString();
+        for (const r of all.result) store.put({ ...r, updated: old });
+      };
+      tx.oncomplete = () => { open.result.close(); resolve(true); };
+      tx.onerror = () => reject(tx.error);
+    };
+  })"""
+
+
+def test_the_phone_reports_its_health_and_warns_of_records_left_unsynced(browser, server):
+    context = browser.new_context(**PHONE)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    sign_in(page, server, "field2")
+    version = page.evaluate("document.documentElement.dataset.appVersion")
+    rows = server.query("SELECT d.health FROM devices d WHERE d.user_id = ? AND d.health"
+                        " IS NOT NULL ORDER BY d.id DESC", [server.world.users["field2"]])
+    health = json.loads(rows[0][0])
+    assert health["app_version"] == version and len(version) == 20
+    assert health["storage_quota"] > 0 and health["unsynced_mutations"] == 0
+
+    context.set_offline(True)
+    page.get_by_text("离线").wait_for()
+    page.get_by_role("link", name="记民情").click()
+    page.get_by_label("反映内容").fill("村口桥栏杆松动")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 1)
+    poll(page, AGE_RECORDS, 50)
+    page.reload()
+    card = page.locator("section.health")
+    card.get_by_text("有 1 条记录已超过 50 小时没有同步到台账").wait_for()
+    if not page.evaluate("navigator.storage.persisted()"):
+        card.get_by_text("本机存储没有设为持久保存").wait_for()
+
+    context.set_offline(False)
+    home(page)
+    pending(page, 0)
+    page.reload()
+    page.get_by_text("没有待同步的记录").wait_for()
+    assert page.get_by_text("没有同步到台账").count() == 0
+    context.close()

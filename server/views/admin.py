@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import audit, auth, authz
+from server import audit, auth, authz, device_health
 from server.accounts import RESOURCE as USERS
 from server.areas import RESOURCE as AREAS
 from server.categories import RESOURCE as CATEGORIES
@@ -14,6 +14,7 @@ from server.i18n import gettext as _
 from server.resource import Resource
 from server.units import RESOURCE as UNITS
 from server.validation import ValidationError
+from server.views import field_app
 from server.web import page, page_number, redirect, render, store, user
 
 RESOURCES: tuple[Resource, ...] = (USERS, UNITS, AREAS, CATEGORIES)
@@ -138,21 +139,40 @@ def resource_routes(resource: Resource):
 # Devices ------------------------------------------------------------------
 
 
-def _devices(db, actor: authz.User, page_no: int):
+DEVICE_COLUMNS = ("d.id, d.name, d.created_at, d.last_seen_at, d.revoked_at, d.revoke_mode,"
+                  " d.health, d.health_at, u.username, u.display_name")
+DEVICES_PAGE = 50
+
+
+def _devices_at_risk(db, actor: authz.User, version: str) -> list[dict]:
+    """The phones in scope, not revoked, whose last report puts records at risk, worst
+    first. Read whole: a deployment has one phone per official, thousands at most."""
+    clause, params = authz.admin_scope(actor, "u")
+    rows = device_health.with_risks(list(db.query(
+        f"SELECT {DEVICE_COLUMNS} FROM devices d JOIN users u ON u.id = d.user_id"
+        f" WHERE {clause} AND d.revoked_at IS NULL AND d.health IS NOT NULL", params)), version)
+    return sorted((row for row in rows if row["risks"]),
+                  key=lambda row: (-len(row["risks"]), row["display_name"]))
+
+
+def _devices(db, actor: authz.User, page_no: int, only_at_risk: bool, version: str):
+    at_risk = _devices_at_risk(db, actor, version)
+    start = (page_no - 1) * DEVICES_PAGE
+    if only_at_risk:
+        return at_risk[start:start + DEVICES_PAGE], len(at_risk), len(at_risk)
     clause, params = authz.admin_scope(actor, "u")
     total = db.execute(
         f"SELECT count(*) FROM devices d JOIN users u ON u.id = d.user_id WHERE {clause}", params
     ).fetchone()[0]
     rows = list(
         db.query(
-            "SELECT d.id, d.name, d.created_at, d.last_seen_at, d.revoked_at, d.revoke_mode,"
-            " u.username, u.display_name FROM devices d JOIN users u ON u.id = d.user_id"
+            f"SELECT {DEVICE_COLUMNS} FROM devices d JOIN users u ON u.id = d.user_id"
             f" WHERE {clause} ORDER BY d.revoked_at IS NOT NULL, d.last_seen_at DESC"
-            " LIMIT 50 OFFSET ?",
-            [*params, (page_no - 1) * 50],
+            " LIMIT ? OFFSET ?",
+            [*params, DEVICES_PAGE, start],
         )
     )
-    return rows, total
+    return device_health.with_risks(rows, version), total, len(at_risk)
 
 
 def _revoke_in_scope(db, actor: authz.User, device_id: int, mode: str) -> None:
@@ -170,11 +190,14 @@ def _revoke_in_scope(db, actor: authz.User, device_id: int, mode: str) -> None:
 
 async def devices(request: Request):
     page_no = page_number(request)
-    rows, total = await store(request).read(_devices, user(request), page_no)
+    only_at_risk = request.query_params.get("risk") == "1"
+    rows, total, at_risk = await store(request).read(
+        _devices, user(request), page_no, only_at_risk, field_app.version())
     return render(
         request,
         "admin/devices.html",
-        {"devices": rows, "total": total, "page": page_no, "pages": max(1, -(-total // 50))},
+        {"devices": rows, "total": total, "page": page_no, "at_risk": at_risk,
+         "only_at_risk": only_at_risk, "pages": max(1, -(-total // DEVICES_PAGE))},
     )
 
 

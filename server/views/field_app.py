@@ -156,7 +156,7 @@ async def shell(request: Request):
     templates = request.app.state.templates
     return templates.TemplateResponse(
         request, SHELL_TEMPLATE,
-        {"modules": module_files(), "theme_color": THEME_COLOR},
+        {"modules": module_files(), "theme_color": THEME_COLOR, "version": version()},
         headers=NO_CACHE,
     )
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from server import device_health
 from server.errors import ApiError, NotFound
 from server.i18n import gettext as _
 from server.views.auth import read_json
@@ -30,7 +31,8 @@ def _busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _apply_push(db, current, body, device_id):
+def _apply_push(db, current, body, device_id, health):
+    device_health.record(db, device_id, health)
     """The push's answer, and the latest version once its effects are in."""
     return push.apply_push(db, current, body, device_id), latest_version(db)
 
@@ -42,12 +44,20 @@ async def _mark_served(request: Request, version: int, epoch: str) -> None:
     await run_in_threadpool(raise_mark, photo_store(request).root, version, epoch)
 
 
+def _health(request: Request) -> dict | None:
+    try:
+        return device_health.parse(request.headers.get(device_health.HEADER))
+    except device_health.BadHealth as error:
+        raise ApiError(400, error.code, error.message) from None
+
+
 async def sync_push(request: Request):
     body = await read_json(request)
+    health = _health(request)
     device = getattr(request.state, "device", None)
     try:
         result, latest = await store(request).write(
-            _apply_push, user(request), body, device.id if device else None
+            _apply_push, user(request), body, device.id if device else None, health
         )
     except BadRequest as error:
         status = 403 if error.code == "client_owner" else 400
@@ -90,6 +100,10 @@ async def sync_pull(request: Request):
     cursor = _int_param(request, "cursor", 0, 0, pull.MAX_CURSOR, _("sync.bad.cursor"))
     limit = _int_param(request, "limit", pull.DEFAULT_LIMIT, 1, pull.MAX_LIMIT,
                        _("sync.bad.limit", max=pull.MAX_LIMIT))
+    health = _health(request)
+    device = getattr(request.state, "device", None)
+    if health is not None and device is not None:
+        await store(request).write(device_health.record, device.id, health)
     result = await store(request).read(_read_pull_snapshot, user(request), client_id, cursor,
                                        limit)
     if "latest_version" in result:

@@ -5,6 +5,7 @@ import { h, t, field, button, toast, when, megabytes } from './ui.js';
 import * as db from './db.js';
 import * as state from './state.js';
 import { passwordCard } from './password.js';
+import * as health from './health.js';
 import { login, loginFromSession, status as syncStatus, syncNow, NetworkError, pendingCount, unsyncedCount, refusedPhotoCount, signOut } from './sync.js';
 
 function deviceName() {
@@ -77,15 +78,24 @@ function signInForm(username, again) {
   return form;
 }
 
+// What puts this phone's unsynced records at risk, in plain words (none: no card).
+async function healthCard() {
+  const found = health.risks(await health.collect());
+  if (!found.length) return '';
+  return h('section', { class: 'card health', 'aria-labelledby': 'health-title' },
+    h('h2', { id: 'health-title' }, t('health.title')),
+    found.map((risk) => h('p', { class: 'warning' }, t(`health.${risk.kind}`, risk.words))));
+}
+
 async function storageCard() {
   const part = h('section', { class: 'card storage', 'aria-labelledby': 'storage-title' }, h('h2', { id: 'storage-title' }, t('storage.title')));
   if (!navigator.storage) return part;
   const persisted = navigator.storage.persisted ? await navigator.storage.persisted() : false;
-  part.append(h('p', null, persisted ? t('storage.persistent') : t('storage.not_persistent')));
+  // Not persisted is a risk, said in the health card above.
+  if (persisted) part.append(h('p', null, t('storage.persistent')));
   if (navigator.storage.estimate) {
     const { usage = 0, quota = 0 } = await navigator.storage.estimate();
     part.append(h('p', null, t('storage.usage', { used: megabytes(usage), quota: megabytes(quota) })));
-    if (quota && usage / quota > 0.8) part.append(h('p', { class: 'warning', role: 'alert' }, t('storage.almost_full')));
   }
   const ios = /iPad|iPhone|iPod/.test(navigator.userAgent);
   const standalone = navigator.standalone || matchMedia('(display-mode: standalone)').matches;
@@ -209,6 +219,7 @@ export async function homeScreen(view) {
       h('a', { class: 'btn btn-big', href: '#/diary' }, t('home.diary')),
       h('a', { class: 'btn btn-big', href: '#/problem' }, t('home.problem'))),
     syncCard,
+    await healthCard(),
     rejectedCard || '',
     h('nav', { class: 'links', 'aria-label': t('home.more') },
       h('a', { class: 'btn', href: '#/records' }, t('home.records')),

@@ -7,6 +7,8 @@
 
 const CACHE = `fl-app-${CONFIG.version}`;
 const ASSETS = new Set(CONFIG.assets);
+// The app's version, for the health the sync client reports from this worker.
+self.FL_APP_VERSION = CONFIG.version;
 const SHELL_TIMEOUT_MS = 3000;
 
 self.addEventListener('install', (event) => {

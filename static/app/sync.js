@@ -6,6 +6,7 @@
 // through a BroadcastChannel ("fl-sync"): {type: "changed" | "status" | "wiped"}.
 
 import * as db from './db.js';
+import * as health from './health.js';
 
 export const SCHEMA_VERSION = 1;
 const PUSH_BATCH = 100;
@@ -469,13 +470,16 @@ async function applyPushResult(batch, body) {
   });
 }
 
+// The phone's health goes with the first push and the first pull of a round.
+const healthHeaders = async () => ({ 'X-Device-Health': await health.header() });
+
 async function push(token, clientId) {
   let resent = false;
   for (let round = 0; round < 1000; round += 1) {
     const batch = await db.tx('outbox', 'readonly', (s) => s.outbox.getAll(undefined, PUSH_BATCH));
     if (!batch.length) break;
     const response = await check(await send('POST', '/api/sync/push', {
-      token,
+      token, headers: round === 0 ? await healthHeaders() : {},
       json: { client_id: clientId, schema_version: SCHEMA_VERSION,
         mutations: batch.map(({ id, name, args }) => ({ id, name, args })) },
     }), 200);
@@ -579,7 +583,8 @@ async function pull(token, clientId) {
   for (let round = 0; round < 10000; round += 1) {
     const cursor = (await db.getMeta('cursor')) || 0;
     const query = new URLSearchParams({ client_id: clientId, cursor: String(cursor), limit: '500' });
-    const response = await check(await send('GET', `/api/sync/pull?${query}`, { token }), 200);
+    const headers = round === 0 ? await healthHeaders() : {};
+    const response = await check(await send('GET', `/api/sync/pull?${query}`, { token, headers }), 200);
     const body = await response.json();
     const restart = await db.tx(['pulled', 'meta', 'outbox', 'records', 'photos'], 'readwrite', async (s) => {
       const epoch = (await s.meta.get('epoch'))?.v;
