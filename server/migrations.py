@@ -1093,5 +1093,12 @@ def m022_device_health(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m024_ask_reporter(db: sqlite_utils.Database) -> None:
+    """The office's question to a problem's reporter (请补充), open until the reporter adds a
+    note to the problem (``problems.info_request``: the question, NULL when none is open)."""
+    run_script(db, "ALTER TABLE problems ADD COLUMN info_request TEXT;")
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     migrations.apply(db)

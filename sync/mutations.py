@@ -346,7 +346,8 @@ def problem_note(db, ctx: Context, args: dict) -> None:
         return  # already recorded: events are append-only
     clause, params = authz.problem_scope(ctx.user, "p")
     row = db.execute(
-        f"SELECT p.id, p.status, p.merged_into FROM problems p WHERE p.id = ? AND {clause}",
+        f"SELECT p.id, p.status, p.merged_into, p.reporter_id, p.info_request FROM problems p"
+        f" WHERE p.id = ? AND {clause}",
         [args["problem_id"], *params],
     ).fetchone()
     if row is None:
@@ -370,6 +371,10 @@ def problem_note(db, ctx: Context, args: dict) -> None:
         data = {"lat": args["lat"], "lng": args["lng"]}
     if problem_id != args["problem_id"]:
         data["via"] = args["problem_id"]
+    if problem_id == row[0] and row[3] == ctx.user.id and row[4]:
+        # The reporter's note answers the office's question (请补充).
+        data["answers"] = "info_request"
+        sql.update(db, "problems", problem_id, {"info_request": None})
     _event(db, problem_id, "note", ctx.user.id, _stamp(args["at"], "at"),
            event_id=args["id"], note=args.get("note", ""), data=data)
     _link_photos(db, "event", args["id"], photos)

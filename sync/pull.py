@@ -129,7 +129,8 @@ PROBLEM_COLUMNS = (
     "id, ledger_no, reporter_id, visit_id, diary_id, area_id, place, lat, lng, category_id,"
     " urgency, description, resident_name, resident_phone, suggested_unit_id, source, status,"
     " lead_unit_id, deadline, deadline_provisional, solved_on_spot, supervision, found_at,"
-    " accepted_at, dispatched_at, closed_at, conflict, merged_into"
+    " accepted_at, dispatched_at, closed_at, conflict, merged_into, info_request,"
+    " return_visit_due, return_visit_result"
 )
 
 

@@ -1017,3 +1017,52 @@ def test_the_phone_reports_its_health_and_warns_of_records_left_unsynced(browser
     page.get_by_text("没有待同步的记录").wait_for()
     assert page.get_by_text("没有同步到台账").count() == 0
     context.close()
+
+
+# What waits on the official ---------------------------------------------------------
+
+
+def test_home_lists_what_waits_on_the_official_and_counts_today(browser, server):
+    import datetime as dt
+
+    from tests.ledger_helpers import add_problem
+
+    context = browser.new_context(**PHONE)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    sign_in(page, server, "field2")
+    page.get_by_text("暂无需要处理的问题。").wait_for()
+    page.get_by_role("link", name="记问题").click()
+    page.get_by_label("问题描述").fill("白石镇东门路灯不亮")
+    page.get_by_role("button", name="保存", exact=True).click()
+    pending(page, 0)
+    db = open_database(server.db_path)
+    yesterday = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=8) - dt.timedelta(days=1)).date()
+    with immediate(db):
+        db.execute("UPDATE problems SET info_request = '请补拍路灯杆编号' WHERE description = ?",
+                   ["白石镇东门路灯不亮"])
+    add_problem(db, server.world, reporter_id=server.world.users["office"], status="closed",
+                area_id=server.world.areas["v2"], description="杏花村水塘护栏已修复",
+                ledger_no="ZF-2026-009001", closed_at="2026-11-01T02:00:00+00:00",
+                return_visit_due=yesterday.isoformat())
+    db.close()
+    page.reload()
+    card = page.locator("section.work-card")
+    card.get_by_text("台账办公室请您补充").wait_for()
+    card.get_by_text("回头看到期").wait_for()
+    assert "记问题 1 个" in card.inner_text()
+    assert "请补拍路灯杆编号" in card.inner_text() and "ZF-2026-009001" in card.inner_text()
+
+    card.get_by_text("白石镇东门路灯不亮").click()
+    page.get_by_text("台账办公室请您补充：请补拍路灯杆编号").wait_for()
+    page.get_by_label("跟进情况").fill("杆号 BS-017")
+    page.get_by_role("button", name="保存跟进").click()
+    home(page)
+    pending(page, 0)
+    page.reload()
+    page.locator("section.work-card").get_by_text("回头看到期").wait_for()
+    assert page.locator("section.work-card").get_by_text("台账办公室请您补充").count() == 0
+    answered = server.query("SELECT info_request FROM problems WHERE description = ?",
+                            ["白石镇东门路灯不亮"])
+    assert answered == [(None,)]
+    context.close()

@@ -60,6 +60,11 @@ ACTIONS: dict[str, Action] = {
             frozenset({OFFICE}),
             fields=("category_id", "urgency", "note"),
         ),
+        # The office asks the reporter for more (a photo, the exact place): the question waits
+        # on the reporter's phone until they add a note to the problem (sync's problem.note).
+        Action("ask_reporter", ("submitted", "accepted"), None, frozenset({OFFICE}),
+               fields=("note",), required=("note",),
+               extra={"labels": {"note": "ask_reporter.question"}}),
         Action(
             "reject",
             ("submitted",),
@@ -363,6 +368,13 @@ def _accept(db, user, problem, data, note):
     return changes, {"ledger_no": changes["ledger_no"]}, None
 
 
+def _ask_reporter(db, user, problem, data, note):
+    if problem.get("source") == "hotline":
+        # Typed in by the office from a call: there is no official in the field to ask.
+        raise TransitionError(_("ask_reporter.hotline"))
+    return {"info_request": note}, {"reporter_id": problem["reporter_id"]}, None
+
+
 def _reject(db, user, problem, data, note):
     return {"closed_at": clock.now_iso()}, {}, None
 
@@ -553,6 +565,7 @@ def _resolve_conflict(db, user, problem, data, note):
 
 APPLY = {
     "accept": _accept,
+    "ask_reporter": _ask_reporter,
     "reject": _reject,
     "merge": _merge,
     "dispatch": _dispatch,

@@ -1,7 +1,7 @@
 // Home (工作台): the visit in progress, quick capture, sync status, rejected
 // items, storage, password change, sign-out; the sign-in form when there is no token.
 
-import { h, t, field, button, toast, when, megabytes } from './ui.js';
+import { h, t, field, button, toast, when, megabytes, clip, haversine, distanceText } from './ui.js';
 import * as db from './db.js';
 import * as state from './state.js';
 import { passwordCard } from './password.js';
@@ -76,6 +76,57 @@ function signInForm(username, again) {
     }
   });
   return form;
+}
+
+// The day's local (Asia/Shanghai) date of a timestamp, as the office counts days.
+const LOCAL_DAY = new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Shanghai' });
+const localDay = (iso) => (iso ? LOCAL_DAY.format(new Date(iso)) : '');
+
+// The official's last known position, found in the background (home never waits for it).
+let lastPosition = null;
+function refreshPosition() {
+  state.mayLocate().then((granted) => (granted ? state.locate() : null)).then((found) => {
+    if (found) lastPosition = found;
+  });
+}
+
+// Problems that wait on this official: the office's questions on their reports (请补充),
+// and 回头看 due in their area; nearest first when the position is known (without asking
+// for it here). Then what today's work came to.
+async function workCard(user) {
+  const today = localDay(new Date().toISOString());
+  const notes = await state.records('note');
+  const notedAfter = (id, day) => notes.some((n) => n.args.problem_id === id && localDay(n.args.at) >= day);
+  const waiting = [];
+  for (const p of await state.pulledProblems()) {
+    if (p.info_request && user && p.reporter_id === user.id && ['submitted', 'accepted'].includes(p.status)
+      && !notedAfter(p.id, localDay(p.accepted_at || p.found_at))) {
+      waiting.push({ p, why: t('work.info_request'), detail: p.info_request });
+    } else if (p.status === 'closed' && p.return_visit_due && !p.return_visit_result
+      && p.return_visit_due <= today && !notedAfter(p.id, p.return_visit_due)) {
+      waiting.push({ p, why: t('work.return_visit_due'), detail: p.return_visit_due });
+    }
+  }
+  refreshPosition();
+  const position = lastPosition;
+  for (const item of waiting) {
+    const { p } = item;
+    item.d = position && p.lat != null && p.lng != null ? haversine(position.lat, position.lng, p.lat, p.lng) : null;
+  }
+  waiting.sort((a, b) => (a.d ?? Infinity) - (b.d ?? Infinity)
+    || String(a.p.return_visit_due || a.p.found_at).localeCompare(String(b.p.return_visit_due || b.p.found_at)));
+  const records = await state.records();
+  const ofToday = (kind, field) => records.filter((r) => r.kind === kind && localDay(r.args[field]) === today).length;
+  return h('section', { class: 'card work-card', 'aria-labelledby': 'work-title' },
+    h('h2', { id: 'work-title' }, t('work.title')),
+    waiting.length ? h('ul', { class: 'rows' }, waiting.map(({ p, why, detail, d }) => h('li', { class: 'row' },
+      h('a', { href: `#/area/${p.id}`, class: 'row-link' },
+        h('span', { class: 'row-kind' }, why),
+        h('span', { class: 'row-text' }, clip(p.description, 40)),
+        h('span', { class: 'row-meta' }, [p.ledger_no, clip(detail, 40), d !== null ? distanceText(d) : null].filter(Boolean).join(' · ')))))) :
+      h('p', { class: 'muted' }, t('work.empty')),
+    h('p', { class: 'today' }, h('strong', null, t('work.today')), ' ',
+      t('work.today_counts', { visits: ofToday('visit', 'started_at'), people: ofToday('diary', 'recorded_at'), problems: ofToday('problem', 'found_at') })));
 }
 
 // What puts this phone's unsynced records at risk, in plain words (none: no card).
@@ -220,6 +271,7 @@ export async function homeScreen(view) {
       h('a', { class: 'btn btn-big', href: '#/problem' }, t('home.problem'))),
     syncCard,
     await healthCard(),
+    meta.auth === 'ok' ? await workCard(meta.user) : '',
     rejectedCard || '',
     h('nav', { class: 'links', 'aria-label': t('home.more') },
       h('a', { class: 'btn', href: '#/records' }, t('home.records')),

@@ -166,8 +166,12 @@ export async function problemDetail(view, id) {
     [t('area.deadline'), deadline(p)],
     [t('problem.resident_name'), [p.resident_name, p.resident_phone].filter(Boolean).join(' ')],
   ].filter(([, value]) => value);
+  const asked = p.info_request && ['submitted', 'accepted'].includes(p.status)
+    ? h('div', { class: 'notice', role: 'note' }, h('p', null, h('strong', null, t('area.info_request', { question: p.info_request }))),
+      h('p', null, t('area.info_request_hint'))) : null;
   view.replaceChildren(h('section', { class: 'card' },
     h('h1', null, t('area.detail_title')),
+    asked,
     h('p', { class: 'lead' }, p.description),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
     await photoList(p.photos),
