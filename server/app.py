@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.templating import Jinja2Templates
 
-from server import accounts, auth, i18n
+from server import accounts, admission, auth, i18n
 from server.db import Store
 from server.drafts import DraftStore
 from server.errors import EXCEPTION_HANDLERS
@@ -28,6 +28,11 @@ def photos_dir(db_path: str | Path) -> Path:
     return Path(f"{db_path}.photos")
 
 
+# Seconds a pull or an upload refused for a busy server is told to wait (clients add jitter).
+PULL_RETRY_SECONDS = 2
+UPLOAD_RETRY_SECONDS = 3
+
+
 @dataclass(frozen=True)
 class Settings:
     # Force the Secure flag on cookies even when the app sees plain HTTP
@@ -37,6 +42,10 @@ class Settings:
     # sign-in is answered 503 at once (server/auth.py, PasswordChecks).
     password_checks: int = os.cpu_count() or 1
     password_check_queue: int = 8 * (os.cpu_count() or 1)
+    # Pulls and photo uploads running at once; beyond these a request is answered 503 with
+    # Retry-After at once (server/admission.py). Each runs on a thread of its own.
+    pull_concurrency: int = 4 * (os.cpu_count() or 1)
+    upload_concurrency: int = 4 * (os.cpu_count() or 1)
 
 
 def make_templates() -> Jinja2Templates:
@@ -55,6 +64,8 @@ def create_app(
     secure_cookies: bool = False,
     password_checks: int | None = None,
     password_check_queue: int | None = None,
+    pull_concurrency: int | None = None,
+    upload_concurrency: int | None = None,
 ) -> Starlette:
     store = Store(db_path)
     settings = Settings(secure_cookies=secure_cookies)
@@ -63,6 +74,10 @@ def create_app(
                            password_check_queue=8 * password_checks)
     if password_check_queue is not None:
         settings = replace(settings, password_check_queue=password_check_queue)
+    if pull_concurrency is not None:
+        settings = replace(settings, pull_concurrency=pull_concurrency)
+    if upload_concurrency is not None:
+        settings = replace(settings, upload_concurrency=upload_concurrency)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -89,6 +104,10 @@ def create_app(
     app.state.password_checks = auth.PasswordChecks(
         settings.password_checks, settings.password_check_queue
     )
+    app.state.gates = {
+        "pull": admission.Gate("pull", settings.pull_concurrency, PULL_RETRY_SECONDS),
+        "upload": admission.Gate("upload", settings.upload_concurrency, UPLOAD_RETRY_SECONDS),
+    }
     app.state.templates = make_templates()
     app.state.photos = PhotoStore(photos_dir(db_path))
     app.state.upload_locks = {}

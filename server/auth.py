@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ import sqlite_utils
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from server import authz
+from server import admission, authz
 from server.timeutil import now_iso, parse_iso, to_iso, utcnow
 
 T = TypeVar("T")
@@ -32,6 +32,8 @@ SESSION_LIFETIME = dt.timedelta(hours=12)
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES = 5
 MAX_ACCOUNT_FAILURES = 20
+# How often a sign-in waiting for its password check looks whether its client is still there.
+GONE_POLL_SECONDS = 0.5
 # Seconds a sign-in refused for a busy server is told to wait (Retry-After).
 BUSY_RETRY_SECONDS = 5
 # New device tokens one web session may obtain for its user (see
@@ -66,6 +68,12 @@ class Busy(AuthError):
     """Too many password checks are running and waiting: try again in a moment."""
 
     code = "busy"
+
+
+class ClientGone(AuthError):
+    """The client hung up before its password was checked: nothing was checked."""
+
+    code = "client_gone"
 
 
 class InvalidToken(AuthError):
@@ -164,6 +172,11 @@ def reserve_attempt(db: sqlite_utils.Database, username: str, address: str) -> i
     ).last_pk
 
 
+def forget_attempt(db: sqlite_utils.Database, attempt_id: int) -> None:
+    """Drop a reserved attempt whose password was never checked (its client hung up)."""
+    db.execute("DELETE FROM login_attempts WHERE id = ?", [attempt_id])
+
+
 def finish_attempt(db: sqlite_utils.Database, attempt_id: int, ok: bool) -> int:
     """Record how a reserved attempt went; return the lock minutes now in force (0: none)."""
     row = db.execute(
@@ -187,35 +200,45 @@ class PasswordChecks:
     """Runs password checks (argon2: slow, and 64 MiB of memory each) on ``workers``
     threads of their own, so that no more than that many run at once. At most
     ``queue`` more may wait; beyond that ``admission`` refuses at once with ``Busy``
-    rather than letting a flood of sign-ins queue without end."""
+    rather than letting a flood of sign-ins queue without end (``server/admission.py``).
+    A check whose client has gone while it waited is not run (``run``'s ``gone``)."""
 
     def __init__(self, workers: int, queue: int):
         self.workers = max(1, workers)
-        self.capacity = self.workers + max(0, queue)
+        self.gate = admission.Gate("sign-in", self.workers + max(0, queue), BUSY_RETRY_SECONDS)
+        self.capacity = self.gate.capacity
         self._lock = threading.Lock()
-        self._admitted = 0
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @contextlib.contextmanager
     def admission(self) -> Iterator[None]:
-        with self._lock:
-            if self._admitted >= self.capacity:
-                raise Busy()
-            self._admitted += 1
         try:
-            yield
-        finally:
-            with self._lock:
-                self._admitted -= 1
+            with self.gate.admit():
+                yield
+        except admission.Full:
+            raise Busy() from None
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any,
+                  gone: Callable[[], Awaitable[bool]] | None = None) -> T:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     max_workers=self.workers, thread_name_prefix="fieldledger-password"
                 )
             pool = self._pool
-        return await asyncio.wrap_future(pool.submit(fn, *args))
+        job = pool.submit(fn, *args)
+        future = asyncio.wrap_future(job)
+        if gone is None:
+            return await future
+        while True:
+            done, _pending = await asyncio.wait({future}, timeout=GONE_POLL_SECONDS)
+            if done:
+                return future.result()
+            if await gone():
+                # Still queued: it never runs. Already running: its answer is not wanted.
+                job.cancel()
+                future.cancel()
+                raise ClientGone()
 
     def close(self) -> None:
         with self._lock:
@@ -250,7 +273,8 @@ def password_matches(candidate: LoginCandidate, password: str) -> bool:
 
 
 async def sign_in(
-    store, checks: PasswordChecks, username: str, password: str, address: str
+    store, checks: PasswordChecks, username: str, password: str, address: str,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> int:
     """Check a username and password from a source address; return the user id or
     raise an ``AuthError``.
@@ -282,7 +306,12 @@ async def sign_in(
     with checks.admission():
         attempt = await store.write(reserve_attempt, username, address)
         candidate = await store.read(find_login, username)
-        ok = await checks.run(password_matches, candidate, password)
+        try:
+            ok = await checks.run(password_matches, candidate, password, gone=gone)
+        except ClientGone:
+            # Not checked: the attempt leaves the window as if it was never made.
+            await store.write(forget_attempt, attempt)
+            raise
         locked = await store.write(finish_attempt, attempt, ok)
     if ok:
         return candidate.user_id

@@ -32,6 +32,8 @@ def cmd_serve(args) -> int:
         secure_cookies=args.secure_cookies,
         password_checks=args.password_checks,
         password_check_queue=args.password_check_queue,
+        pull_concurrency=args.pull_concurrency,
+        upload_concurrency=args.upload_concurrency,
     )
     print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {args.db})")
     print(f"Field app (手机走访 App), for phones: http://{args.host}:{args.port}/app/")
@@ -265,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
             type=int,
             default=None,
             help="sign-ins that may wait for a check before 503 (default: 8 x checks)",
+        )
+        sub.add_argument(
+            "--pull-concurrency", type=int, default=None,
+            help="pulls run at once before 503 (default: 4 x CPUs)",
+        )
+        sub.add_argument(
+            "--upload-concurrency", type=int, default=None,
+            help="photo uploads run at once before 503 (default: 4 x CPUs)",
         )
 
     serve = commands.add_parser("serve", help="run the web server")

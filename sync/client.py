@@ -101,6 +101,16 @@ class HttpTransport:
             connection.close()
 
 
+def backoff(attempt: int, cap: float = 30.0) -> float:
+    """Seconds before try ``attempt + 1``: doubling from 0.2 s up to ``cap``, with jitter."""
+    return min(cap, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def retry_after(response: Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
@@ -139,11 +149,13 @@ def record_key(name: str, args: dict) -> str:
 
 class SyncClient:
     def __init__(self, transport: Transport, state: dict | None = None,
-                 sleep: Callable[[float], None] = time.sleep, max_attempts: int = 6):
+                 sleep: Callable[[float], None] = time.sleep, max_attempts: int = 6,
+                 max_busy_attempts: int = 40):
         self.transport = transport
         self.state = state or new_state()
         self.sleep = sleep
-        self.max_attempts = max_attempts
+        self.max_attempts = max_attempts  # network errors and time-outs
+        self.max_busy_attempts = max_busy_attempts  # 503 answers (a busy server)
         # Photo bytes live on the phone until uploaded; kept out of the JSON state.
         self.photo_bytes: dict[str, bytes] = {}
         # How many times this client started over after a restore.
@@ -158,25 +170,31 @@ class SyncClient:
         return headers
 
     def request(self, method: str, path: str, body=None, headers=None, retry=True) -> Response:
-        """Send with exponential backoff and jitter on network errors and 503s."""
+        """Send; on a network error or time-out try again after an exponential backoff with
+        jitter, and on a 503 after the ``Retry-After`` the server gave, stretched by a random
+        factor up to two, so that phones refused together do not come back together."""
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         all_headers = self._headers(headers)
         if isinstance(body, dict):
             all_headers["Content-Type"] = "application/json"
-        for attempt in range(self.max_attempts):
+        failures = busy = 0
+        while True:
             try:
                 response = self.transport(method, path, all_headers, data)
             except TransportError:
-                if not retry or attempt == self.max_attempts - 1:
+                failures += 1
+                if not retry or failures >= self.max_attempts:
                     raise
+                delay = backoff(failures - 1)
             else:
                 if response.status != 503 or not retry:
                     return response
-                if attempt == self.max_attempts - 1:
+                busy += 1
+                if busy >= self.max_busy_attempts:
                     return response
-            delay = min(30.0, 0.2 * 2**attempt)
-            self.sleep(delay * random.uniform(0.5, 1.0))
-        raise AssertionError("unreachable")
+                delay = retry_after(response) or backoff(busy - 1)
+                delay *= random.uniform(1.0, 2.0)
+            self.sleep(delay)
 
     def login(self, username: str, password: str, device_name: str = "reference client"):
         response = self.request("POST", "/api/login", {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server import auth, authz, drafts
+from server import admission, auth, authz, drafts
 from server.errors import ApiError, json_error
 from server.i18n import gettext as _
 from server.validation import Field, Schema, ValidationError
@@ -68,7 +68,7 @@ def client_address(request: Request) -> str:
 async def sign_in(request: Request, username: str, password: str) -> int:
     return await auth.sign_in(
         store(request), request.app.state.password_checks, username, password,
-        client_address(request),
+        client_address(request), gone=lambda: admission.client_gone(request),
     )
 
 

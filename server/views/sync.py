@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from server import device_health
+from server import admission, device_health
 from server.errors import ApiError, NotFound
 from server.i18n import gettext as _
 from server.views.auth import read_json
@@ -101,11 +101,18 @@ async def sync_pull(request: Request):
     limit = _int_param(request, "limit", pull.DEFAULT_LIMIT, 1, pull.MAX_LIMIT,
                        _("sync.bad.limit", max=pull.MAX_LIMIT))
     health = _health(request)
-    device = getattr(request.state, "device", None)
-    if health is not None and device is not None:
-        await store(request).write(device_health.record, device.id, health)
-    result = await store(request).read(_read_pull_snapshot, user(request), client_id, cursor,
-                                       limit)
+    gate = request.app.state.gates["pull"]
+    try:
+        with gate.admit():
+            if await admission.client_gone(request):
+                return Response(status_code=204)  # nobody to read it
+            device = getattr(request.state, "device", None)
+            if health is not None and device is not None:
+                await store(request).write(device_health.record, device.id, health)
+            result = await store(request).read(_read_pull_snapshot, user(request), client_id,
+                                               cursor, limit)
+    except admission.Full:
+        return admission.busy(gate)
     if "latest_version" in result:
         await _mark_served(request, result.pop("latest_version"), result["epoch"])
     return JSONResponse(result)
@@ -190,9 +197,15 @@ async def tus_patch(request: Request):
     lock = _locks(request).setdefault(upload_id, asyncio.Lock())
     if lock.locked():
         return _tus_error(uploads.UploadError(409, "busy_upload", "another PATCH is running"))
+    gate = request.app.state.gates["upload"]
     async with lock:
         try:
-            return await _patch(request, upload_id)
+            with gate.admit():
+                return await _patch(request, upload_id)
+        except admission.Full:
+            response = admission.busy(gate)
+            response.headers.update(TUS_HEADERS)
+            return response
         except uploads.UploadError as error:
             return _tus_error(error)
         finally:

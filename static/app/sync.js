@@ -230,8 +230,10 @@ async function send(method, path, { json, body, headers = {}, token, timeout = R
       if (response) return response;
       throw new NetworkError('network');
     }
+    // A busy server says when to come back; phones refused together spread out over
+    // up to twice that, so they do not all come back together.
     const retryAfter = response && Number(response.headers.get('Retry-After'));
-    await sleep(retryAfter ? retryAfter * 1000 : backoff(attempt));
+    await sleep(retryAfter ? retryAfter * 1000 * (1 + Math.random()) : backoff(attempt));
   }
 }
 

@@ -1,0 +1,159 @@
+"""server/admission.py: pulls and uploads beyond their bound are answered 503 with
+Retry-After at once; a sign-in whose client has gone is not checked; the reference client
+waits the time it is told, with jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from server import admission, auth
+from sync.client import Response, SyncClient
+from tests.sync_helpers import jpeg, new_id, phone
+from tests.test_uploads import Tus, sha256
+
+
+def test_a_gate_admits_up_to_its_capacity_and_refuses_the_next():
+    gate = admission.Gate("pull", 2, 3)
+    with gate.admit(), gate.admit():
+        assert gate.inside == 2
+        with pytest.raises(admission.Full), gate.admit():
+            pass
+    assert gate.inside == 0 and gate.refused == 1
+    with gate.admit():
+        assert gate.inside == 1
+
+
+def test_a_pull_beyond_the_bound_is_busy_at_once(client, app):
+    token_phone = phone(client, "field1")
+    gate = app.state.gates["pull"]
+    url = f"/api/sync/pull?client_id={new_id()}&cursor=0"
+    with contextlib_admit_all(gate):
+        started = time.perf_counter()
+        response = token_phone.request("GET", url, retry=False)
+        assert time.perf_counter() - started < 1
+    assert response.status == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["error"] == {"code": "busy",
+                                        "message": "服务器正忙，请 2 秒后再试（App 会自动重试）。"}
+    assert token_phone.request("GET", url, retry=False).status == 200
+
+
+def test_an_upload_beyond_the_bound_is_busy_and_keeps_no_bytes(client, app, world):
+    tus = Tus(client, "field1")
+    data = jpeg()
+    url = tus.start(data)
+    with contextlib_admit_all(app.state.gates["upload"]):
+        response = tus.patch(url, 0, data)
+    assert response.status_code == 503 and response.headers["tus-resumable"] == "1.0.0"
+    assert response.headers["retry-after"] == "3"
+    assert tus.offset(url) == 0
+    assert tus.patch(url, 0, data).status_code == 204 and tus.photo(sha256(data)).status_code == 200
+
+
+class contextlib_admit_all:  # noqa: N801 (used as a context manager)
+    """Fill a gate from the test, as many requests in flight would."""
+
+    def __init__(self, gate: admission.Gate):
+        self.gate = gate
+        self.held = []
+
+    def __enter__(self):
+        for _ in range(self.gate.capacity):
+            held = self.gate.admit()
+            held.__enter__()
+            self.held.append(held)
+        return self
+
+    def __exit__(self, *exc):
+        for held in self.held:
+            held.__exit__(None, None, None)
+
+
+# Sign-in: a client that has gone is not checked --------------------------------------
+
+
+def test_a_queued_password_check_whose_client_has_gone_never_runs(monkeypatch):
+    monkeypatch.setattr(auth, "GONE_POLL_SECONDS", 0.05)
+    checks = auth.PasswordChecks(workers=1, queue=4)
+    release = threading.Event()
+    ran = []
+
+    def slow():
+        release.wait(5)
+        ran.append("slow")
+
+    async def scenario():
+        first = asyncio.ensure_future(checks.run(slow))
+        await asyncio.sleep(0.05)
+
+        async def gone():
+            return True
+
+        with pytest.raises(auth.ClientGone):
+            await checks.run(lambda: ran.append("queued"), gone=gone)
+        release.set()
+        await first
+
+    asyncio.run(scenario())
+    checks.close()
+    assert ran == ["slow"]
+
+
+def test_a_sign_in_whose_client_has_gone_counts_no_attempt(app, client, db, monkeypatch):
+    async def gone():
+        return True
+
+    monkeypatch.setattr(auth, "GONE_POLL_SECONDS", 0.01)
+
+    def slow_match(candidate, password):
+        time.sleep(0.2)
+        return True
+
+    monkeypatch.setattr(auth, "password_matches", slow_match)
+
+    async def scenario():
+        with pytest.raises(auth.ClientGone):
+            await auth.sign_in(app.state.store, app.state.password_checks, "field1", "x",
+                               "203.0.113.9", gone=gone)
+
+    asyncio.run(scenario())
+    assert db.execute("SELECT count(*) FROM login_attempts WHERE address = '203.0.113.9'"
+                      ).fetchone() == (0,)
+
+
+# The reference client backs off --------------------------------------------------------
+
+
+def busy_then_ok(busy_answers: int, retry_after: str | None):
+    calls = []
+
+    def transport(method, path, headers, body):
+        calls.append(path)
+        if len(calls) <= busy_answers:
+            headers = {"retry-after": retry_after} if retry_after else {}
+            return Response(503, headers, b'{"error": {"code": "busy", "message": "busy"}}')
+        return Response(200, {}, b"{}")
+
+    return transport, calls
+
+
+def test_the_reference_client_waits_retry_after_stretched_by_jitter():
+    transport, calls = busy_then_ok(5, "4")
+    pauses: list[float] = []
+    client = SyncClient(transport, sleep=pauses.append)
+    assert client.request("GET", "/api/sync/pull").status == 200
+    assert len(calls) == 6 and len(pauses) == 5
+    assert all(4 <= pause <= 8 for pause in pauses) and len(set(pauses)) > 1
+
+
+def test_without_retry_after_it_backs_off_exponentially_and_gives_up_in_the_end():
+    transport, calls = busy_then_ok(100, None)
+    pauses: list[float] = []
+    client = SyncClient(transport, sleep=pauses.append, max_busy_attempts=8)
+    assert client.request("GET", "/api/sync/pull").status == 503
+    assert len(calls) == 8 and len(pauses) == 7
+    assert pauses[-1] > pauses[0]
