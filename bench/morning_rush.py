@@ -1,0 +1,167 @@
+"""Benchmark: a morning rush. Many phones sign in, pull and push at once against one server.
+
+    .venv/bin/python bench/morning_rush.py [--devices 1000] [--mutations 5] [--problems 10000]
+
+A demo ledger of ``--problems`` is built once under /tmp/morning_rush and copied; the copy
+gets one field account per device (as in the field: one official, one phone, one
+account; they share the demo official's area and password hash, so every sign-in costs a
+real argon2 check). The server runs under uvicorn in a child process; ``simulate`` (the
+``fieldledger simulate-devices`` load test) starts every device at once, each signing in,
+pulling, then capturing ``--mutations`` records with small photos in rounds and syncing
+after each. Printed: the load test's report, how long until every device was done, the
+server's peak resident memory (sampled every 0.1 s), and, once the wave is over, the
+latency of single pushes of one phone (p50, p99 over 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.db import open_database  # noqa: E402
+from server.demo import DEMO_PASSWORD, seed_demo  # noqa: E402
+from sync.client import HttpTransport, SyncClient  # noqa: E402
+from sync.ids import uuid7  # noqa: E402
+from sync.simulate import format_report, percentile, simulate  # noqa: E402
+
+CACHE = Path("/tmp/morning_rush")
+
+
+def prepare(problems: int, devices: int) -> Path:
+    CACHE.mkdir(exist_ok=True)
+    base = CACHE / f"demo-{problems}.db"
+    if not base.exists():
+        print(f"building a demo ledger of {problems:,} problems in {base} ...", flush=True)
+        db = open_database(base)
+        seed_demo(db, seed=1, problems=problems)
+        db.close()
+    path = CACHE / "rush.db"
+    for leftover in CACHE.glob("rush.db*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    shutil.copyfile(base, path)
+    if Path(f"{base}.photos").exists():
+        shutil.copytree(f"{base}.photos", f"{path}.photos")
+    open_database(path).close()  # migrate once, before the server starts
+    connection = sqlite3.connect(path)
+    with connection:
+        template = connection.execute(
+            "SELECT area_id, password_hash FROM users WHERE username = 'field'").fetchone()
+        connection.executemany(
+            "INSERT INTO users (username, display_name, phone, roles, area_id, password_hash,"
+            " active, created_at, updated_at) VALUES (?, ?, '', 'field', ?, ?, 1,"
+            " '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+            [(f"rush{n:04d}", f"走访干部{n:04d}", *template) for n in range(devices)])
+    connection.close()
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(path: Path, port: int) -> subprocess.Popen:
+    code = (
+        "import uvicorn; from server.app import create_app;"
+        f" uvicorn.run(create_app({str(path)!r}), host='127.0.0.1', port={port},"
+        " log_level='warning', backlog=4096)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    for _ in range(300):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class PeakMemory(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self.peak = max(self.peak, rss_kib(self.pid))
+            except OSError:
+                return
+            time.sleep(0.1)
+
+
+def single_pushes(base_url: str, count: int) -> list[float]:
+    client = SyncClient(HttpTransport(base_url, 60))
+    client.login("rush0000", DEMO_PASSWORD, "after the wave")
+    client.pull()
+    area = next(int(k) for k, a in client.records("area").items() if a["active"])
+    times = []
+    for n in range(count):
+        client.capture("diary.save", {
+            "id": uuid7(), "area_id": area, "person_kind": "resident",
+            "content": f"浪潮过后的单次推送 {n}", "recorded_at": "2026-12-06T09:00:00+08:00"})
+        started = time.perf_counter()
+        client.push()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--mutations", type=int, default=5)
+    parser.add_argument("--problems", type=int, default=10_000)
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+    path = prepare(args.problems, args.devices)
+    port = free_port()
+    server = start_server(path, port)
+    memory = PeakMemory(server.pid)
+    memory.start()
+    base_url = f"http://127.0.0.1:{port}"
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    try:
+        started = time.perf_counter()
+        report = simulate(base_url, [(f"rush{n:04d}", DEMO_PASSWORD)
+                                     for n in range(args.devices)],
+                          args.devices, args.mutations, concurrency=args.devices,
+                          photos=True, timeout=args.timeout, progress=print)
+        wave = time.perf_counter() - started
+        print(format_report(report))
+        print(f"the whole wave: {wave:.1f} s; server peak RSS {memory.peak / 1024:.0f} MiB")
+        pushes = single_pushes(base_url, 200)
+        print(f"single pushes after the wave: p50 {1000 * statistics.median(pushes):.1f} ms,"
+              f" p99 {1000 * percentile(pushes, 0.99):.1f} ms (200)")
+    finally:
+        memory.running = False
+        server.terminate()
+        server.wait(10)
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
