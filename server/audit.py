@@ -23,7 +23,8 @@ from server import authz
 from server.paging import PAGE_SIZE, Listing
 from server.timeutil import now_iso
 
-ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import")
+ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import",
+            "reasons")
 ACTIONS = ("create", "update", "revoke", "enter", "import")
 # The value recorded for a password that changed: never the password or its hash.
 PASSWORD_CHANGED = "changed"

@@ -564,8 +564,9 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
         signed = workflow.apply(db, handler, dispatched["id"], "sign", {"contacted": "1"})
         closed = workflow.apply(db, office, waiting["id"], "callback", {
             "method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
-        explained = workflow.apply(db, office, handling["id"], "close_explained",
-                                   {"note": "属于政策范围外，已向群众解释"})
+        explained = workflow.apply(
+            db, office, handling["id"], "close_explained",
+            {"reason_code": "policy", "note": "属于政策范围外，已向群众解释"})
         workflow.apply(db, office, dispatched["id"], "supervise", {
             "note": "请说明超时原因", "answer_by": (local_today() + dt.timedelta(3)).isoformat()})
     order = rows(db, "SELECT * FROM supervision_orders ORDER BY id DESC LIMIT 1")[0]
