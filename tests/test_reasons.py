@@ -199,6 +199,9 @@ def test_the_page_refuses_a_bad_reason_and_keeps_what_was_typed(login_as, db, wo
                          {"reason_code": "other", "note": "反映人已撤回"})
     assert response.status_code == 303
     assert db["problems"].get(problem_id)["reject_reason_code"] == "other"
+    # The timeline names the reason beside the note.
+    timeline = client.get(f"/problems/{problem_id}").text.split('id="timeline-h"')[1]
+    assert '<span class="reason">其他</span>' in timeline and "反映人已撤回" in timeline
 
 
 # The administration ------------------------------------------------------------------------

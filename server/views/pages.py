@@ -75,7 +75,10 @@ def _reason_context(db) -> dict:
              if "reasons" in action.extra}
     return {"reason_lists": lists,
             "reason_options": {name: reasons.options(db, list_name, active_only=True)
-                               for name, list_name in lists.items()}}
+                               for name, list_name in lists.items()},
+            # The timeline's labels, by (event kind, code): deactivated options included.
+            "reason_labels": {(reasons.KINDS[list_name], code): label for (list_name, code), label
+                              in reasons.labels(db).items()}}
 
 
 def _action_context(db, actor: authz.User, problem: dict) -> dict:
