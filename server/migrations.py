@@ -1081,19 +1081,6 @@ def m016_supervision(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m022_device_health(db: sqlite_utils.Database) -> None:
-    """The latest health a phone reported with a push or pull (``server/device_health.py``):
-    the JSON as sent, and when it came."""
-    run_script(
-        db,
-        """
-        ALTER TABLE devices ADD COLUMN health TEXT;
-        ALTER TABLE devices ADD COLUMN health_at TEXT;
-        """,
-    )
-
-
-@migrations()
 def m019_reasons(db: sqlite_utils.Database) -> None:
     """The reasons an office or a unit chooses from (``server/ledger/reasons.py``).
 
@@ -1149,6 +1136,18 @@ def m019_reasons(db: sqlite_utils.Database) -> None:
                  int(code == "other")],
             )
 
+
+@migrations()
+def m022_device_health(db: sqlite_utils.Database) -> None:
+    """The latest health a phone reported with a push or pull (``server/device_health.py``):
+    the JSON as sent, and when it came."""
+    run_script(
+        db,
+        """
+        ALTER TABLE devices ADD COLUMN health TEXT;
+        ALTER TABLE devices ADD COLUMN health_at TEXT;
+        """,
+    )
 
 def migrate(db: sqlite_utils.Database) -> None:
     migrations.apply(db)
