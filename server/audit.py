@@ -3,8 +3,9 @@
 ``record`` is called once in each place an administrator's change is written (a managed
 record's create and update in ``server/resource.py``, an import in ``server/importer.py``,
 a year's calendar in ``server/calendar_entry.py``, a device revocation in
-``server/views/admin.py``), inside that change's own write transaction, so a change and its
-entry are saved together or not at all. Values are what the administration forms show,
+``server/views/admin.py``, an option of the lists of reasons in
+``server/ledger/reasons.py``), inside that change's own write transaction, so a change and
+its entry are saved together or not at all. Values are what the administration forms show,
 with phone numbers masked (``server.masking.mask_phone``); a password is never recorded,
 only that it changed.
 
@@ -23,7 +24,8 @@ from server import authz
 from server.paging import PAGE_SIZE, Listing
 from server.timeutil import now_iso
 
-ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import")
+ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import",
+            "reasons")
 ACTIONS = ("create", "update", "revoke", "enter", "import")
 # The value recorded for a password that changed: never the password or its hash.
 PASSWORD_CHANGED = "changed"

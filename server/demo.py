@@ -416,23 +416,29 @@ OUTCOME_WEIGHTS = (88, 7, 4, 1)
 SUPERVISION_LEVELS = {"remind": "reminded", "supervise": "supervised", "flag": "flagged"}
 SUPERVISION_ORDER = ("none", "reminded", "supervised", "flagged")
 
+# (the reason's code in the list of server/ledger/reasons.py, the note)
 REJECT_NOTES = (
-    "属于司法程序处理事项，已告知群众通过诉讼途径解决",
-    "经核实反映情况与事实不符，已向群众解释说明",
-    "属于邻里纠纷，已引导群众通过人民调解解决",
-    "属于企业内部经营事项，不予立案",
+    ("out_of_scope", "属于司法程序处理事项，已告知群众通过诉讼途径解决"),
+    ("unreasonable", "经核实反映情况与事实不符，已向群众解释说明"),
+    ("out_of_scope", "属于邻里纠纷，已引导群众通过人民调解解决"),
+    ("out_of_scope", "属于企业内部经营事项，不予立案"),
+    ("duplicate", "与此前反映的问题重复，已告知群众办理进度"),
+    ("unverifiable", "反映内容不完整，且无法联系反映人核实"),
 )
 ACCEPT_NOTES = ("经核实，情况属实，予以立案", "立案办理", "情况属实，立案交办")
 MERGE_NOTE = "与已立案的同类问题重复，合并办理"
 RETURN_NOTE = "经核实不属于本单位职责，建议交由{unit}办理"
+RETURN_REASON = "not_our_duty"
 PROGRESS_NOTES = (
     "已组织人员现场勘查，制定整改方案", "已联系相关责任方，正在协调解决",
     "整改工作正在推进，预计近期完成", "已电话联系反映人，告知办理进度",
     "已申请专项资金，待批复后实施",
 )
-EXTENSION_NOTES = (
-    "需协调多个部门联合处置，申请延期", "整改工程量较大，需延长办理时限",
-    "涉及资金审批，申请延期办理",
+EXTENSION_NOTES = (  # (the reason's code, the note)
+    ("departments", "需协调多个部门联合处置，申请延期"),
+    ("long_works", "整改工程量较大，需延长办理时限"),
+    ("funding", "涉及资金审批，申请延期办理"),
+    ("season", "雨季不具备施工条件，申请延期办理"),
 )
 APPROVE_NOTE = "同意延期"
 REFUSE_NOTE = "延期理由不充分，请按原时限办结"
@@ -834,6 +840,7 @@ WORKFLOW_COLUMNS = (
     "outcome", "redo_count", "callback_reached", "callback_solved", "satisfaction",
     "closed_at", "closed_on_time", "return_visit_due", "return_visit_result", "supervision",
     "supervision_note", "merged_into", "responded_in_time", "closure_kind",
+    "reject_reason_code", "return_reason_code", "extension_reason_code",
 )
 PROBLEM_COLUMNS = (
     "id", "ledger_no", "reporter_id", "visit_id", "diary_id", "area_id", "place", "lat", "lng",
@@ -1390,7 +1397,8 @@ class _History:
     def _intake(self, original: _History | None) -> None:
         rng = self.rng
         if self.status == "rejected":
-            self.add("reject", self.office, "rejected", rng.choice(REJECT_NOTES))
+            code, note = rng.choice(REJECT_NOTES)
+            self.add("reject", self.office, "rejected", note, code)
             return
         if self.status == "merged":
             self.merge_original = original
@@ -1410,7 +1418,8 @@ class _History:
             if self.status == "returned" and rng.random() < 0.5:
                 self._sign(first_unit)
             self.add("return", self._handler(first_unit), "returned",
-                     RETURN_NOTE.format(unit=self.lead_unit.name), delay=(2 * HOUR, 3 * DAY))
+                     RETURN_NOTE.format(unit=self.lead_unit.name), RETURN_REASON,
+                     delay=(2 * HOUR, 3 * DAY))
             if self.status == "returned":
                 self.lead_unit = first_unit
                 return
@@ -1477,8 +1486,9 @@ class _History:
     def _extension(self) -> None:
         rng = self.rng
         extra = rng.choice((3, 5, 5, 10, 15))
-        self.add("request_extension", self._handler(self.lead_unit), None,
-                 rng.choice(EXTENSION_NOTES), extra, delay=(HOUR, DAY))
+        code, note = rng.choice(EXTENSION_NOTES)
+        self.add("request_extension", self._handler(self.lead_unit), None, note,
+                 (extra, code), delay=(HOUR, DAY))
         if self.status == "handling" and rng.random() < 0.5:
             return  # still waiting for the office's decision
         if rng.random() < 0.8:
@@ -1687,7 +1697,8 @@ class _History:
                 data = f'{{"ledger_no": {_LEDGER_NO}, "overdue": {flag}}}'
             elif kind == "reject":
                 fields["closed_at"] = step.at
-                data = f'{{"overdue": {flag}}}'
+                fields["reject_reason_code"] = args
+                data = f'{{"overdue": {flag}, "reason_code": "{args}"}}'
             elif kind == "merge":
                 fields["merged_into"] = args.problem_id
                 fields["closed_at"] = step.at
@@ -1718,17 +1729,21 @@ class _History:
                 data = f'{{"contacted": {"true" if args else "false"}, "overdue": {flag}}}'
             elif kind == "return":
                 fields["signed_at"] = fields["responded_in_time"] = None
-                data = f'{{"overdue": {flag}, "unit_id": {fields["lead_unit_id"]}}}'
+                fields["return_reason_code"] = args
+                data = (f'{{"overdue": {flag}, "reason_code": "{args}",'
+                        f' "unit_id": {fields["lead_unit_id"]}}}')
             elif kind == "request_extension":
                 if overdue:  # too late to ask: the workflow refuses, so it never happened
                     pending_decision = True
                     continue
                 at_text = clock.iso(step.at)
+                extra, code = args
                 fields["extension_request"] = (
-                    f'{{"extra_days": {args}, "reason": "{step.note}", "at": "{at_text}"}}'
+                    f'{{"extra_days": {extra}, "reason": "{step.note}", "at": "{at_text}"}}'
                 )
-                data = (f'{{"at": "{at_text}", "extra_days": {args}, "overdue": {flag},'
-                        f' "reason": "{step.note}"}}')
+                fields["extension_reason_code"] = code
+                data = (f'{{"at": "{at_text}", "extra_days": {extra}, "overdue": {flag},'
+                        f' "reason": "{step.note}", "reason_code": "{code}"}}')
             elif kind in ("approve_extension", "refuse_extension"):
                 if pending_decision:
                     pending_decision = False

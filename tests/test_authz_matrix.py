@@ -59,6 +59,10 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/admin/calendar/{year}"): {"admin"},
     ("GET", "/admin/calendar/{year}.csv"): {"admin"},
     ("GET", "/admin/audit"): {"admin"},
+    # The lists of reasons are city-wide: every administrator keeps them, as the calendar.
+    ("GET", "/admin/reasons"): {"admin"},
+    ("POST", "/admin/reasons"): {"admin"},
+    ("POST", "/admin/reasons/{record_id}"): {"admin"},
     ("POST", "/api/login"): PUBLIC,
     # The field app signing in with the web session: only roles that capture.
     ("GET", "/api/session"): {"field", "office", "leader"},
@@ -183,7 +187,8 @@ def test_closure_actions_by_role(app, db, world, role, action):
         assert login(client, ROLE_USERS[role]).status_code == 303
         response = client.post(
             f"/problems/{world.problems['p3']}/actions/{action}",
-            data={"csrf_token": csrf_of(client), "note": "理由"}, follow_redirects=False)
+            data={"csrf_token": csrf_of(client), "note": "理由", "reason_code": "policy"},
+            follow_redirects=False)
     expected = office_gets if role == "office" else 403
     assert response.status_code == expected, (role, action, response.status_code)
     closed = db["problems"].get(world.problems["p3"])["status"] == "closed"
@@ -244,3 +249,41 @@ def test_supervision_actions_by_role(app, db, world, role, action):
     assert response.status_code == expected, (role, action, response.status_code)
     after = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
     assert after == events + (1 if allowed else 0)
+
+
+# The actions that take a reason from a list (server/ledger/reasons.py), by role. -------------
+
+REASON_ACTIONS = {  # action: (p3's state, the role that may take it, a valid choice)
+    "reject": ("submitted", "office", {"reason_code": "duplicate"}),
+    "return": ("handling", "handler", {"reason_code": "not_our_duty"}),
+    "request_extension": ("handling", "handler",
+                          {"reason_code": "funding", "extra_days": "5"}),
+    "close_explained": ("handling", "office", {"reason_code": "legacy"}),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+@pytest.mark.parametrize("action", sorted(REASON_ACTIONS))
+def test_reason_actions_by_role(app, db, world, role, action):
+    """The role that may take the action gets 400 for a reason not on the list (nothing
+    saved), then 303 with the code recorded; every other role is refused either way."""
+    status, allowed_role, valid = REASON_ACTIONS[action]
+    problem_id = world.problems["p3"]
+    db["problems"].update(problem_id, {"status": status})
+    events = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    allowed = role == allowed_role
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        for data, expected in (({**valid, "reason_code": "no-such-code"}, 400),
+                               (valid, 303)):
+            response = client.post(
+                f"/problems/{problem_id}/actions/{action}",
+                data={"csrf_token": csrf_of(client), "note": "说明", **data},
+                follow_redirects=False)
+            assert response.status_code == (expected if allowed else 403), (role, data)
+    after = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    assert after == events + (1 if allowed else 0)
+    if allowed:
+        code = db.execute("SELECT json_extract(data, '$.reason_code') FROM problem_events"
+                          " WHERE problem_id = ? AND kind = ?", [problem_id, action]).fetchone()
+        assert code == (valid["reason_code"],)

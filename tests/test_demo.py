@@ -336,6 +336,28 @@ def check_overdue_flags(history: list[dict]) -> None:
         status = event["to_status"] or status
 
 
+def test_reasons_are_chosen_from_the_lists_and_kept_on_the_problems(db):
+    """Rejections, returns and extension requests name an active option of their list; each
+    problem keeps the code of its latest such event."""
+    from server.ledger import reasons
+
+    active = {name: {option.code for option in options if option.active}
+              for name, options in reasons.all_lists(db).items()}
+    for name, kind in reasons.KINDS.items():
+        events = rows(db, "SELECT e.problem_id, json_extract(e.data, '$.reason_code') AS code,"
+                          f" p.{name}_reason_code AS kept FROM problem_events e"
+                          " JOIN problems p ON p.id = e.problem_id WHERE e.kind = ?"
+                          " ORDER BY e.at, e.rowid", [kind])
+        assert all(event["code"] in active[name] for event in events), name
+        latest = {event["problem_id"]: event for event in events}
+        assert all(event["kept"] == event["code"] for event in latest.values()), name
+        if name != "explained":  # the demo closes nothing by explanation
+            assert len({event["code"] for event in events}) > 1 or name == "return", name
+    unchosen = db.execute("SELECT count(*) FROM problems WHERE reject_reason_code IS NULL"
+                          " AND status = 'rejected'").fetchone()[0]
+    assert unchosen == 0
+
+
 def test_merged_problems_point_at_originals_that_know_them(db):
     events = histories(db)
     merged = rows(db, "SELECT id, merged_into FROM problems WHERE status = 'merged'")
@@ -564,8 +586,9 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
         signed = workflow.apply(db, handler, dispatched["id"], "sign", {"contacted": "1"})
         closed = workflow.apply(db, office, waiting["id"], "callback", {
             "method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
-        explained = workflow.apply(db, office, handling["id"], "close_explained",
-                                   {"note": "属于政策范围外，已向群众解释"})
+        explained = workflow.apply(
+            db, office, handling["id"], "close_explained",
+            {"reason_code": "policy", "note": "属于政策范围外，已向群众解释"})
         workflow.apply(db, office, dispatched["id"], "supervise", {
             "note": "请说明超时原因", "answer_by": (local_today() + dt.timedelta(3)).isoformat()})
     order = rows(db, "SELECT * FROM supervision_orders ORDER BY id DESC LIMIT 1")[0]

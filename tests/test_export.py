@@ -25,7 +25,7 @@ HEADER = [
     "序号", "问题编号", "来源", "发现时间", "地点", "问题描述", "类别", "受理时间", "责任单位",
     "协办单位", "交办时间", "原办理时限", "延期", "办理时限", "时限暂定", "是否超期", "督办情况",
     "办理进展", "办理结果", "办结时间", "办结方式", "回访情况", "满意度", "状态",
-    "不予立案/解释说明理由", "合并至", "反映人", "联系电话",
+    "不予立案/解释说明理由", "退单原因", "延期原因", "合并至", "反映人", "联系电话",
 ]
 HEADER_ROW = 4  # below the title, the scope and time, the filters
 
@@ -65,7 +65,7 @@ EXPECTED_ROW = [
     dt.datetime(2026, 3, 2, 9, 15), dt.datetime(2026, 3, 13), None, dt.datetime(2026, 3, 13),
     None, None, None, "2026-03-05 防水层已重做", "已解决：已修复并验收",
     dt.datetime(2026, 3, 12, 10, 0), None, "已回访，群众认为已解决；回头看：整改保持", "基本满意",
-    "已办结", None, None, "王大爷", "13812345678",
+    "已办结", None, None, None, None, "王大爷", "13812345678",
 ]
 
 
@@ -111,7 +111,7 @@ def test_csv_round_trip(login_as, closed_problem, world):
         "供水", "2026-03-01 11:00", "住建局", "", "2026-03-02 09:15", "2026-03-13", "",
         "2026-03-13", "", "", "", "2026-03-05 防水层已重做", "已解决：已修复并验收",
         "2026-03-12 10:00", "", "已回访，群众认为已解决；回头看：整改保持", "基本满意", "已办结",
-        "", "", "王大爷", "13812345678",
+        "", "", "", "", "王大爷", "13812345678",
     ]
     assert [row[0] for row in rows[1:]] == ["1", "2", "3", "4"]
     # Written back with the csv module, the same rows come out.
@@ -133,7 +133,8 @@ def office_cases(db, world, closed_problem) -> dict[str, str]:
                   "dispatched_at": "2026-03-02T01:15:00+00:00", "lead_unit_id": u1}
     cases = {
         "不予立案的问题": add_problem(db, world, status="rejected",
-                               closed_at="2026-03-02T02:00:00+00:00"),
+                               closed_at="2026-03-02T02:00:00+00:00",
+                               reject_reason_code="out_of_scope"),
         "重复上报的问题": add_problem(db, world, status="merged", merged_into=closed_problem,
                                closed_at="2026-03-02T02:00:00+00:00"),
         "延期两次的问题": add_problem(db, world, status="handling", **dispatched,
@@ -153,13 +154,21 @@ def office_cases(db, world, closed_problem) -> dict[str, str]:
                                  deadline=LATER, closed_on_time=1,
                                  closed_at="2026-03-10T02:00:00+00:00",
                                  closure_kind="explained",
-                                 closure_reason="属历史遗留问题，已向群众解释政策"),
+                                 closure_reason="属历史遗留问题，已向群众解释政策",
+                                 explained_reason_code="legacy"),
+        "退单过的问题": add_problem(db, world, status="dispatched", **dispatched,
+                              deadline=LATER, return_reason_code="not_our_duty"),
+        # A reason deactivated since keeps its label.
+        "申请过延期的问题": add_problem(db, world, status="dispatched", **dispatched,
+                                deadline=LATER, extension_reason_code="season"),
     }
+    with immediate(db):
+        db.execute("UPDATE reason_options SET active = 0 WHERE code = 'season'")
     for description, problem_id in cases.items():
         with immediate(db):
             db["problems"].update(problem_id, {"description": description})
     add_event(db, cases["不予立案的问题"], "reject", "2026-03-02T02:00:00+00:00",
-              "不属于受理范围，已告知反映人", office)
+              "已告知反映人通过诉讼途径解决", office)
     extended = cases["延期两次的问题"]
     add_event(db, extended, "approve_extension", "2026-03-10T02:00:00+00:00", "", office,
               {"extra_days": 3, "deadline": "2026-03-18", "old_deadline": "2026-03-13",
@@ -171,7 +180,7 @@ def office_cases(db, world, closed_problem) -> dict[str, str]:
 
 
 NEW_COLUMNS = {  # (description, column): what the export says there
-    ("不予立案的问题", "不予立案/解释说明理由"): "不属于受理范围，已告知反映人",
+    ("不予立案的问题", "不予立案/解释说明理由"): "不属于受理范围：已告知反映人通过诉讼途径解决",
     ("不予立案的问题", "办结时间"): "2026-03-02 10:00",
     ("重复上报的问题", "合并至"): "ZF-2026-000100",
     ("延期两次的问题", "原办理时限"): "2026-03-13",
@@ -187,12 +196,15 @@ NEW_COLUMNS = {  # (description, column): what the export says there
     ("时限暂定的问题", "时限暂定"): "暂定",
     ("时限暂定的问题", "办理时限"): LATER,
     ("解释说明办结的问题", "办结方式"): "解释说明办结",
-    ("解释说明办结的问题", "不予立案/解释说明理由"): "属历史遗留问题，已向群众解释政策",
+    ("解释说明办结的问题", "不予立案/解释说明理由"):
+        "历史遗留问题：属历史遗留问题，已向群众解释政策",
+    ("退单过的问题", "退单原因"): "不属于本单位职责",
+    ("申请过延期的问题", "延期原因"): "受天气季节影响",
     ("延期两次的问题", "受理时间"): "2026-03-01 11:00",
     ("延期两次的问题", "交办时间"): "2026-03-02 09:15",
 }
 BLANK_UNLESS_SET = ("协办单位", "延期", "时限暂定", "是否超期", "督办情况", "办结方式",
-                    "不予立案/解释说明理由", "合并至")
+                    "不予立案/解释说明理由", "合并至", "退单原因", "延期原因")
 
 
 DATE_COLUMNS = ("原办理时限", "办理时限")  # openpyxl reads every date as a datetime
@@ -236,8 +248,8 @@ def test_events_are_read_once_per_chunk(db, world, office_cases, monkeypatch):
     finally:
         db.conn.set_trace_callback(None)
     event_reads = [sql for sql in statements if "approve_extension" in sql]
-    # At most one per chunk (ceil(13 / 4)), and none for a chunk with nothing to look up.
-    assert len(rows) == 13 and 1 <= len(event_reads) <= 4
+    # At most one per chunk (ceil(15 / 4)), and none for a chunk with nothing to look up.
+    assert len(rows) == 15 and 1 <= len(event_reads) <= 4
     assert not db.conn.in_transaction
 
 
@@ -304,7 +316,7 @@ def test_xlsx_layout(login_as, world, office_cases):
     assert len(rows) == 5  # the header, then the four problems in hand of u1
     # The heading: what, for whom, when, with which filters.
     assert sheet["A1"].value == "青川市问题台账"
-    assert sheet["A1"].font.b and "A1:AB1" in {str(r) for r in sheet.merged_cells.ranges}
+    assert sheet["A1"].font.b and "A1:AD1" in {str(r) for r in sheet.merged_cells.ranges}
     scope, _sep, time = sheet["A2"].value.partition("　　")
     assert scope == "范围：青川市"
     exported = dt.datetime.strptime(time, "导出时间：%Y-%m-%d %H:%M")
@@ -313,7 +325,7 @@ def test_xlsx_layout(login_as, world, office_cases):
     assert sheet["A3"].value == "筛选条件：状态：办理中；责任单位：住建局；关键词：问题"
     # Frozen below the header, which carries the autofilter over every row.
     assert sheet.freeze_panes == f"A{HEADER_ROW + 1}"
-    assert sheet.auto_filter.ref == f"A{HEADER_ROW}:AB{last_row}"
+    assert sheet.auto_filter.ref == f"A{HEADER_ROW}:AD{last_row}"
     header = sheet[HEADER_ROW]
     assert all(cell.font.b and cell.alignment.wrap_text for cell in header)
     # Widths from each column's kind: dates wide enough for their format, text capped.

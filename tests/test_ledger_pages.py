@@ -211,7 +211,8 @@ def test_an_action_note_past_its_limit_is_refused_whole_with_a_message(login_as,
     assert 'name="note"' in page and "maxlength" not in page.split('name="note"')[1][:80]
     before = db.execute("SELECT count(*) FROM problem_events").fetchone()
     long_note = "退" * NOTE_MAX_LENGTH + "回"
-    response = post_form(client, f"/problems/{problem}/actions/reject", {"note": long_note})
+    response = post_form(client, f"/problems/{problem}/actions/reject",
+                         {"reason_code": "other", "note": long_note})
     assert response.status_code == 400
     message = _("validation.too_long", label=_("workflow.field.note"), max=NOTE_MAX_LENGTH)
     assert message in response.text
@@ -219,7 +220,7 @@ def test_an_action_note_past_its_limit_is_refused_whole_with_a_message(login_as,
     assert db.execute("SELECT count(*) FROM problem_events").fetchone() == before
     assert db["problems"].get(problem)["status"] == "submitted"
     response = post_form(client, f"/problems/{problem}/actions/reject",
-                         {"note": long_note[:NOTE_MAX_LENGTH]})
+                         {"reason_code": "other", "note": long_note[:NOTE_MAX_LENGTH]})
     assert response.status_code == 303
     assert db.execute("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'reject'",
                       [problem]).fetchone() == (long_note[:NOTE_MAX_LENGTH],)

@@ -182,7 +182,8 @@ def test_empty_rates_are_none_not_zero(db, world):
 def test_rejected_counts_nowhere_through_the_workflow(db, world):
     office = load(db, world, "office")
     with immediate(db):
-        workflow.apply(db, office, world.problems["p1"], "reject", {"note": "不属实"})
+        workflow.apply(db, office, world.problems["p1"], "reject",
+                       {"reason_code": "unverifiable", "note": "不属实"})
     result = metrics.compute(db, office, PERIOD)
     assert result["totals"]["accepted"] == 0
 
@@ -237,7 +238,8 @@ def test_closures_apart_and_a_relapse_through_the_workflow(db, world):
     run(unreachable, (office, "close_unreachable", {}))
     run(to_callback(""), (office, "close_no_contact", {}))
     explained = add_problem(db, world, status="submitted")
-    run(explained, (office, "accept", {}), (office, "close_explained", {"note": "政策不允许"}))
+    run(explained, (office, "accept", {}),
+        (office, "close_explained", {"reason_code": "policy", "note": "政策不允许"}))
     relapse = to_callback("13912345678")
     answer = {"method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"}
     run(relapse, (office, "callback", answer),

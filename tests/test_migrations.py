@@ -246,3 +246,39 @@ def test_m014_sessions_already_open_count_their_idle_time_from_their_start(tmp_p
     migrate(db)
     assert db.execute("SELECT last_seen_at FROM web_sessions").fetchone()[0] == (
         "2026-12-06T01:00:00+00:00")
+
+
+def test_m019_seeds_the_lists_of_reasons_and_keeps_them_consistent(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m019_reasons")
+    db.execute("INSERT INTO areas (code, name, level, path) VALUES ('1', 'c', 1, '/1/')")
+    db.execute("INSERT INTO users (username, display_name, roles, area_id, password_hash,"
+               " created_at, updated_at) VALUES ('u', 'u', 'office', 1, 'x', 'now', 'now')")
+    db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+               " created_at, updated_at) VALUES ('p', 1, 1, 'x', 'rejected', 'now', 'now',"
+               " 'now')")
+    db.execute("INSERT INTO problem_events (id, problem_id, kind, at, to_status, note)"
+               " VALUES ('e', 'p', 'reject', '2026-12-01T02:00:00+00:00', 'rejected', '旧')")
+    migrate(db)
+    counts = dict(db.execute("SELECT list, count(*) FROM reason_options GROUP BY list"))
+    assert counts == {"reject": 5, "return": 4, "extension": 5, "explained": 5}
+    assert db.execute("SELECT label FROM reason_options WHERE list = 'reject'"
+                      " ORDER BY position LIMIT 1").fetchone() == ("不属于受理范围",)
+    # An event from before keeps no code; the problem's columns start empty.
+    assert db.execute("SELECT reject_reason_code FROM problems").fetchone() == (None,)
+    plan = " ".join(row[3] for row in db.execute(
+        "EXPLAIN QUERY PLAN SELECT count(*) FROM problem_events"
+        " WHERE kind = 'reject' AND at >= '2026-12-01'"))
+    assert "idx_problem_events_kind" in plan
+    for statement in (
+            # One option per list needs a note; a label once per list; a known list only.
+            "UPDATE reason_options SET needs_text = 1 WHERE list = 'reject'",
+            "INSERT INTO reason_options (list, code, label, position)"
+            " VALUES ('reject', 'x', '重复反映', 9)",
+            "INSERT INTO reason_options (list, code, label, position)"
+            " VALUES ('reject', 'other', '新的', 9)",
+            "INSERT INTO reason_options (list, code, label, position)"
+            " VALUES ('nonsense', 'x', 'x', 1)"):
+        with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
+            db.execute(statement)
+            raise AssertionError(statement)

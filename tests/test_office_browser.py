@@ -379,9 +379,16 @@ def test_office_pages_pass_axe(live, browser):
     sign_in(page, url, "admin")
     failures |= check_pages(page, url, {"admin_users": "/admin/users",
                                         "admin_calendar": "/admin/calendar",
+                                        "admin_reasons": "/admin/reasons",
                                         "admin_audit": "/admin/audit"})
     assert page.goto(f"{url}/admin/audit?entity=x").status == 400  # beside its field
     failures["admin_audit_refused"] = axe_violations(page)
+    page.goto(f"{url}/admin/reasons")
+    adding = page.get_by_role("region", name="退单原因")
+    adding.get_by_role("textbox", name="选项名称", exact=True).last.fill("不属于本单位职责")
+    adding.get_by_role("button", name="添加选项").click()
+    expect(page.get_by_text("这个列表中已有名为“不属于本单位职责”的选项。")).to_be_visible()
+    failures["admin_reasons_refused"] = axe_violations(page)
     context.close()
     assert not any(failures.values()), {k: v for k, v in failures.items() if v}
 
@@ -462,4 +469,31 @@ def test_a_session_expiring_mid_form_keeps_the_typed_text(live, browser):
         text)
     assert live.query("SELECT count(*) FROM problem_events WHERE problem_id = ? AND kind ="
                       " 'remind'", [live.world.problems["p3"]]) == [(0,)]
+    context.close()
+
+
+# Reasons from the lists an administrator keeps -------------------------------------------
+
+
+def test_a_unit_returns_a_problem_with_a_reason_the_administrator_added(live, browser):
+    context, page = new_page(browser)
+    sign_in(page, live.url, "admin")
+    page.get_by_role("navigation").get_by_role("link", name="原因选项").click()
+    page.get_by_role("heading", name="原因选项", level=1).wait_for()
+    returns = page.get_by_role("region", name="退单原因")
+    returns.get_by_role("textbox", name="选项名称", exact=True).last.fill("需上级部门统筹")
+    returns.get_by_role("button", name="添加选项").click()
+    expect(page.get_by_role("status")).to_contain_text("已保存")
+    sign_out(page, live.url)
+
+    sign_in(page, live.url, "handler2")
+    page.goto(f"{live.url}/problems/{live.world.problems['p2']}")
+    form = open_action(page, "退回")
+    form.get_by_label("退单原因").select_option(label="需上级部门统筹")
+    form.get_by_label("说明").fill("涉及跨区管网改造，需市里统筹")
+    submit_action(page, form, "确认退回", "return")
+    code = live.query("SELECT return_reason_code FROM problems WHERE id = ?",
+                      [live.world.problems["p2"]])[0][0]
+    assert live.query("SELECT label FROM reason_options WHERE list = 'return' AND code = ?",
+                      [code]) == [("需上级部门统筹",)]
     context.close()

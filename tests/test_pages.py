@@ -227,11 +227,12 @@ def test_a_bad_callback_form_says_what_is_wrong(login_as, db, p3_with_a_resident
 
 def test_explained_needs_a_reason_through_the_page(login_as, db, p3_with_a_resident):
     office = login_as("office")
-    response = post_action(office, p3_with_a_resident, "close_explained", {"note": " "})
+    response = post_action(office, p3_with_a_resident, "close_explained",
+                           {"reason_code": "policy", "note": " "})
     assert response.status_code == 400 and "说明" in response.text
     assert db["problems"].get(p3_with_a_resident)["status"] == "dispatched"
     response = post_action(office, p3_with_a_resident, "close_explained",
-                           {"note": "不属于任何单位职责，已向群众解释"})
+                           {"reason_code": "policy", "note": "不属于任何单位职责，已向群众解释"})
     assert response.status_code == 303
     row = db["problems"].get(p3_with_a_resident)
     assert (row["status"], row["closure_kind"]) == ("closed", "explained")

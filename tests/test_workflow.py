@@ -88,7 +88,7 @@ def test_a_signing_freezes_whether_it_was_a_response(act, db, world):
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
     signed = act("handler1", "p1", "sign", contacted="1")  # the day of dispatch
     assert signed["responded_in_time"] == 1
-    returned = act("handler1", "p1", "return", note="不属于住建局职责")
+    returned = act("handler1", "p1", "return", reason_code="not_our_duty", note="不属于住建局职责")
     assert returned["signed_at"] is None and returned["responded_in_time"] is None
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
     assert act("handler1", "p1", "sign")["responded_in_time"] == 0  # resident not contacted
@@ -121,22 +121,24 @@ def test_the_response_time_counts_working_days(db, dispatched, signed, limit, re
 def test_a_note_past_its_limit_is_refused_whole_by_the_workflow(act, db, world):
     events = db["problem_events"].count
     with pytest.raises(ValidationError) as error:
-        act("office", "p1", "reject", note="理" * 2001)
+        act("office", "p1", "reject", reason_code="other", note="理" * 2001)
     assert "2,000" in error.value.errors["note"] or "2000" in error.value.errors["note"]
     assert status(db, world, "p1") == "submitted" and db["problem_events"].count == events
-    assert act("office", "p1", "reject", note="理" * 2000)["status"] == "rejected"
+    rejected = act("office", "p1", "reject", reason_code="other", note="理" * 2000)
+    assert rejected["status"] == "rejected"
 
 
 def test_reject_needs_a_reason(act, db, world):
     with pytest.raises(ValidationError) as error:
-        act("office", "p1", "reject")
+        act("office", "p1", "reject", reason_code="duplicate")
     assert "note" in error.value.errors
     assert status(db, world, "p1") == "submitted"
     with pytest.raises(ValidationError) as error:
-        act("office", "p1", "reject", note=" \u3000\n ")  # spaces say nothing
+        act("office", "p1", "reject", reason_code="duplicate",
+            note=" \u3000\n ")  # spaces say nothing
     assert "note" in error.value.errors
     assert status(db, world, "p1") == "submitted"
-    rejected = act("office", "p1", "reject", note="  不属于本辖区 ")
+    rejected = act("office", "p1", "reject", reason_code="out_of_scope", note="  不属于本辖区 ")
     assert rejected["status"] == "rejected"
     assert db.execute("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'reject'",
                       [world.problems["p1"]]).fetchone() == ("不属于本辖区",)
@@ -188,7 +190,7 @@ def test_normal_ledger_no_tolerates_case_spaces_and_short_serials():
 def test_return_to_office_and_reassign_keeps_the_clock(act, db, world):
     act("office", "p1", "accept")
     first = act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
-    returned = act("handler1", "p1", "return", note="不属于住建局职责")
+    returned = act("handler1", "p1", "return", reason_code="not_our_duty", note="不属于住建局职责")
     assert returned["status"] == "returned"
     again = act("office", "p1", "dispatch", lead_unit_id=world.units["u2"])
     assert again["lead_unit_id"] == world.units["u2"]
@@ -199,9 +201,11 @@ def test_return_to_office_and_reassign_keeps_the_clock(act, db, world):
 def test_extension_approved_keeps_original_deadline(act, db, world):
     walk_to_handling(act)
     before = db["problems"].get(world.problems["p1"])
-    act("handler1", "p1", "request_extension", extra_days="3", note="需要协调供水管网")
+    act("handler1", "p1", "request_extension", reason_code="departments", extra_days="3",
+        note="需要协调供水管网")
     with pytest.raises(TransitionError):
-        act("handler1", "p1", "request_extension", extra_days="2", note="再申请")
+        act("handler1", "p1", "request_extension", reason_code="departments", extra_days="2",
+            note="再申请")
     approved = act("office", "p1", "approve_extension")
     assert approved["deadline"] > before["deadline"]
     assert approved["original_deadline"] == before["deadline"]
@@ -211,7 +215,8 @@ def test_extension_approved_keeps_original_deadline(act, db, world):
 def test_extension_refused_keeps_deadline(act, db, world):
     walk_to_handling(act)
     before = db["problems"].get(world.problems["p1"])["deadline"]
-    act("handler1", "p1", "request_extension", extra_days="3", note="理由")
+    act("handler1", "p1", "request_extension", reason_code="departments", extra_days="3",
+        note="理由")
     refused = act("office", "p1", "refuse_extension", note="时限内可以完成")
     assert refused["deadline"] == before and refused["extension_request"] is None
 
@@ -220,7 +225,8 @@ def test_extension_after_deadline_is_refused(act, db, world):
     walk_to_handling(act)
     db["problems"].update(world.problems["p1"], {"deadline": "2020-01-01"})
     with pytest.raises(TransitionError):
-        act("handler1", "p1", "request_extension", extra_days="3", note="晚了")
+        act("handler1", "p1", "request_extension", reason_code="departments", extra_days="3",
+            note="晚了")
 
 
 def test_send_back_counts_redo(act, db, world):
@@ -549,9 +555,10 @@ def test_no_contact_is_refused_when_there_is_a_resident_to_call(act, db, world):
 def test_explained_closes_any_accepted_open_problem_with_a_reason(act, db, world, state):
     db["problems"].update(world.problems["p3"], {"status": state})
     with pytest.raises(ValidationError) as error:
-        act("office", "p3", "close_explained", note="  ")
+        act("office", "p3", "close_explained", reason_code="policy", note="  ")
     assert "note" in error.value.errors and status(db, world, "p3") == state
-    closed = act("office", "p3", "close_explained", note="属于政策范围外，已解释")
+    closed = act("office", "p3", "close_explained", reason_code="policy",
+                 note="属于政策范围外，已解释")
     assert closed["status"] == "closed" and closed["closure_kind"] == "explained"
     assert closed["closure_reason"] == "属于政策范围外，已解释"
     assert closed["return_visit_due"] is None
@@ -564,7 +571,7 @@ def test_explained_closes_any_accepted_open_problem_with_a_reason(act, db, world
 def test_explained_is_refused_before_acceptance_and_after_the_end(act, db, world, state):
     db["problems"].update(world.problems["p3"], {"status": state})
     with pytest.raises(TransitionError):
-        act("office", "p3", "close_explained", note="理由")
+        act("office", "p3", "close_explained", reason_code="policy", note="理由")
     assert status(db, world, "p3") == state
 
 
@@ -662,7 +669,7 @@ def test_the_closures_are_the_office_s_alone(db, world, role):
     for name, phone in (("close_no_contact", ""), ("close_explained", "13812345678"),
                         ("callback", "13812345678"), ("close_unreachable", "13812345678")):
         db["problems"].update(problem_id, {"status": "callback", "resident_phone": phone})
-        data = {"note": "理由", "method": "phone", "result": "no_answer"}
+        data = {"note": "理由", "method": "phone", "result": "no_answer", "reason_code": "policy"}
         if role == "office":
             continue
         with pytest.raises((TransitionError, NotFound)) as error, immediate(db):

@@ -16,7 +16,8 @@ ROW = [
     7, "ZF-2026-000007", "走访发现", dt.datetime(2026, 3, 1, 10, 30, 15), "  三号楼 <东> & 西",
     "漏水\x01\x1f\ufffe\uffff严重", "", dt.datetime(2026, 3, 1, 11, 0), None, "水务集团、燃气公司",
     None, dt.date(2026, 3, 13), "延期1次，共3个工作日\n至2026-03-18", dt.date(2026, 3, 18),
-    "暂定", "", "", "", "已解决", None, "", "", "", "办理中", "", "", '王"大爷"', "138****5678",
+    "暂定", "", "", "", "已解决", None, "", "", "", "办理中", "", "", "", "", '王"大爷"',
+    "138****5678",
 ]
 HEADING = ["青川市问题台账", "范围：青川市", "筛选条件：无（全部问题）"]
 
@@ -36,7 +37,7 @@ def test_cells_read_back_in_their_columns():
         "  三号楼 <东> & 西", "漏水严重", None, dt.datetime(2026, 3, 1, 11, 0), None,
         "水务集团、燃气公司", None, dt.datetime(2026, 3, 13), "延期1次，共3个工作日\n至2026-03-18",
         dt.datetime(2026, 3, 18), "暂定", None, None, None, "已解决", None, None, None, None,
-        "办理中", None, None, '王"大爷"', "138****5678",
+        "办理中", None, None, None, None, '王"大爷"', "138****5678",
     ]
     sheet = openpyxl.load_workbook(io.BytesIO(data)).active
     assert [sheet.cell(n, 1).value for n in (1, 2, 3)] == HEADING
@@ -46,7 +47,7 @@ def test_an_empty_export_is_a_workbook_with_headers():
     data = b"".join(xlsx.chunks(iter([]), HEADING))
     assert read_back(data) == [export.headers()]
     sheet = openpyxl.load_workbook(io.BytesIO(data)).active
-    assert sheet.auto_filter.ref == "A4:AB4"
+    assert sheet.auto_filter.ref == "A4:AD4"
 
 
 def test_row_heights_follow_the_wrapped_text():
@@ -62,7 +63,7 @@ def test_row_heights_follow_the_wrapped_text():
             iter([values]), HEADING)))).active.row_dimensions[5].height
 
     assert height({}) == 3 * xlsx._LINE_HEIGHT  # 协办单位 and 延期 take three lines
-    short = {4: "三号楼", 9: "水务集团", 12: "", 26: "王大爷"}
+    short = {4: "三号楼", 9: "水务集团", 12: "", 28: "王大爷"}
     assert height(short) is None  # one line: the default height
     assert height({**short, 5: "漏" * 40}) == 4 * xlsx._LINE_HEIGHT
     assert height({**short, 5: "漏" * 4000}) == 400  # Excel's most is 409

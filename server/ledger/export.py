@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from server import areas, authz, masking
 from server.i18n import gettext as _
-from server.ledger import deadlines, queries
+from server.ledger import deadlines, queries, reasons
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
 CHUNK = 1000
@@ -83,6 +83,8 @@ COLUMNS = (
     Column("satisfaction", 9),
     Column("status", 8.5),
     Column("reason", 12),
+    Column("return_reason", 10),
+    Column("extension_reason", 10),
     Column("merged_into", LEDGER_NO_WIDTH),
     Column("resident", 8),
     Column("resident_phone", 12.5),
@@ -96,6 +98,8 @@ _SELECT = (
     " p.deadline_provisional, p.closed_on_time, p.supervision, p.supervision_note,"
     " p.status, p.outcome, p.callback_reached, p.callback_solved, p.satisfaction,"
     " p.return_visit_result, p.closure_kind, p.closure_reason, p.resident_name,"
+    " p.reject_reason_code, p.return_reason_code, p.extension_reason_code,"
+    " p.explained_reason_code,"
     " p.resident_phone,"
     " (SELECT o.ledger_no FROM problems o WHERE o.id = p.merged_into) AS merged_into_no,"
     " (SELECT e.at || ' ' || e.note FROM problem_events e WHERE e.problem_id = p.id"
@@ -174,15 +178,24 @@ def _extension(events: list[tuple[str, str, str]]) -> str:
              days=sum(int(event.get("extra_days", 0)) for event in granted))
 
 
-def _reason(row: dict, events: list[tuple[str, str, str]]) -> str:
-    """Why the problem was not accepted (the reject's note), or the explanation it was
-    closed with (解释说明办结)."""
+def _chosen(row: dict, list_name: str, labels: dict[tuple[str, str], str]) -> str:
+    """The label of the latest reason the problem took from a list (reasons.py)."""
+    code = row[f"{list_name}_reason_code"]
+    return labels.get((list_name, code), code) if code else ""
+
+
+def _reason(row: dict, events: list[tuple[str, str, str]],
+            labels: dict[tuple[str, str], str]) -> str:
+    """Why the problem was not accepted (the reason chosen and the reject's note), or the
+    explanation it was closed with (解释说明办结)."""
     if row["status"] == "rejected":
         notes = [note for kind, note, _data in events if kind == "reject"]
-        return notes[-1] if notes else ""
-    if row["closure_kind"] == "explained":
-        return row["closure_reason"] or ""
-    return ""
+        parts = (_chosen(row, "reject", labels), notes[-1] if notes else "")
+    elif row["closure_kind"] == "explained":
+        parts = (_chosen(row, "explained", labels), row["closure_reason"] or "")
+    else:
+        return ""
+    return "：".join(part for part in parts if part)
 
 
 def _helper_units(text: str | None, unit_names: dict[int, str]) -> str:
@@ -234,6 +247,7 @@ def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
         f" {queries.JOINS} ORDER BY {order}",
     )
     unit_names = dict(db.execute("SELECT id, name FROM units").fetchall())
+    reason_labels = reasons.labels(db)
     area_paths = areas.path_names(db)
     seq = 0
     last = None  # the sort key (sort columns, rowid) of the last row read
@@ -245,14 +259,16 @@ def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
             row = dict(zip(names, values, strict=True))
             seq += 1
             row["area_path"] = area_paths.get(row["area_id"], (row["area_name"],))[0]
-            yield _values(seq, row, events.get(row["id"], []), unit_names, today, user)
+            yield _values(seq, row, events.get(row["id"], []), unit_names, reason_labels,
+                          today, user)
         if len(chunk) < wanted:
             return
         last = chunk[-1][-(len(columns) + 1):]
 
 
 def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
-            unit_names: dict[int, str], today: dt.date, user: authz.User) -> list:
+            unit_names: dict[int, str], reason_labels: dict[tuple[str, str], str],
+            today: dt.date, user: authz.User) -> list:
     """One problem's export row, in the order of ``COLUMNS``."""
     overdue_now = deadlines.is_overdue(row, today)
     status = _(f"status.{row['status']}")
@@ -282,7 +298,9 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
         _callback(row),
         _(f"satisfaction.{row['satisfaction']}") if row["satisfaction"] else "",
         f"{status}（{_('problem.overdue')}）" if overdue_now else status,
-        _reason(row, events),
+        _reason(row, events, reason_labels),
+        _chosen(row, "return", reason_labels),
+        _chosen(row, "extension", reason_labels),
         row["merged_into_no"] or "",
         row["resident_name"],
         masking.resident_phone(user, row),

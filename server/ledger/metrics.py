@@ -509,3 +509,55 @@ def _labels(db, user: authz.User) -> dict[str, dict]:
         )},
         "week": {},
     }
+
+
+# Counting by reason (the lists of server/ledger/reasons.py) --------------------------------
+
+
+@dataclass
+class ReasonRow:
+    code: str | None  # None: the event named no reason (before the lists, or none offered)
+    label: str
+    active: bool
+    count: int
+    share: Rate  # of the list's events in the period (n: all of them)
+
+
+def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[ReasonRow]]:
+    """Per list, the events that chose a reason from it (``reasons.KINDS``: rejections,
+    returns, extension requests, closures by explanation) at a moment of the period, on
+    problems in the user's scope, by the code in their data: every active option (0 if
+    unused), then any deactivated option or no reason that was chosen, each with its share.
+
+    Unlike the cohort above, these are events, not problems: a problem returned twice in
+    the period counts twice. The events are read through ``idx_problem_events_kind``
+    (kind, at), migration m019.
+    """
+    from server.ledger import reasons
+
+    kinds = {kind: name for name, kind in reasons.KINDS.items()}
+    scope, scope_params = authz.problem_scope(user, "p")
+    found: dict[str, Counter] = {name: Counter() for name in reasons.LISTS}
+    for kind, code, n in db.execute(
+        "SELECT e.kind, json_extract(e.data, '$.reason_code'), count(*)"
+        " FROM problem_events e INDEXED BY idx_problem_events_kind"
+        " JOIN problems p ON p.id = e.problem_id"
+        f" WHERE e.kind IN ({', '.join('?' * len(kinds))}) AND e.at >= ? AND e.at < ?"
+        f" AND {scope} GROUP BY 1, 2",
+        [*kinds, local_day_start(period.start),
+         local_day_start(period.end + dt.timedelta(days=1)), *scope_params],
+    ):
+        found[kinds[kind]][code] += n
+    result = {}
+    for name, options in reasons.all_lists(db).items():
+        counts = found[name]
+        total = sum(counts.values())
+        rows = [(option.code, option.label, option.active) for option in options
+                if option.active or counts[option.code]]
+        known = {option.code for option in options}
+        rows += [(code, code, False) for code in counts if code is not None and code not in known]
+        if counts[None]:
+            rows.append((None, "", True))
+        result[name] = [ReasonRow(code, label, active, counts[code], Rate(counts[code], total))
+                        for code, label, active in rows]
+    return result

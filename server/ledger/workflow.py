@@ -17,7 +17,7 @@ import sqlite_utils
 from server import authz
 from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
-from server.ledger import clock, closures, supervision
+from server.ledger import clock, closures, reasons, supervision
 from server.ledger.deadlines import is_overdue, responded_in_time, time_limit_days
 from server.ledger.numbering import next_ledger_no, normal_ledger_no
 from server.ledger.states import (
@@ -70,8 +70,9 @@ ACTIONS: dict[str, Action] = {
             ("submitted",),
             "rejected",
             frozenset({OFFICE}),
-            fields=("note",),
+            fields=("reason_code", "note"),
             required=("note",),
+            extra={"reasons": "reject"},
         ),
         Action(
             "merge",
@@ -103,8 +104,9 @@ ACTIONS: dict[str, Action] = {
             "returned",
             frozenset({HANDLER}),
             unit_only=True,
-            fields=("note",),
+            fields=("reason_code", "note"),
             required=("note",),
+            extra={"reasons": "return"},
         ),
         Action(
             "progress",
@@ -121,8 +123,9 @@ ACTIONS: dict[str, Action] = {
             None,
             frozenset({HANDLER}),
             unit_only=True,
-            fields=("extra_days", "note"),
+            fields=("extra_days", "reason_code", "note"),
             required=("extra_days", "note"),
+            extra={"reasons": "extension"},
         ),
         Action("approve_extension", HANDLING, None, frozenset({OFFICE}), fields=("note",)),
         Action(
@@ -169,8 +172,9 @@ ACTIONS: dict[str, Action] = {
             ("accepted", "dispatched", "handling", "returned", "replied", "callback"),
             "closed",
             frozenset({OFFICE}),
-            fields=("note",),
+            fields=("reason_code", "note"),
             required=("note",),
+            extra={"reasons": "explained"},
         ),
         Action(
             "return_visit",
@@ -333,8 +337,14 @@ def apply(
         _required(data, name, field_label(action, name))
     if "note" in data:
         data["note"] = NOTE.clean(data)["note"]
+    # The reason chosen from the list the action takes (server/ledger/reasons.py).
+    reason = reasons.check(db, action.extra["reasons"], data) if "reasons" in action.extra \
+        else None
     note = data.pop("note", "")
     changes, event_data, to_status = APPLY[action.name](db, user, problem, data, note)
+    if reason:
+        event_data["reason_code"] = reason.code
+        changes[reason.column] = reason.code
     to_status = to_status or action.to_state
     event_data["overdue"] = is_overdue(problem)
     if to_status and to_status != problem["status"]:

@@ -58,6 +58,10 @@ def _text(entity: str, name: str, value) -> str:
         return _(LEVELS[str(value)])
     if entity == "import" and name == "kind":
         return _(f"import.kinds.{value}")
+    if entity == "reasons" and name == "list":
+        return _(f"reasons.list.{value}")
+    if entity == "reasons" and name == "needs_text":
+        return _("common.yes") if value else _("common.no")
     if name == "revoke_mode":
         return _(f"audit.revoke_mode.{value}")
     return audit.value_text(value)

@@ -263,7 +263,8 @@ def _stats_data(db, actor: authz.User, params) -> dict:
     result = metrics.compute(db, actor, period, cfg)
     ranked, unranked = metrics.rank(result["units"], rank_by, min_n)
     return {**result, "period": period, "rank_by": rank_by, "min_n": min_n,
-            "ranked": ranked, "unranked": unranked, "ignored": ignored}
+            "ranked": ranked, "unranked": unranked, "ignored": ignored,
+            "reason_counts": metrics.reason_counts(db, actor, period)}
 
 
 async def stats(request: Request):

@@ -13,6 +13,7 @@ from server.ledger import (
     deadlines,
     problems,
     queries,
+    reasons,
     states,
     supervision,
     workflow,
@@ -68,6 +69,18 @@ def _default_unit_id(db, problem: dict) -> int | None:
     return row[0] if row else None
 
 
+def _reason_context(db) -> dict:
+    """The active options of each action's list of reasons (server/ledger/reasons.py)."""
+    lists = {name: action.extra["reasons"] for name, action in workflow.ACTIONS.items()
+             if "reasons" in action.extra}
+    return {"reason_lists": lists,
+            "reason_options": {name: reasons.options(db, list_name, active_only=True)
+                               for name, list_name in lists.items()},
+            # The timeline's labels, by (event kind, code): deactivated options included.
+            "reason_labels": {(reasons.KINDS[list_name], code): label for (list_name, code), label
+                              in reasons.labels(db).items()}}
+
+
 def _action_context(db, actor: authz.User, problem: dict) -> dict:
     return {
         "actions": workflow.allowed_actions(db, problem, actor),
@@ -76,6 +89,7 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
         "labels": {name: {f: workflow.field_label(action, f) for f in action.fields}
                    for name, action in workflow.ACTIONS.items()},
         "order_actions": supervision.ORDER_ACTIONS,
+        **_reason_context(db),
         "default_unit_id": _default_unit_id(db, problem),
         "categories": list(db.query("SELECT id, name FROM categories WHERE active ORDER BY code")),
         "units": list(db.query("SELECT id, name FROM units WHERE active ORDER BY name")),
