@@ -1150,7 +1150,6 @@ def m022_device_health(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @migrations()
 def m024_ask_reporter(db: sqlite_utils.Database) -> None:
     """The office's question to a problem's reporter (请补充), open until the reporter adds a
