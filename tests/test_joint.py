@@ -3,6 +3,8 @@ every illegal transition for every role, what each one sees, the queues and the 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -337,3 +339,25 @@ def test_a_helpers_phone_pulls_the_problem_and_a_tombstone_once_removed(act, db,
     act("handler1", "p1", "return", note="退回")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
     assert (joint_problem, True) in pulled()
+
+
+
+def test_the_export_names_the_helpers_with_their_parts_state(act, login_as, db, world, u3):
+    def cell() -> str:
+        response = login_as("office").get("/problems/export.csv?q=幸福社区")
+        assert response.status_code == 200
+        rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+        header = next(row for row in rows if "协办单位" in row)
+        [line] = rows[rows.index(header) + 1:]
+        return line[header.index("协办单位")]
+
+    act("office", "p1", "accept")
+    act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
+        helper_unit_ids=[str(world.units["u2"]), str(u3)])
+    act("handler2", "p1", "sign_part")
+    act("handler2", "p1", "answer_part", note=OPINION)
+    assert cell() == "水务集团（已答复）、交通局（待签收）"
+    act("handler1", "p1", "return", note="交通局不需协办")
+    act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
+        helper_unit_ids=[str(world.units["u2"])])
+    assert cell() == "水务集团（已答复）"  # a removed part is not named
