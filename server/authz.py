@@ -135,7 +135,9 @@ def scope_is_area(user: User) -> bool:
 
 
 def problem_scope(user: User, table: str = "problems") -> tuple[str, list]:
-    """Which problems the user may see."""
+    """Which problems the user may see: office, leaders and field officials their area
+    subtree, a field official also their own reports, a handler their unit's problems as
+    lead unit or as a helper unit (协办) with a part not removed."""
     clauses = []
     if user.roles & {OFFICE, LEADER, FIELD}:
         clauses.append(area_subtree(user, f"{table}.area_id"))
@@ -143,6 +145,9 @@ def problem_scope(user: User, table: str = "problems") -> tuple[str, list]:
         clauses.append((f"{table}.reporter_id = ?", [user.id]))
     if HANDLER in user.roles and user.unit_id is not None:
         clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
+        # A helper unit (协办) while its part is not removed (server/ledger/joint.py).
+        clauses.append((f"{table}.id IN (SELECT problem_id FROM joint_parts"
+                        f" WHERE unit_id = ? AND state != 'removed')", [user.unit_id]))
     return _any_of(clauses)
 
 

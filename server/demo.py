@@ -43,7 +43,15 @@ events in (at, rowid) order:
   ledger_counters.supervision_last_no holds each year's last. Most orders are
   answered by a handler of the order's unit, most answered ones struck off, a
   few escalated (answered, or unanswered past their date, while the problem is
-  open); about half the flags on closed problems are lifted after the closing.
+  open); about half the flags on closed problems are lifted after the closing;
+* a helper unit (协办) of a dispatch has a ``joint_parts`` row as
+  ``server.ledger.joint`` writes it: a re-dispatch that drops it removes it, its
+  handler signs (``sign_part``) and answers (``answer_part``) with events carrying
+  the unit and part ids, and the lead unit replies only once every current helper
+  has answered or the office let it go ahead (``let_lead_reply``). Parts are left in
+  every state (待签收, 已签收, 已答复, 已撤销). Their choices and times come from a
+  generator of their own per problem, so the rest of the city is the same with or
+  without them.
 """
 
 from __future__ import annotations
@@ -463,6 +471,14 @@ SUPERVISION_ANSWER_NOTES = (
 SUPERVISION_CLOSE_NOTE = "督办回复属实，予以销号"
 SUPERVISION_ESCALATE_NOTE = "督办后仍未落实，提请领导挂牌督办"
 SUPERVISION_UNFLAG_NOTE = "问题已办结，经核实予以摘牌"
+JOINT_SIGN_NOTE = "已签收协办，安排人员配合"
+JOINT_OPINIONS = (
+    "经现场核查，本单位职责范围内事项已配合处理完毕",
+    "已派员配合主办单位现场处置，相关设施已恢复",
+    "本单位已出具意见：同意主办单位处置方案，配合做好后续监管",
+)
+LET_LEAD_REPLY_NOTE = "协办单位逾期未答复，准许主办单位先行答复"
+JOINT_KINDS = frozenset({"sign_part", "answer_part", "let_lead_reply"})
 CALLBACK_NOTES = {
     "satisfied": "电话回访，群众表示问题已解决，满意",
     "basically": "电话回访，群众表示问题已解决，基本满意",
@@ -860,6 +876,15 @@ _ORDER_SQL = (
     f"INSERT INTO supervision_orders ({', '.join(_ORDER_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(_ORDER_COLUMNS))})"
 )
+_PART_COLUMNS = (
+    "id", "problem_id", "unit_id", "state", "dispatched_at", "dispatched_by", "signed_at",
+    "signed_by", "answered_at", "answered_by", "opinion", "answer_event_id", "removed_at",
+    "removed_by",
+)
+_PART_SQL = (
+    f"INSERT INTO joint_parts ({', '.join(_PART_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_PART_COLUMNS))})"
+)
 _EVENT_SQL = (
     "INSERT INTO problem_events (id, problem_id, kind, actor_id, at, from_status, to_status,"
     " note, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -895,7 +920,8 @@ class _Source:
 class _Step:
     """One event: ``delay`` seconds after the previous one until placed in time."""
 
-    __slots__ = ("kind", "actor", "to_status", "note", "args", "delay", "at", "from_status", "data")
+    __slots__ = ("kind", "actor", "to_status", "note", "args", "delay", "at", "from_status", "data",
+                 "event_id")
 
     def __init__(self, kind, actor, to_status, note, args, delay):
         self.kind = kind
@@ -907,6 +933,7 @@ class _Step:
         self.at = 0
         self.from_status = None
         self.data = "{}"
+        self.event_id = None
 
 
 class _Order:
@@ -993,6 +1020,8 @@ class _Ledger:
         self.supervision_seq: dict[int, int] = {}
         self.orders: list[tuple] = []
         self.orders_issued = 0
+        self.parts: list[tuple] = []  # joint_parts rows (server/ledger/joint.py)
+        self.parts_issued = 0
         # Problems waiting for their turn to be numbered: (time, order, history).
         self.waiting: list[tuple[int, int, _History]] = []
         # Recent accepted problems that later duplicates are merged into, per category
@@ -1064,9 +1093,10 @@ class _Ledger:
         for table, (_, rows) in zip(self.counts, chunk, strict=True):
             self.counts[table] += len(rows)
         chunk.append((_ORDER_SQL, self.orders))
+        chunk.append((_PART_SQL, self.parts))
         self.writer.put(chunk)
         self.visits, self.diaries, self.problems, self.events = [], [], [], []
-        self.orders = []
+        self.orders, self.parts = [], []
 
     def _number_waiting(self, final: bool) -> None:
         """Number accepted problems in order of acceptance, once no later one can precede them.
@@ -1093,6 +1123,7 @@ class _Ledger:
         self.problems.append(history.row())
         history.emit(self.events)
         self.orders.extend(history.order_rows())
+        self.parts.extend(history.part_rows())
         if history.merge_original is not None:
             self.events.append(history.merged_in_event())
 
@@ -1363,11 +1394,17 @@ class _History:
         self.status = "submitted"
         self.solved_on_spot = False
         self.orders: list[_Order] = []
+        # Joint handling draws from its own generator (see the module's docstring).
+        self.joint_rng = random.Random(problem_id)
+        self.helpers: dict[int, str] = {}  # the current helper units' part states
+        self.lead_released = False
+        self.parts: list[dict] = []
 
     def add(self, kind: str, actor: int | None, to_status: str | None, note: str = "",
             args=None, delay: tuple[int, int] = (HOUR, DAY)) -> _Step:
         low, high = delay
-        seconds = low + int(self.rng.random() * (high - low))
+        rng = self.joint_rng if kind in JOINT_KINDS else self.rng
+        seconds = low + int(rng.random() * (high - low))
         step = _Step(kind, actor, to_status, note, args, seconds)
         self.steps.append(step)
         return step
@@ -1413,7 +1450,7 @@ class _History:
         rng = self.rng
         misrouted = self.status == "returned" or rng.random() < 0.05
         first_unit = self._wrong_unit() if misrouted else self.lead_unit
-        self._dispatch(first_unit)
+        self._dispatch(first_unit, misrouted=misrouted)
         if misrouted:
             if self.status == "returned" and rng.random() < 0.5:
                 self._sign(first_unit)
@@ -1425,9 +1462,13 @@ class _History:
                 return
             self._dispatch(self.lead_unit)
         if self.status == "dispatched":
+            self._helpers_sign(0.5)
             return
         self._sign(self.lead_unit)
         self._progress()
+        self._helpers_sign(0.9)
+        if self.status == "handling":
+            self._helpers_answer(0.5)
         if rng.random() < 0.06:
             self._extension()
         if self.status == "handling":
@@ -1463,14 +1504,51 @@ class _History:
     def _handler(self, unit: _Unit) -> int:
         return self.ledger.world.handler_of_unit[unit.id]
 
-    def _dispatch(self, unit: _Unit) -> None:
+    def _dispatch(self, unit: _Unit, misrouted: bool = False) -> None:
         units = self.ledger.world.units
         helpers = []
         if self.rng.random() < 0.08:
             helper = self.rng.choice(units)
             helpers = [] if helper is unit else [helper.id]
+        if misrouted and not helpers and self.joint_rng.random() < 0.5:
+            # A helper named on a dispatch that goes wrong: the re-dispatch removes its part.
+            helper = self.joint_rng.choice(units)
+            helpers = [] if helper is unit else [helper.id]
         self.add("dispatch", self.office, "dispatched", f"交由{unit.name}办理", (unit, helpers),
                  delay=(1800, DAY))
+        self.helpers = {helper: self.helpers.get(helper, "dispatched") for helper in helpers}
+        self.lead_released = False
+
+    # -- joint handling (server/ledger/joint.py) --
+
+    def _helpers_sign(self, chance: float) -> None:
+        for unit_id, state in self.helpers.items():
+            if state == "dispatched" and self.joint_rng.random() < chance:
+                self.helpers[unit_id] = "signed"
+                self.add("sign_part", self._handler_of(unit_id), None, JOINT_SIGN_NOTE,
+                         unit_id, delay=(HOUR, DAY))
+
+    def _helpers_answer(self, chance: float) -> None:
+        for unit_id, state in self.helpers.items():
+            if state == "signed" and self.joint_rng.random() < chance:
+                self.helpers[unit_id] = "answered"
+                self.add("answer_part", self._handler_of(unit_id), None,
+                         self.joint_rng.choice(JOINT_OPINIONS), unit_id, delay=(HOUR, 2 * DAY))
+
+    def _before_reply(self) -> None:
+        """The lead replies once every helper has answered, or the office lets it go ahead."""
+        if self.lead_released or all(s == "answered" for s in self.helpers.values()):
+            return
+        if self.joint_rng.random() < 0.8:
+            self._helpers_sign(1.0)
+            self._helpers_answer(1.0)
+        else:
+            self.lead_released = True
+            self.add("let_lead_reply", self.office, None, LET_LEAD_REPLY_NOTE,
+                     [u for u, s in self.helpers.items() if s != "answered"], delay=(HOUR, DAY))
+
+    def _handler_of(self, unit_id: int) -> int:
+        return self.ledger.world.handler_of_unit[unit_id]
 
     def _sign(self, unit: _Unit) -> None:
         contacted = self.rng.random() < 0.85
@@ -1503,6 +1581,7 @@ class _History:
         outcome = outcome or OUTCOMES[_pick(rng, self.ledger.outcome_weights)]
         fix = rng.choice(self.category.spec.fixes)
         note = REPLY_NOTES[outcome].format(fix=fix)
+        self._before_reply()
         calendar_days = self.category.spec.time_limit_days * 1.4
         low, high = (1.0, 1.8) if rng.random() < 0.08 else (0.1, 0.55)
         self.add("reply", self._handler(self.lead_unit), "replied", note, outcome,
@@ -1682,6 +1761,7 @@ class _History:
         status = None
         deadline_day = None
         pending_decision = False
+        current_parts: dict[int, dict] = {}  # the helpers' parts not removed, by unit
         kept = []
         for step in self.steps:
             day = clock.local_day(step.at)
@@ -1708,17 +1788,31 @@ class _History:
                 unit, helpers = args
                 helper_ids = "[" + ", ".join(str(helper) for helper in helpers) + "]"
                 fields["lead_unit_id"], fields["helper_unit_ids"] = unit.id, helper_ids
+                added, removed = self._dispatch_parts(current_parts, helpers, step)
+                joint = f'"helpers_added": {added}, "helpers_removed": {removed}, '
                 if fields["dispatched_at"] is None:
                     deadline_day = clock.add_working_days(day, limit)
                     deadline = clock.day_text(deadline_day)
                     fields.update(dispatched_at=step.at, deadline=deadline,
                                   original_deadline=deadline)
                     data = (f'{{"deadline": "{deadline}", "helper_unit_ids": {helper_ids},'
-                            f' "lead_unit_id": {unit.id}, "overdue": {flag},'
+                            f' {joint}"lead_unit_id": {unit.id}, "overdue": {flag},'
                             f' "time_limit_days": {limit}}}')
                 else:
-                    data = (f'{{"helper_unit_ids": {helper_ids}, "lead_unit_id": {unit.id},'
-                            f' "overdue": {flag}}}')
+                    data = (f'{{"helper_unit_ids": {helper_ids}, {joint}"lead_unit_id":'
+                            f' {unit.id}, "overdue": {flag}}}')
+            elif kind in ("sign_part", "answer_part"):
+                part = current_parts[args]
+                if kind == "sign_part":
+                    part.update(state="signed", signed_at=step.at, signed_by=step.actor)
+                else:
+                    part.update(state="answered", answered_at=step.at, answered_by=step.actor,
+                                opinion=step.note, answer_step=step)
+                data = f'{{"overdue": {flag}, "part_id": {part["id"]}, "unit_id": {args}}}'
+            elif kind == "let_lead_reply":
+                awaited = "[" + ", ".join(str(unit_id) for unit_id in args) + "]"
+                data = (f'{{"awaited_unit_ids": {awaited}, "overdue": {flag},'
+                        f' "unit_id": {fields["lead_unit_id"]}}}')
             elif kind == "sign":
                 fields["signed_at"] = fields["signed_at"] or step.at
                 fields["resident_contacted"] = int(args)
@@ -1803,6 +1897,40 @@ class _History:
         fields["status"] = status
         self.fields = fields
 
+    def _dispatch_parts(self, current: dict[int, dict], helpers: list[int], step: _Step,
+                        ) -> tuple[str, str]:
+        """The parts a dispatch leaves, as server.ledger.joint.dispatch_parts writes them; the
+        units added and removed, as JSON lists."""
+        removed = sorted(set(current) - set(helpers))
+        added = sorted(set(helpers) - set(current))
+        for unit_id in removed:
+            current.pop(unit_id).update(state="removed", removed_at=step.at,
+                                        removed_by=step.actor)
+        for unit_id in added:
+            self.ledger.parts_issued += 1
+            part = {"id": self.ledger.parts_issued, "unit_id": unit_id, "state": "dispatched",
+                    "dispatched_at": step.at, "dispatched_by": step.actor, "signed_at": None,
+                    "signed_by": None, "answered_at": None, "answered_by": None,
+                    "opinion": None, "answer_step": None, "removed_at": None,
+                    "removed_by": None}
+            current[unit_id] = part
+            self.parts.append(part)
+        return (f"[{', '.join(map(str, added))}]", f"[{', '.join(map(str, removed))}]")
+
+    def part_rows(self) -> list[tuple]:
+        iso = self.ledger.clock.iso
+
+        def at(value):
+            return value and iso(value)
+
+        return [(
+            part["id"], self.problem_id, part["unit_id"], part["state"],
+            iso(part["dispatched_at"]), part["dispatched_by"], at(part["signed_at"]),
+            part["signed_by"], at(part["answered_at"]), part["answered_by"], part["opinion"],
+            part["answer_step"] and part["answer_step"].event_id, at(part["removed_at"]),
+            part["removed_by"],
+        ) for part in self.parts]
+
     def _issue(self, order: _Order, step: _Step, unit_id: int, level: str, flag: str) -> str:
         """Number the order as server.ledger.numbering.next_number would; its event's data."""
         ledger = self.ledger
@@ -1883,8 +2011,9 @@ class _History:
                 data = data.replace(_LEDGER_NO, f'"{self.ledger_no}"')
             elif step.kind == "merge":
                 data = data.replace(_ORIGINAL_NO, self._original_no(step.at))
+            step.event_id = _uuid4(self.joint_rng if step.kind in JOINT_KINDS else rng)
             events.append((
-                _uuid4(rng), problem_id, step.kind, step.actor, iso(step.at), step.from_status,
+                step.event_id, problem_id, step.kind, step.actor, iso(step.at), step.from_status,
                 step.to_status, step.note, data,
             ))
 

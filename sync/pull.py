@@ -185,18 +185,25 @@ def _removed_problems(db, user, ids) -> set[str]:
     """Changed problems no longer on this phone that the user may have held: tombstones.
 
     That is the user's own reports, problems still in their area or unit (but
-    closed long ago, rejected or merged), and problems that were in their area
-    or unit before they moved (problem_moves, kept by a trigger).
+    closed long ago, rejected or merged), problems that were in their area
+    or unit before they moved (problem_moves, kept by a trigger), and problems their
+    unit helps or helped with (joint_parts, removed parts included).
     """
     now_clause, now_params = _area_or_unit_scope(user, "p")
     before_clause, before_params = _area_or_unit_scope(user, "m")
+    # A helper unit (协办), now or before a re-dispatch removed its part.
+    helper_clause, helper_params = "0", []
+    if authz.HANDLER in user.roles and user.unit_id is not None:
+        helper_clause = "p.id IN (SELECT problem_id FROM joint_parts WHERE unit_id = ?)"
+        helper_params = [user.unit_id]
     return {
         row[0]
         for row in db.execute(
             f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
             f" AND +(p.reporter_id = ? OR ({now_clause}) OR EXISTS (SELECT 1 FROM"
-            f" problem_moves m WHERE m.problem_id = p.id AND ({before_clause})))",
-            [*ids, user.id, *now_params, *before_params],
+            f" problem_moves m WHERE m.problem_id = p.id AND ({before_clause}))"
+            f" OR {helper_clause})",
+            [*ids, user.id, *now_params, *before_params, *helper_params],
         )
     }
 

@@ -287,3 +287,81 @@ def test_reason_actions_by_role(app, db, world, role, action):
         code = db.execute("SELECT json_extract(data, '$.reason_code') FROM problem_events"
                           " WHERE problem_id = ? AND kind = ?", [problem_id, action]).fetchone()
         assert code == (valid["reason_code"],)
+
+
+# Joint handling (server/ledger/joint.py) by role, through the same route. ------------------------
+
+JOINT = {  # action: the role that may take it (the others get 403)
+    "sign_part": "handler",
+    "progress_part": "handler",
+    "answer_part": "handler",
+    "let_lead_reply": "office",
+}
+
+
+def _joint_ready(db, world, action: str) -> str:
+    """p1 (field1's area) dispatched to 水务集团 (u2) as lead, with 住建局 (u1: handler1, the
+    matrix's handler) as helper, where ``action`` can be taken by its role."""
+    from server import auth
+    from server.db import immediate
+    from server.ledger import workflow
+
+    def run(username, name, **data):
+        with immediate(db):
+            workflow.apply(db, auth.load_user(db, world.users[username]), world.problems["p1"],
+                           name, data)
+
+    run("office", "accept")
+    run("office", "dispatch", lead_unit_id=world.units["u2"],
+        helper_unit_ids=[str(world.units["u1"])])
+    run("handler2", "sign")
+    if action in ("progress_part", "answer_part"):
+        run("handler1", "sign_part")
+    return world.problems["p1"]
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+@pytest.mark.parametrize("action", sorted(JOINT))
+def test_joint_actions_by_role(app, db, world, role, action):
+    problem_id = _joint_ready(db, world, action)
+    events = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        response = client.post(f"/problems/{problem_id}/actions/{action}",
+                               data={"csrf_token": csrf_of(client), "note": "文字"},
+                               follow_redirects=False)
+    allowed = JOINT[action] == role
+    assert response.status_code == (303 if allowed else 403), (role, action, response.status_code)
+    after = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    assert after == events + (1 if allowed else 0)
+
+
+@pytest.mark.parametrize("username, action, data", [
+    ("handler2", "sign_part", {}),  # the lead unit does not act for a helper
+    ("handler2", "answer_part", {"note": "代为答复"}),
+    ("handler1", "reply", {"outcome": "solved", "note": "代为答复"}),  # nor a helper for the lead
+    ("handler1", "progress", {"note": "代为办理"}),
+])
+def test_lead_and_helper_units_keep_to_their_own_actions(app, db, world, username, action, data):
+    problem_id = _joint_ready(db, world, "sign_part")
+    with TestClient(app) as client:
+        assert login(client, username).status_code == 303
+        response = client.post(f"/problems/{problem_id}/actions/{action}",
+                               data={"csrf_token": csrf_of(client), **data},
+                               follow_redirects=False)
+    assert response.status_code == 403, (username, action, response.status_code)
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+def test_the_helpers_queue_and_the_parts_by_role(app, db, world, role):
+    """我的工作's 协办 queues are the helper unit's handlers'; the parts show on the problem page
+    to all who may read it (admin: no problem pages at all)."""
+    problem_id = _joint_ready(db, world, "sign_part")
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        work = client.get("/work", follow_redirects=False)
+        page = client.get(f"/problems/{problem_id}", follow_redirects=False)
+    assert ('id="q-joint_to_sign"' in work.text) == (role == "handler")
+    assert work.status_code == (200 if role in ("office", "handler", "leader") else 403)
+    assert page.status_code == (403 if role == "admin" else 200)
+    assert ('id="joint-parts"' in page.text) == (role != "admin")

@@ -35,6 +35,7 @@ PROBLEMS = 300
 DATA_TABLES = (
     "areas", "units", "categories", "users", "visits", "diary_entries", "problems",
     "problem_events", "ledger_counters", "changes", "problem_search_keys", "supervision_orders",
+    "joint_parts",
 )
 # Statuses that carry a ledger number: every one after acceptance.
 NUMBERED = set(STATUSES) - {"submitted", "rejected", "merged"}
@@ -615,3 +616,42 @@ def test_seeding_works_while_another_connection_is_open(tmp_path):
     seed_demo(db, problems=20, now=NOW)
     assert other.execute("SELECT count(*) FROM problems").fetchone()[0] == 20
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_helper_units_parts_follow_the_joint_rules(db):
+    """Parts (server/ledger/joint.py) in every state, each agreeing with its events; the lead
+    replies only once the current helpers answered or the office let it go ahead."""
+    parts = rows(db, "SELECT * FROM joint_parts ORDER BY id")
+    assert {part["state"] for part in parts} == {"dispatched", "signed", "answered", "removed"}
+    handler_unit = dict(db.execute("SELECT id, unit_id FROM users WHERE unit_id IS NOT NULL"))
+    events = histories(db)
+    by_problem = defaultdict(list)
+    for part in parts:
+        by_problem[part["problem_id"]].append(part)
+    for problem in rows(db, "SELECT * FROM problems WHERE dispatched_at IS NOT NULL"):
+        history = events[problem["id"]]
+        mine = by_problem[problem["id"]]
+        current = {p["unit_id"] for p in mine if p["state"] != "removed"}
+        assert current == set(json.loads(problem["helper_unit_ids"]))
+        for part in mine:
+            own = [e for e in history if e["data"].get("part_id") == part["id"]]
+            signs = [e for e in own if e["kind"] == "sign_part"]
+            answers = [e for e in own if e["kind"] == "answer_part"]
+            assert part["signed_at"] == (signs[0]["at"] if signs else None)
+            assert part["answered_at"] == (answers[0]["at"] if answers else None)
+            assert part["answer_event_id"] == (answers[0]["id"] if answers else None)
+            for event in own:
+                assert event["data"]["unit_id"] == part["unit_id"]
+                assert handler_unit[event["actor_id"]] == part["unit_id"]
+            if part["state"] == "removed":
+                assert part["removed_at"] and not own
+        released, answered, helpers = False, set(), set()
+        for event in history:
+            if event["kind"] == "dispatch":
+                helpers, released = set(event["data"]["helper_unit_ids"]), False
+            elif event["kind"] == "let_lead_reply":
+                released = True
+            elif event["kind"] == "answer_part":
+                answered.add(event["data"]["unit_id"])
+            elif event["kind"] == "reply":
+                assert released or helpers <= answered, problem["id"]

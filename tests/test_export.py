@@ -167,6 +167,11 @@ def office_cases(db, world, closed_problem) -> dict[str, str]:
     for description, problem_id in cases.items():
         with immediate(db):
             db["problems"].update(problem_id, {"description": description})
+    with immediate(db):  # the helper unit's part (协办, m018), answered
+        db["joint_parts"].insert({"problem_id": cases["协办的问题"], "unit_id": u2,
+                                  "state": "answered", "dispatched_at": dispatched["dispatched_at"],
+                                  "answered_at": "2026-03-05T02:00:00+00:00",
+                                  "opinion": "已配合排查"})
     add_event(db, cases["不予立案的问题"], "reject", "2026-03-02T02:00:00+00:00",
               "已告知反映人通过诉讼途径解决", office)
     extended = cases["延期两次的问题"]
@@ -186,7 +191,7 @@ NEW_COLUMNS = {  # (description, column): what the export says there
     ("延期两次的问题", "原办理时限"): "2026-03-13",
     ("延期两次的问题", "办理时限"): LATER,
     ("延期两次的问题", "延期"): f"延期2次，共8个工作日\n至{LATER}",
-    ("协办的问题", "协办单位"): "水务集团",
+    ("协办的问题", "协办单位"): "水务集团（已答复）",
     ("协办的问题", "责任单位"): "住建局",
     ("挂牌督办的问题", "督办情况"): "挂牌督办：限期整改到位",
     ("超期未办结的问题", "是否超期"): "超期",

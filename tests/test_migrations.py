@@ -282,3 +282,36 @@ def test_m019_seeds_the_lists_of_reasons_and_keeps_them_consistent(tmp_path):
         with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
             db.execute(statement)
             raise AssertionError(statement)
+
+
+def test_m018_backfills_a_part_for_each_helper_of_a_dispatched_problem(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m018_joint")
+    add_city_and_reporter(db)
+    for unit_id, name in ((1, "住建局"), (2, "水务集团"), (3, "交通局")):
+        db.execute("INSERT INTO units (id, name, area_id) VALUES (?, ?, 1)", [unit_id, name])
+    insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+              " created_at, updated_at, lead_unit_id, helper_unit_ids, dispatched_at)"
+              " VALUES (?, 1, 1, 'x', ?, 'now', 'now', 'now', 1, ?, ?)")
+    for problem_id, status, helpers, dispatched_at in (
+            ("open", "handling", "[2, 3]", "2026-11-02T01:00:00+00:00"),
+            ("closed", "closed", "[3]", "2026-10-02T01:00:00+00:00"),
+            ("never-dispatched", "accepted", "[2]", None),
+            ("lead-as-helper", "handling", "[1, 99]", "2026-11-03T01:00:00+00:00"),  # 99: gone
+            ("bad-json", "handling", "not json", "2026-11-03T01:00:00+00:00")):
+        db.execute(insert, [problem_id, status, helpers, dispatched_at])
+    db.execute("INSERT INTO problem_events (id, problem_id, kind, actor_id, at, data)"
+               " VALUES ('e1', 'open', 'dispatch', 1, '2026-11-05T01:00:00+00:00', '{}')")
+    migrate(db)
+    rows = db.execute("SELECT problem_id, unit_id, state, dispatched_at, dispatched_by, legacy"
+                      " FROM joint_parts ORDER BY problem_id, unit_id").fetchall()
+    assert rows == [
+        ("closed", 3, "dispatched", "2026-10-02T01:00:00+00:00", None, 1),
+        ("open", 2, "dispatched", "2026-11-05T01:00:00+00:00", 1, 0),  # the latest dispatch
+        ("open", 3, "dispatched", "2026-11-05T01:00:00+00:00", 1, 0),
+    ]
+    # One current part per (problem, unit).
+    with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
+        db.execute("INSERT INTO joint_parts (problem_id, unit_id, dispatched_at)"
+                   " VALUES ('open', 2, 'now')")
+    assert db["joint_parts"].count == 3

@@ -497,3 +497,78 @@ def test_a_unit_returns_a_problem_with_a_reason_the_administrator_added(live, br
     assert live.query("SELECT label FROM reason_options WHERE list = 'return' AND code = ?",
                       [code]) == [("需上级部门统筹",)]
     context.close()
+
+
+# Joint handling (协办) ---------------------------------------------------------------------
+
+
+def joint_problem(live: Live) -> str:
+    """A problem accepted and dispatched to 住建局 (handler1) with 水务集团 (handler2) as helper."""
+    from server import auth
+    from server.ledger import workflow
+    from tests.ledger_helpers import add_problem
+
+    db = open_database(live.db_path)
+    try:
+        world = live.world
+        problem_id = add_problem(db, world, status="submitted", description="小区主干道积水严重",
+                                 area_id=world.areas["g1"])
+        office = auth.load_user(db, world.users["office"])
+        with immediate(db):
+            workflow.apply(db, office, problem_id, "accept", {})
+            workflow.apply(db, office, problem_id, "dispatch", {
+                "lead_unit_id": world.units["u1"], "helper_unit_ids": [str(world.units["u2"])]})
+        return db["problems"].get(problem_id)["ledger_no"]
+    finally:
+        db.close()
+
+
+def photo_file(name: str, colour: tuple[int, int, int]) -> dict:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 90), colour).save(buffer, "JPEG")
+    return {"name": name, "mimeType": "image/jpeg", "buffer": buffer.getvalue()}
+
+
+def test_a_helper_unit_answers_with_photos_and_the_lead_replies(live, browser):
+    url = live.url
+    ledger_no = joint_problem(live)
+    context, page = new_page(browser, bypass_csp=True)  # axe is injected inline
+
+    sign_in(page, url, "handler2")
+    open_from_work_queue(page, "协办待签收", ledger_no)
+    submit_action(page, open_action(page, "签收协办"), "确认签收协办", "sign_part")
+    expect_problem(page, "已交办", "协办签收", "测试handler2")
+    unfold_every_action(page)
+    failures = {"problem_helper": axe_violations(page)}
+    form = open_action(page, "协办意见")
+    form.get_by_label("协办意见").fill("管网排水能力不足，已配合清淤")
+    form.get_by_label("整改前照片").set_input_files([photo_file("前.jpg", (90, 60, 40))])
+    form.get_by_label("整改后照片").set_input_files([photo_file("后.jpg", (40, 90, 60))])
+    submit_action(page, form, "提交协办意见", "answer_part")
+    expect_problem(page, "已交办", "协办意见", "测试handler2", "管网排水能力不足，已配合清淤")
+    latest = page.get_by_role("region", name="办理过程").get_by_role("listitem").last
+    expect(latest.get_by_role("img")).to_have_count(2)
+    parts = page.get_by_role("region", name="协办单位")
+    expect(parts.get_by_role("row", name=re.compile("水务集团"))).to_contain_text("已答复")
+    failures["problem_parts"] = axe_violations(page)
+    sign_out(page, url)
+
+    sign_in(page, url, "handler1")
+    page.goto(f"{url}/problems?q={ledger_no}")
+    page.get_by_role("link", name=ledger_no).click()
+    page.get_by_role("heading", name=ledger_no, level=1).wait_for()
+    submit_action(page, open_action(page, "签收"), "确认签收", "sign")
+    form = open_action(page, "答复")
+    form.get_by_label("办理结果").select_option(label="已解决")
+    form.get_by_label("说明").fill("已疏通排水管网")
+    form.get_by_label("整改后照片").set_input_files([photo_file("完工.jpg", (10, 10, 200))])
+    submit_action(page, form, "提交答复", "reply")
+    expect_problem(page, "待审核", "答复", "测试handler1", "已疏通排水管网")
+    latest = page.get_by_role("region", name="办理过程").get_by_role("listitem").last
+    expect(latest.get_by_role("img")).to_have_count(1)
+    context.close()
+    assert not any(failures.values()), {k: v for k, v in failures.items() if v}

@@ -125,6 +125,9 @@ def busy_world(client, db, world):
         "handling_u1_d2": insert_problem(db, world, reporter="leader_d2", area="d2",
                                          status="handling", unit="u1"),
     }
+    # 水务集团 (u2) helps with it (协办, server/ledger/joint.py): its handlers hold it too.
+    db["joint_parts"].insert({"problem_id": extra["handling_u1_d2"], "unit_id": world.units["u2"],
+                              "state": "signed", "dispatched_at": now_iso()})
     return extra
 
 
@@ -139,6 +142,9 @@ def expected_for(db, world, username: str) -> dict[str, set[str]]:
             (role in ("field", "office", "leader") and row["area_id"] in areas)
             or (role == "field" and row["reporter_id"] == user_id)
             or (role == "handler" and row["lead_unit_id"] == world.units[unit])
+            or (role == "handler" and db.execute(
+                "SELECT 1 FROM joint_parts WHERE problem_id = ? AND unit_id = ?"
+                " AND state != 'removed'", [row["id"], world.units[unit]]).fetchone())
         )
         recent = row["status"] not in FINISHED or (row["closed_at"] or "") >= cutoff
         if row["reporter_id"] == user_id or (in_scope and recent):

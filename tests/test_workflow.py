@@ -51,6 +51,8 @@ def test_full_loop_to_a_lasting_fix(act, db, world):
     assert json.loads(dispatched["helper_unit_ids"]) == [world.units["u2"]]
     act("handler1", "p1", "sign", contacted="1")
     act("handler1", "p1", "progress", note="已联系物业，安排维修")
+    act("handler2", "p1", "sign_part")  # the helper unit (水务集团) answers first
+    act("handler2", "p1", "answer_part", note="供水管线无渗漏，配合排查完毕")
     act("handler1", "p1", "reply", outcome="solved", note="屋面防水已修复")
     act("office", "p1", "verify")
     closed = attempt(act, "reached", solved="1", satisfaction="satisfied")
@@ -60,8 +62,8 @@ def test_full_loop_to_a_lasting_fix(act, db, world):
     held = act("office", "p1", "return_visit", held="1", note="回头看：未再漏水")
     assert held["status"] == "closed" and held["return_visit_result"] == "held"
     kinds = [e["kind"] for e in events(db, world.problems["p1"])]
-    assert kinds == ["reported", "accept", "dispatch", "sign", "progress", "reply", "verify",
-                     "callback", "return_visit"]
+    assert kinds == ["reported", "accept", "dispatch", "sign", "progress", "sign_part",
+                     "answer_part", "reply", "verify", "callback", "return_visit"]
     row = db["problems"].get(world.problems["p1"])
     assert (row["urgency"], row["outcome"], row["satisfaction"], row["resident_contacted"]) == (
         "urgent", "solved", "satisfied", 1)

@@ -12,6 +12,10 @@
 * ``events``: the kinds of problem events, actions and the rest;
 * ``supervision``: supervision with answers (督办单, 挂牌督办, 批示): the rules and writes
   of workflow's supervision actions, and the open orders and flags by unit;
+* ``joint``: joint handling (协办): the helper units' parts, the rules and writes of their
+  actions and of the office's ``let_lead_reply``, the lead's reply waiting for them;
+* ``event_photos``: photos posted with an action on the office pages (before and after),
+  checked and kept as the phone's are, linked to the action's event;
 * ``problems``: reading one problem, its events and its units within a user's scope;
 * ``conflicts``: a problem's open conflicting edits, read from its events;
 * ``queries``: the ledger's filters, sort, paging, capped counts and the work queues;

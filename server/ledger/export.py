@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from server import areas, authz, masking
 from server.i18n import gettext as _
-from server.ledger import deadlines, queries, reasons
+from server.ledger import deadlines, joint, queries, reasons
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
 
 CHUNK = 1000
@@ -93,7 +93,7 @@ COLUMNS = (
 _SELECT = (
     "SELECT p.id, p.ledger_no, p.source, p.found_at, p.area_id, a.name AS area_name, p.place,"
     " p.description, c.name AS category_name, p.lead_unit_id, un.name AS unit_name,"
-    " p.helper_unit_ids,"
+    f" {joint.EXPORT_SQL},"
     " p.accepted_at, p.dispatched_at, p.closed_at, p.deadline, p.original_deadline,"
     " p.deadline_provisional, p.closed_on_time, p.supervision, p.supervision_note,"
     " p.status, p.outcome, p.callback_reached, p.callback_solved, p.satisfaction,"
@@ -198,12 +198,6 @@ def _reason(row: dict, events: list[tuple[str, str, str]],
     return "：".join(part for part in parts if part)
 
 
-def _helper_units(text: str | None, unit_names: dict[int, str]) -> str:
-    if not text or text == "[]":
-        return ""
-    return "、".join(unit_names.get(unit_id, str(unit_id)) for unit_id in json.loads(text))
-
-
 def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
     """The export rows for this filter, in the ledger's order (dates as date/datetime values).
 
@@ -283,7 +277,7 @@ def _values(seq: int, row: dict, events: list[tuple[str, str, str]],
         row["category_name"] or "",
         _local(row["accepted_at"]),
         row["unit_name"] or "",
-        _helper_units(row["helper_unit_ids"], unit_names),
+        joint.export_cell(row["joint_parts"], unit_names),
         _local(row["dispatched_at"]),
         _date(row["original_deadline"]),
         _extension(events),

@@ -560,4 +560,47 @@ def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[Reason
             rows.append((None, "", True))
         result[name] = [ReasonRow(code, label, active, counts[code], Rate(counts[code], total))
                         for code, label, active in rows]
+
+
+# Helper units (协办), counted apart from the lead units -------------------------------------
+
+# Per helper unit, its parts (joint_parts, m018) in the problems of the cohort: not removed
+# by a re-dispatch, not backfilled onto a problem finished before parts existed (legacy).
+HELPER_COUNTS = ("parts", "signed", "answered", "answered_on_time", "due")
+HELPER_RATES: dict[str, RateDef] = {
+    "signed": RateDef(("signed",), "parts"),  # 签收率
+    "answered": RateDef(("answered",), "parts"),  # 答复率
+    # 按期答复率: answered on or before the lead's deadline in force, among the parts that
+    # are due (answered, or not answered while that deadline has passed).
+    "answered_on_time": RateDef(("answered_on_time",), "due"),
+}
+
+
+def helper_units(db, user: authz.User, period: Period, today: dt.date | None = None,
+                 ) -> list[Breakdown]:
+    """The helper units' figures in the cohort (see HELPER_RATES), by unit name."""
+    today = today or local_today()
+    scope, params = authz.problem_scope(user, "p")
+    rows = db.execute(
+        "SELECT j.unit_id, u.name, count(*), sum(j.signed_at IS NOT NULL),"
+        " sum(j.answered_at IS NOT NULL),"
+        " sum(j.answered_at IS NOT NULL AND (p.deadline IS NULL"
+        "  OR date(j.answered_at, '+8 hours') <= p.deadline)),"
+        " sum(j.answered_at IS NOT NULL OR p.deadline < ?)"
+        " FROM joint_parts j JOIN problems p ON p.id = j.problem_id"
+        " JOIN units u ON u.id = j.unit_id"
+        " WHERE j.state != 'removed' AND NOT j.legacy"
+        " AND p.accepted_at >= ? AND p.accepted_at < ?"
+        f" AND p.status NOT IN ('rejected', 'merged') AND {scope}"
+        " GROUP BY j.unit_id ORDER BY u.name, j.unit_id",
+        [today.isoformat(), local_day_start(period.start),
+         local_day_start(period.end + dt.timedelta(days=1)), *params],
+    ).fetchall()
+    result = []
+    for unit_id, name, *numbers in rows:
+        counts = Counter(dict(zip(HELPER_COUNTS, numbers, strict=True)))
+        result.append(Breakdown(unit_id, name, counts, {
+            rate_name: Rate(sum(counts[part] for part in definition.numerator),
+                            counts[definition.denominator])
+            for rate_name, definition in HELPER_RATES.items()}))
     return result

@@ -90,6 +90,15 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
             [problem_id],
         )
     ]
+    event_photos: dict[str, list[str]] = {}
+    for event_id, sha in db.execute(
+        "SELECT l.record_id, l.sha256 FROM attachment_links l JOIN problem_events e"
+        " ON e.id = l.record_id WHERE l.record_type = 'event' AND e.problem_id = ?"
+        " ORDER BY l.record_id, l.position", [problem_id]
+    ):
+        event_photos.setdefault(event_id, []).append(sha)
+    for event in problem["events"]:
+        event["photos"] = event_photos.get(event["id"], [])
     return problem
 
 

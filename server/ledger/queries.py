@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from server import authz
 from server.areas import add_area_paths
 from server.i18n import gettext as _
+from server.ledger import joint
 from server.ledger.clock import local_today
 from server.ledger.problems import STATUSES
 from server.ledger.search import AREA_DRIVE_MAX, SEARCH_DRIVE_MAX, Search, search_condition
@@ -729,6 +730,7 @@ def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
             ("due_soon", f"{unit} AND p.status IN ('dispatched', 'handling') AND p.deadline"
              f" BETWEEN {TODAY} AND '{soon.isoformat()}'", "p.deadline", None),
         ]
+    queues += joint.work_queues(user)  # a helper unit's parts (协办)
     if authz.LEADER in user.roles:
         queues += [
             ("overdue", f"{OPEN} AND p.deadline < {TODAY}", "p.deadline", "overdue=yes"),

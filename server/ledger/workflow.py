@@ -17,7 +17,7 @@ import sqlite_utils
 from server import authz
 from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
-from server.ledger import clock, closures, reasons, supervision
+from server.ledger import clock, closures, event_photos, joint, reasons, supervision
 from server.ledger.deadlines import is_overdue, responded_in_time, time_limit_days
 from server.ledger.numbering import next_ledger_no, normal_ledger_no
 from server.ledger.states import (
@@ -142,8 +142,9 @@ ACTIONS: dict[str, Action] = {
             "replied",
             frozenset({HANDLER}),
             unit_only=True,
-            fields=("outcome", "note"),
+            fields=("outcome", "note", "photos"),
             required=("outcome", "note"),
+            extra={"labels": {"photos": "joint.field.photos"}},
         ),
         Action("verify", ("replied",), "callback", frozenset({OFFICE}), fields=("note",)),
         Action(
@@ -204,6 +205,17 @@ ACTIONS: dict[str, Action] = {
                fields=("order_id", "note"), required=("order_id",)),
         Action("instruct", ALL_STATES, None, frozenset({LEADER}), fields=("note",),
                required=("note",), extra={"labels": {"note": "supervision.field.instruction"}}),
+        # Joint handling (server/ledger/joint.py): a helper unit's handlers sign their part,
+        # post progress and answer (协办意见); the office may let the lead reply without waiting.
+        Action("sign_part", joint.WORKING_STATES, None, frozenset({HANDLER}),
+               fields=("note",)),
+        Action("progress_part", joint.WORKING_STATES, None, frozenset({HANDLER}),
+               fields=("note",), required=("note",)),
+        Action("answer_part", joint.WORKING_STATES, None, frozenset({HANDLER}),
+               fields=("note", "photos"), required=("note",),
+               extra={"labels": {"note": "joint.field.opinion", "photos": "joint.field.photos"}}),
+        Action("let_lead_reply", HANDLING, None, frozenset({OFFICE}), fields=("note",),
+               required=("note",)),
         # Settles a conflicting edit (see server/ledger/conflicts.py): restore the
         # overwritten value or keep the current one.
         Action(
@@ -257,6 +269,8 @@ def _check_allowed(db, action: Action, problem: dict, user: authz.User) -> None:
         raise TransitionError(_("workflow.no_conflict"))
     if action.name in closures.ACTIONS:
         closures.check_allowed(db, action.name, problem)
+    if action.name in joint.ACTIONS:
+        joint.check_allowed(db, action.name, problem, user)
     # The verifier is never the one who replied (a user may hold both roles).
     if action.name in ("verify", "send_back") and _replier(db, problem) == user.id:
         raise TransitionError(_("workflow.verifier_is_handler"), 403)
@@ -341,16 +355,22 @@ def apply(
     reason = reasons.check(db, action.extra["reasons"], data) if "reasons" in action.extra \
         else None
     note = data.pop("note", "")
+    photos = event_photos.of_action(data.pop("photos", None))
     changes, event_data, to_status = APPLY[action.name](db, user, problem, data, note)
     if reason:
         event_data["reason_code"] = reason.code
         changes[reason.column] = reason.code
     to_status = to_status or action.to_state
     event_data["overdue"] = is_overdue(problem)
+    if photos:
+        event_data["photos"] = photos
     if to_status and to_status != problem["status"]:
         changes["status"] = to_status
     changes["updated_at"] = clock.now_iso()
     event_id = _event(db, problem, action.name, user, to_status or None, note, event_data)
+    event_photos.link(db, event_id, photos)
+    if action.name == "answer_part":
+        joint.record_answer_event(db, event_id, event_data)
     db["problems"].update(problem["id"], changes)
     problem.update(changes)
     problem["last_event_id"] = event_id
@@ -455,6 +475,7 @@ def _dispatch(db, user, problem, data, note):
         )
         event_data.update(time_limit_days=days, deadline=deadline.isoformat(),
                           provisional=provisional)
+    event_data.update(joint.dispatch_parts(db, user, problem, helper_ids))
     return changes, event_data, None
 
 
@@ -521,6 +542,7 @@ def _refuse_extension(db, user, problem, data, note):
 def _reply(db, user, problem, data, note):
     if data["outcome"] not in OUTCOMES:
         raise ValidationError({"outcome": _("workflow.bad_value")})
+    joint.check_reply(db, problem)
     return (
         {"outcome": data["outcome"], "replied_at": clock.now_iso(), "extension_request": None},
         {"outcome": data["outcome"]},
@@ -591,6 +613,7 @@ APPLY = {
     **closures.APPLY,
     "remind": _supervision("reminded"),
     **supervision.APPLY,
+    **joint.APPLY,
     "resolve_conflict": _resolve_conflict,
 }
 assert set(APPLY) == set(ACTIONS)

@@ -261,6 +261,7 @@ def _stats_data(db, actor: authz.User, params) -> dict:
     cfg = metrics.settings(db)
     period, rank_by, min_n, ignored = _stats_params(params, cfg)
     result = metrics.compute(db, actor, period, cfg)
+    result["helper_units"] = metrics.helper_units(db, actor, period)
     ranked, unranked = metrics.rank(result["units"], rank_by, min_n)
     return {**result, "period": period, "rank_by": rank_by, "min_n": min_n,
             "ranked": ranked, "unranked": unranked, "ignored": ignored,
@@ -293,6 +294,7 @@ async def stats(request: Request):
         notice = _("ledger.ignored", names=names)
     return render(request, "ledger/stats.html", {
         **data, "charts": charts_svg, "rate_names": list(metrics.RATES), "notice": notice,
+        "helper_rate_names": list(metrics.HELPER_RATES),
         "raw_counts": {name: data["totals"].get(name, 0) for name in metrics.COUNTS},
     })
 

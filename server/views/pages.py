@@ -11,6 +11,7 @@ from server.ledger import (
     closures,
     conflicts,
     deadlines,
+    joint,
     problems,
     queries,
     reasons,
@@ -120,6 +121,8 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
             "attempts": closures.callback_attempts(problem["events"]),
             "unreachable": unreachable, "conflicts": open_conflicts,
             "orders": supervision.open_orders(db, problem["id"]),
+            "parts": joint.parts_for_page(db, problem["id"]),
+            "reply_waits_for": joint.reply_waits_for(db, problem["id"]),
             "instructions": [e for e in problem["events"] if e["kind"] == "instruct"],
             **similar_context(db, actor, problem, context["actions"])}
 
@@ -160,7 +163,9 @@ async def problem_detail(request: Request):
 
 def form_values(items) -> dict:
     """An action form's values from its posted (name, value) pairs."""
-    values = {name: value for name, value in items if name not in ("csrf_token",
-                                                                   "helper_unit_ids")}
+    # Photos are files, never text: a typed value of theirs is no photo.
+    values = {name: value for name, value in items if isinstance(value, str)
+              and name not in ("csrf_token", "helper_unit_ids")
+              and not name.startswith("photos")}
     values["helper_unit_ids"] = [value for name, value in items if name == "helper_unit_ids"]
     return values
