@@ -560,6 +560,7 @@ def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[Reason
             rows.append((None, "", True))
         result[name] = [ReasonRow(code, label, active, counts[code], Rate(counts[code], total))
                         for code, label, active in rows]
+    return result
 
 
 # Helper units (协办), counted apart from the lead units -------------------------------------
