@@ -1066,3 +1066,56 @@ def test_home_lists_what_waits_on_the_official_and_counts_today(browser, server)
                             ["白石镇东门路灯不亮"])
     assert answered == [(None,)]
     context.close()
+
+
+# Is this the same problem? ------------------------------------------------------------
+
+
+def test_the_same_rule_on_the_phone_as_on_the_server(browser, server):
+    from server.ledger.similar import match
+    from tests.test_similar import js_cases
+
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(f"{server.url}/app/")
+    cases = js_cases()
+    answers = page.evaluate(
+        """async (cases) => {
+            const { match } = await import('/static/app/similar.js');
+            return cases.map(([mine, theirs]) => match(mine, theirs));
+        }""", [list(case) for case in cases])
+    for (mine, theirs), answer in zip(cases, answers, strict=True):
+        expected = match(mine, theirs)
+        assert (answer is None) == (expected is None), (mine, theirs)
+        if expected is not None:
+            assert abs(answer["similarity"] - expected.similarity) < 1e-9
+            assert (answer["distance"] is None) == (expected.distance is None)
+            if expected.distance is not None:
+                assert abs(answer["distance"] - expected.distance) < 0.01
+    context.close()
+
+
+def test_a_report_of_a_problem_already_in_the_ledger_becomes_a_note_on_it(browser, server):
+    context = browser.new_context(**PHONE)
+    context.set_default_timeout(15000)
+    page = context.new_page()
+    sign_in(page, server, "field1")
+    p3 = server.world.problems["p3"]  # 第一网格小区物业不作为，路灯不亮 (handling)
+    before = server.query("SELECT count(*) FROM problems")[0][0]
+    context.set_offline(True)
+    page.get_by_text("离线").wait_for()
+    page.get_by_role("link", name="记问题").click()
+    page.get_by_label("问题描述").fill("小区物业不作为，楼道路灯不亮好几天")
+    same = page.get_by_role("region", name="可能是同一问题")
+    same.get_by_text("第一网格小区物业不作为，路灯不亮").wait_for()
+    same.get_by_role("button", name="是同一问题，补充到这里").click()
+    page.get_by_role("heading", name="问题详情").wait_for()
+    page.get_by_text("小区物业不作为，楼道路灯不亮好几天").wait_for()
+    context.set_offline(False)
+    home(page)
+    pending(page, 0)
+    assert server.query("SELECT count(*) FROM problems")[0][0] == before
+    notes = server.query("SELECT note FROM problem_events WHERE problem_id = ? AND kind = 'note'",
+                         [p3])
+    assert ("小区物业不作为，楼道路灯不亮好几天",) in notes
+    context.close()

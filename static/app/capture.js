@@ -1,11 +1,12 @@
 // The capture screens: visit (走访), people's diary (记民情), problem (记问题).
 
-import { h, t, field, choices, select, button, toast, when, refusedForLength } from './ui.js';
+import { h, t, field, choices, select, button, toast, when, clip, distanceText, refusedForLength } from './ui.js';
 import { capture, uuid, nowIso } from './sync.js';
 import * as state from './state.js';
 import * as db from './db.js';
 import { placeFields, positionOf, photoPicker, heldPhotos } from './widgets.js';
 import { CHECKLIST, KINDS, summaryText } from './summary.js';
+import { suggestions } from './similar.js';
 
 export const METHODS = ['sbls', 'dundian', 'xianchang', 'ruhu', 'jiefang', 'other'];
 export const URGENCIES = ['normal', 'urgent', 'critical'];
@@ -239,10 +240,13 @@ export async function problemScreen(view, { id = null, fromDiary = null } = {}) 
   const solvedPart = h('div', { class: 'solved-part', hidden: !base.solved_on_spot },
     field(t('problem.solved_note'), solvedNote),
     photoPicker(t('problem.solved_photos'), solvedPhotos, (list) => { solvedPhotos = list; saver.save(); }, token));
+  // 可能是同一问题: open problems the phone holds that match what is being typed, offline.
+  const sameProblem = h('section', { class: 'same-problem', 'aria-live': 'polite', 'aria-labelledby': 'same-title', hidden: true });
   const form = h('form', { class: 'card form', novalidate: true },
     h('h1', null, mode === 'new' ? t('problem.title') : t('problem.edit_title')),
     current && mode === 'new' ? h('p', { class: 'muted' }, t('form.in_visit')) : null,
     field(t('problem.description'), description, t('problem.description_hint')),
+    mode === 'new' ? sameProblem : null,
     mode !== 'synced' ? photoPicker(t('problem.photos'), photos, (list) => { photos = list; saver.save(); }, token) : null,
     choices(t('problem.urgency'), 'urgency', URGENCIES.map((u) => [u, t(`urgency.${u}`)]), { checked: [base.urgency || 'normal'] }),
     field(t('problem.category'), select('category_id', [...categories.values()].filter((c) => c.active !== 0).map((c) => [c.id, c.name]), base.category_id, t('form.none'))),
@@ -259,6 +263,43 @@ export async function problemScreen(view, { id = null, fromDiary = null } = {}) 
     solvedPart.hidden = !solvedBox.checked;
   }
   solvedBox.addEventListener('change', () => { solvedPart.hidden = !solvedBox.checked; });
+  if (mode === 'new') {
+    const held = (await state.pulledProblems()).filter((p) => p.id !== problemId);
+    const areas = await state.lookup('area');
+    // The report becomes a 补充 on that problem: the words and photos go there as a note.
+    const addTo = async (p) => {
+      const v = saver.values();
+      saver.cancel();
+      const where = positionOf(v);
+      await capture('problem.note', { id: uuid(), problem_id: p.id, note: v.description.trim(),
+        photos: photos.map((x) => x.sha), at: nowIso(), lat: where.lat, lng: where.lng },
+      { draft: draftKey, photos: photos.filter((x) => x.blob) });
+      openForms.delete(saver);
+      toast(t('same.added'));
+      location.hash = `#/area/${p.id}`;
+    };
+    let timer = null;
+    const refresh = () => {
+      const v = saver.values();
+      const mine = { description: v.description, ...positionOf(v), category_id: v.category_id || null };
+      const found = v.description.trim().length >= 2 || mine.lat !== null ? suggestions(mine, held) : [];
+      sameProblem.hidden = !found.length;
+      sameProblem.replaceChildren(...(found.length ? [
+        h('h2', { id: 'same-title' }, t('same.title')),
+        h('p', { class: 'hint' }, t('same.hint')),
+        h('ul', { class: 'rows' }, found.map(({ p, distance, similarity }) => h('li', { class: 'row same-row' },
+          h('p', { class: 'row-text' }, clip(p.description, 60)),
+          h('p', { class: 'row-meta' }, [p.ledger_no || t('area.unnumbered'), t(`status.${p.status}`),
+            areas.get(String(p.area_id))?.name,
+            distance !== null ? distanceText(distance) : t('same.alike', { percent: Math.round(similarity * 100) })].filter(Boolean).join(' · ')),
+          button(t('same.add_here'), () => addTo(p), 'btn btn-small')))),
+      ] : []));
+    };
+    const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+    description.addEventListener('input', later);
+    form.addEventListener('change', later);
+    refresh();
+  }
   form.elements.suggested_unit_id.addEventListener('change', () => { unitTouched = true; });
   form.elements.category_id.addEventListener('change', (event) => {
     const category = categories.get(event.target.value);
