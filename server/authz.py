@@ -49,6 +49,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # them back. The lead unit's handlers see them on their unit's problems only
     # (may_see_resident_phone).
     "resident_phone.view": frozenset({OFFICE}),
+    # The resident's tracking link of a problem in scope: issue a new one (the receipt, 回执)
+    # or revoke it (server/ledger/tracking.py). The office, which owns the ledger.
+    "tracking.manage": frozenset({OFFICE}),
     # Accounts, units, areas, categories, imports and devices.
     "admin.manage": frozenset({ADMIN}),
 }

@@ -723,10 +723,9 @@ STATS_FEATURES_M011 = (
     " WHEN 'explained' THEN 3 ELSE 0 END), 0) << 10)"
     " | (ifnull((relapsed = 1), 0) << 12)"
 )
-STATS_FEATURES_LATEST = STATS_FEATURES_M011
 _STATS_COLUMNS = re.compile(
     r"\b(status|closed_on_time|deadline|closed_at|outcome|callback_reached|callback_solved"
-    r"|satisfaction|dispatched_at|responded_in_time|closure_kind|relapsed)\b")
+    r"|satisfaction|dispatched_at|responded_in_time|closure_kind|relapsed|resident_rating)\b")
 ROLLUP_COLUMNS = "level, week, area_id, unit_id, category_id, features, deadline"
 ROLLUP_LEVELS = (2, 3)  # districts (for the city's statistics) and towns (for a district's)
 
@@ -1076,6 +1075,88 @@ def m016_supervision(db: sqlite_utils.Database) -> None:
         CREATE INDEX idx_supervision_problem ON supervision_orders(problem_id, issued_at);
         CREATE INDEX idx_supervision_open_unit ON supervision_orders(unit_id, issued_at)
             WHERE closed_at IS NULL;
+        """,
+    )
+
+
+# m017's row-only statistics features: m011's, and the resident's own rating on the tracking
+# page (群众自评): 1 satisfied, 2 basically, 3 unsatisfied, 0 none.
+STATS_FEATURES_M017 = (
+    STATS_FEATURES_M011
+    + " | (ifnull((CASE resident_rating WHEN 'satisfied' THEN 1 WHEN 'basically' THEN 2"
+    " WHEN 'unsatisfied' THEN 3 ELSE 0 END), 0) << 13)"
+)
+# The features rollup_key_sql packs by default (the triggers of the newest migration).
+STATS_FEATURES_LATEST = STATS_FEATURES_M017
+
+
+@migrations()
+def m017_tracking(db: sqlite_utils.Database) -> None:
+    """The resident's tracking page (``server/ledger/tracking.py``): a link without login.
+
+    ``tracking_hash`` is the SHA-256 (hex) of the link's random token, made on the phone
+    (or by the office on re-issue); the token itself is never stored. NULL: no link, or
+    revoked. ``resident_rating`` (satisfied, basically, unsatisfied), ``resident_comment``,
+    ``resident_rated_at`` (the first rating: the change window counts from it) and
+    ``resident_rating_changed_at`` hold the resident's own rating of the handling.
+    ``tracking_hits`` counts the page's requests per client address and per link for the
+    rate limit (rows older than the window are deleted as new ones come).
+
+    The rating joins the row-only statistics features (STATS_FEATURES_M017), as m011's
+    did: the statistics indexes are rebuilt to store it, the roll-up's triggers watch the
+    column and pack it, and the roll-up is rebuilt from the problems.
+    """
+    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M017)
+    watched = ROLLUP_WATCHED_M009 + ", closure_kind, relapsed, resident_rating"
+    run_script(
+        db,
+        f"""
+        ALTER TABLE problems ADD COLUMN tracking_hash TEXT;
+        CREATE UNIQUE INDEX idx_problems_tracking ON problems(tracking_hash)
+            WHERE tracking_hash IS NOT NULL;
+        ALTER TABLE problems ADD COLUMN resident_rating TEXT
+            CHECK (resident_rating IN ('satisfied', 'basically', 'unsatisfied'));
+        ALTER TABLE problems ADD COLUMN resident_comment TEXT NOT NULL DEFAULT '';
+        ALTER TABLE problems ADD COLUMN resident_rated_at TEXT;
+        ALTER TABLE problems ADD COLUMN resident_rating_changed_at TEXT;
+        CREATE TABLE tracking_hits (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX idx_tracking_hits_key ON tracking_hits(key, at);
+        CREATE INDEX idx_tracking_hits_at ON tracking_hits(at);
+
+        DROP INDEX idx_problems_stats_features;
+        DROP INDEX idx_problems_stats_area;
+        CREATE INDEX idx_problems_stats_features ON problems(
+            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M017}),
+            julianday(accepted_at), deadline
+        );
+        CREATE INDEX idx_problems_stats_area ON problems(
+            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M017}),
+            julianday(accepted_at), deadline
+        );
+
+        DROP TRIGGER problems_stats_insert;
+        DROP TRIGGER problems_stats_update;
+        DROP TRIGGER problems_stats_delete;
+        DELETE FROM stats_rollup;
+        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
+
+        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
+        BEGIN
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
+        BEGIN
+            {count_out}
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
+        BEGIN
+            {count_out}
+        END;
         """,
     )
 

@@ -22,6 +22,7 @@ from server.views import (
     ledger_pages,
     pages,
     sync,
+    tracking,
     visits,
 )
 from server.web import api, page, session_api
@@ -50,6 +51,12 @@ def build_routes():
         page("/problems/{problem_id}", pages.problem_detail, "problems.view"),
         page("/problems/{problem_id}/actions/{action}", ledger.problem_action, "problems.view",
              methods=["POST"]),
+        page("/problems/{problem_id}/tracking/reissue", tracking.reissue, "tracking.manage",
+             methods=["POST"]),
+        page("/problems/{problem_id}/tracking/revoke", tracking.revoke, "tracking.manage",
+             methods=["POST"]),
+        page("/t/{token}", tracking.resident_page, PUBLIC, name="tracking"),
+        page("/t/{token}/rating", tracking.resident_rate, PUBLIC, methods=["POST"]),
         page("/visits", visits.visit_list, "visits.view", name="visits"),
         page("/visits/report.docx", visits.visit_report_docx, "visits.report"),
         page("/visits/{visit_id}", visits.visit_detail, "visits.view"),

@@ -297,6 +297,10 @@ def problem_report(db, ctx: Context, args: dict) -> None:
         visit_area = db.execute("SELECT area_id FROM visits WHERE id = ?", [visit_id]).fetchone()
         fields["area_id"] = visit_area[0] or ctx.user.area_id
     found_at = _stamp(args["found_at"], "found_at")
+    tracking_hash = args.get("tracking_hash")
+    if tracking_hash and db.execute("SELECT 1 FROM problems WHERE tracking_hash = ?",
+                                    [tracking_hash]).fetchone():
+        raise Rejected("tracking_hash_taken")
     now = now_iso()
     status = "callback" if solved else "submitted"
     sql.insert(db, "problems", {
@@ -311,6 +315,7 @@ def problem_report(db, ctx: Context, args: dict) -> None:
         "source": "visit" if visit_id else "field",
         "status": "submitted",
         "solved_on_spot": int(bool(solved)),
+        "tracking_hash": tracking_hash,
         "found_at": found_at,
         "created_at": now,
         "updated_at": now,

@@ -120,6 +120,11 @@ MUTATIONS: dict[str, dict] = {
             "accuracy_m": ACCURACY,
             "found_at": TIMESTAMP,
             "photos": PHOTOS,
+            "tracking_hash": {
+                **SHA256,
+                "description": "SHA-256 (64 lowercase hex digits) of the resident's tracking"
+                               " token, made on the phone; the token itself is never sent",
+            },
             "solved_on_spot": {
                 "anyOf": [
                     {"type": "null"},

@@ -19,6 +19,9 @@ NON_ACTION_KINDS = (
     "edited",  # the reporter's problem.edit before acceptance
     "merged_in",  # on the original, when a duplicate is merged into it (workflow)
     "deadline_recomputed",  # a provisional deadline moved by entering a year (calendar_entry)
+    "tracking_issued",  # the office issued a new tracking link (tracking.reissue)
+    "tracking_revoked",  # the office revoked the tracking link (tracking.revoke)
+    "resident_rating",  # the resident rated, or changed the rating, on the tracking page
 )
 
 

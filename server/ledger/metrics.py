@@ -73,6 +73,13 @@ FEATURES: dict[str, tuple[str, int]] = {
     ),
     # Reopened by a 回头看 at least once (反弹).
     "relapsed": ("p.relapsed = 1", 1),
+    # The resident's own rating on the tracking page (群众自评, server/ledger/tracking.py).
+    "resident_rating": (
+        "CASE p.resident_rating "
+        + " ".join(f"WHEN '{name}' THEN {code}" for name, code in SATISFACTION_CODES.items())
+        + " ELSE 0 END",
+        2,
+    ),
     # cfg.today: the local (Asia/Shanghai) day at the cut-off.
     "deadline": (
         f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
@@ -90,6 +97,13 @@ def _judged(f: dict) -> bool:
 
 def _sat(f: dict, name: str) -> bool:
     return _judged(f) and f["satisfaction"] == SATISFACTION_CODES[name]
+
+
+def _rated(name: str | None) -> Callable[[dict], bool]:
+    """Rated by the resident on the tracking page (at all, or as ``name``)."""
+    if name is None:
+        return lambda f: f["resident_rating"] != 0
+    return lambda f: f["resident_rating"] == SATISFACTION_CODES[name]
 
 
 def _closed_as(kind: str) -> Callable[[dict], bool]:
@@ -114,6 +128,12 @@ COUNTS: dict[str, Callable[[dict], bool]] = {
     "closed_no_contact": _closed_as("no_contact"),  # 无回访对象办结
     "closed_explained": _closed_as("explained"),  # 解释说明办结
     "relapsed": lambda f: f["relapsed"],  # 反弹
+    # The resident's own rating (群众自评): every rated problem is a sample, whatever its
+    # state or callback, since the resident judged it.
+    "resident_rated": _rated(None),
+    "resident_satisfied": _rated("satisfied"),
+    "resident_basically": _rated("basically"),
+    "resident_unsatisfied": _rated("unsatisfied"),
     # Due: a deadline that has passed, or that was settled by closing.
     "due": lambda f: f["deadline"] != NO_DEADLINE
     and (f["closed"] or f["deadline"] == DEADLINE_PASSED),
@@ -144,7 +164,7 @@ def packed_features_sql(count: int = len(FEATURES)) -> str:
 # computes it for every row.
 STORED_FEATURES = ("closed", "on_time", "replied", "claimed_solved", "valid_callback",
                    "resident_solved", "satisfaction", "dispatched", "responded", "closure",
-                   "relapsed")
+                   "relapsed", "resident_rating")
 STATS_INDEX = "idx_problems_stats_features"
 STATS_AREA_INDEX = "idx_problems_stats_area"  # the same, led by area_id (migration m009)
 
@@ -188,6 +208,9 @@ RATES: dict[str, RateDef] = {
     "resolution": RateDef(("solved",), "valid_callbacks"),  # 解决率 (the resident's answer)
     "claimed": RateDef(("claimed_solved",), "replied"),  # the units' own "solved" share
     "satisfaction": RateDef(("satisfied", "basically"), "valid_callbacks", weighted=True),  # 满意率
+    # 群众自评满意率: the residents' own ratings, unweighted (see docs/metrics.md).
+    "resident_satisfaction": RateDef(("resident_satisfied", "resident_basically"),
+                                     "resident_rated"),
     "response": RateDef(("responded",), "dispatched"),  # 响应率
     "overdue": RateDef(("overdue",), "due", lower_is_better=True),  # 超期率
 }

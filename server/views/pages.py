@@ -17,6 +17,7 @@ from server.ledger import (
     reasons,
     states,
     supervision,
+    tracking,
     workflow,
 )
 from server.views.ledger_pages import similar_context
@@ -124,6 +125,7 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
             "parts": joint.parts_for_page(db, problem["id"]),
             "reply_waits_for": joint.reply_waits_for(db, problem["id"]),
             "instructions": [e for e in problem["events"] if e["kind"] == "instruct"],
+            "tracking": tracking.office_view(problem),
             **similar_context(db, actor, problem, context["actions"])}
 
 
