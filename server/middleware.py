@@ -1,4 +1,5 @@
-"""Response headers every answer carries."""
+"""Response headers every answer carries (unless the answer sets its own of the same name:
+the resident's tracking page sends no Referer at all)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), *HEADERS]
+                own = message.get("headers", [])
+                named = {name.lower() for name, _value in own}
+                headers = [*own, *(header for header in HEADERS if header[0] not in named)]
                 has_rule = any(name.lower() == NO_STORE[0] for name, _value in headers)
                 if not cacheable and not has_rule:
                     headers.append(NO_STORE)

@@ -61,7 +61,8 @@ def _code(error: SchemaError) -> str:
         if pattern.startswith("^[0-9a-f]{8}"):
             return "invalid_id"
         if pattern.startswith("^[0-9a-f]{64}"):
-            return "invalid_photo"
+            # A photo's SHA-256, or the hash of a resident's tracking token.
+            return "invalid_format" if "tracking_hash" in error.absolute_path else "invalid_photo"
         if pattern == TIMESTAMP["pattern"]:
             return "invalid_time"
         return "empty" if pattern == r"\S" else "invalid_format"

@@ -34,6 +34,12 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/diary"): {"field", "office", "leader"},
     ("GET", "/stats"): {"office", "leader"},
     ("GET", "/supervision"): {"office", "leader"},
+    # The resident's tracking link: issued (the receipt) and revoked by the office only.
+    ("POST", "/problems/{problem_id}/tracking/reissue"): {"office"},
+    ("POST", "/problems/{problem_id}/tracking/revoke"): {"office"},
+    # The resident's page and rating: no login, the token is the credential.
+    ("GET", "/t/{token}"): PUBLIC,
+    ("POST", "/t/{token}/rating"): PUBLIC,
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
     ("GET", "/visits/report.docx"): {"office", "leader"},
@@ -107,6 +113,7 @@ def concrete(path: str, world) -> str:
         .replace("{upload_id}", "no-such-upload")
         .replace("{sha256}", "0" * 64)
         .replace("{year}", "2027")
+        .replace("{token}", "A" * 22)
     )
 
 
@@ -365,3 +372,32 @@ def test_the_helpers_queue_and_the_parts_by_role(app, db, world, role):
     assert work.status_code == (200 if role in ("office", "handler", "leader") else 403)
     assert page.status_code == (403 if role == "admin" else 200)
     assert ('id="joint-parts"' in page.text) == (role != "admin")
+
+
+# The resident's tracking link (server/ledger/tracking.py) by role. ----------------------------
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+@pytest.mark.parametrize("action", ["reissue", "revoke"])
+def test_tracking_link_actions_by_role(app, db, world, role, action):
+    """Only the office issues a new link or revokes one; each is an event of the problem."""
+    from server.ledger import tracking
+
+    old_hash = tracking.hash_token(tracking.new_token())
+    db["problems"].update(world.problems["p3"], {"tracking_hash": old_hash})
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        response = client.post(f"/problems/{world.problems['p3']}/tracking/{action}",
+                               data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    allowed = role == "office"
+    assert response.status_code == (200 if allowed else 403), (role, action)
+    kinds = [row[0] for row in db.execute(
+        "SELECT kind FROM problem_events WHERE problem_id = ? AND kind LIKE 'tracking_%'",
+        [world.problems["p3"]])]
+    stored = db["problems"].get(world.problems["p3"])["tracking_hash"]
+    if not allowed:
+        assert kinds == [] and stored == old_hash
+    elif action == "reissue":
+        assert kinds == ["tracking_issued"] and stored not in (None, old_hash)
+    else:
+        assert kinds == ["tracking_revoked"] and stored is None

@@ -463,3 +463,55 @@ def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(client, field1, db_p
         holder.close()
     assert result["last_mutation_id"] == 1
     assert last_id(db, field1.client_id) == 1
+
+
+# The resident's tracking link (server/ledger/tracking.py): only the token's hash is pushed. ------
+
+
+def report(mutation_id: int, **extra) -> dict:
+    return {"id": mutation_id, "name": "problem.report",
+            "args": problem_args(resident_name="王大爷", resident_phone="13900001111", **extra)}
+
+
+def tracking_hash_of(db, problem_id: str):
+    return db.execute("SELECT tracking_hash FROM problems WHERE id = ?",
+                      [problem_id]).fetchone()[0]
+
+
+def test_a_report_carries_the_hash_of_its_tracking_token(field1, db):
+    from server.ledger import tracking
+
+    token = tracking.new_token()
+    sent = report(1, tracking_hash=tracking.hash_token(token))
+    assert statuses(field1.push([sent])) == [(1, "applied")]
+    assert tracking_hash_of(db, sent["args"]["id"]) == tracking.hash_token(token)
+    assert tracking.find(db, token)["id"] == sent["args"]["id"]
+
+
+def test_a_report_without_a_hash_is_applied_as_before(field1, db):
+    sent = report(1)
+    assert statuses(field1.push([sent])) == [(1, "applied")]
+    assert tracking_hash_of(db, sent["args"]["id"]) is None
+
+
+@pytest.mark.parametrize("bad", ["ab" * 31, "AB" * 32, "g" * 64, "a" * 65, 12, None,
+                                 "a" * 63 + "\n"])
+def test_a_malformed_hash_is_rejected_and_nothing_saved(field1, db, bad):
+    sent = report(1, tracking_hash=bad)
+    result = field1.push([sent])
+    assert statuses(result) == [(1, "rejected")]
+    error = result["results"][0]["error"]
+    assert error["code"] in ("invalid_format", "wrong_type"), result
+    assert error["message"].endswith("：tracking_hash"), result
+    assert db.execute("SELECT count(*) FROM problems WHERE id = ?",
+                      [sent["args"]["id"]]).fetchone()[0] == 0
+
+
+def test_a_hash_another_problem_holds_is_rejected(field1, db):
+    taken = "0123456789abcdef" * 4
+    first, second = report(1, tracking_hash=taken), report(2, tracking_hash=taken)
+    result = field1.push([first, second])
+    assert statuses(result) == [(1, "applied"), (2, "rejected")]
+    assert result["results"][1]["error"]["code"] == "tracking_hash_taken"
+    assert db.execute("SELECT count(*) FROM problems WHERE id = ?",
+                      [second["args"]["id"]]).fetchone()[0] == 0
