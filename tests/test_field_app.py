@@ -102,9 +102,11 @@ def app_copy(tmp_path, monkeypatch):
     static = tmp_path / "static"
     shutil.copytree(STATIC_DIR / "app", static / "app")
     shutil.copytree(STATIC_DIR / "icons", static / "icons")
+    shutil.copytree(STATIC_DIR / "vendor", static / "vendor")
     monkeypatch.setattr(field_app, "STATIC_DIR", static)
     monkeypatch.setattr(field_app, "APP_DIR", static / "app")
     monkeypatch.setattr(field_app, "ICONS_DIR", static / "icons")
+    monkeypatch.setattr(field_app, "VENDOR_DIR", static / "vendor")
     monkeypatch.setattr(field_app, "SW_TEMPLATE", static / "app" / "sw-template.js")
     return static
 
@@ -244,3 +246,13 @@ def test_the_apps_text_limits_are_the_servers():
             found.append(name)
             assert int(limit) in limits[aliases.get(name, name)], (path.name, name, limit)
     assert {"description", "solved_note", "note", "content", "place", "companions"} <= set(found)
+
+
+def test_the_qr_encoder_is_vendored_with_its_licence_and_precached():
+    """The receipt's QR code is drawn offline: the encoder is one of the worker's files."""
+    assert "/static/vendor/qrcode-generator.js" in field_app.asset_urls()
+    licence = (STATIC_DIR / "vendor" / "qrcode-generator.LICENSE").read_text()
+    assert "MIT" in licence and "Kazuhiko Arase" in licence
+    module = (STATIC_DIR / "vendor" / "qrcode-generator.js").read_text()
+    assert "export default qrcode" in module
+    assert "/static/vendor/qrcode-generator.js" in (STATIC_DIR / "app" / "tracking.js").read_text()

@@ -26,6 +26,7 @@ from server.web import page
 
 APP_DIR = STATIC_DIR / "app"
 ICONS_DIR = STATIC_DIR / "icons"
+VENDOR_DIR = STATIC_DIR / "vendor"  # third-party modules the app loads (the QR encoder)
 SHELL_TEMPLATE = "field_app.html"
 SW_TEMPLATE = APP_DIR / "sw-template.js"
 STRINGS_PREFIX = "app_ui."
@@ -67,7 +68,7 @@ def strings_module() -> str:
 def _static_files() -> list[Path]:
     """Every static file the app needs offline, in a stable order."""
     files = []
-    for folder in (APP_DIR, ICONS_DIR):
+    for folder in (APP_DIR, ICONS_DIR, VENDOR_DIR):
         for path in sorted(folder.rglob("*")):
             if path.is_file() and path != SW_TEMPLATE and not path.name.startswith("."):
                 files.append(path)

@@ -7,6 +7,7 @@ import * as db from './db.js';
 import { placeFields, positionOf, photoPicker, heldPhotos } from './widgets.js';
 import { CHECKLIST, KINDS, summaryText } from './summary.js';
 import { suggestions } from './similar.js';
+import * as tracking from './tracking.js';
 
 export const METHODS = ['sbls', 'dundian', 'xianchang', 'ruhu', 'jiefang', 'other'];
 export const URGENCIES = ['normal', 'urgent', 'critical'];
@@ -337,12 +338,20 @@ export async function problemScreen(view, { id = null, fromDiary = null } = {}) 
         solved_on_spot: solved ? { note: v.solved_note.trim(), photos: solvedPhotos.map((p) => p.sha) } : null,
       };
       const blobs = [...photos, ...solvedPhotos].filter((p) => p.blob);
-      await capture('problem.report', args, { draft: draftKey, photos: blobs });
+      // A resident's report gets a tracking link; the token stays on the phone, its hash goes.
+      const link = await tracking.forReport(problemId, Boolean(fields.resident_name || fields.resident_phone));
+      if (link) args.tracking_hash = link.hash;
+      await capture('problem.report', args, { draft: draftKey, photos: blobs,
+        meta: link ? { [tracking.metaKey(problemId)]: link.token } : {} });
     }
     openForms.delete(saver);
     toast(t('saved'));
     location.hash = '#/';
   });
   view.replaceChildren(form);
+  if (mode === 'local') {
+    const receipt = await tracking.receipt(problemId);
+    if (receipt) form.after(h('div', { class: 'card' }, receipt));
+  }
   if (mode === 'new' && !fromDiary) description.focus();
 }

@@ -7,6 +7,7 @@ import * as db from './db.js';
 import { photoPicker } from './widgets.js';
 import { photoUrl } from './photos.js';
 import { openForms } from './capture.js';
+import * as tracking from './tracking.js';
 
 function syncBadge(record) {
   if (record.state === 'rejected') {
@@ -174,6 +175,7 @@ export async function problemDetail(view, id) {
     asked,
     h('p', { class: 'lead' }, p.description),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v)))),
+    await tracking.receipt(id),
     await photoList(p.photos),
     h('h2', null, t('area.timeline')),
     events.length ? h('ol', { class: 'timeline' }, events) : h('p', { class: 'muted' }, t('area.no_events')),
