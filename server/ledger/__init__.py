@@ -18,6 +18,7 @@
   checked and kept as the phone's are, linked to the action's event;
 * ``problems``: reading one problem, its events and its units within a user's scope;
 * ``conflicts``: a problem's open conflicting edits, read from its events;
+* ``tracking``: the resident's tracking link (回执) without login, and their own rating;
 * ``queries``: the ledger's filters, sort, paging, capped counts and the work queues;
 * ``search``: the full-text search (bigrams in FTS5);
 * ``similar``: problems that may be the same one (疑似重复);
