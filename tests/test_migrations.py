@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -315,3 +316,44 @@ def test_m018_backfills_a_part_for_each_helper_of_a_dispatched_problem(tmp_path)
         db.execute("INSERT INTO joint_parts (problem_id, unit_id, dispatched_at)"
                    " VALUES ('open', 2, 'now')")
     assert db["joint_parts"].count == 3
+
+
+def test_m017_adds_the_tracking_link_and_rolls_up_the_residents_ratings(tmp_path):
+    from server.ledger import metrics
+    from server.migrations import ROLLUP_LEVELS, rollup_key_sql
+
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m017_tracking")
+    add_city_and_reporter(db)
+    db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+               " created_at, updated_at, accepted_at) VALUES ('old', 1, 1, 'x', 'closed', 'now',"
+               " 'now', 'now', '2026-09-29T02:00:00+00:00')")
+    migrate(db)
+    assert db.execute("SELECT tracking_hash, resident_rating, resident_comment,"
+                      " resident_rated_at, resident_rating_changed_at FROM problems"
+                      ).fetchall() == [(None, None, "", None, None)]
+    assert db["tracking_hits"].columns_dict == {"id": int, "key": str, "at": str}
+
+    def rollup():
+        return sorted(db.execute("SELECT level, week, area_id, unit_id, category_id, features,"
+                                 " deadline, n FROM stats_rollup").fetchall())
+
+    def rebuilt():
+        return sorted(tuple(row) for level in ROLLUP_LEVELS for row in db.execute(
+            f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
+            " GROUP BY 1, 2, 3, 4, 5, 6, 7"))
+
+    assert rollup() == rebuilt()
+    # The triggers watch the rating.
+    db.execute("UPDATE problems SET resident_rating = 'basically'")
+    assert rollup() == rebuilt()
+    assert {metrics.unpack(row[5])["resident_rating"] for row in rollup()} == {2}
+    # A rating outside the three is refused; two problems cannot share a link.
+    with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
+        db.execute("UPDATE problems SET resident_rating = 'great'")
+    assert db.execute("SELECT resident_rating FROM problems").fetchone()[0] == "basically"
+    db.execute("UPDATE problems SET tracking_hash = ?", ["a" * 64])
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status,"
+                   " found_at, created_at, updated_at, tracking_hash)"
+                   " VALUES ('new', 1, 1, 'x', 'submitted', 'now', 'now', 'now', ?)", ["a" * 64])
