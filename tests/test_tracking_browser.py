@@ -14,7 +14,8 @@ import pytest
 from server.db import immediate, open_database
 from server.ledger import tracking
 from server.timeutil import to_iso, utcnow
-from tests.live import axe_violations
+from tests.conftest import PASSWORD
+from tests.live import axe_violations, sign_in_office
 from tests.test_field_app_browser import (
     browser,  # noqa: F401 (fixture)
     home,
@@ -179,3 +180,33 @@ def test_a_wrong_link_is_a_plain_404(resident, server):  # noqa: F811
         assert response.status == 404
         resident.get_by_text("链接不存在或已失效").wait_for()
     assert axe_violations(resident) == []
+
+
+def test_the_office_prints_a_receipt_and_revokes_the_link(browser, server):  # noqa: F811
+    token = replied_problem(server)
+    (problem_id,), = server.query("SELECT id FROM problems WHERE tracking_hash = ?",
+                                  [tracking.hash_token(token)])
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", bypass_csp=True)
+    try:
+        page = context.new_page()
+        sign_in_office(page, server.url, "office", PASSWORD)
+        page.goto(f"{server.url}/problems/{problem_id}")
+        page.get_by_text("群众查询链接有效。").wait_for()
+        page.get_by_role("button", name="重新生成并打印回执").click()
+        page.get_by_role("heading", name="问题受理回执").wait_for()
+        assert page.get_by_role("img", name="查询办理进度的二维码").is_visible()
+        new_token = page.locator(".url").inner_text().rsplit("/t/", 1)[1]
+        assert tracking.well_formed(new_token) and new_token != token
+        assert axe_violations(page) == []
+        page.emulate_media(media="print")
+        assert not page.get_by_text("返回问题详情").is_visible()
+        page.emulate_media(media="screen")
+        page.get_by_role("link", name="返回问题详情").click()
+        page.get_by_role("button", name="撤销链接").click()
+        page.get_by_text("已撤销群众查询链接").wait_for()
+        assert server.query("SELECT tracking_hash FROM problems WHERE id = ?",
+                            [problem_id]) == [(None,)]
+        assert context.request.get(f"{server.url}/t/{new_token}").status == 404
+    finally:
+        context.close()
