@@ -391,3 +391,23 @@ def test_the_residents_own_rate_is_its_own_figure(db, world, replied, resident, 
     assert figures["rates"]["satisfaction"].n == 0  # no callback yet: a figure apart
     page = login_as("office").get("/stats").text
     assert "群众自评满意率" in page and "100.00%" in page
+
+
+def test_a_relapse_clears_the_rating_and_the_next_reply_is_rated_afresh(db, world, replied, act):
+    with immediate(db):
+        tracking.rate(db, replied, {"rating": "satisfied", "comment": "修好了"})
+    act("office", "p3", "verify")
+    act("office", "p3", "callback", method="phone", result="reached", solved="1",
+        satisfaction="satisfied")
+    reopened = act("office", "p3", "return_visit", held="0", note="路灯又不亮了")
+    assert reopened["status"] == "dispatched"
+    assert rating_row(db, world) == NOTHING_RATED
+    assert len(rating_events(db, world)) == 1  # the history keeps it
+    view = tracking.resident_view(db, tracking.find(db, replied))
+    assert view["reply"] == "" and not view["may_rate"]
+    act("handler1", "p3", "sign", contacted="1")
+    act("handler1", "p3", "reply", outcome="solved", note="更换了线路")
+    assert tracking.resident_view(db, tracking.find(db, replied))["reply"] == "更换了线路"
+    with immediate(db):
+        tracking.rate(db, replied, {"rating": "basically"})
+    assert rating_row(db, world)["resident_rating"] == "basically"

@@ -180,7 +180,9 @@ def return_visit(db, user, problem, data, note):
     if not note:
         raise ValidationError({"note": _("validation.required", label=_("workflow.field.note"))})
     # A relapse (反弹) reopens the problem, flagged. Its earlier callback answers leave the
-    # row (they stay in the callback events): the resident's "solved" no longer counts.
+    # row (they stay in the callback events): the resident's "solved" no longer counts. So
+    # does the resident's own rating on the tracking page (server/ledger/tracking.py; it
+    # stays in its events): they rate the next reply afresh.
     changes = {
         "return_visit_result": "relapsed",
         "relapsed": 1,
@@ -193,6 +195,10 @@ def return_visit(db, user, problem, data, note):
         "callback_reached": None,
         "callback_solved": None,
         "satisfaction": None,
+        "resident_rating": None,
+        "resident_comment": "",
+        "resident_rated_at": None,
+        "resident_rating_changed_at": None,
     }
     event = {"held": False}
     if problem["lead_unit_id"] is None:
