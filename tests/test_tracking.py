@@ -411,3 +411,15 @@ def test_a_relapse_clears_the_rating_and_the_next_reply_is_rated_afresh(db, worl
     with immediate(db):
         tracking.rate(db, replied, {"rating": "basically"})
     assert rating_row(db, world)["resident_rating"] == "basically"
+
+
+def test_an_office_outside_the_area_gets_404_and_changes_nothing(db, world, login_as):
+    office_d1 = login_as("office_d1")
+    db["problems"].update(world.problems["p2"], {"tracking_hash": "b" * 64})  # district d2
+    for action in ("reissue", "revoke"):
+        response = office_d1.post(f"/problems/{world.problems['p2']}/tracking/{action}",
+                                  data={"csrf_token": csrf_of(office_d1)})
+        assert response.status_code == 404
+    assert db["problems"].get(world.problems["p2"])["tracking_hash"] == "b" * 64
+    assert db.execute("SELECT count(*) FROM problem_events WHERE kind LIKE 'tracking_%'"
+                      ).fetchone()[0] == 0
