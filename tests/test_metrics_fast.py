@@ -289,7 +289,7 @@ def random_problem(rng: random.Random, world, n: int, areas: list[int],
         "satisfaction": maybe([*states.SATISFACTION, "other"]),
         "closure_kind": maybe([*states.CLOSURE_KINDS, "other"]),
         "relapsed": rng.choice([0, 0, 1]),
-        "resident_rating": maybe(workflow.SATISFACTION),
+        "resident_rating": maybe(states.SATISFACTION),
     }
 
 
@@ -391,7 +391,7 @@ def random_change(rng: random.Random, db, world, ledger: dict) -> None:
         "dispatched_at": lambda: maybe([stamp(rng, FIRST, 3)]),
         "closure_kind": lambda: maybe([*states.CLOSURE_KINDS, "other"]),
         "relapsed": lambda: rng.choice([0, 1]),
-        "resident_rating": lambda: maybe(workflow.SATISFACTION),
+        "resident_rating": lambda: maybe(states.SATISFACTION),
         "description": lambda: "改过的描述",  # not counted: no change to the roll-up
     }
     kind = rng.random()

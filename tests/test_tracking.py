@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from server import auth
 from server.db import immediate
 from server.errors import NotFound
-from server.ledger import metrics, tracking, workflow
+from server.ledger import metrics, states, tracking, workflow
 from server.validation import ValidationError
 from tests.clock import clock  # noqa: F401 (fixture)
 from tests.conftest import csrf_of
@@ -122,7 +122,7 @@ def test_the_view_after_the_reply_shows_it_and_offers_the_rating(db, world, repl
 
 
 def test_every_status_has_the_residents_words():
-    for status in workflow.ALL_STATES:
+    for status in states.ALL_STATES:
         assert tracking.status_words(status)
 
 
@@ -204,7 +204,7 @@ def test_reissue_replaces_the_link_and_revoke_ends_it(db, world, linked):
     with immediate(db):
         tracking.revoke(db, office, world.problems["p3"])
     assert tracking.find(db, token) is None
-    with pytest.raises(workflow.TransitionError), immediate(db):
+    with pytest.raises(states.TransitionError), immediate(db):
         tracking.revoke(db, office, world.problems["p3"])
     kinds = [row[0] for row in db.execute(
         "SELECT kind FROM problem_events WHERE problem_id = ? AND kind LIKE 'tracking_%'"

@@ -30,7 +30,8 @@ import secrets
 
 from server import authz
 from server.i18n import gettext as _
-from server.ledger import problems, workflow
+from server.ledger import clock, problems, workflow
+from server.ledger.states import SATISFACTION, TransitionError
 from server.timeutil import local_date, parse_iso, to_iso
 from server.validation import Field, Schema
 from sync.schemas import NOTE_MAX_LENGTH
@@ -42,7 +43,7 @@ HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
 CHANGE_DAYS = 7
 # A rating needs the unit's reply; the resident reads it on the page.
 REPLIED_STATES = ("replied", "callback", "closed")
-RATINGS = workflow.SATISFACTION  # satisfied 满意, basically 基本满意, unsatisfied 不满意
+RATINGS = SATISFACTION  # satisfied 满意, basically 基本满意, unsatisfied 不满意
 COMMENT_MAX_LENGTH = 500
 # Rate limit: requests (page views and ratings, valid links or not) per window.
 WINDOW = dt.timedelta(minutes=10)
@@ -105,7 +106,7 @@ def count_request(db, address: str, token: str) -> None:
     """Count one request of the page, per client address and per link (a malformed token
     counts for the address only); raise ``RateLimited`` (not counted) when either is used up.
     Call in a write transaction."""
-    now = workflow.utcnow()
+    now = clock.utcnow()
     since = to_iso(now - WINDOW)
     db.execute("DELETE FROM tracking_hits WHERE at <= ?", [since])
     keys = [(f"address:{address}", ADDRESS_LIMIT)]
@@ -154,7 +155,7 @@ def rating_refusal(db, problem: dict) -> TrackingError | None:
     if not reply_text(db, problem):
         return TrackingError(409, _("tracking.not_replied"))
     until = change_until(problem)
-    if until is not None and workflow.utcnow() >= until:
+    if until is not None and clock.utcnow() >= until:
         return TrackingError(403, _("tracking.change_closed", days=CHANGE_DAYS))
     return None
 
@@ -219,7 +220,7 @@ def rate(db, token: str, form) -> dict:
     if refusal is not None:
         raise refusal
     data = RATING.clean(form)
-    now = workflow.now_iso()
+    now = clock.now_iso()
     first = problem["resident_rated_at"] is None
     changes = {"resident_rating": data["rating"], "resident_comment": data["comment"] or "",
                "resident_rated_at": now if first else problem["resident_rated_at"],
@@ -252,7 +253,7 @@ def revoke(db, user: authz.User, problem_id: str) -> None:
     """The problem's link stops working (a plain 404). Call in a write transaction."""
     problem = _office_problem(db, user, problem_id)
     if problem["tracking_hash"] is None:
-        raise workflow.TransitionError(_("tracking.no_link"))
+        raise TransitionError(_("tracking.no_link"))
     db["problems"].update(problem_id, {"tracking_hash": None})
     workflow.append_event(db, problem, "tracking_revoked", user.id, None, "", {})
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from server.i18n import gettext as _
 from server.ledger import tracking
+from server.ledger.states import TransitionError
 from server.validation import ValidationError
 from server.views.auth import client_address
 from server.views.pages import problem_page
@@ -129,6 +130,6 @@ async def revoke(request: Request):
     try:
         await store(request).write(tracking.revoke, user(request), request.path_params[
             "problem_id"])
-    except tracking.workflow.TransitionError as error:
+    except TransitionError as error:
         return await problem_page(request, message=error.message, status=error.status)
     return await problem_page(request, notice=_("tracking.revoked"))
