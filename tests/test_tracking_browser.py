@@ -68,8 +68,10 @@ def test_a_fresh_report_shows_its_qr_offline_and_only_the_hash_is_sent(phone, se
     assert tracking.well_formed(token)
 
     # Still offline: the problem's pages draw the QR code of the link.
-    for screen in (f"#/problem/{problem_id}", f"#/area/{problem_id}"):
+    for screen, title in ((f"#/problem/{problem_id}", "修改问题"),
+                          (f"#/area/{problem_id}", "问题详情")):
         page.evaluate("(hash) => { location.hash = hash; }", screen)
+        page.get_by_role("heading", name=title).wait_for()
         page.get_by_role("heading", name="回执二维码").wait_for()
         qr = page.get_by_role("img", name="群众查询办理进度的二维码")
         assert qr.is_visible() and qr.bounding_box()["width"] >= 200
