@@ -45,9 +45,11 @@ CHANGE_DAYS = 7
 REPLIED_STATES = ("replied", "callback", "closed")
 RATINGS = SATISFACTION  # satisfied 满意, basically 基本满意, unsatisfied 不满意
 COMMENT_MAX_LENGTH = 500
-# Rate limit: requests (page views and ratings, valid links or not) per window.
+# Rate limit: requests (page views and ratings, valid links or not) per window. Guessing a
+# 128-bit token is hopeless anyway; the limits stop floods. Per address it is generous, as
+# many residents' phones share one address behind a mobile carrier's NAT.
 WINDOW = dt.timedelta(minutes=10)
-ADDRESS_LIMIT = 60
+ADDRESS_LIMIT = 120
 TOKEN_LIMIT = 30
 
 RATING = Schema(
