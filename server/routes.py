@@ -21,6 +21,7 @@ from server.views import (
     ledger,
     ledger_pages,
     pages,
+    reports,
     sync,
     visits,
 )
@@ -53,6 +54,7 @@ def build_routes():
         page("/visits", visits.visit_list, "visits.view", name="visits"),
         page("/visits/report.docx", visits.visit_report_docx, "visits.report"),
         page("/visits/{visit_id}", visits.visit_detail, "visits.view"),
+        *reports.routes(),
         *admin.routes(),
         *admin_import.routes(),
         *admin_calendar.routes(),

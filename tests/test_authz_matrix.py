@@ -34,6 +34,14 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/diary"): {"field", "office", "leader"},
     ("GET", "/stats"): {"office", "leader"},
     ("GET", "/supervision"): {"office", "leader"},
+    # Reports (server/ledger/reports.py): read by office and leaders, issued by the office.
+    ("GET", "/reports"): {"office", "leader"},
+    ("POST", "/reports"): {"office"},
+    ("GET", "/reports/{report_id}"): {"office", "leader"},
+    ("GET", "/reports/{report_id}.xlsx"): {"office", "leader"},
+    # The assessment's weights (server/ledger/assessment.py).
+    ("GET", "/admin/assessment"): {"admin"},
+    ("POST", "/admin/assessment"): {"admin"},
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
     ("GET", "/visits/report.docx"): {"office", "leader"},
@@ -107,6 +115,7 @@ def concrete(path: str, world) -> str:
         .replace("{upload_id}", "no-such-upload")
         .replace("{sha256}", "0" * 64)
         .replace("{year}", "2027")
+        .replace("{report_id}", "1")
     )
 
 

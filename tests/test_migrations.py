@@ -315,3 +315,19 @@ def test_m018_backfills_a_part_for_each_helper_of_a_dispatched_problem(tmp_path)
         db.execute("INSERT INTO joint_parts (problem_id, unit_id, dispatched_at)"
                    " VALUES ('open', 2, 'now')")
     assert db["joint_parts"].count == 3
+
+
+def test_m020_adds_reports_numbered_beside_the_ledgers_counters(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m020_reports")
+    db.execute("INSERT INTO ledger_counters (year, last_no) VALUES (2026, 41)")
+    migrate(db)
+    assert db.execute("SELECT last_no, report_last_no FROM ledger_counters").fetchone() == (41, 0)
+    assert set(db["reports"].columns_dict) == {
+        "id", "number", "kind", "period_start", "period_end", "area_id", "issued_by",
+        "issued_at", "data"}
+    with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
+        db.execute("INSERT INTO reports (number, kind, period_start, period_end, area_id,"
+                   " issued_by, issued_at, data) VALUES ('BG-2026-0001', 'year', '', '', 1, 1,"
+                   " '', '{}')")
+    assert db["reports"].count == 0  # the kind is checked
