@@ -108,6 +108,24 @@ def test_a_report_keeps_its_issued_figures_and_shows_todays_difference(db, world
     assert "+33.33 个百分点" in login_as("leader").get(f"/reports/{report_id}").text
 
 
+def test_the_figures_computed_beside_compute_are_frozen_too(db, world, ledger, login_as):
+    """The helper units (协办), counted apart on the statistics page, are in the report."""
+    with immediate(db):
+        db["joint_parts"].insert({"problem_id": ledger["open"], "unit_id": world.units["u2"],
+                                  "state": "signed", "dispatched_at": in_last_month(),
+                                  "signed_at": in_last_month()})
+    office = login_as("office")
+    report_id = int(issue(office, area=str(world.areas["city"])).headers["location"]
+                    .rsplit("/", 1)[1])
+    frozen = json.loads(db["reports"].get(report_id)["data"])
+    [helper] = frozen["helper_units"]
+    assert helper["label"] == "水务集团"
+    assert helper["rates"]["signed"] == {"numerator": 1, "n": 1, "value": 1.0}
+    assert "reason_counts" in frozen
+    section = office.get(f"/reports/{report_id}").text.split('id="report-helpers"')[1]
+    assert "水务集团" in section.split("</table>")[0]
+
+
 def test_the_report_downloads_as_xlsx(db, world, ledger, login_as):
     office = login_as("office")
     report_id = int(issue(office, area=str(world.areas["d1"])).headers["location"]

@@ -172,6 +172,9 @@ def contents(db, area_id: int, period: metrics.Period) -> dict:
                         key=lambda row: (-row.counts["accepted"], row.label))[:TOP_CATEGORIES]
     return {
         "metrics": freeze(result),
+        # The figures the statistics page computes beside compute(), frozen the same way.
+        "helper_units": freeze(metrics.helper_units(db, scope, period)),
+        "reason_counts": freeze(metrics.reason_counts(db, scope, period)),
         "assessment": freeze(assessed),
         "top_categories": freeze(categories),
         "overdue": overdue_list(db, scope, period),
@@ -314,10 +317,14 @@ class Difference:
         return self.issued != self.today
 
 
+LABEL_KEYS = {"rate": "stats.rate.{}", "count": "reports.count.{}",
+              "helper_rate": "joint.stats.rate.{}"}
+
+
 def label_of(kind: str, name: str) -> str:
-    """A figure's label from the catalog (``stats.rate.*``, ``reports.count.*``), or its
-    code when the catalog has none (a figure added later)."""
-    key = f"stats.rate.{name}" if kind == "rate" else f"reports.count.{name}"
+    """A figure's label from the catalog (``stats.rate.*``, ``reports.count.*``,
+    ``joint.stats.rate.*``), or its code when the catalog has none (a figure added later)."""
+    key = LABEL_KEYS[kind].format(name)
     return _(key) if key in catalog() else name
 
 

@@ -85,6 +85,7 @@ def _view(data: dict) -> dict:
         **data,
         "rates": rates,
         "rate_label": lambda name: reports.label_of("rate", name),
+        "helper_label": lambda name: reports.label_of("helper_rate", name),
         "ranking": ranking,
         "thaw": reports.thaw_rate,
         "changed": [row for row in data["differences"] if row.differs],
