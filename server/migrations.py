@@ -1189,26 +1189,6 @@ def m019_reasons(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m022_device_health(db: sqlite_utils.Database) -> None:
-    """The latest health a phone reported with a push or pull (``server/device_health.py``):
-    the JSON as sent, and when it came."""
-    run_script(
-        db,
-        """
-        ALTER TABLE devices ADD COLUMN health TEXT;
-        ALTER TABLE devices ADD COLUMN health_at TEXT;
-        """,
-    )
-
-
-@migrations()
-def m024_ask_reporter(db: sqlite_utils.Database) -> None:
-    """The office's question to a problem's reporter (请补充), open until the reporter adds a
-    note to the problem (``problems.info_request``: the question, NULL when none is open)."""
-    run_script(db, "ALTER TABLE problems ADD COLUMN info_request TEXT;")
-
-
-@migrations()
 def m020_reports(db: sqlite_utils.Database) -> None:
     """Reports handed up (周报/月报/季报, ``server/ledger/reports.py``).
 
@@ -1246,6 +1226,27 @@ def m020_reports(db: sqlite_utils.Database) -> None:
         END;
         """,
     )
+
+
+@migrations()
+def m022_device_health(db: sqlite_utils.Database) -> None:
+    """The latest health a phone reported with a push or pull (``server/device_health.py``):
+    the JSON as sent, and when it came."""
+    run_script(
+        db,
+        """
+        ALTER TABLE devices ADD COLUMN health TEXT;
+        ALTER TABLE devices ADD COLUMN health_at TEXT;
+        """,
+    )
+
+
+@migrations()
+def m024_ask_reporter(db: sqlite_utils.Database) -> None:
+    """The office's question to a problem's reporter (请补充), open until the reporter adds a
+    note to the problem (``problems.info_request``: the question, NULL when none is open)."""
+    run_script(db, "ALTER TABLE problems ADD COLUMN info_request TEXT;")
+
 
 def migrate(db: sqlite_utils.Database) -> None:
     migrations.apply(db)
