@@ -4,10 +4,10 @@
 record's create and update in ``server/resource.py``, an import in ``server/importer.py``,
 a year's calendar in ``server/calendar_entry.py``, a device revocation in
 ``server/views/admin.py``, an option of the lists of reasons in
-``server/ledger/reasons.py``), inside that change's own write transaction, so a change and
-its entry are saved together or not at all. Values are what the administration forms show,
-with phone numbers masked (``server.masking.mask_phone``); a password is never recorded,
-only that it changed.
+``server/ledger/reasons.py``, the assessment's weights in ``server/ledger/assessment.py``),
+inside that change's own write transaction, so a change and its entry are saved together
+or not at all. Values are what the administration forms show, with phone numbers masked
+(``server.masking.mask_phone``); a password is never recorded, only that it changed.
 
 Which entries an administrator may read is ``authz.audit_scope``.
 """
@@ -25,7 +25,7 @@ from server.paging import PAGE_SIZE, Listing
 from server.timeutil import now_iso
 
 ENTITIES = ("users", "units", "areas", "categories", "devices", "calendar", "import",
-            "reasons")
+            "reasons", "settings")
 ACTIONS = ("create", "update", "revoke", "enter", "import")
 # The value recorded for a password that changed: never the password or its hash.
 PASSWORD_CHANGED = "changed"

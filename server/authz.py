@@ -43,6 +43,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "stats.view": frozenset({OFFICE, LEADER}),
     # The supervision page (督办): open orders and flags by unit, within the problem scope.
     "supervision.view": frozenset({OFFICE, LEADER}),
+    # Reports handed up (周报/月报/季报): read by the office and leaders within their area
+    # subtree; issued by the office (server/ledger/reports.py).
+    "reports.view": frozenset({OFFICE, LEADER}),
+    "reports.issue": frozenset({OFFICE}),
     # Exporting the ledger (XLSX / CSV), within the user's problem scope.
     "export": frozenset({OFFICE, HANDLER, LEADER}),
     # Residents' phone numbers unmasked, on every problem in scope: the office, which calls

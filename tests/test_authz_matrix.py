@@ -40,6 +40,14 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     # The resident's page and rating: no login, the token is the credential.
     ("GET", "/t/{token}"): PUBLIC,
     ("POST", "/t/{token}/rating"): PUBLIC,
+    # Reports (server/ledger/reports.py): read by office and leaders, issued by the office.
+    ("GET", "/reports"): {"office", "leader"},
+    ("POST", "/reports"): {"office"},
+    ("GET", "/reports/{report_id}"): {"office", "leader"},
+    ("GET", "/reports/{report_id}.xlsx"): {"office", "leader"},
+    # The assessment's weights (server/ledger/assessment.py).
+    ("GET", "/admin/assessment"): {"admin"},
+    ("POST", "/admin/assessment"): {"admin"},
     ("GET", "/visits"): {"field", "office", "leader"},
     ("GET", "/visits/{visit_id}"): {"field", "office", "leader"},
     ("GET", "/visits/report.docx"): {"office", "leader"},
@@ -114,6 +122,7 @@ def concrete(path: str, world) -> str:
         .replace("{sha256}", "0" * 64)
         .replace("{year}", "2027")
         .replace("{token}", "A" * 22)
+        .replace("{report_id}", "1")
     )
 
 

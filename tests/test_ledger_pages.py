@@ -8,8 +8,9 @@ import re
 import pytest
 
 from server.db import immediate
-from server.ledger import clock
-from server.timeutil import now_iso
+from server.ledger import charts, clock, metrics
+from server.timeutil import now_iso, to_iso
+from server.views import ledger_pages
 from tests.conftest import post_form
 from tests.ledger_helpers import add_problem
 
@@ -172,6 +173,63 @@ def test_stats_page_shows_the_closures_apart_beside_the_rates(login_as, db, worl
                       "closed_explained": "1", "relapsed": "1"}
     assert "办结 5 ÷ 立案 6" in html  # closed, all of them
     assert "群众认为已解决 1 ÷ 有效回访 1" in html  # the closures apart are no sample
+
+
+def test_stats_dashboard_cards_compare_with_the_previous_period(login_as, db, world):
+    """Each rate has a card with its sample and the change against the previous period of
+    the same length, in percentage points, and its 口径 in place (no file of the repository)."""
+    today = clock.local_today()
+    this_week = to_iso(dt.datetime.combine(today, dt.time(0, 30), dt.UTC))
+    week_before = to_iso(dt.datetime.combine(today - dt.timedelta(days=7), dt.time(2), dt.UTC))
+    answered = {"callback_reached": 1, "callback_solved": 1, "satisfaction": "satisfied"}
+    for n in range(4):  # now: 3 closed of 4, each with a valid callback
+        add_problem(db, world, status="closed" if n else "handling", accepted_at=this_week,
+                    closed_at=this_week if n else None, lead_unit_id=world.units["u1"],
+                    **(answered if n else {}))
+    for n in range(2):  # the week before: 1 closed of 2
+        add_problem(db, world, status="closed" if n else "handling", accepted_at=week_before,
+                    closed_at=week_before if n else None, lead_unit_id=world.units["u1"])
+    start = today - dt.timedelta(days=6)
+    html = login_as("leader").get(f"/stats?from={start}&to={today}").text
+    card = html.split('id="card-completion"')[1].split("</li>")[0]
+    assert "75.00%" in card and "n=4" in card
+    assert "↑ 25.0 个百分点" in card and "better" in card
+    assert "办结率 = 已办结 ÷ 本期立案" in card  # the 口径 in words
+    assert "上期：50.00%（n=2）" in card
+    for name in metrics.RATES:  # a card per rate, a rate added later included
+        assert f'id="card-{name}"' in html
+    assert "docs/" not in html and "metrics.md" not in html
+    # One unit, 按期办结率 on 3 problems: below the minimum sample of 5, not ranked.
+    assert 'id="dash-ranking-table"' not in html and "没有样本数达到 5" in html
+    html = login_as("leader").get(f"/stats?from={start}&to={today}&min_n=1").text
+    assert 'id="dash-ranking-table"' in html and "住建局" in html
+
+
+def test_the_previous_period_is_as_long_and_just_before():
+    period = metrics.Period(dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+    assert ledger_pages.previous_period(period) == metrics.Period(
+        dt.date(2026, 1, 29), dt.date(2026, 2, 28))
+
+
+@pytest.mark.parametrize("weeks", [1, 2, 8, 13, 26, 52, 156])
+def test_trend_labels_stay_inside_the_chart_and_apart(weeks):
+    """Every text of the trend lies inside its viewBox (nothing cut), and the week labels do
+    not touch one another."""
+    monday = dt.date(2026, 1, 5)
+    labels = [(monday + dt.timedelta(weeks=n)).isoformat() for n in range(weeks)]
+    series = {"办结率": [0.5] * weeks, "按期办结率": [1.0] * weeks, "满意率": [None] * weeks}
+    svg = str(charts.trend(labels, series, "每周趋势"))
+    width, height = map(float, re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg).groups())
+    spans = []
+    for x, y, anchor, text in re.findall(
+            r'<text x="([\d.]+)" y="([\d.]+)"(?: text-anchor="(\w+)")?>([^<]*)</text>', svg):
+        x, y, w = float(x), float(y), charts.text_width(text)
+        left = {"end": x - w, "middle": x - w / 2}.get(anchor, x)
+        assert left >= 0 and left + w <= width and 12 <= y <= height, (text, x, y)
+        if re.fullmatch(r"\d\d-\d\d", text):
+            spans.append((left, left + w))
+    assert spans and all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert '<line x1="46" x2="46"' in svg  # the y axis
 
 
 def test_similar_problems_and_one_click_merge(login_as, db, world):

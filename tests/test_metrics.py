@@ -173,6 +173,18 @@ def test_scope(db, world, ledger):
     assert result["totals"]["accepted"] == 1
 
 
+@pytest.mark.parametrize("username", ["office", "office_d1", "leader_d2", "handler1", "field1"])
+@pytest.mark.parametrize("days", [(70, 0), (30, 3), (20, 20), (9, 2)])
+def test_totals_alone_are_computes_totals(db, world, ledger, username, days):
+    """metrics.totals (the dashboard's previous period: whole weeks by features alone)
+    counts what compute counts, whole weeks or not, read from the roll-up or not."""
+    period = metrics.Period(TODAY - dt.timedelta(days=days[0]), TODAY - dt.timedelta(days=days[1]))
+    user = load(db, world, username)
+    full, alone = metrics.compute(db, user, period), metrics.totals(db, user, period)
+    assert dict(alone["totals"]) == dict(full["totals"] or dict.fromkeys(metrics.COUNTS, 0))
+    assert alone["rates"] == full["rates"]
+
+
 def test_empty_rates_are_none_not_zero(db, world):
     result = metrics.compute(db, load(db, world, "office"), PERIOD)
     assert result["rates"]["completion"].value is None

@@ -357,3 +357,19 @@ def test_m017_adds_the_tracking_link_and_rolls_up_the_residents_ratings(tmp_path
         db.execute("INSERT INTO problems (id, reporter_id, area_id, description, status,"
                    " found_at, created_at, updated_at, tracking_hash)"
                    " VALUES ('new', 1, 1, 'x', 'submitted', 'now', 'now', 'now', ?)", ["a" * 64])
+
+
+def test_m020_adds_reports_numbered_beside_the_ledgers_counters(tmp_path):
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m020_reports")
+    db.execute("INSERT INTO ledger_counters (year, last_no) VALUES (2026, 41)")
+    migrate(db)
+    assert db.execute("SELECT last_no, report_last_no FROM ledger_counters").fetchone() == (41, 0)
+    assert set(db["reports"].columns_dict) == {
+        "id", "number", "kind", "period_start", "period_end", "area_id", "issued_by",
+        "issued_at", "data"}
+    with contextlib.suppress(sqlite3.IntegrityError), immediate(db):
+        db.execute("INSERT INTO reports (number, kind, period_start, period_end, area_id,"
+                   " issued_by, issued_at, data) VALUES ('BG-2026-0001', 'year', '', '', 1, 1,"
+                   " '', '{}')")
+    assert db["reports"].count == 0  # the kind is checked

@@ -363,6 +363,7 @@ def test_office_pages_pass_axe(live, browser):
         "visit": f"/visits/{world.visits['v1']}",
         "diary": "/diary?q=漏水",
         "stats": "/stats",
+        "reports": "/reports",
     })
     sign_out(page, url)
 
@@ -380,7 +381,8 @@ def test_office_pages_pass_axe(live, browser):
     failures |= check_pages(page, url, {"admin_users": "/admin/users",
                                         "admin_calendar": "/admin/calendar",
                                         "admin_reasons": "/admin/reasons",
-                                        "admin_audit": "/admin/audit"})
+                                        "admin_audit": "/admin/audit",
+                                        "admin_assessment": "/admin/assessment"})
     assert page.goto(f"{url}/admin/audit?entity=x").status == 400  # beside its field
     failures["admin_audit_refused"] = axe_violations(page)
     page.goto(f"{url}/admin/reasons")

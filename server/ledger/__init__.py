@@ -7,7 +7,8 @@
   the 回头看 and its relapse: the rules and writes of those workflow actions;
 * ``deadlines``: the response clock, the category's limits, overdue, a deadline
   replayed from the history;
-* ``numbering``: the numbered series (ledger numbers, supervision orders), without gaps;
+* ``numbering``: the numbered series (ledger numbers, supervision orders, reports),
+  without gaps;
 * ``clock``: the ledger's "now" and local "today";
 * ``events``: the kinds of problem events, actions and the rest;
 * ``supervision``: supervision with answers (督办单, 挂牌督办, 批示): the rules and writes
@@ -23,7 +24,9 @@
 * ``search``: the full-text search (bigrams in FTS5);
 * ``similar``: problems that may be the same one (疑似重复);
 * ``metrics``: every metric formula, in one place (``docs/metrics.md``);
+* ``assessment``: 考核, units ranked by a composite score of weighted rates;
+* ``reports``: reports handed up (周报/月报/季报), frozen as issued, compared with today;
 * ``export``: the ledger as CSV or XLSX, in the columns offices keep;
-* ``xlsx``: the export's workbook, written as it streams;
+* ``xlsx``: the export's workbook, written as it streams (and a report's, whole);
 * ``charts``: the statistics page's server-rendered SVG charts.
 """

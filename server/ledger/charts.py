@@ -36,10 +36,25 @@ def bars(items: list[tuple[str, float | None, int]], title: str) -> Markup:
     return Markup("".join(parts))
 
 
+# About how wide a character of the charts' 12px text is: digits and ASCII about 0.6 em,
+# a Chinese character a full em. Used to keep every label inside the picture.
+def text_width(text: str, font_size: float = 12) -> float:
+    return sum(font_size if ord(char) > 0x2E7F else font_size * 0.6 for char in text)
+
+
+def label_step(count: int, spacing: float, label: str = "00-00") -> int:
+    """Label every n-th of ``count`` positions ``spacing`` apart so that labels do not
+    touch: at least 8 px between them."""
+    needed = text_width(label) + 8
+    return max(1, -(-int(needed) // max(1, int(spacing))))
+
+
 def trend(weeks: list[str], series: dict[str, list[float | None]], title: str) -> Markup:
-    """Weekly lines of rates (0..1); a week without a sample leaves a gap."""
-    width, height, left, bottom, top = 640, 240, 44, 40, 10
-    plot_w, plot_h = width - left - 10, height - top - bottom
+    """Weekly lines of rates (0..1) on proper axes: a y axis of percentages with its grid,
+    an x axis of the weeks' Mondays (MM-DD; as many as fit without touching); a week without
+    a sample leaves a gap. Every label lies inside the picture (``text_width``)."""
+    width, height, left, right, bottom, top = 600, 230, 46, 30, 34, 12
+    plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(1, len(weeks) - 1)
 
     def x(index: int) -> float:
@@ -48,21 +63,31 @@ def trend(weeks: list[str], series: dict[str, list[float | None]], title: str) -
     def y(value: float) -> float:
         return top + plot_h * (1 - value)
 
+    legend_rows = -(-len(series) // 3)
+    total_h = height + 22 * legend_rows
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}"'
-        f' height="{height + 22 * len(series)}" viewBox="0 0 {width} {height + 22 * len(series)}"'
+        f' height="{total_h}" viewBox="0 0 {width} {total_h}"'
         ' xmlns="http://www.w3.org/2000/svg" font-size="12">'
     ]
     for tick in (0, 0.25, 0.5, 0.75, 1):
         parts.append(
-            f'<line x1="{left}" x2="{width - 10}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"'
-            f' stroke="#dde2e8"/><text x="{left - 4}" y="{y(tick) + 4:.1f}"'
-            f' text-anchor="end">{int(tick * 100)}%</text>'
+            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"'
+            f' stroke="{"#9aa3b0" if tick == 0 else "#e3e7ec"}"/>'
+            f'<line x1="{left - 4}" x2="{left}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"'
+            ' stroke="#9aa3b0"/>'
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">'
+            f"{int(tick * 100)}%</text>"
         )
+    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"'
+                 ' stroke="#9aa3b0"/>')
+    every = label_step(len(weeks), step)
     for index, week in enumerate(weeks):
-        if len(weeks) <= 12 or index % 2 == 0:
+        parts.append(f'<line x1="{x(index):.1f}" x2="{x(index):.1f}" y1="{top + plot_h}"'
+                     f' y2="{top + plot_h + 4}" stroke="#9aa3b0"/>')
+        if index % every == 0:
             parts.append(
-                f'<text x="{x(index):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+                f'<text x="{x(index):.1f}" y="{top + plot_h + 18}" text-anchor="middle">'
                 f"{escape(week[5:])}</text>"
             )
     for number, (name, values) in enumerate(series.items()):
@@ -85,10 +110,11 @@ def trend(weeks: list[str], series: dict[str, list[float | None]], title: str) -
             for point in points:
                 cx, cy = point.split(",")
                 parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{colour}"/>')
-        legend_y = height + 22 * number + 6
+        legend_x = left + (number % 3) * 180
+        legend_y = height + 22 * (number // 3) + 4
         parts.append(
-            f'<rect x="{left}" y="{legend_y}" width="14" height="4" fill="{colour}"/>'
-            f'<text x="{left + 20}" y="{legend_y + 6}">{escape(name)}</text>'
+            f'<rect x="{legend_x}" y="{legend_y + 4}" width="16" height="4" fill="{colour}"/>'
+            f'<text x="{legend_x + 22}" y="{legend_y + 10}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -119,7 +145,7 @@ def columns(weeks: list[str], series: dict[str, list[int]], title: str) -> Marku
                 f' fill="{COLOURS[number % len(COLOURS)]}"><title>{escape(week)}: {value}</title>'
                 "</rect>"
             )
-        if len(weeks) <= 12 or index % 2 == 0:
+        if index % label_step(len(weeks), group) == 0:
             parts.append(
                 f'<text x="{left + (index + 0.5) * group:.1f}" y="{height - bottom + 16}"'
                 f' text-anchor="middle">{escape(week[5:])}</text>'

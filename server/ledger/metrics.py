@@ -523,6 +523,51 @@ def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> di
     }
 
 
+def totals(db, user: authz.User, period: Period, cfg: dict | None = None) -> dict:
+    """The totals and rates of ``compute`` alone, without its breakdowns (the previous
+    period on the statistics page). Whole weeks are added up from the roll-up by features
+    alone (``rollup_totals_query``), the days at the ends read as ``compute`` reads them."""
+    cfg = cfg or settings(db)
+    first_week, today = monday(period.start), local_today()
+    whole_from = period.start if period.start == first_week else first_week + WEEK
+    whole_to = monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)
+    codes, _children = child_codes(db, user)
+    fmask = (1 << FEATURE_BITS) - 1
+    by_mask: Counter = Counter()
+    if not reads_rollup(user) or whole_from > whole_to:
+        edges = [period]
+    else:
+        for mask, n in db.execute(*rollup_totals_query(user, whole_from, whole_to, today)):
+            by_mask[mask] += n
+        edges = [Period(period.start, whole_from - dt.timedelta(days=1)),
+                 Period(whole_to + dt.timedelta(days=1), period.end)]
+    for days in edges:
+        if days.start <= days.end:
+            for _counted, _dims, place, n in db.execute(
+                    *cohort_query(user, days, first_week, today, codes)):
+                by_mask[place & fmask] += n
+    counts = _add_up({(None, mask): n for mask, n in by_mask.items()}).get(
+        None, Counter(dict.fromkeys(COUNTS, 0)))
+    return {"totals": counts, "rates": rates(counts, float(cfg["satisfaction_weight"]))}
+
+
+def rollup_totals_query(user: authz.User, start: dt.date, end: dt.date,
+                        today: dt.date) -> tuple[str, list]:
+    """The roll-up's problems of the whole weeks from the Monday ``start`` to the Sunday
+    ``end`` in the user's subtree, counted by packed features alone (``rollup_query``'s
+    features, without its units, areas and weeks)."""
+    stored_bits = sum(FEATURES[name][1] for name in STORED_FEATURES)
+    deadline = FEATURES["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
+    deadline = deadline.replace("p.", "r.").replace("cfg.today", "?1")
+    sql = (
+        f"SELECT r.features | (({deadline}) << {stored_bits}), sum(r.n) FROM stats_rollup r"
+        " WHERE r.level = ?4 AND r.week BETWEEN ?2 AND ?3 AND r.n > 0"
+        " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?5 AND path < ?6) GROUP BY 1"
+    )
+    return sql, [today.isoformat(), week_number(start), week_number(end),
+                 user.area_depth + 1, *authz.subtree_bounds(user)]
+
+
 def _labels(db, user: authz.User) -> dict[str, dict]:
     return {
         "unit": {row[0]: row[1] for row in db.execute("SELECT id, name FROM units")},

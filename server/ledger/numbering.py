@@ -1,5 +1,5 @@
-"""The ledger's numbered series: problems (``ZF-2026-000523``) and supervision orders
-(``DB-2026-0007``), numbered per year without gaps."""
+"""The ledger's numbered series: problems (``ZF-2026-000523``), supervision orders
+(``DB-2026-0007``) and reports (``BG-2026-0003``), numbered per year without gaps."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ _LEDGER_NO = re.compile(r"^([A-Za-z]{2})-(\d{4})-(\d{1,6})$")
 NUMBER_SERIES = {
     "ledger": (LEDGER_PREFIX, "last_no", 6),
     "supervision": ("DB", "supervision_last_no", 4),
+    "report": ("BG", "report_last_no", 4),  # reports handed up (migration m020)
 }
 
 

@@ -299,3 +299,52 @@ def chunks(rows: Iterator[list], heading_lines: list[str]) -> Iterator[bytes]:
         archive.writestr("xl/workbook.xml",
                          _workbook(_("problem.title"), header_row, header_row + count))
     yield outbox.take()
+
+
+def document(sheet_name: str, heading_lines: list[str],
+             blocks: list[tuple[str, list[str], list[list]]], widths: list[float]) -> bytes:
+    """A workbook of one sheet holding several small tables one under another (a report):
+    the heading, then each block's title, header row and rows; A4 portrait fitted to the
+    width. Cells are written as the export writes them (``_cell``: text never a formula)."""
+    letters = [_column_letters(index) for index in range(len(widths))]
+    cols = "".join(f'<col min="{n}" max="{n}" width="{width}" customWidth="1"/>'
+                   for n, width in enumerate(widths, start=1))
+    rows, number = [], 0
+
+    def add(values: list, style: int = _TEXT_STYLE, height: str = "") -> None:
+        nonlocal number
+        number += 1
+        cells = "".join(_cell(f"{letter}{number}", value, style)
+                        for letter, value in zip(letters, values, strict=False))
+        rows.append(f'<row r="{number}"{height}>{cells}</row>')
+
+    for index, line in enumerate(heading_lines):
+        add([line], _TITLE_STYLE if index == 0 else _NOTE_STYLE,
+            f' ht="{_TITLE_HEIGHT}" customHeight="1"' if index == 0 else "")
+    for title, headers, block_rows in blocks:
+        number += 1  # a blank row before each table
+        add([title], _NOTE_STYLE)
+        add(headers, _HEADER_STYLE)
+        for values in block_rows:
+            add(values)
+    sheet = (
+        f'{_XML}<worksheet xmlns="{_MAIN}" xmlns:r="{_RELS}">'
+        '<sheetPr><pageSetUpPr fitToPage="1"/></sheetPr>'
+        f'<sheetFormatPr defaultRowHeight="{_LINE_HEIGHT}"/><cols>{cols}</cols><sheetData>'
+        + "".join(rows) + '</sheetData><pageMargins left="0.4" right="0.4" top="0.6"'
+        ' bottom="0.6" header="0.3" footer="0.3"/>'
+        f'<pageSetup paperSize="{_PAPER_A4}" orientation="portrait" fitToWidth="1"'
+        ' fitToHeight="0"/></worksheet>'
+    )
+    workbook = (
+        f'{_XML}<workbook xmlns="{_MAIN}" xmlns:r="{_RELS}"><sheets>'
+        f'<sheet name="{escape(sheet_name, {chr(34): "&quot;"})}" sheetId="1" r:id="rId1"/>'
+        "</sheets></workbook>"
+    )
+    outbox = _Outbox()
+    with zipfile.ZipFile(outbox, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in _static_parts().items():
+            archive.writestr(name, text)
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+        archive.writestr("xl/workbook.xml", workbook)
+    return outbox.take()

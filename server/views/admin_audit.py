@@ -11,6 +11,7 @@ from server import audit
 from server.accounts import role_names
 from server.areas import LEVELS
 from server.i18n import gettext as _
+from server.ledger import reports
 from server.views.admin import RESOURCES
 from server.web import page, page_number, render, store, user
 
@@ -40,6 +41,8 @@ def _filters(request: Request) -> tuple[audit.Filters, dict[str, str], dict[str,
 def _label(entity: str, name: str) -> str:
     if name == "password":
         return _("audit.field.password")
+    if entity == "settings":  # the assessment's weights (server/ledger/assessment.py)
+        return _("reports.weights.audit_field", rate=reports.label_of("rate", name))
     resource = _RESOURCES.get(entity)
     field = resource.schema(creating=False).by_name.get(name) if resource else None
     return field.label_text() if field else _(f"audit.field.{name}")

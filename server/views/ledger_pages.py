@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import urllib.parse
 
@@ -11,13 +12,16 @@ from starlette.responses import StreamingResponse
 from server import authz
 from server.db import connect
 from server.errors import error_page
+from server.i18n import catalog
 from server.i18n import gettext as _
 from server.ledger import (
+    assessment,
     charts,
     clock,
     export,
     metrics,
     queries,
+    reports,
     similar,
     states,
     supervision,
@@ -257,26 +261,84 @@ def _stats_params(params, cfg: dict) -> tuple[metrics.Period, str, int, list[str
     return metrics.Period(start, end), rank_by, min_n, ignored
 
 
-def _stats_data(db, actor: authz.User, params) -> dict:
-    cfg = metrics.settings(db)
-    period, rank_by, min_n, ignored = _stats_params(params, cfg)
+# The statistics page opens as a leader's dashboard: a card per rate (every rate of
+# metrics.RATES, so a rate added there gets its card), the weekly trend and the units'
+# assessment above the fold, the tables below.
+TREND_RATES = ("completion", "on_time", "satisfaction")
+DASHBOARD_UNITS = 8  # units of the assessment shown beside the trend
+
+
+def previous_period(period: metrics.Period) -> metrics.Period:
+    """The period of the same length just before ``period``."""
+    length = period.end - period.start + dt.timedelta(days=1)
+    return metrics.Period(period.start - length, period.start - dt.timedelta(days=1))
+
+
+def _stats_data(db, actor: authz.User, period: metrics.Period, rank_by: str, min_n: int,
+                cfg: dict) -> dict:
     result = metrics.compute(db, actor, period, cfg)
     result["helper_units"] = metrics.helper_units(db, actor, period)
     ranked, unranked = metrics.rank(result["units"], rank_by, min_n)
+    assessed = assessment.assess(result["units"], assessment.weights(db), min_n)
     return {**result, "period": period, "rank_by": rank_by, "min_n": min_n,
-            "ranked": ranked, "unranked": unranked, "ignored": ignored,
+            "ranked": ranked, "unranked": unranked, "assessed": assessed,
             "reason_counts": metrics.reason_counts(db, actor, period)}
 
 
+async def _dashboard_data(request: Request) -> dict:
+    """The period's figures and, at the same time on a second reader (SQLite works
+    outside the GIL), the previous period's totals: the page waits for the longer of the
+    two, not for both one after the other."""
+    db_store, actor = store(request), user(request)
+    cfg = await db_store.read(metrics.settings)
+    period, rank_by, min_n, ignored = _stats_params(request.query_params, cfg)
+    previous = previous_period(period)
+    data, before = await asyncio.gather(
+        db_store.read(_stats_data, actor, period, rank_by, min_n, cfg),
+        db_store.read(metrics.totals, actor, previous, cfg))
+    return {**data, "ignored": ignored, "previous": previous,
+            "previous_rates": before["rates"]}
+
+
+def _known(key: str) -> bool:
+    return key in catalog()
+
+
+def rate_card(name: str, now: metrics.Rate, before: metrics.Rate, raw: dict,
+              cfg: dict) -> dict:
+    """One card of the dashboard: the rate, its sample, the change against the previous
+    period in percentage points (and whether it is for the better), its 口径 in words."""
+    change = None
+    if now.value is not None and before.value is not None:
+        change = (now.value - before.value) * 100
+    better = None
+    if change:
+        better = (change < 0) if metrics.RATES[name].lower_is_better else (change > 0)
+    raw_key = f"stats.raw.{name}"
+    return {
+        "name": name,
+        "label": reports.label_of("rate", name),
+        "rate": now,
+        "before": before,
+        "change": change,
+        "better": better,
+        "definition": _(f"reports.define.{name}") if _known(f"reports.define.{name}") else "",
+        "raw": _(raw_key, w=cfg["satisfaction_weight"], limit=cfg["response_limit_days"],
+                 **raw) if _known(raw_key) else "",
+    }
+
+
 async def stats(request: Request):
-    data = await store(request).read(_stats_data, user(request), request.query_params)
+    data = await _dashboard_data(request)
     weeks = data["weeks"]
     labels = [row.label for row in weeks]
     metric_label = _(f"stats.rate.{data['rank_by']}")
+    raw_counts = {name: data["totals"].get(name, 0) for name in [*metrics.COUNTS, *data["totals"]]}
+    trend_rates = [name for name in TREND_RATES if name in metrics.RATES]
     charts_svg = {
         "trend": charts.trend(labels, {
-            _(f"stats.rate.{name}"): [row.rates[name].value for row in weeks]
-            for name in ("completion", "resolution", "satisfaction")
+            reports.label_of("rate", name): [row.rates[name].value for row in weeks]
+            for name in trend_rates
         }, _("stats.trend")),
         "volume": charts.columns(labels, {
             _("stats.count.accepted"): [row.counts["accepted"] for row in weeks],
@@ -292,10 +354,15 @@ async def stats(request: Request):
     if data["ignored"]:
         names = "、".join(_(f"stats.param.{name}") for name in dict.fromkeys(data["ignored"]))
         notice = _("ledger.ignored", names=names)
+    cards = [rate_card(name, data["rates"][name], data["previous_rates"][name], raw_counts,
+                       data["settings"]) for name in data["rates"]]
     return render(request, "ledger/stats.html", {
-        **data, "charts": charts_svg, "rate_names": list(metrics.RATES), "notice": notice,
+        **data, "charts": charts_svg, "rate_names": list(data["rates"]), "notice": notice,
         "helper_rate_names": list(metrics.HELPER_RATES),
-        "raw_counts": {name: data["totals"].get(name, 0) for name in metrics.COUNTS},
+        "raw_counts": raw_counts, "cards": cards, "trend_rates": trend_rates,
+        "dashboard_units": DASHBOARD_UNITS,
+        "weights_text": reports.weights_text(data["assessed"].weights),
+        "rate_label": lambda name: reports.label_of("rate", name),
     })
 
 
