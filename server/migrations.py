@@ -725,7 +725,9 @@ STATS_FEATURES_M011 = (
 )
 _STATS_COLUMNS = re.compile(
     r"\b(status|closed_on_time|deadline|closed_at|outcome|callback_reached|callback_solved"
-    r"|satisfaction|dispatched_at|responded_in_time|closure_kind|relapsed|resident_rating)\b")
+    r"|satisfaction|dispatched_at|responded_in_time|closure_kind|relapsed|resident_rating"
+    r"|lead_unit_id|replied_at|original_deadline|redo_count|unjustified_returns"
+    r"|unit_dispatched_at)\b")
 ROLLUP_COLUMNS = "level, week, area_id, unit_id, category_id, features, deadline"
 ROLLUP_LEVELS = (2, 3)  # districts (for the city's statistics) and towns (for a district's)
 
@@ -1304,6 +1306,87 @@ def m020_reports(db: sqlite_utils.Database) -> None:
         CREATE TRIGGER reports_no_delete BEFORE DELETE ON reports
         BEGIN
             SELECT RAISE(ABORT, 'reports are issued once');
+        END;
+        """,
+    )
+
+
+# m021's: m017's with a unit's dispatch for the first dispatch, and the lead unit's reply
+# against the deadline, closing by the original deadline, 重办 and unjustified returns.
+STATS_FEATURES_M021 = (
+    STATS_FEATURES_M017.replace("(dispatched_at IS NOT NULL)", "(unit_dispatched_at IS NOT NULL)")
+    + " | (ifnull((CASE WHEN lead_unit_id IS NULL OR deadline IS NULL THEN 0"
+    " WHEN status IN ('dispatched', 'handling') THEN 3 WHEN replied_at IS NULL THEN 0"
+    " WHEN date(replied_at, '+8 hours') <= deadline THEN 1 ELSE 2 END), 0) << 15)"
+    " | (ifnull((status = 'closed' AND (coalesce(original_deadline, deadline) IS NULL"
+    " OR date(closed_at, '+8 hours') <= coalesce(original_deadline, deadline))), 0) << 17)"
+    " | (ifnull((redo_count > 0), 0) << 18)"
+    " | (ifnull((unjustified_returns > 0), 0) << 19)"
+)
+STATS_FEATURES_LATEST = STATS_FEATURES_M021
+
+
+@migrations()
+def m021_rules(db: sqlite_utils.Database) -> None:
+    """Extensions, returns and 重办 with rules (``server/ledger/rules.py``), and the figures
+    they need (docs/metrics.md).
+
+    ``unit_dispatched_at``: the current lead unit's dispatch, which starts its response
+    clock (``dispatched_at`` stays the first dispatch); NULL while no unit holds the
+    problem. ``extension_count``: extensions approved. ``unjustified_returns``: returns the
+    office found not justified. ``redo_pending``: a callback said "solved but 不满意" and
+    the office has not yet decided 重办 or a closure with an explanation.
+
+    The statistics' row-only features become STATS_FEATURES_M021: the indexes are rebuilt,
+    the roll-up's triggers watch the new columns, and the roll-up is rebuilt. The triggers
+    are dropped before the backfill, so it does not count every problem out and in.
+    """
+    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M021)
+    watched = (ROLLUP_WATCHED_M009 + ", closure_kind, relapsed, resident_rating, replied_at,"
+               " original_deadline, redo_count, unjustified_returns, unit_dispatched_at")
+    run_script(
+        db,
+        f"""
+        DROP TRIGGER problems_stats_insert;
+        DROP TRIGGER problems_stats_update;
+        DROP TRIGGER problems_stats_delete;
+        DROP INDEX idx_problems_stats_features;
+        DROP INDEX idx_problems_stats_area;
+
+        ALTER TABLE problems ADD COLUMN unit_dispatched_at TEXT;
+        ALTER TABLE problems ADD COLUMN extension_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE problems ADD COLUMN unjustified_returns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE problems ADD COLUMN redo_pending INTEGER NOT NULL DEFAULT 0;
+        UPDATE problems SET unit_dispatched_at = dispatched_at
+            WHERE dispatched_at IS NOT NULL AND lead_unit_id IS NOT NULL;
+        UPDATE problems SET extension_count = granted.n
+            FROM (SELECT problem_id, count(*) AS n FROM problem_events
+                  WHERE kind = 'approve_extension' GROUP BY problem_id) AS granted
+            WHERE problems.id = granted.problem_id;
+
+        CREATE INDEX idx_problems_stats_features ON problems(
+            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M021}),
+            julianday(accepted_at), deadline
+        );
+        CREATE INDEX idx_problems_stats_area ON problems(
+            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M021}),
+            julianday(accepted_at), deadline
+        );
+        DELETE FROM stats_rollup;
+        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
+
+        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
+        BEGIN
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
+        BEGIN
+            {count_out}
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
+        BEGIN
+            {count_out}
         END;
         """,
     )

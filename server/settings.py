@@ -19,6 +19,11 @@ SETTINGS = {
     # many failed callback attempts, made on at least this many different local days
     "unreachable_attempts": 3,
     "unreachable_min_days": 2,
+    # Extensions (server/ledger/rules.py): at most this many approved per problem; one of more
+    # working days than extension_leader_days, or any after the first, needs a leader's
+    # approval after the office's
+    "extension_max_count": 1,
+    "extension_leader_days": 10,
     # a web session unused for this many minutes ends (server/auth.py)
     "session_idle_minutes": 120,
 }
@@ -27,6 +32,8 @@ BOUNDS = {
     "satisfaction_weight": (0, 1),
     # at least 5 minutes, at most the sessions' whole lifetime (12 hours)
     "session_idle_minutes": (5, 12 * 60),
+    "extension_max_count": (1, 10),
+    "extension_leader_days": (1, 60),
 }
 
 

@@ -173,7 +173,8 @@ def test_an_extension_across_the_year_end(act, db, world, clock):
     clock(2026, 12, 10)
     act("handler1", "p1", "request_extension", reason_code="funding", extra_days="20",
         note="需协调供水公司")
-    problem = act("office", "p1", "approve_extension")
+    act("office", "p1", "approve_extension")  # longer than 10 working days: a leader's too
+    problem = act("leader", "p1", "approve_extension_leader")
     # From Friday 11 December: 14 weekdays to the year end, then 1, 4, 5, 6, 7, 8 January.
     assert (problem["deadline"], problem["deadline_provisional"]) == ("2027-01-08", 1)
     assert problem["original_deadline"] == "2026-12-11"
@@ -195,6 +196,7 @@ def test_frozen_facts_of_closed_problems_are_left_alone(act, db, world, clock):
                  satisfaction="satisfied")
     assert closed["status"] == "closed" and closed["closed_on_time"] == 1
     act("handler1", "p3", "return", reason_code="not_our_duty", note="不属于本单位")
+    act("office", "p3", "accept_return")
     act("office", "p3", "dispatch", lead_unit_id=world.units["u2"], time_limit_days="20")
     before = db["problems"].get(world.problems["p1"])
     applied = enter(db)

@@ -29,7 +29,8 @@ def ledger(db, world):
     u1, u2 = world.units["u1"], world.units["u2"]
     common = {"found_at": at(21), "accepted_at": at(20), "area_id": world.areas["g1"],
               "lead_unit_id": u1}
-    dispatched = {"dispatched_at": at(19), "signed_at": at(19, 3), "resident_contacted": 1}
+    dispatched = {"dispatched_at": at(19), "unit_dispatched_at": at(19), "signed_at": at(19, 3),
+                  "resident_contacted": 1}
     made = {
         # A: closed on time; the unit said solved, the resident said solved and satisfied.
         "A": {**common, **dispatched, "status": "closed", "closed_at": at(10), "deadline": PAST,
@@ -47,7 +48,8 @@ def ledger(db, world):
         "D": {**common, **dispatched, "status": "callback", "deadline": FUTURE,
               "outcome": "solved", "callback_reached": 0},
         # E: dispatched, not signed yet.
-        "E": {**common, "dispatched_at": at(2), "status": "dispatched", "deadline": FUTURE},
+        "E": {**common, "dispatched_at": at(2), "unit_dispatched_at": at(2),
+              "status": "dispatched", "deadline": FUTURE},
         # F: accepted, not dispatched.
         "F": {**common, "status": "accepted"},
         # I: solved on the spot in district d2 (unit u2): closed, no deadline, no reply.
@@ -69,7 +71,8 @@ def ledger(db, world):
               "closure_kind": "explained", "closure_reason": "政策不允许"},
         # N: relapsed at 回头看: reopened with its unit on a fresh deadline, unsigned, its
         # callback answers cleared as the workflow clears them.
-        "N": {**common, "dispatched_at": at(19), "status": "dispatched", "deadline": FUTURE,
+        "N": {**common, "dispatched_at": at(19), "unit_dispatched_at": at(19),
+              "status": "dispatched", "deadline": FUTURE,
               "outcome": "solved", "relapsed": 1, "return_visit_result": "relapsed"},
         # G: merged after acceptance: counts nowhere, whatever else it says.
         "G": {**common, **dispatched, "status": "merged", "closed_at": at(15),
@@ -102,11 +105,11 @@ def test_counts_and_rates_by_hand(db, world, ledger):
     assert rates["completion"].percent() == "54.55%"
     # 按期办结率 = closed on time / closed = {A, I, K, L} / {A, B, I, K, L, M} = 4/6
     assert (rates["on_time"].numerator, rates["on_time"].n) == (4, 6)
-    # 解决率 = resident said solved / valid callbacks = {A, B, I} / {A, B, C, I} = 3/4
-    # (D's callback did not reach the resident; K and L had none; M's answer was valid but
-    # M was closed as 解释说明办结: all three are counted apart.)
-    assert (rates["resolution"].numerator, rates["resolution"].n) == (3, 4)
-    assert rates["resolution"].percent() == "75.00%"
+    # 解决率 = resident said solved / (valid callbacks + relapsed) = {A, B, I} / {A, B, C, I, N}
+    # = 3/5 (D's callback did not reach the resident; K and L had none; M's answer was valid
+    # but M was closed as 解释说明办结: all three are counted apart; N relapsed: not solved.)
+    assert (rates["resolution"].numerator, rates["resolution"].n) == (3, 5)
+    assert rates["resolution"].percent() == "60.00%"
     # The units' own claim: outcome 'solved' / replied
     #   = {A, B, C, D, K, M, N} / {A, B, C, D, K, L, M, N} = 7/8
     assert (rates["claimed"].numerator, rates["claimed"].n) == (7, 8)
@@ -264,17 +267,19 @@ def test_closures_apart_and_a_relapse_through_the_workflow(db, world):
     assert (rates["completion"].numerator, rates["completion"].n) == (3, 4)
     assert (counts["closed_unreachable"], counts["closed_no_contact"],
             counts["closed_explained"], counts["relapsed"]) == (1, 1, 1, 1)
-    # The relapse's earlier "solved, satisfied" no longer counts: no sample at all.
-    assert rates["resolution"].n == rates["satisfaction"].n == 0
-    assert rates["resolution"].value is None
+    # The relapse's earlier "solved, satisfied" no longer counts: no sample of 满意率, and
+    # in 解决率 a relapse is not solved.
+    assert rates["satisfaction"].n == 0
+    assert (rates["resolution"].numerator, rates["resolution"].n) == (0, 1)
 
-    # Closed again after a new callback: the new answer counts, the relapse stays counted.
+    # Closed again after a new callback: the new answer counts for 满意率; for 解决率 the
+    # relapse stays not solved.
     run(relapse, (handler, "sign", {"contacted": "1"}),
         (handler, "reply", {"outcome": "solved", "note": "重新修好"}), (office, "verify", {}),
         (office, "callback", {**answer, "satisfaction": "basically"}))
     result = metrics.compute(db, office, PERIOD)
     counts, rates = result["totals"], result["rates"]
     assert (rates["completion"].numerator, rates["completion"].n) == (4, 4)
-    assert (rates["resolution"].numerator, rates["resolution"].n) == (1, 1)
+    assert (rates["resolution"].numerator, rates["resolution"].n) == (0, 1)
     assert rates["satisfaction"].value == pytest.approx(0.9)
     assert counts["relapsed"] == 1

@@ -157,6 +157,19 @@ def features(row: dict) -> dict[str, int]:
             local_day(row["closed_at"]).isoformat() <= row["deadline"])
     valid = (row["callback_reached"] == 1 and row["callback_solved"] is not None
              and row["satisfaction"] is not None)
+    if row["lead_unit_id"] is None or row["deadline"] is None:
+        unit_reply = metrics.UNIT_NONE
+    elif row["status"] in ("dispatched", "handling"):
+        unit_reply = metrics.UNIT_HOLDS
+    elif row["replied_at"] is None:
+        unit_reply = metrics.UNIT_NONE
+    elif local_day(row["replied_at"]).isoformat() <= row["deadline"]:
+        unit_reply = metrics.UNIT_ON_TIME
+    else:
+        unit_reply = metrics.UNIT_LATE
+    original = row["original_deadline"] or row["deadline"]
+    on_time_original = closed and (original is None or (
+        row["closed_at"] is not None and local_day(row["closed_at"]).isoformat() <= original))
     if row["deadline"] is None:
         deadline = metrics.NO_DEADLINE
     elif row["deadline"] < TODAY.isoformat():
@@ -168,11 +181,15 @@ def features(row: dict) -> dict[str, int]:
         "replied": row["outcome"] is not None, "claimed_solved": row["outcome"] == "solved",
         "valid_callback": valid, "resident_solved": row["callback_solved"] == 1,
         "satisfaction": metrics.SATISFACTION_CODES.get(row["satisfaction"], 0),
-        "dispatched": row["dispatched_at"] is not None,
+        "dispatched": row["unit_dispatched_at"] is not None,
         "responded": row["responded_in_time"] == 1,
         "closure": metrics.CLOSURE_CODES.get(row["closure_kind"], 0),
         "relapsed": row["relapsed"] == 1,
         "resident_rating": metrics.SATISFACTION_CODES.get(row["resident_rating"], 0),
+        "unit_reply": unit_reply,
+        "on_time_original": on_time_original,
+        "redone": row["redo_count"] > 0,
+        "unjustified_return": row["unjustified_returns"] > 0,
         "deadline": deadline,
     }
 
@@ -277,12 +294,17 @@ def random_problem(rng: random.Random, world, n: int, areas: list[int],
         "found_at": to_iso(FIRST), "created_at": to_iso(FIRST), "updated_at": to_iso(FIRST),
         "accepted_at": accepted_at,
         "dispatched_at": dispatched_at,
+        "unit_dispatched_at": maybe([dispatched_at]) if dispatched_at else None,
         "signed_at": signed_at,
+        "replied_at": maybe([stamp(rng, base, 20)]),
         "resident_contacted": maybe([0, 1]) if signed_at else None,
         "responded_in_time": maybe([0, 1]) if signed_at else None,
         "closed_at": stamp(rng, base, 20) if rng.random() < 0.6 else None,
         "closed_on_time": maybe([0, 1]),
         "deadline": random_deadline(rng),
+        "original_deadline": random_deadline(rng),
+        "redo_count": rng.choice([0, 0, 1, 2]),
+        "unjustified_returns": rng.choice([0, 0, 1]),
         "outcome": maybe(states.OUTCOMES),
         "callback_reached": maybe([0, 1]),
         "callback_solved": maybe([0, 1]),
@@ -392,6 +414,11 @@ def random_change(rng: random.Random, db, world, ledger: dict) -> None:
         "closure_kind": lambda: maybe([*states.CLOSURE_KINDS, "other"]),
         "relapsed": lambda: rng.choice([0, 1]),
         "resident_rating": lambda: maybe(states.SATISFACTION),
+        "unit_dispatched_at": lambda: maybe([stamp(rng, FIRST, 3)]),
+        "replied_at": lambda: maybe([stamp(rng, FIRST, (NOW - FIRST).days + 1)]),
+        "original_deadline": lambda: random_deadline(rng),
+        "redo_count": lambda: rng.choice([0, 1, 2]),
+        "unjustified_returns": lambda: rng.choice([0, 1]),
         "description": lambda: "改过的描述",  # not counted: no change to the roll-up
     }
     kind = rng.random()

@@ -92,7 +92,7 @@ def test_a_signing_freezes_whether_it_was_a_response(act, db, world):
     assert signed["responded_in_time"] == 1
     returned = act("handler1", "p1", "return", reason_code="not_our_duty", note="不属于住建局职责")
     assert returned["signed_at"] is None and returned["responded_in_time"] is None
-    act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
+    act("office", "p1", "refuse_return", note="属于住建局职责")
     assert act("handler1", "p1", "sign")["responded_in_time"] == 0  # resident not contacted
     act("handler1", "p1", "reply", outcome="solved", note="已修")
     act("office", "p1", "verify")
@@ -189,15 +189,16 @@ def test_normal_ledger_no_tolerates_case_spaces_and_short_serials():
     assert numbering.normal_ledger_no("00000000-0000-4000-8000-000000000003") is None
 
 
-def test_return_to_office_and_reassign_keeps_the_clock(act, db, world):
+def test_a_return_not_justified_goes_back_to_the_unit_on_its_clock(act, db, world):
     act("office", "p1", "accept")
     first = act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
     returned = act("handler1", "p1", "return", reason_code="not_our_duty", note="不属于住建局职责")
     assert returned["status"] == "returned"
-    again = act("office", "p1", "dispatch", lead_unit_id=world.units["u2"])
-    assert again["lead_unit_id"] == world.units["u2"]
+    again = act("office", "p1", "refuse_return", note="属于住建局职责")
+    assert again["status"] == "dispatched" and again["lead_unit_id"] == world.units["u1"]
     assert again["deadline"] == first["deadline"]
-    assert again["dispatched_at"] == first["dispatched_at"]
+    assert again["unit_dispatched_at"] == first["unit_dispatched_at"]
+    assert again["unjustified_returns"] == 1
 
 
 def test_extension_approved_keeps_original_deadline(act, db, world):

@@ -114,6 +114,7 @@ def closing(db, problem: dict, kind: str | None, reason: str = "",
         "return_visit_due": due.isoformat() if due else None,
         "return_visit_result": None,
         "extension_request": None,
+        "redo_pending": 0,
     }
     return changes, {"on_time": on_time}
 
@@ -150,6 +151,10 @@ def callback(db, user, problem, data, note):
             # back to the office, to be dispatched.
             return {**changes, "closed_on_time": None}, event, "accepted"
         return changes, event, "handling"
+    if satisfaction == "unsatisfied":
+        # Solved but 不满意: not closed; the office decides 重办 or a closure with an
+        # explanation (server/ledger/rules.py).
+        return {**changes, "redo_pending": 1}, {**event, "redo_pending": True}, None
     closed, closed_event = closing(db, problem, None)
     return {**changes, **closed}, {**event, **closed_event}, "closed"
 

@@ -59,6 +59,9 @@ def return_visit_due(problem: dict, today: dt.date | None = None) -> bool:
     )
 
 
+EXTENSION_EVENTS = ("approve_extension", "approve_extension_leader")
+
+
 @dataclass(frozen=True)
 class DeadlineReplay:
     deadline: dt.date
@@ -72,20 +75,22 @@ def deadline_from_events(calendar: WorkCalendar, events) -> DeadlineReplay | Non
 
     The convention every action follows: an event whose data has
     ``time_limit_days`` starts a new deadline, counted from the event's local
-    day; an ``approve_extension`` event's ``extra_days`` adds working days to
-    the deadline then in force. None if no event started a deadline.
+    day (and, with ``restarts``, a new original deadline too: the dispatch after a
+    justified return); an extension that takes effect (``approve_extension`` or
+    ``approve_extension_leader`` with ``extra_days``) adds working days to the deadline
+    then in force. None if no event started a deadline.
     """
     replay = None
     for kind, at, data in events:
         if data.get("time_limit_days") is not None:
             deadline, provisional = calendar.deadline(local_date(at), int(data["time_limit_days"]))
-            if replay is None:
+            if replay is None or data.get("restarts"):
                 replay = DeadlineReplay(deadline, provisional, deadline,
                                         bool(data.get("provisional")))
             else:
                 replay = DeadlineReplay(deadline, provisional, replay.original,
                                         replay.original_was_provisional)
-        elif kind == "approve_extension" and replay is not None and data.get("extra_days"):
+        elif kind in EXTENSION_EVENTS and replay is not None and data.get("extra_days"):
             deadline, provisional = calendar.deadline(replay.deadline, int(data["extra_days"]))
             replay = DeadlineReplay(deadline, provisional or replay.provisional,
                                     replay.original, replay.original_was_provisional)

@@ -112,7 +112,8 @@ _SELECT = (
 _EVENTS = (
     "SELECT problem_id, kind, note, data FROM problem_events"
     " WHERE problem_id IN (SELECT value FROM json_each(?))"
-    " AND kind IN ('approve_extension', 'reject') ORDER BY problem_id, at, rowid"
+    " AND kind IN ('approve_extension', 'approve_extension_leader', 'reject')"
+    " ORDER BY problem_id, at, rowid"
 )
 
 
@@ -171,7 +172,10 @@ def _supervision(row: dict) -> str:
 
 
 def _extension(events: list[tuple[str, str, str]]) -> str:
-    granted = [json.loads(data) for kind, _note, data in events if kind == "approve_extension"]
+    # An office's approval that waits for a leader has no extra_days: not granted yet.
+    granted = [event for event in (json.loads(data) for kind, _note, data in events
+                                   if kind in deadlines.EXTENSION_EVENTS)
+               if event.get("extra_days")]
     if not granted:
         return ""
     return _("export.extended", count=len(granted), deadline=granted[-1].get("deadline", ""),

@@ -41,6 +41,7 @@ SATISFACTION_CODES = {"satisfied": 1, "basically": 2, "unsatisfied": 3}
 # How a problem was closed without a valid callback (problems.closure_kind); 0 otherwise.
 CLOSURE_CODES = {"unreachable": 1, "no_contact": 2, "explained": 3}
 NO_DEADLINE, DEADLINE_AHEAD, DEADLINE_PASSED = 0, 1, 2
+UNIT_NONE, UNIT_ON_TIME, UNIT_LATE, UNIT_HOLDS = 0, 1, 2, 3
 
 FEATURES: dict[str, tuple[str, int]] = {
     "closed": ("p.status = 'closed'", 1),
@@ -61,9 +62,11 @@ FEATURES: dict[str, tuple[str, int]] = {
         + " ELSE 0 END",
         2,
     ),
-    "dispatched": ("p.dispatched_at IS NOT NULL", 1),
-    # Signed, with the resident contacted, within the response time: frozen at signing
-    # (server.ledger.deadlines.responded_in_time).
+    # With a unit now (its dispatch starts the response clock; a justified return takes
+    # the problem away from the unit that returned it).
+    "dispatched": ("p.unit_dispatched_at IS NOT NULL", 1),
+    # Signed, with the resident contacted, within the response time from the current
+    # unit's dispatch: frozen at signing (server.ledger.deadlines.responded_in_time).
     "responded": ("p.responded_in_time IS 1", 1),
     "closure": (
         "CASE p.closure_kind "
@@ -80,6 +83,27 @@ FEATURES: dict[str, tuple[str, int]] = {
         + " ELSE 0 END",
         2,
     ),
+    # The lead unit's reply against the deadline in force: 1 replied on or before it, 2
+    # after it, 3 still in the unit's hands (no reply standing), 0 no unit or no deadline,
+    # or closed without a reply.
+    "unit_reply": (
+        f"CASE WHEN p.lead_unit_id IS NULL OR p.deadline IS NULL THEN {UNIT_NONE}"
+        f" WHEN p.status IN ('dispatched', 'handling') THEN {UNIT_HOLDS}"
+        f" WHEN p.replied_at IS NULL THEN {UNIT_NONE}"
+        f" WHEN date(p.replied_at, '+8 hours') <= p.deadline THEN {UNIT_ON_TIME}"
+        f" ELSE {UNIT_LATE} END",
+        2,
+    ),
+    # Closed on or before the original deadline (the first one, before any extension).
+    "on_time_original": (
+        "p.status = 'closed' AND (coalesce(p.original_deadline, p.deadline) IS NULL"
+        " OR date(p.closed_at, '+8 hours') <= coalesce(p.original_deadline, p.deadline))",
+        1,
+    ),
+    # Sent back to the unit to be done again (重办) at least once.
+    "redone": ("p.redo_count > 0", 1),
+    # Returned by a unit at least once when the office found the return not justified.
+    "unjustified_return": ("p.unjustified_returns > 0", 1),
     # cfg.today: the local (Asia/Shanghai) day at the cut-off.
     "deadline": (
         f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
@@ -93,6 +117,18 @@ def _judged(f: dict) -> bool:
     """A sample of 解决率 and 满意率: a valid callback, and not closed in a way of its own
     (无法回访, 无回访对象, 解释说明办结: counted apart, beside the rates)."""
     return f["valid_callback"] and not (f["closed"] and f["closure"])
+
+
+def _resolution_sample(f: dict) -> bool:
+    """A sample of 解决率: judged, or relapsed (a relapse is not solved, answered or not),
+    unless closed in a way of its own."""
+    return _judged(f) or (f["relapsed"] and not (f["closed"] and f["closure"]))
+
+
+def _unit_due(f: dict) -> bool:
+    """A sample of 单位按期答复率: the unit replied, or holds the problem past its deadline."""
+    return f["unit_reply"] in (UNIT_ON_TIME, UNIT_LATE) or (
+        f["unit_reply"] == UNIT_HOLDS and f["deadline"] == DEADLINE_PASSED)
 
 
 def _sat(f: dict, name: str) -> bool:
@@ -115,10 +151,13 @@ COUNTS: dict[str, Callable[[dict], bool]] = {
     "accepted": lambda f: True,
     "closed": lambda f: f["closed"],
     "closed_on_time": lambda f: f["closed"] and f["on_time"],
+    "closed_on_time_original": lambda f: f["closed"] and f["on_time_original"],
     "replied": lambda f: f["replied"],
     "claimed_solved": lambda f: f["claimed_solved"],
     "valid_callbacks": _judged,
-    "solved": lambda f: _judged(f) and f["resident_solved"],
+    "resolution_sample": _resolution_sample,
+    # A relapsed problem is never solved, whatever a later callback says.
+    "solved": lambda f: _judged(f) and f["resident_solved"] and not f["relapsed"],
     "satisfied": lambda f: _sat(f, "satisfied"),
     "basically": lambda f: _sat(f, "basically"),
     "unsatisfied": lambda f: _sat(f, "unsatisfied"),
@@ -134,6 +173,10 @@ COUNTS: dict[str, Callable[[dict], bool]] = {
     "resident_satisfied": _rated("satisfied"),
     "resident_basically": _rated("basically"),
     "resident_unsatisfied": _rated("unsatisfied"),
+    "unit_due": _unit_due,
+    "unit_on_time": lambda f: f["unit_reply"] == UNIT_ON_TIME,
+    "redone": lambda f: f["redone"],  # 重办
+    "unjustified_return": lambda f: f["unjustified_return"] and f["dispatched"],
     # Due: a deadline that has passed, or that was settled by closing.
     "due": lambda f: f["deadline"] != NO_DEADLINE
     and (f["closed"] or f["deadline"] == DEADLINE_PASSED),
@@ -164,7 +207,8 @@ def packed_features_sql(count: int = len(FEATURES)) -> str:
 # computes it for every row.
 STORED_FEATURES = ("closed", "on_time", "replied", "claimed_solved", "valid_callback",
                    "resident_solved", "satisfaction", "dispatched", "responded", "closure",
-                   "relapsed", "resident_rating")
+                   "relapsed", "resident_rating", "unit_reply", "on_time_original", "redone",
+                   "unjustified_return")
 STATS_INDEX = "idx_problems_stats_features"
 STATS_AREA_INDEX = "idx_problems_stats_area"  # the same, led by area_id (migration m009)
 
@@ -204,8 +248,14 @@ class RateDef:
 
 RATES: dict[str, RateDef] = {
     "completion": RateDef(("closed",), "accepted"),  # 办结率
-    "on_time": RateDef(("closed_on_time",), "closed"),  # 按期办结率
-    "resolution": RateDef(("solved",), "valid_callbacks"),  # 解决率 (the resident's answer)
+    # 全流程按期办结率: closed by the deadline in force (extensions included), and by the
+    # original deadline
+    "on_time": RateDef(("closed_on_time",), "closed"),
+    "on_time_original": RateDef(("closed_on_time_original",), "closed"),
+    # 单位按期答复率: the unit's reply by the deadline in force (the office's callback and an
+    # unreachable resident are not the unit's time)
+    "unit_on_time": RateDef(("unit_on_time",), "unit_due"),
+    "resolution": RateDef(("solved",), "resolution_sample"),  # 解决率 (the resident's answer)
     "claimed": RateDef(("claimed_solved",), "replied"),  # the units' own "solved" share
     "satisfaction": RateDef(("satisfied", "basically"), "valid_callbacks", weighted=True),  # 满意率
     # 群众自评满意率: the residents' own ratings, unweighted (see docs/metrics.md).
@@ -213,6 +263,9 @@ RATES: dict[str, RateDef] = {
                                      "resident_rated"),
     "response": RateDef(("responded",), "dispatched"),  # 响应率
     "overdue": RateDef(("overdue",), "due", lower_is_better=True),  # 超期率
+    "redo": RateDef(("redone",), "replied", lower_is_better=True),  # 重办率
+    # 不当退单率: returns the office found not justified
+    "unjustified_return": RateDef(("unjustified_return",), "dispatched", lower_is_better=True),
 }
 
 

@@ -17,7 +17,7 @@ import sqlite_utils
 from server import authz
 from server.authz import FIELD, HANDLER, LEADER, OFFICE
 from server.i18n import gettext as _
-from server.ledger import clock, closures, event_photos, joint, reasons, supervision
+from server.ledger import clock, closures, event_photos, joint, reasons, rules, supervision
 from server.ledger.deadlines import is_overdue, responded_in_time, time_limit_days
 from server.ledger.numbering import next_ledger_no, normal_ledger_no
 from server.ledger.states import (
@@ -82,9 +82,10 @@ ACTIONS: dict[str, Action] = {
             fields=("original_id", "note"),
             required=("original_id",),
         ),
+        # From "returned" only through the office's decision on the return (accept_return).
         Action(
             "dispatch",
-            ("accepted", "returned"),
+            ("accepted",),
             "dispatched",
             frozenset({OFFICE}),
             fields=("lead_unit_id", "helper_unit_ids", "time_limit_days", "note"),
@@ -108,6 +109,12 @@ ACTIONS: dict[str, Action] = {
             required=("note",),
             extra={"reasons": "return"},
         ),
+        # The office's decision on a return (server/ledger/rules.py): justified, the problem
+        # leaves the unit for a new dispatch; not justified, back to the same unit.
+        Action("accept_return", ("returned",), "accepted", frozenset({OFFICE}),
+               fields=("note",)),
+        Action("refuse_return", ("returned",), "dispatched", frozenset({OFFICE}),
+               fields=("note",), required=("note",)),
         Action(
             "progress",
             ("handling",),
@@ -136,6 +143,11 @@ ACTIONS: dict[str, Action] = {
             fields=("note",),
             required=("note",),
         ),
+        # An extension the office approved that needs a leader (server/ledger/rules.py).
+        Action("approve_extension_leader", HANDLING, None, frozenset({LEADER}),
+               fields=("note",)),
+        Action("refuse_extension_leader", HANDLING, None, frozenset({LEADER}),
+               fields=("note",), required=("note",)),
         Action(
             "reply",
             ("handling",),
@@ -163,6 +175,10 @@ ACTIONS: dict[str, Action] = {
             fields=("method", "result", "solved", "satisfaction", "note"),
             required=("method", "result"),
         ),
+        # "Solved but 不满意": the office sends it back to the unit (重办) or closes it with
+        # an explanation (close_explained).
+        Action("redo", ("callback",), "handling", frozenset({OFFICE}), fields=("note",),
+               required=("note",)),
         # Closures without a valid callback (closure_kind): counted apart in the statistics.
         Action("close_unreachable", ("callback",), "closed", frozenset({OFFICE}),
                fields=("note",)),
@@ -257,12 +273,8 @@ def _check_allowed(db, action: Action, problem: dict, user: authz.User) -> None:
         authz.HANDLER not in user.roles or problem["lead_unit_id"] != user.unit_id
     ):
         raise TransitionError(_("workflow.not_your_unit"), 403)
-    if action.name in ("approve_extension", "refuse_extension") and not problem.get(
-        "extension_request"
-    ):
-        raise TransitionError(_("workflow.no_extension_request"))
-    if action.name == "request_extension" and problem.get("extension_request"):
-        raise TransitionError(_("workflow.extension_pending"))
+    if action.name in rules.ACTIONS or action.name in rules.GUARDED:
+        rules.check_allowed(db, action.name, problem, user)
     if action.name in supervision.ACTIONS:
         supervision.check_allowed(db, action.name, problem, user)
     if action.name == "resolve_conflict" and not problem.get("conflict"):
@@ -455,11 +467,15 @@ def _dispatch(db, user, problem, data, note):
     helper_ids = sorted({int(h) for h in helpers if str(h).isdigit()} - {unit_id})
     if any(not _unit_exists(db, helper) for helper in helper_ids):
         raise ValidationError({"helper_unit_ids": _("workflow.unknown_unit")})
-    changes = {"lead_unit_id": unit_id, "helper_unit_ids": json.dumps(helper_ids)}
+    returned_by = rules.justified_return_unit(db, problem)
+    if returned_by is not None and returned_by == unit_id:
+        raise ValidationError({"lead_unit_id": _("rules.same_unit_after_return")})
+    changes = {"lead_unit_id": unit_id, "helper_unit_ids": json.dumps(helper_ids),
+               "unit_dispatched_at": clock.now_iso()}
     event_data = {"lead_unit_id": unit_id, "helper_unit_ids": helper_ids}
-    if problem["dispatched_at"] is None:
-        # The clock starts at the first dispatch; a ticket bounced back and
-        # re-assigned keeps its deadline.
+    if problem["dispatched_at"] is None or returned_by is not None:
+        # The clocks start at the first dispatch, and again at the dispatch after a
+        # justified return (the new unit's own deadline, also its original one).
         days = data.get("time_limit_days")
         if days is None:
             days = time_limit_days(db, problem)
@@ -468,13 +484,15 @@ def _dispatch(db, user, problem, data, note):
             raise ValidationError({"time_limit_days": _("workflow.bad_days")})
         deadline, provisional = WorkCalendar.load(db).deadline(clock.local_today(), days)
         changes.update(
-            dispatched_at=clock.now_iso(),
+            dispatched_at=problem["dispatched_at"] or clock.now_iso(),
             deadline=deadline.isoformat(),
             original_deadline=deadline.isoformat(),
             deadline_provisional=int(provisional),
         )
         event_data.update(time_limit_days=days, deadline=deadline.isoformat(),
                           provisional=provisional)
+        if returned_by is not None:
+            event_data["restarts"] = True
     event_data.update(joint.dispatch_parts(db, user, problem, helper_ids))
     return changes, event_data, None
 
@@ -489,7 +507,9 @@ def _int(data: dict, name: str) -> int:
 def _sign(db, user, problem, data, note):
     contacted = parse_flag(data.get("contacted")) or False
     signed_at = problem["signed_at"] or clock.now_iso()
-    responded = responded_in_time(db, problem["dispatched_at"], signed_at, contacted)
+    # The response clock runs from the current unit's dispatch.
+    responded = responded_in_time(db, problem["unit_dispatched_at"] or problem["dispatched_at"],
+                                  signed_at, contacted)
     return (
         {"signed_at": signed_at, "resident_contacted": int(contacted),
          "responded_in_time": int(responded)},
@@ -515,28 +535,6 @@ def _request_extension(db, user, problem, data, note):
         raise TransitionError(_("workflow.extension_too_late"))
     request = {"extra_days": days, "reason": note, "at": clock.now_iso()}
     return {"extension_request": json.dumps(request, ensure_ascii=False)}, request, None
-
-
-def _approve_extension(db, user, problem, data, note):
-    request = json.loads(problem["extension_request"])
-    base = dt.date.fromisoformat(problem["deadline"])
-    deadline, provisional = WorkCalendar.load(db).deadline(base, request["extra_days"])
-    provisional = provisional or bool(problem.get("deadline_provisional"))
-    return (
-        {"deadline": deadline.isoformat(), "extension_request": None,
-         "deadline_provisional": int(provisional)},
-        {
-            "old_deadline": problem["deadline"],
-            "deadline": deadline.isoformat(),
-            "extra_days": request["extra_days"],
-            "provisional": provisional,
-        },
-        None,
-    )
-
-
-def _refuse_extension(db, user, problem, data, note):
-    return {"extension_request": None}, {"deadline": problem["deadline"]}, None
 
 
 def _reply(db, user, problem, data, note):
@@ -605,12 +603,11 @@ APPLY = {
     "return": _return,
     "progress": _progress,
     "request_extension": _request_extension,
-    "approve_extension": _approve_extension,
-    "refuse_extension": _refuse_extension,
     "reply": _reply,
     "verify": _verify,
     "send_back": _send_back,
     **closures.APPLY,
+    **rules.APPLY,
     "remind": _supervision("reminded"),
     **supervision.APPLY,
     **joint.APPLY,
