@@ -172,7 +172,8 @@ def test_stats_page_shows_the_closures_apart_beside_the_rates(login_as, db, worl
     assert counts == {"closed_unreachable": "2", "closed_no_contact": "1",
                       "closed_explained": "1", "relapsed": "1"}
     assert "办结 5 ÷ 立案 6" in html  # closed, all of them
-    assert "群众认为已解决 1 ÷ 有效回访 1" in html  # the closures apart are no sample
+    # The closures apart are no sample; the relapse is, as not solved.
+    assert "群众认为已解决且未反弹 1 ÷（有效回访 + 反弹未回访）2" in html
 
 
 def test_stats_dashboard_cards_compare_with_the_previous_period(login_as, db, world):

@@ -714,7 +714,13 @@ def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
             ("return_visit", "p.status = 'closed' AND p.return_visit_due <= "
              f"{TODAY} AND p.return_visit_result IS NULL", "p.return_visit_due", None),
             ("extension", "p.extension_request IS NOT NULL AND p.status IN "
-             "('dispatched', 'handling')", "p.deadline", None),
+             "('dispatched', 'handling') AND json_extract(p.extension_request,"
+             " '$.awaiting_leader') IS NULL", "p.deadline", None),
+            # The office's decisions (server/ledger/rules.py): a unit's return, and a
+            # callback "solved but 不满意".
+            ("returned", "p.status = 'returned'", "p.updated_at", "status=returned"),
+            ("redo_decision", "p.status = 'callback' AND p.redo_pending = 1", "p.updated_at",
+             None),
         ]
     if authz.HANDLER in user.roles and user.unit_id is not None:
         unit = f"p.lead_unit_id = {int(user.unit_id)}"
@@ -736,6 +742,9 @@ def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
             ("overdue", f"{OPEN} AND p.deadline < {TODAY}", "p.deadline", "overdue=yes"),
             ("flagged", f"{OPEN} AND p.supervision = 'flagged'", "p.deadline",
              "supervision=flagged"),
+            ("extension_leader", "p.extension_request IS NOT NULL AND p.status IN "
+             "('dispatched', 'handling') AND json_extract(p.extension_request,"
+             " '$.awaiting_leader') = 1", "p.deadline", None),
         ]
     return queues
 

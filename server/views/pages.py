@@ -15,6 +15,7 @@ from server.ledger import (
     problems,
     queries,
     reasons,
+    rules,
     states,
     supervision,
     tracking,
@@ -124,6 +125,7 @@ def _problem_page_data(db, actor: authz.User, problem_id: str) -> dict:
             "orders": supervision.open_orders(db, problem["id"]),
             "parts": joint.parts_for_page(db, problem["id"]),
             "reply_waits_for": joint.reply_waits_for(db, problem["id"]),
+            "extension": rules.extension_request(problem),
             "instructions": [e for e in problem["events"] if e["kind"] == "instruct"],
             "tracking": tracking.office_view(problem),
             **similar_context(db, actor, problem, context["actions"])}
