@@ -410,3 +410,37 @@ def test_tracking_link_actions_by_role(app, db, world, role, action):
         assert kinds == ["tracking_issued"] and stored not in (None, old_hash)
     else:
         assert kinds == ["tracking_revoked"] and stored is None
+
+
+# The rules on extensions, returns and 重办 (server/ledger/rules.py) by role, through the route.
+
+RULES = {  # action: (p3's state where it can be taken, the role that may take it)
+    "accept_return": ({"status": "returned"}, "office"),
+    "refuse_return": ({"status": "returned"}, "office"),
+    "approve_extension_leader": ({"status": "handling", "deadline": "2026-12-31",
+                                  "extension_request": '{"extra_days": 15, "reason": "r",'
+                                  ' "awaiting_leader": true}'}, "leader"),
+    "refuse_extension_leader": ({"status": "handling", "deadline": "2026-12-31",
+                                 "extension_request": '{"extra_days": 15, "reason": "r",'
+                                 ' "awaiting_leader": true}'}, "leader"),
+    "redo": ({"status": "callback", "redo_pending": 1, "callback_reached": 1,
+              "callback_solved": 1, "satisfaction": "unsatisfied"}, "office"),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+@pytest.mark.parametrize("action", sorted(RULES))
+def test_rule_actions_by_role(app, db, world, role, action):
+    state, allowed_role = RULES[action]
+    db["problems"].update(world.problems["p3"], state)
+    events = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    with TestClient(app) as client:
+        assert login(client, ROLE_USERS[role]).status_code == 303
+        response = client.post(
+            f"/problems/{world.problems['p3']}/actions/{action}",
+            data={"csrf_token": csrf_of(client), "note": "理由"}, follow_redirects=False)
+    allowed = role == allowed_role
+    assert response.status_code == (303 if allowed else 403), (role, action,
+                                                               response.status_code)
+    after = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
+    assert after == events + (1 if allowed else 0)

@@ -283,3 +283,139 @@ def test_closures_apart_and_a_relapse_through_the_workflow(db, world):
     assert (rates["resolution"].numerator, rates["resolution"].n) == (0, 1)
     assert rates["satisfaction"].value == pytest.approx(0.9)
     assert counts["relapsed"] == 1
+
+
+# Extensions, returns, 重办 and the unit's own on-time figure (server/ledger/rules.py) ------
+
+
+def day(days_ago: int) -> str:
+    return (TODAY - dt.timedelta(days=days_ago)).isoformat()
+
+
+@pytest.fixture
+def rules_ledger(db, world):
+    """P1-P9, all accepted 20 days ago, unit u1 but P4 (u2), each one path of the rules."""
+    u1, u2 = world.units["u1"], world.units["u2"]
+    common = {"found_at": at(21), "accepted_at": at(20), "area_id": world.areas["g1"],
+              "lead_unit_id": u1, "dispatched_at": at(19), "unit_dispatched_at": at(19),
+              "signed_at": at(19, 3), "resident_contacted": 1}
+    answered = {"outcome": "solved", "callback_reached": 1, "callback_solved": 1}
+    made = {
+        # P1: extended once; closed by the extended deadline, after the original one.
+        "P1": {**common, **answered, "satisfaction": "satisfied", "status": "closed",
+               "deadline": day(5), "original_deadline": day(8), "extension_count": 1,
+               "replied_at": at(7), "closed_at": at(6), "closed_on_time": 1},
+        # P2: the unit replied late, closed late.
+        "P2": {**common, **answered, "satisfaction": "basically", "status": "closed",
+               "deadline": day(5), "original_deadline": day(5), "replied_at": at(3),
+               "closed_at": at(2), "closed_on_time": 0},
+        # P3: the unit replied in time; the resident could not be reached, so the office
+        # closed it late as 无法回访: late for the loop, not for the unit.
+        "P3": {**common, "outcome": "solved", "callback_reached": 0, "status": "closed",
+               "closure_kind": "unreachable", "deadline": day(5), "original_deadline": day(5),
+               "replied_at": at(9), "closed_at": at(1), "closed_on_time": 0},
+        # P4: u1's return found justified, dispatched to u2 four days ago: u2's own clocks.
+        "P4": {**common, "lead_unit_id": u2, "unit_dispatched_at": at(4),
+               "signed_at": at(4, 3), "status": "handling", "deadline": day(-10),
+               "original_deadline": day(-10)},
+        # P5: u1's return found not justified: back with u1, unsigned, past its deadline.
+        "P5": {**common, "signed_at": None, "resident_contacted": None,
+               "status": "dispatched", "unjustified_returns": 1, "deadline": day(5),
+               "original_deadline": day(5)},
+        # P6: solved but 不满意, waiting for the office's decision.
+        "P6": {**common, **answered, "satisfaction": "unsatisfied", "status": "callback",
+               "redo_pending": 1, "replied_at": at(8), "deadline": day(-10),
+               "original_deadline": day(-10)},
+        # P7: 重办: back with u1 past its deadline; its reply no longer stands.
+        "P7": {**common, **answered, "satisfaction": "unsatisfied", "status": "handling",
+               "redo_count": 1, "replied_at": at(10), "deadline": day(5),
+               "original_deadline": day(5)},
+        # P8: relapsed at 回头看, fixed and closed again; the resident now says solved.
+        "P8": {**common, **answered, "satisfaction": "satisfied", "status": "closed",
+               "relapsed": 1, "signed_at": None, "deadline": day(-10),
+               "original_deadline": day(5), "replied_at": at(2), "closed_at": at(1),
+               "closed_on_time": 1},
+        # P9: closed in time, no extension.
+        "P9": {**common, **answered, "satisfaction": "satisfied", "status": "closed",
+               "deadline": day(5), "original_deadline": day(5), "replied_at": at(8),
+               "closed_at": at(7), "closed_on_time": 1},
+    }
+    for fields in made.values():  # frozen at signing, from the current unit's dispatch
+        if fields.get("signed_at"):
+            fields["responded_in_time"] = int(deadlines.responded_in_time(
+                db, fields["unit_dispatched_at"], fields["signed_at"], True))
+    return {key: add_problem(db, world, **fields) for key, fields in made.items()}
+
+
+def test_the_rules_figures_by_hand(db, world, rules_ledger):
+    result = metrics.compute(db, load(db, world, "office"), PERIOD)
+    counts, rates = result["totals"], result["rates"]
+    assert counts["accepted"] == 9
+    # 全流程按期办结率 (the deadline in force) = {P1, P8, P9} / closed {P1, P2, P3, P8, P9}
+    assert (rates["on_time"].numerator, rates["on_time"].n) == (3, 5)
+    # ... by the original deadline: P1 closed after its original one, P8 after its first
+    # (before the relapse) = {P9} / 5
+    assert (rates["on_time_original"].numerator, rates["on_time_original"].n) == (1, 5)
+    # 单位按期答复率 = replied by the deadline {P1, P3, P6, P8, P9}
+    #   / (replied {P1, P2, P3, P6, P8, P9} + in the unit's hands past the deadline {P5, P7})
+    #   = 5/8 (P4 is with u2 before its deadline: not due yet; P3's late closing is the
+    #   office's and the resident's, not the unit's)
+    assert (rates["unit_on_time"].numerator, rates["unit_on_time"].n) == (5, 8)
+    # 解决率 = said solved and never relapsed {P1, P2, P6, P7, P9}
+    #   / valid callbacks or relapsed {P1, P2, P6, P7, P8, P9} = 5/6 (P3 closed apart)
+    assert (rates["resolution"].numerator, rates["resolution"].n) == (5, 6)
+    # 满意率 keeps its three levels: (3 [P1, P8, P9] + 0.9 x 1 [P2]) / 6 = 0.65
+    assert rates["satisfaction"].value == pytest.approx(0.65)
+    assert counts["unsatisfied"] == 2  # P6 waiting, P7 redone
+    # 重办率 = redone {P7} / replied {P1, P2, P3, P6, P7, P8, P9} = 1/7
+    assert (rates["redo"].numerator, rates["redo"].n) == (1, 7)
+    # 不当退单率 = {P5} / with a unit {P1-P9} = 1/9
+    assert (rates["unjustified_return"].numerator, rates["unjustified_return"].n) == (1, 9)
+    # 响应率 per dispatch = {P1, P2, P3, P4, P6, P7, P9} / 9: P4 signed the day u2 got it
+    # (a week and more after the first dispatch); P5 and P8 are unsigned.
+    assert (rates["response"].numerator, rates["response"].n) == (7, 9)
+    units = {row.key: row.rates for row in result["units"]}
+    assert (units[world.units["u2"]]["response"].numerator,
+            units[world.units["u2"]]["response"].n) == (1, 1)
+    assert (units[world.units["u1"]]["unjustified_return"].numerator,
+            units[world.units["u1"]]["unjustified_return"].n) == (1, 8)
+
+
+def test_returns_and_redo_through_the_workflow(db, world):
+    """A justified return leaves the returning unit's figures; an unjustified one counts
+    against it; 重办 counts."""
+    office = load(db, world, "office")
+    handler1, handler2 = load(db, world, "handler1"), load(db, world, "handler2")
+    u1, u2 = world.units["u1"], world.units["u2"]
+
+    def run(problem, *steps):
+        for actor, action, data in steps:
+            with immediate(db):
+                workflow.apply(db, actor, problem, action, data)
+
+    justified = add_problem(db, world, status="submitted")
+    run(justified, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),
+        (handler1, "return", {"note": "不属于本单位"}), (office, "accept_return", {}),
+        (office, "dispatch", {"lead_unit_id": u2}), (handler2, "sign", {"contacted": "1"}))
+    unjustified = add_problem(db, world, status="submitted")
+    run(unjustified, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),
+        (handler1, "return", {"note": "不属于本单位"}),
+        (office, "refuse_return", {"note": "属于本单位"}))
+    redone = add_problem(db, world, status="submitted", resident_phone="13812345678")
+    run(redone, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),
+        (handler1, "sign", {"contacted": "1"}), (handler1, "reply", {"outcome": "solved",
+                                                                   "note": "已修"}),
+        (office, "verify", {}),
+        (office, "callback", {"method": "phone", "result": "reached", "solved": "1",
+                              "satisfaction": "unsatisfied"}),
+        (office, "redo", {"note": "重办"}))
+
+    result = metrics.compute(db, office, PERIOD)
+    units = {row.key: row for row in result["units"]}
+    # u1 holds the unjustified return and the redone problem, not the justified return.
+    assert units[u1].counts["accepted"] == 2 and units[u2].counts["accepted"] == 1
+    rates = units[u1].rates
+    assert (rates["unjustified_return"].numerator, rates["unjustified_return"].n) == (1, 2)
+    assert (rates["redo"].numerator, rates["redo"].n) == (1, 1)
+    # u2's response runs from its own dispatch: signed at once, a response.
+    assert (units[u2].rates["response"].numerator, units[u2].rates["response"].n) == (1, 1)
