@@ -32,7 +32,11 @@ events in (at, rowid) order:
   intake, before acceptance, so merged problems have no number;
 * the deadline runs from the first dispatch in working days (the Chinese
   holiday calendar of ``server.workdays``; Monday to Friday for years it does
-  not know) and moves only by an approved extension;
+  not know), starts again at the dispatch after a justified return
+  (``accept_return``), and moves only by an extension that takes effect (the
+  office's alone, or a leader's after the office's: ``server.ledger.rules``);
+* a callback "solved but 不满意" waits for the office, who sends it back to the
+  unit (``redo``) or closes it with an explanation (``close_explained``);
 * a problem whose resident left no phone is never called back: the office
   closes it as 无回访对象 (``close_no_contact``); callbacks record their method
   and result as the workflow does;
@@ -457,6 +461,13 @@ REPLY_NOTES = {
     "untrue": "经现场核实，反映情况与实际不符，已向群众说明",
 }
 SEND_BACK_NOTE = "答复材料不完整，请补充整改前后照片"
+ACCEPT_RETURN_NOTE = "退单理由成立，另行交办"
+REFUSE_RETURN_NOTE = "经核实属于本单位职责，请按原时限办理"
+LEADER_APPROVE_NOTE = "同意延期，请抓紧办理"
+LEADER_REFUSE_NOTE = "不同意延期，请加派力量按原时限办结"
+REDO_NOTE = "群众对办理结果不满意，请重新办理"
+EXPLAIN_NOTE = "已按政策标准办理到位，群众诉求超出标准，已解释说明"
+EXPLAIN_REASON = "policy"
 VERIFY_NOTE = "答复材料齐全，转回访"
 SUPERVISION_NOTES = {
     "remind": "距办理时限不足3个工作日，请抓紧办理",
@@ -856,7 +867,9 @@ WORKFLOW_COLUMNS = (
     "outcome", "redo_count", "callback_reached", "callback_solved", "satisfaction",
     "closed_at", "closed_on_time", "return_visit_due", "return_visit_result", "supervision",
     "supervision_note", "merged_into", "responded_in_time", "closure_kind",
-    "reject_reason_code", "return_reason_code", "extension_reason_code",
+    "reject_reason_code", "return_reason_code", "extension_reason_code", "explained_reason_code",
+    "unit_dispatched_at", "extension_count", "unjustified_returns", "redo_pending",
+    "closure_reason",
 )
 PROBLEM_COLUMNS = (
     "id", "ledger_no", "reporter_id", "visit_id", "diary_id", "area_id", "place", "lat", "lng",
@@ -1008,6 +1021,9 @@ class _Ledger:
         self.progress = progress
         self.clock = _Clock(WorkCalendar.load(db))
         self.response_days = int(settings(db)["response_limit_days"])
+        self.extension_leader_days = int(settings(db)["extension_leader_days"])
+        # The rules' waiting states shown so far: each is made on purpose until one is.
+        self.shown: set[str] = set()
         self.first_day = (now_ts - HISTORY_DAYS * DAY + _LOCAL_OFFSET) // DAY
         self.base_day = self.first_day
         self.produced = 0
@@ -1420,6 +1436,10 @@ class _History:
         self._supervise()
         self._revisit()
         self._replay()
+        if "awaiting_leader" in (self.fields["extension_request"] or ""):
+            self.ledger.shown.add("awaiting_leader")
+        if self.fields["redo_pending"]:
+            self.ledger.shown.add("redo_pending")
 
     # -- the workflow, stopping at the target status --
 
@@ -1460,7 +1480,18 @@ class _History:
             if self.status == "returned":
                 self.lead_unit = first_unit
                 return
+            # The office finds the return justified: the right unit, on new clocks.
+            self.add("accept_return", self.office, "accepted", ACCEPT_RETURN_NOTE,
+                     delay=(HOUR, DAY))
             self._dispatch(self.lead_unit)
+        elif self.status != "dispatched" and rng.random() < 0.04:
+            # The right unit returns it anyway; the office sends it back (不当退单).
+            self._sign(self.lead_unit)
+            self.add("return", self._handler(self.lead_unit), "returned",
+                     RETURN_NOTE.format(unit=self._wrong_unit().name), RETURN_REASON,
+                     delay=(2 * HOUR, DAY))
+            self.add("refuse_return", self.office, "dispatched", REFUSE_RETURN_NOTE,
+                     delay=(HOUR, DAY))
         if self.status == "dispatched":
             self._helpers_sign(0.5)
             return
@@ -1471,6 +1502,8 @@ class _History:
             self._helpers_answer(0.5)
         if rng.random() < 0.06:
             self._extension()
+        elif self.status == "handling" and "awaiting_leader" not in self.ledger.shown:
+            self._extension(waiting_for_leader=True)
         if self.status == "handling":
             # Some are back with the unit because the resident said it was not solved.
             if rng.random() < 0.4 and self.has_contact:
@@ -1484,7 +1517,12 @@ class _History:
             return
         self._verify()
         if self.status == "callback":
-            if rng.random() < 0.3 and self.has_contact:
+            roll = rng.random()
+            if not self.has_contact:
+                pass
+            elif 0.3 <= roll < 0.45 or "redo_pending" not in self.ledger.shown:
+                self._solved_unsatisfied()  # waiting for the office's decision
+            elif roll < 0.3:
                 self._unreached()
             return
         # Units claim more than residents confirm: a callback sends some replies back.
@@ -1561,17 +1599,32 @@ class _History:
             self.add("progress", self._handler(self.lead_unit), None,
                      self.rng.choice(PROGRESS_NOTES), delay=(DAY // 2, 2 * DAY))
 
-    def _extension(self) -> None:
+    def _extension(self, waiting_for_leader: bool = False) -> None:
         rng = self.rng
-        extra = rng.choice((3, 5, 5, 10, 15))
+        extra = rng.choice((3, 5, 5, 10, 15, 15))
+        if waiting_for_leader:
+            extra = self.ledger.extension_leader_days + 5
         code, note = rng.choice(EXTENSION_NOTES)
         self.add("request_extension", self._handler(self.lead_unit), None, note,
                  (extra, code), delay=(HOUR, DAY))
-        if self.status == "handling" and rng.random() < 0.5:
+        if waiting_for_leader:
+            self.add("approve_extension", self.office, None, APPROVE_NOTE, extra,
+                     delay=(2 * HOUR, 2 * DAY))
+            return
+        if self.status == "handling" and rng.random() < 0.4:
             return  # still waiting for the office's decision
         if rng.random() < 0.8:
             self.add("approve_extension", self.office, None, APPROVE_NOTE, extra,
                      delay=(2 * HOUR, 2 * DAY))
+            if extra > self.ledger.extension_leader_days:  # a leader's decision too
+                if self.status == "handling" and rng.random() < 0.4:
+                    return  # waiting for the leader
+                if rng.random() < 0.75:
+                    self.add("approve_extension_leader", self.leader, None,
+                             LEADER_APPROVE_NOTE, extra, delay=(2 * HOUR, 2 * DAY))
+                else:
+                    self.add("refuse_extension_leader", self.leader, None,
+                             LEADER_REFUSE_NOTE, delay=(2 * HOUR, 2 * DAY))
         else:
             self.add("refuse_extension", self.office, None, REFUSE_NOTE,
                      delay=(2 * HOUR, 2 * DAY))
@@ -1619,9 +1672,31 @@ class _History:
         if rng.random() < 0.12:
             self._unreached()
         roll = rng.random()
-        satisfaction = "satisfied" if roll < 0.86 else "basically" if roll < 0.98 else "unsatisfied"
+        shown = self.ledger.shown
+        if (roll >= 0.98 or not {"redo", "explained"} <= shown) and not self.solved_on_spot:
+            # Solved but 不满意: the office decides.
+            self._solved_unsatisfied()
+            explain = rng.random() < 0.5
+            if "redo" not in shown or "explained" not in shown:
+                explain = "redo" in shown
+            if explain:
+                shown.add("explained")
+                self.add("close_explained", self.office, "closed", EXPLAIN_NOTE,
+                         delay=(HOUR, 2 * DAY))
+                return
+            shown.add("redo")
+            self.add("redo", self.office, "handling", REDO_NOTE, delay=(HOUR, 2 * DAY))
+            self._progress()
+            self._reply("solved")
+            self._verify()
+            roll = 0.0
+        satisfaction = "satisfied" if roll < 0.86 else "basically"
         self.add("callback", self.office, "closed", CALLBACK_NOTES[satisfaction],
                  (True, True, satisfaction), delay=(2 * HOUR, 2 * DAY))
+
+    def _solved_unsatisfied(self) -> None:
+        self.add("callback", self.office, None, CALLBACK_NOTES["unsatisfied"],
+                 (True, True, "unsatisfied"), delay=(2 * HOUR, 2 * DAY))
 
     # -- placing the steps in time --
 
@@ -1707,11 +1782,13 @@ class _History:
             self._insert(_Step("answer_supervision", self._handler(order.unit), None,
                                rng.choice(SUPERVISION_ANSWER_NOTES), order, 0), answered)
             roll = rng.random()
-            if roll < 0.1:  # escalated while the problem is still open
+            if roll < 0.1 or "escalated" not in self.ledger.shown:
+                # escalated while the problem is still open
                 at = answered + rng.randint(HOUR, DAY)
                 if at < end:
                     self._insert(_Step("escalate_supervision", self.office, None,
                                        SUPERVISION_ESCALATE_NOTE, order, 0), at)
+                    self.ledger.shown.add("escalated")
             elif roll < 0.7:
                 at = answered + rng.randint(2 * HOUR, 3 * DAY)
                 if at < now:
@@ -1726,15 +1803,19 @@ class _History:
     def _lift(self, order: _Order) -> None:
         """A leader lifts about half of the flags on problems that got closed (摘牌)."""
         closing = self.steps[-1]
-        if closing.to_status != "closed" or self.rng.random() < 0.5:
+        if closing.to_status != "closed" or (
+                self.rng.random() < 0.5 and "lifted" in self.ledger.shown):
             return
         at = closing.at + self.rng.randint(HOUR, 5 * DAY)
         if at < self.ledger.now_ts - 60:
             self._insert(_Step("unflag", self.leader, None, SUPERVISION_UNFLAG_NOTE, order, 0), at)
+            self.ledger.shown.add("lifted")
 
     def _revisit(self) -> None:
         """回头看: about a third of closed problems get a return visit once it is due."""
         last = next(step for step in reversed(self.steps) if step.to_status)
+        if last.kind == "close_explained":
+            return  # nothing was fixed that a 回头看 could check
         if last.to_status != "closed" or self.rng.random() < 0.65:
             return
         clock = self.ledger.clock
@@ -1757,11 +1838,13 @@ class _History:
         clock = self.ledger.clock
         limit = self.category.spec.time_limit_days
         fields = dict.fromkeys(WORKFLOW_COLUMNS)
-        fields.update(helper_unit_ids="[]", redo_count=0, supervision="none", supervision_note="")
+        fields.update(helper_unit_ids="[]", redo_count=0, supervision="none", supervision_note="",
+                      extension_count=0, unjustified_returns=0, redo_pending=0)
         status = None
         deadline_day = None
         pending_decision = False
         current_parts: dict[int, dict] = {}  # the helpers' parts not removed, by unit
+        restart = False  # the next dispatch starts new clocks (after a justified return)
         kept = []
         for step in self.steps:
             day = clock.local_day(step.at)
@@ -1790,14 +1873,17 @@ class _History:
                 fields["lead_unit_id"], fields["helper_unit_ids"] = unit.id, helper_ids
                 added, removed = self._dispatch_parts(current_parts, helpers, step)
                 joint = f'"helpers_added": {added}, "helpers_removed": {removed}, '
-                if fields["dispatched_at"] is None:
+                fields["unit_dispatched_at"] = step.at
+                if fields["dispatched_at"] is None or restart:
                     deadline_day = clock.add_working_days(day, limit)
                     deadline = clock.day_text(deadline_day)
-                    fields.update(dispatched_at=step.at, deadline=deadline,
-                                  original_deadline=deadline)
+                    fields.update(dispatched_at=fields["dispatched_at"] or step.at,
+                                  deadline=deadline, original_deadline=deadline)
+                    restarts = ' "restarts": true,' if restart else ""
+                    restart = False
                     data = (f'{{"deadline": "{deadline}", "helper_unit_ids": {helper_ids},'
                             f' {joint}"lead_unit_id": {unit.id}, "overdue": {flag},'
-                            f' "time_limit_days": {limit}}}')
+                            f'{restarts} "time_limit_days": {limit}}}')
                 else:
                     data = (f'{{"helper_unit_ids": {helper_ids}, {joint}"lead_unit_id":'
                             f' {unit.id}, "overdue": {flag}}}')
@@ -1819,12 +1905,22 @@ class _History:
                 # As server.ledger.deadlines.responded_in_time freezes it at signing.
                 fields["responded_in_time"] = int(bool(args) and clock.local_day(
                     fields["signed_at"]) <= clock.add_working_days(
-                    clock.local_day(fields["dispatched_at"]), self.ledger.response_days))
+                    clock.local_day(fields["unit_dispatched_at"]), self.ledger.response_days))
                 data = f'{{"contacted": {"true" if args else "false"}, "overdue": {flag}}}'
             elif kind == "return":
                 fields["signed_at"] = fields["responded_in_time"] = None
                 fields["return_reason_code"] = args
                 data = (f'{{"overdue": {flag}, "reason_code": "{args}",'
+                        f' "unit_id": {fields["lead_unit_id"]}}}')
+            elif kind == "accept_return":
+                data = (f'{{"justified": true, "overdue": {flag},'
+                        f' "unit_id": {fields["lead_unit_id"]}}}')
+                fields.update(lead_unit_id=None, unit_dispatched_at=None,
+                              signed_at=None, responded_in_time=None, extension_request=None)
+                restart = True
+            elif kind == "refuse_return":
+                fields["unjustified_returns"] += 1
+                data = (f'{{"justified": false, "overdue": {flag},'
                         f' "unit_id": {fields["lead_unit_id"]}}}')
             elif kind == "request_extension":
                 if overdue:  # too late to ask: the workflow refuses, so it never happened
@@ -1838,18 +1934,28 @@ class _History:
                 fields["extension_reason_code"] = code
                 data = (f'{{"at": "{at_text}", "extra_days": {extra}, "overdue": {flag},'
                         f' "reason": "{step.note}", "reason_code": "{code}"}}')
-            elif kind in ("approve_extension", "refuse_extension"):
-                if pending_decision:
-                    pending_decision = False
+            elif kind in ("approve_extension", "refuse_extension", "approve_extension_leader",
+                          "refuse_extension_leader"):
+                if pending_decision:  # the request never happened: nor its decisions
                     continue
-                fields["extension_request"] = None
-                if kind == "approve_extension":
+                if kind == "approve_extension" and args > self.ledger.extension_leader_days:
+                    # The office agrees; a leader decides (server.ledger.rules).
+                    request = fields["extension_request"]
+                    fields["extension_request"] = (
+                        request[:-1] + f', "awaiting_leader": true, "office_approved_by":'
+                        f' {step.actor}, "office_approved_at": "{clock.iso(step.at)}"}}')
+                    data = (f'{{"awaiting_leader": true, "overdue": {flag},'
+                            f' "requested_days": {args}}}')
+                elif kind in ("approve_extension", "approve_extension_leader"):
+                    fields["extension_request"] = None
                     old = fields["deadline"]
                     deadline_day = clock.add_working_days(deadline_day, args)
                     fields["deadline"] = clock.day_text(deadline_day)
+                    fields["extension_count"] += 1
                     data = (f'{{"deadline": "{fields["deadline"]}", "extra_days": {args},'
                             f' "old_deadline": "{old}", "overdue": {flag}}}')
                 else:
+                    fields["extension_request"] = None
                     data = f'{{"deadline": "{fields["deadline"]}", "overdue": {flag}}}'
             elif kind == "reply":
                 fields.update(outcome=args, replied_at=step.at, extension_request=None)
@@ -1859,6 +1965,17 @@ class _History:
             elif kind == "send_back":
                 fields["redo_count"] += 1
                 data = f'{{"overdue": {flag}, "redo": {fields["redo_count"]}}}'
+            elif kind == "redo":
+                fields["redo_count"] += 1
+                fields["redo_pending"] = 0
+                data = f'{{"overdue": {flag}, "redo": {fields["redo_count"]}}}'
+            elif kind == "close_explained":
+                on_time = self._close(fields, step, day, deadline_day)
+                fields.update(closure_kind="explained", closure_reason=step.note,
+                              return_visit_due=None, redo_pending=0, extension_request=None,
+                              explained_reason_code=EXPLAIN_REASON)
+                data = (f'{{"on_time": {"true" if on_time else "false"}, "overdue": {flag},'
+                        f' "reason_code": "{EXPLAIN_REASON}"}}')
             elif kind == "callback":
                 data = self._callback(fields, step, day, deadline_day, flag)
             elif kind == "close_no_contact":
@@ -1963,6 +2080,11 @@ class _History:
             return (f'{{"method": "phone", "overdue": {flag}, "reached": false,'
                     ' "result": "no_answer"}')
         fields.update(callback_reached=1, callback_solved=int(solved), satisfaction=satisfaction)
+        if solved and step.to_status is None:  # solved but 不满意: the office decides
+            fields["redo_pending"] = 1
+            return (f'{{"method": "phone", "overdue": {flag}, "reached": true,'
+                    ' "redo_pending": true, "result": "reached",'
+                    f' "satisfaction": "{satisfaction}", "solved": true}}')
         if not solved:
             return (f'{{"method": "phone", "overdue": {flag}, "reached": true,'
                     f' "result": "reached", "satisfaction": "{satisfaction}", "solved": false}}')
@@ -2038,7 +2160,7 @@ class _History:
 
 
 _TIMESTAMP_COLUMNS = frozenset({
-    "accepted_at", "dispatched_at", "signed_at", "replied_at", "closed_at",
+    "accepted_at", "dispatched_at", "signed_at", "replied_at", "closed_at", "unit_dispatched_at",
 })
 
 

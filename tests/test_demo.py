@@ -227,12 +227,12 @@ def test_event_data_is_written_as_the_workflow_writes_it(db):
 
 
 def test_responses_are_frozen_as_the_workflow_freezes_them(db):
-    signed = rows(db, "SELECT dispatched_at, signed_at, resident_contacted, responded_in_time"
-                      " FROM problems WHERE signed_at IS NOT NULL")
+    signed = rows(db, "SELECT unit_dispatched_at, signed_at, resident_contacted,"
+                      " responded_in_time FROM problems WHERE signed_at IS NOT NULL")
     assert len(signed) > 50
-    for row in signed:
+    for row in signed:  # from the current unit's dispatch
         assert row["responded_in_time"] == int(deadlines.responded_in_time(
-            db, row["dispatched_at"], row["signed_at"], row["resident_contacted"] == 1)), row
+            db, row["unit_dispatched_at"], row["signed_at"], row["resident_contacted"] == 1)), row
     assert {row["responded_in_time"] for row in signed} == {0, 1}
     assert db.execute("SELECT count(*) FROM problems WHERE signed_at IS NULL"
                       " AND responded_in_time IS NOT NULL").fetchone() == (0,)
@@ -279,21 +279,28 @@ def check_columns_against_events(problem: dict, history: list[dict]) -> None:
 
     dispatches = [e for e in history if e["kind"] == "dispatch"]
     if dispatches:
-        first_data = dispatches[0]["data"]
-        assert problem["dispatched_at"] == dispatches[0]["at"]
-        assert problem["original_deadline"] == first_data["deadline"]
+        # The clocks start at the first dispatch, and again at one after a justified return.
+        starts = [e for e in dispatches if "deadline" in e["data"]]
+        assert starts[0] is dispatches[0] and problem["dispatched_at"] == dispatches[0]["at"]
+        assert all(e["data"].get("restarts") for e in starts[1:])
+        assert [e for e in dispatches if "deadline" not in e["data"]] == [
+            e for e in dispatches[1:] if e not in starts]
+        assert problem["original_deadline"] == starts[-1]["data"]["deadline"]
+        assert problem["unit_dispatched_at"] == dispatches[-1]["at"]
         assert problem["lead_unit_id"] == dispatches[-1]["data"]["lead_unit_id"]
         assert json.loads(problem["helper_unit_ids"]) == dispatches[-1]["data"]["helper_unit_ids"]
-        extension = last("approve_extension")
-        expected = extension["data"]["deadline"] if extension else first_data["deadline"]
-        assert problem["deadline"] == expected
-        assert all("deadline" not in e["data"] for e in dispatches[1:])
+        setting = [e for e in history if (e["kind"] == "dispatch" and "deadline" in e["data"])
+                   or (e["kind"] in deadlines.EXTENSION_EVENTS and e["data"].get("extra_days"))]
+        assert problem["deadline"] == setting[-1]["data"]["deadline"]
+        assert problem["extension_count"] == len([
+            e for e in setting if e["kind"] != "dispatch" and e["at"] > starts[-1]["at"]])
     else:
         assert problem["dispatched_at"] is problem["lead_unit_id"] is problem["deadline"] is None
         assert problem["status"] not in DISPATCHED or on_spot
 
-    closings = [e for e in history if e["kind"] == "close_no_contact"
-                or (e["kind"] == "callback" and e["data"].get("solved") is True)]
+    closings = [e for e in history if e["kind"] in ("close_no_contact", "close_explained")
+                or (e["kind"] == "callback" and e["data"].get("solved") is True
+                    and not e["data"].get("redo_pending"))]
     closing = closings[-1] if closings else None
     ended = {"closed": closing, "rejected": last("reject"), "merged": last("merge")}
     end = ended.get(problem["status"])
@@ -301,9 +308,14 @@ def check_columns_against_events(problem: dict, history: list[dict]) -> None:
     if problem["status"] == "closed":
         assert problem["closed_on_time"] == int(closing["data"]["on_time"])
         due = local(closing["at"]).date() + dt.timedelta(days=30)
-        assert problem["return_visit_due"] >= due.isoformat()
+        if closing["kind"] == "close_explained":  # nothing fixed: no 回头看
+            assert problem["return_visit_due"] is None
+        else:
+            assert problem["return_visit_due"] >= due.isoformat()
         if closing["kind"] == "callback":
             assert problem["callback_solved"] == 1 and problem["closure_kind"] is None
+        elif closing["kind"] == "close_explained":  # solved but 不满意, explained
+            assert problem["closure_kind"] == "explained" and problem["closure_reason"]
         else:  # nobody to call back: closed as 无回访对象
             assert problem["closure_kind"] == "no_contact" and not problem["resident_phone"]
     if any(e["kind"] == "callback" for e in history):
@@ -332,7 +344,8 @@ def check_overdue_flags(history: list[dict]) -> None:
             late = (deadline is not None and status not in ("closed", "rejected", "merged")
                     and local(event["at"]).date().isoformat() > deadline)
             assert event["data"]["overdue"] == late, event["kind"]
-        if event["kind"] in ("dispatch", "approve_extension") and "deadline" in event["data"]:
+        if event["kind"] in ("dispatch", *deadlines.EXTENSION_EVENTS) and (
+                "deadline" in event["data"]):
             deadline = event["data"]["deadline"]
         status = event["to_status"] or status
 
@@ -585,6 +598,13 @@ def test_the_workflow_carries_on_from_the_demo_data(tmp_path):
     with immediate(db):
         accepted = workflow.apply(db, office, submitted["id"], "accept", {})
         signed = workflow.apply(db, handler, dispatched["id"], "sign", {"contacted": "1"})
+        if waiting["redo_pending"]:  # solved but 不满意: the office's decision first
+            redone = workflow.apply(db, office, waiting["id"], "redo", {"note": "重新办理"})
+            assert redone["redo_count"] == waiting["redo_count"] + 1
+            workflow.apply(db, auth.load_user(db, db.execute(
+                "SELECT id FROM users WHERE unit_id = ?", [waiting["lead_unit_id"]]
+            ).fetchone()[0]), waiting["id"], "reply", {"outcome": "solved", "note": "已重新办理"})
+            workflow.apply(db, office, waiting["id"], "verify", {})
         closed = workflow.apply(db, office, waiting["id"], "callback", {
             "method": "phone", "result": "reached", "solved": "1", "satisfaction": "satisfied"})
         explained = workflow.apply(
@@ -657,3 +677,21 @@ def test_helper_units_parts_follow_the_joint_rules(db):
                 answered.add(event["data"]["unit_id"])
             elif event["kind"] == "reply":
                 assert released or helpers <= answered, problem["id"]
+
+
+def test_the_rules_paths_appear(db):
+    """Problems in each state the rules on extensions, returns and 重办 add."""
+    def count(where: str) -> int:
+        return db.execute(f"SELECT count(*) FROM problems WHERE {where}").fetchone()[0]
+
+    def events(kind: str, where: str = "1") -> int:
+        return db.execute(f"SELECT count(*) FROM problem_events WHERE kind = ? AND {where}",
+                          [kind]).fetchone()[0]
+
+    assert count("json_extract(extension_request, '$.awaiting_leader') = 1") > 0
+    assert count("status = 'returned'") > 0  # awaiting the office's decision
+    assert count("status = 'callback' AND redo_pending = 1") > 0
+    assert events("redo") > 0 and events("approve_extension_leader") > 0
+    assert events("accept_return") > 0 and events("refuse_return") > 0
+    assert events("dispatch", "json_extract(data, '$.restarts') = 1") == events("accept_return")
+    assert count("unjustified_returns > 0") == events("refuse_return")

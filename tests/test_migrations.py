@@ -373,3 +373,49 @@ def test_m020_adds_reports_numbered_beside_the_ledgers_counters(tmp_path):
                    " issued_by, issued_at, data) VALUES ('BG-2026-0001', 'year', '', '', 1, 1,"
                    " '', '{}')")
     assert db["reports"].count == 0  # the kind is checked
+
+
+def test_m021_backfills_the_unit_s_dispatch_and_the_extensions_and_rolls_up_anew(tmp_path):
+    from server.ledger import metrics
+    from server.migrations import ROLLUP_LEVELS, rollup_key_sql
+
+    db = connect(tmp_path / "a.db")
+    migrations.apply(db, stop_before="m021_rules")
+    add_city_and_reporter(db)
+    db.execute("INSERT INTO units (id, name, area_id) VALUES (1, '住建局', 1)")
+    insert = ("INSERT INTO problems (id, reporter_id, area_id, description, status, found_at,"
+              " created_at, updated_at, accepted_at, lead_unit_id, dispatched_at, deadline,"
+              " replied_at, redo_count) VALUES (?, 1, 1, 'x', ?, 'now', 'now', 'now',"
+              " '2026-09-29T02:00:00+00:00', ?, ?, '2026-10-20', ?, ?)")
+    dispatched = "2026-09-29T03:00:00+00:00"
+    for problem_id, status, unit, at, replied, redo in (
+            ("with-unit", "replied", 1, dispatched, "2026-10-10T02:00:00+00:00", 1),
+            ("late-reply", "replied", 1, dispatched, "2026-10-21T02:00:00+00:00", 0),
+            ("no-unit", "accepted", None, None, None, 0)):
+        db.execute(insert, [problem_id, status, unit, at, replied, redo])
+    for n, kind in enumerate(("approve_extension", "approve_extension", "refuse_extension")):
+        db.execute("INSERT INTO problem_events (id, problem_id, kind, at, from_status,"
+                   " to_status, note, data) VALUES (?, 'with-unit', ?, 'now', 'handling', NULL,"
+                   " '', '{}')", [f"e{n}", kind])
+    migrate(db)
+    rows = {row["id"]: row for row in db.query("SELECT * FROM problems")}
+    assert rows["with-unit"]["unit_dispatched_at"] == dispatched
+    assert rows["no-unit"]["unit_dispatched_at"] is None
+    assert (rows["with-unit"]["extension_count"], rows["late-reply"]["extension_count"]) == (2, 0)
+    assert rows["with-unit"]["unjustified_returns"] == rows["with-unit"]["redo_pending"] == 0
+
+    def rollup():
+        return sorted(db.execute("SELECT level, week, area_id, unit_id, category_id, features,"
+                                 " deadline, n FROM stats_rollup").fetchall())
+
+    rebuilt = sorted(tuple(row) for level in ROLLUP_LEVELS for row in db.execute(
+        f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7"))
+    assert rollup() == rebuilt
+    replies = sorted(metrics.unpack(row[5])["unit_reply"] for row in rollup() if row[0] == 2)
+    assert replies == [metrics.UNIT_NONE, metrics.UNIT_ON_TIME, metrics.UNIT_LATE]
+    assert sum(row[7] for row in rollup() if metrics.unpack(row[5])["redone"]) == 2
+    # The triggers watch the new columns.
+    db.execute("UPDATE problems SET redo_count = 0, unjustified_returns = 1")
+    assert not [row for row in rollup() if metrics.unpack(row[5])["redone"]]
+    assert all(metrics.unpack(row[5])["unjustified_return"] for row in rollup())
