@@ -5,6 +5,8 @@
 * ``states``: the states, the values actions take, and ``TransitionError``;
 * ``closures``: callback attempts and answers, the closures without a valid callback,
   the 回头看 and its relapse: the rules and writes of those workflow actions;
+* ``rules``: the office's and leaders' decisions on extensions, returns (退单) and 重办:
+  the rules and writes of those workflow actions;
 * ``deadlines``: the response clock, the category's limits, overdue, a deadline
   replayed from the history;
 * ``numbering``: the numbered series (ledger numbers, supervision orders, reports),
