@@ -12,6 +12,7 @@ from server.db import immediate
 from server.errors import NotFound
 from server.ledger import deadlines, rules, workflow
 from server.ledger.states import TransitionError
+from server.timeutil import local_date
 from server.validation import ValidationError
 from server.workdays import WorkCalendar
 from tests.conftest import ROLE_USERS, post_form
@@ -172,6 +173,18 @@ def test_a_justified_return_restarts_the_clocks_with_the_new_unit(act, db, world
     # the first dispatch.
     signed = act("handler2", "p1", "sign", contacted="1")
     assert signed["responded_in_time"] == 1
+
+
+def test_a_relapse_hands_the_problem_to_its_unit_on_a_new_response_clock(act, db, world,
+                                                                         clock):
+    clock(2026, 9, 1)
+    to_callback(act, db, world)
+    act("office", "p1", "callback", method="phone", result="reached", solved="1",
+        satisfaction="satisfied")
+    clock(2026, 10, 12)
+    reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
+    assert local_date(reopened["unit_dispatched_at"]).isoformat() == "2026-10-12"
+    assert act("handler1", "p1", "sign", contacted="1")["responded_in_time"] == 1
 
 
 def test_office_decisions_on_returns_only_when_returned(act, db, world):

@@ -214,8 +214,9 @@ def return_visit(db, user, problem, data, note):
     # original deadline stays the first one, as deadline_from_events replays it).
     days = time_limit_days(db, problem)
     deadline, provisional = WorkCalendar.load(db).deadline(clock.local_today(), days)
+    # Its response clock starts again too: the unit is handed the problem anew.
     changes.update(deadline=deadline.isoformat(), deadline_provisional=int(provisional),
-                   extension_request=None)
+                   extension_request=None, unit_dispatched_at=clock.now_iso())
     event.update(time_limit_days=days, deadline=deadline.isoformat(), provisional=provisional)
     return changes, event, "dispatched"
 
