@@ -231,6 +231,15 @@ def test_solved_but_unsatisfied_may_be_closed_with_an_explanation(act, db, world
     assert closed["closure_kind"] == "explained" and closed["redo_count"] == 0
 
 
+def test_redo_of_a_problem_solved_on_the_spot_goes_to_the_office(act, db, world):
+    add_problem(db, world, id="on-spot", status="callback", solved_on_spot=1,
+                accepted_at="2026-01-01T02:00:00+00:00", resident_phone="13812345678")
+    act("office", "on-spot", "callback", method="phone", result="reached", solved="1",
+        satisfaction="unsatisfied")
+    redone = act("office", "on-spot", "redo", note="群众不满意")
+    assert (redone["status"], redone["redo_count"]) == ("accepted", 1)
+
+
 def test_redo_needs_a_pending_decision(act, db, world):
     to_callback(act, db, world)
     with pytest.raises(TransitionError) as refused:

@@ -151,7 +151,10 @@ def refuse_return(db, user, problem, data, note):
 
 def redo(db, user, problem, data, note):
     count = (problem.get("redo_count") or 0) + 1
-    return {"redo_count": count, "redo_pending": 0}, {"redo": count}, None
+    # Reported solved on the spot and never dispatched: no unit holds it, so the office
+    # dispatches it (as after a "not solved" callback).
+    to_status = "accepted" if problem["lead_unit_id"] is None else None
+    return {"redo_count": count, "redo_pending": 0}, {"redo": count}, to_status
 
 
 APPLY = {
