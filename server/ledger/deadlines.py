@@ -22,7 +22,9 @@ def is_overdue(problem: dict, today: dt.date | None = None) -> bool:
 
 def responded_in_time(db, dispatched_at: str | None, signed_at: str, contacted: bool) -> bool:
     """The response clock (响应率): signed, with the resident contacted, by the end of the
-    ``response_limit_days``-th working day after the local day of the first dispatch.
+    ``response_limit_days``-th working day after the local day of ``dispatched_at``: the
+    current lead unit's dispatch (``problems.unit_dispatched_at``), so each unit that is
+    handed the problem gets its own clock.
 
     Frozen on the problem when it is signed (``responded_in_time``), like the
     closing's ``closed_on_time``: a later change of the setting or the calendar
