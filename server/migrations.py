@@ -1340,6 +1340,7 @@ def m021_rules(db: sqlite_utils.Database) -> None:
     The statistics' row-only features become STATS_FEATURES_M021: the indexes are rebuilt,
     the roll-up's triggers watch the new columns, and the roll-up is rebuilt. The triggers
     are dropped before the backfill, so it does not count every problem out and in.
+    Independent of m022 and m024: a database that has them applies it after them.
     """
     count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M021)
     watched = (ROLLUP_WATCHED_M009 + ", closure_kind, relapsed, resident_rating, replied_at,"
