@@ -395,11 +395,12 @@ def test_returns_and_redo_through_the_workflow(db, world):
 
     justified = add_problem(db, world, status="submitted")
     run(justified, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),
-        (handler1, "return", {"note": "不属于本单位"}), (office, "accept_return", {}),
+        (handler1, "return", {"reason_code": "not_our_duty", "note": "不属于本单位"}),
+        (office, "accept_return", {}),
         (office, "dispatch", {"lead_unit_id": u2}), (handler2, "sign", {"contacted": "1"}))
     unjustified = add_problem(db, world, status="submitted")
     run(unjustified, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),
-        (handler1, "return", {"note": "不属于本单位"}),
+        (handler1, "return", {"reason_code": "not_our_duty", "note": "不属于本单位"}),
         (office, "refuse_return", {"note": "属于本单位"}))
     redone = add_problem(db, world, status="submitted", resident_phone="13812345678")
     run(redone, (office, "accept", {}), (office, "dispatch", {"lead_unit_id": u1}),

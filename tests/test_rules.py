@@ -20,6 +20,10 @@ from tests.ledger_helpers import add_problem
 
 pytest_plugins = ["tests.clock"]
 
+# A reason from each list (server/ledger/reasons.py) the actions take.
+ASK, NOT_OURS, POLICY = ({"reason_code": "funding"}, {"reason_code": "not_our_duty"},
+                         {"reason_code": "policy"})
+
 
 def handling(act, world, problem="p1", unit="u1", handler="handler1"):
     act("office", problem, "accept")
@@ -54,7 +58,7 @@ def set_setting(db, key, value):
 
 def test_a_short_first_extension_is_the_office_s_alone(act, db, world):
     before = handling(act, world)
-    act("handler1", "p1", "request_extension", extra_days="3", note="需协调")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="3", note="需协调")
     approved = act("office", "p1", "approve_extension")
     assert approved["deadline"] > before["deadline"]
     assert approved["original_deadline"] == before["deadline"]
@@ -66,10 +70,10 @@ def test_a_short_first_extension_is_the_office_s_alone(act, db, world):
 
 def test_no_more_extensions_than_the_setting_allows(act, db, world):
     handling(act, world)
-    act("handler1", "p1", "request_extension", extra_days="3", note="需协调")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="3", note="需协调")
     act("office", "p1", "approve_extension")
     with pytest.raises(TransitionError) as refused:
-        act("handler1", "p1", "request_extension", extra_days="2", note="再延")
+        act("handler1", "p1", "request_extension", **ASK, extra_days="2", note="再延")
     assert "最多延期 1 次" in refused.value.message
     assert "request_extension" not in workflow.allowed_actions(
         db, db["problems"].get(world.problems["p1"]),
@@ -79,9 +83,9 @@ def test_no_more_extensions_than_the_setting_allows(act, db, world):
 def test_a_second_extension_needs_a_leader_after_the_office(act, db, world):
     set_setting(db, "extension_max_count", 2)
     handling(act, world)
-    act("handler1", "p1", "request_extension", extra_days="3", note="需协调")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="3", note="需协调")
     first = act("office", "p1", "approve_extension")
-    act("handler1", "p1", "request_extension", extra_days="2", note="再延")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="2", note="再延")
     waiting = act("office", "p1", "approve_extension")
     # The office agreed: the deadline does not move until a leader does.
     assert waiting["deadline"] == first["deadline"] and rules.awaiting_leader(waiting)
@@ -99,12 +103,12 @@ def test_a_second_extension_needs_a_leader_after_the_office(act, db, world):
     assert approved["extension_request"] is None
     assert replayed(db, world.problems["p1"]).deadline.isoformat() == approved["deadline"]
     with pytest.raises(TransitionError):
-        act("handler1", "p1", "request_extension", extra_days="2", note="第三次")
+        act("handler1", "p1", "request_extension", **ASK, extra_days="2", note="第三次")
 
 
 def test_a_long_extension_needs_a_leader_who_may_refuse_it(act, db, world):
     before = handling(act, world)
-    act("handler1", "p1", "request_extension", extra_days="11", note="工程量大")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="11", note="工程量大")
     act("office", "p1", "approve_extension")
     with pytest.raises(ValidationError):
         act("leader", "p1", "refuse_extension_leader")  # a refusal says why
@@ -112,14 +116,14 @@ def test_a_long_extension_needs_a_leader_who_may_refuse_it(act, db, world):
     assert refused["deadline"] == before["deadline"] and refused["extension_request"] is None
     assert refused["extension_count"] == 0
     # Not used up: the unit may ask again, for fewer days.
-    act("handler1", "p1", "request_extension", extra_days="10", note="压缩工期")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="10", note="压缩工期")
     assert act("office", "p1", "approve_extension")["extension_count"] == 1
 
 
 def test_the_leader_threshold_is_a_setting(act, db, world):
     set_setting(db, "extension_leader_days", 20)
     handling(act, world)
-    act("handler1", "p1", "request_extension", extra_days="15", note="工程量大")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="15", note="工程量大")
     assert act("office", "p1", "approve_extension")["extension_count"] == 1
 
 
@@ -130,7 +134,7 @@ def test_a_leader_has_nothing_to_decide_without_an_office_approval(act, db, worl
         with pytest.raises(TransitionError) as refused:
             act("leader", "p1", name, **data)
         assert "没有等待领导审批" in refused.value.message
-    act("handler1", "p1", "request_extension", extra_days="3", note="需协调")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="3", note="需协调")
     with pytest.raises(TransitionError):
         act("leader", "p1", "approve_extension_leader")
 
@@ -140,7 +144,7 @@ def test_a_leader_has_nothing_to_decide_without_an_office_approval(act, db, worl
 
 def test_a_return_waits_for_the_office_s_decision(act, db, world):
     handling(act, world)
-    act("handler1", "p1", "return", note="不属于住建局职责")
+    act("handler1", "p1", "return", **NOT_OURS, note="不属于住建局职责")
     with pytest.raises(TransitionError) as refused:
         act("office", "p1", "dispatch", lead_unit_id=world.units["u2"])
     assert refused.value.status == 409
@@ -151,7 +155,7 @@ def test_a_return_waits_for_the_office_s_decision(act, db, world):
 def test_a_justified_return_restarts_the_clocks_with_the_new_unit(act, db, world, clock):
     clock(2026, 9, 1)  # a Tuesday
     first = handling(act, world)
-    act("handler1", "p1", "return", note="不属于住建局职责")
+    act("handler1", "p1", "return", **NOT_OURS, note="不属于住建局职责")
     clock(2026, 9, 8)
     accepted = act("office", "p1", "accept_return", note="确属供水公司职责")
     assert accepted["status"] == "accepted" and accepted["lead_unit_id"] is None
@@ -226,7 +230,7 @@ def test_solved_but_unsatisfied_may_be_closed_with_an_explanation(act, db, world
     to_callback(act, db, world)
     act("office", "p1", "callback", method="phone", result="reached", solved="1",
         satisfaction="unsatisfied")
-    closed = act("office", "p1", "close_explained", note="已按政策解决，诉求超出标准")
+    closed = act("office", "p1", "close_explained", **POLICY, note="已按政策解决，诉求超出标准")
     assert closed["status"] == "closed" and closed["redo_pending"] == 0
     assert closed["closure_kind"] == "explained" and closed["redo_count"] == 0
 
@@ -262,10 +266,10 @@ SETUPS = {
 def prepare(act, db, world, state):
     if state == "returned":
         handling(act, world)
-        act("handler1", "p1", "return", note="不属于本单位")
+        act("handler1", "p1", "return", **NOT_OURS, note="不属于本单位")
     elif state == "awaiting_leader":
         handling(act, world)
-        act("handler1", "p1", "request_extension", extra_days="15", note="工程量大")
+        act("handler1", "p1", "request_extension", **ASK, extra_days="15", note="工程量大")
         act("office", "p1", "approve_extension")
     else:
         to_callback(act, db, world)
@@ -294,7 +298,7 @@ def test_every_role_but_the_deciding_one_is_refused(act, db, world, action, role
 
 def test_the_office_decides_a_return_on_the_page(login_as, db, act, world):
     handling(act, world)
-    act("handler1", "p1", "return", note="不属于本单位")
+    act("handler1", "p1", "return", **NOT_OURS, note="不属于本单位")
     office = login_as("office")
     page = office.get(f"/problems/{world.problems['p1']}").text
     assert "/actions/accept_return" in page and "/actions/refuse_return" in page
@@ -314,9 +318,9 @@ def test_the_office_decides_a_return_on_the_page(login_as, db, act, world):
 def test_the_page_shows_both_deadlines_and_the_extension(login_as, db, act, world):
     set_setting(db, "extension_max_count", 2)
     handling(act, world)
-    act("handler1", "p1", "request_extension", extra_days="3", note="需协调")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="3", note="需协调")
     act("office", "p1", "approve_extension")
-    act("handler1", "p1", "request_extension", extra_days="2", note="再延两天")
+    act("handler1", "p1", "request_extension", **ASK, extra_days="2", note="再延两天")
     act("office", "p1", "approve_extension")
     problem = db["problems"].get(world.problems["p1"])
     page = login_as("leader").get(f"/problems/{problem['id']}").text
