@@ -160,10 +160,6 @@ def test_a_justified_return_restarts_the_clocks_with_the_new_unit(act, db, world
     accepted = act("office", "p1", "accept_return", note="确属供水公司职责")
     assert accepted["status"] == "accepted" and accepted["lead_unit_id"] is None
     assert accepted["unit_dispatched_at"] is None
-    # Not back to the unit whose return was found justified.
-    with pytest.raises(ValidationError) as refused:
-        act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
-    assert "其他单位" in refused.value.errors["lead_unit_id"]
     again = act("office", "p1", "dispatch", lead_unit_id=world.units["u2"],
                 time_limit_days="5")
     assert again["dispatched_at"] == first["dispatched_at"]  # the first dispatch stays
@@ -189,6 +185,21 @@ def test_a_relapse_hands_the_problem_to_its_unit_on_a_new_response_clock(act, db
     reopened = act("field1", "p1", "return_visit", held="0", note="又漏水了")
     assert local_date(reopened["unit_dispatched_at"]).isoformat() == "2026-10-12"
     assert act("handler1", "p1", "sign", contacted="1")["responded_in_time"] == 1
+
+
+def test_a_justified_return_may_go_back_to_the_same_unit_on_new_clocks(act, db, world,
+                                                                       clock):
+    """A return about something else than the duty (its helper units, say): the office
+    accepts it and dispatches to the same unit, with other helpers and new clocks."""
+    clock(2026, 9, 1)
+    first = handling(act, world)
+    act("handler1", "p1", "return", **NOT_OURS, note="需增加协办单位")
+    clock(2026, 9, 8)
+    act("office", "p1", "accept_return")
+    again = act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
+                helper_unit_ids=[str(world.units["u2"])], time_limit_days="5")
+    assert again["deadline"] == again["original_deadline"] == "2026-09-15"
+    assert again["deadline"] != first["deadline"]
 
 
 def test_office_decisions_on_returns_only_when_returned(act, db, world):

@@ -8,7 +8,8 @@ by an extension.
 
 退单: a unit's ``return`` waits for the office's decision. Justified
 (``accept_return``): the problem leaves the unit (no lead unit, back to ``accepted``)
-and the next dispatch, to another unit, starts new response and deadline clocks.
+and the next dispatch starts new response and deadline clocks: to another unit, or to
+the same one when the return was about something else (its helper units, say).
 Not justified (``refuse_return``): back to the same unit, to sign again, on its
 original deadline and response clock, and counted against it (``unjustified_returns``).
 
@@ -54,17 +55,10 @@ def needs_leader(db, problem: dict, extra_days: int) -> bool:
             or (problem.get("extension_count") or 0) >= 1)
 
 
-def justified_return_unit(db, problem: dict) -> int | None:
-    """The unit whose return the office accepted, while the problem waits to be dispatched
-    again (``accepted`` with a first dispatch behind it); None otherwise."""
-    if problem["status"] != "accepted" or problem.get("dispatched_at") is None:
-        return None
-    row = db.execute(
-        "SELECT json_extract(data, '$.unit_id') FROM problem_events"
-        " WHERE problem_id = ? AND kind = 'accept_return' ORDER BY at DESC, rowid DESC LIMIT 1",
-        [problem["id"]],
-    ).fetchone()
-    return row[0] if row else None
+def after_justified_return(problem: dict) -> bool:
+    """Whether the problem waits to be dispatched again after a justified return: back in
+    ``accepted`` with a first dispatch behind it (only ``accept_return`` leads there)."""
+    return problem["status"] == "accepted" and problem.get("dispatched_at") is not None
 
 
 def check_allowed(db, name: str, problem: dict, user) -> None:

@@ -467,13 +467,11 @@ def _dispatch(db, user, problem, data, note):
     helper_ids = sorted({int(h) for h in helpers if str(h).isdigit()} - {unit_id})
     if any(not _unit_exists(db, helper) for helper in helper_ids):
         raise ValidationError({"helper_unit_ids": _("workflow.unknown_unit")})
-    returned_by = rules.justified_return_unit(db, problem)
-    if returned_by is not None and returned_by == unit_id:
-        raise ValidationError({"lead_unit_id": _("rules.same_unit_after_return")})
+    restarts = rules.after_justified_return(problem)
     changes = {"lead_unit_id": unit_id, "helper_unit_ids": json.dumps(helper_ids),
                "unit_dispatched_at": clock.now_iso()}
     event_data = {"lead_unit_id": unit_id, "helper_unit_ids": helper_ids}
-    if problem["dispatched_at"] is None or returned_by is not None:
+    if problem["dispatched_at"] is None or restarts:
         # The clocks start at the first dispatch, and again at the dispatch after a
         # justified return (the new unit's own deadline, also its original one).
         days = data.get("time_limit_days")
@@ -491,7 +489,7 @@ def _dispatch(db, user, problem, data, note):
         )
         event_data.update(time_limit_days=days, deadline=deadline.isoformat(),
                           provisional=provisional)
-        if returned_by is not None:
+        if restarts:
             event_data["restarts"] = True
     event_data.update(joint.dispatch_parts(db, user, problem, helper_ids))
     return changes, event_data, None
