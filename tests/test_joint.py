@@ -81,6 +81,7 @@ def test_a_redispatch_removes_and_adds_helpers_keeping_the_history(act, db, worl
                                                                   joint_problem):
     act("handler2", "p1", "sign_part")
     act("handler1", "p1", "return", reason_code="not_our_duty", note="需重新确定主办单位")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"], helper_unit_ids=[str(u3)])
     rows = parts(db, joint_problem)
     assert [(r["unit_id"], r["state"]) for r in rows] == [
@@ -90,6 +91,7 @@ def test_a_redispatch_removes_and_adds_helpers_keeping_the_history(act, db, worl
     assert (data["helpers_added"], data["helpers_removed"]) == ([u3], [world.units["u2"]])
     # 水务集团 added again: a new part, the removed one stays as it was.
     act("handler1", "p1", "return", reason_code="not_our_duty", note="仍需水务集团配合")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
         helper_unit_ids=[str(u3), str(world.units["u2"])])
     assert [(r["unit_id"], r["state"]) for r in parts(db, joint_problem)] == [
@@ -100,6 +102,7 @@ def test_a_kept_helper_keeps_its_part_as_it_is(act, db, world, joint_problem):
     act("handler2", "p1", "sign_part")
     act("handler2", "p1", "answer_part", note=OPINION)
     act("handler1", "p1", "return", reason_code="not_our_duty", note="退回")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
         helper_unit_ids=[str(world.units["u2"])])
     [part] = parts(db, joint_problem)
@@ -158,6 +161,7 @@ def test_the_office_lets_the_lead_reply_and_a_redispatch_asks_again(act, db, wor
         world.units["u2"]]
     refused(act, "office", "let_lead_reply", note="再次")  # already let go ahead
     act("handler1", "p1", "return", reason_code="not_our_duty", note="需增加协办单位")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
         helper_unit_ids=[str(world.units["u2"]), str(u3)])
     act("handler1", "p1", "sign")
@@ -239,6 +243,7 @@ def test_no_part_action_on_a_closed_problem(act, db, joint_problem):
 
 def test_a_removed_helper_loses_the_problem(act, db, world, joint_problem):
     act("handler1", "p1", "return", reason_code="not_our_duty", note="退回")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
     with pytest.raises(NotFound):
         act("handler2", "p1", "sign_part")
@@ -337,6 +342,7 @@ def test_a_helpers_phone_pulls_the_problem_and_a_tombstone_once_removed(act, db,
     act("handler2", "p1", "sign_part")
     assert (joint_problem, False) in pulled()
     act("handler1", "p1", "return", reason_code="not_our_duty", note="退回")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"])
     assert (joint_problem, True) in pulled()
 
@@ -358,6 +364,7 @@ def test_the_export_names_the_helpers_with_their_parts_state(act, login_as, db, 
     act("handler2", "p1", "answer_part", note=OPINION)
     assert cell() == "水务集团（已答复）、交通局（待签收）"
     act("handler1", "p1", "return", reason_code="not_our_duty", note="交通局不需协办")
+    act("office", "p1", "accept_return")
     act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
         helper_unit_ids=[str(world.units["u2"])])
     assert cell() == "水务集团（已答复）"  # a removed part is not named

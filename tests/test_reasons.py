@@ -355,9 +355,10 @@ def test_reasons_are_counted_by_event_within_the_period_and_scope(act, db, world
     clock(2026, 12, 3)
     for _n in range(2):  # returned twice: counted twice
         act("handler1", "p3", "return", reason_code="not_our_duty", note="不归我们管")
-        act("office", "p3", "dispatch", lead_unit_id=world.units["u1"])
+        act("office", "p3", "refuse_return", note="属于本单位职责")
     act("handler1", "p3", "return", reason_code="other", note="说不清")
-    act("office", "p3", "dispatch", lead_unit_id=world.units["u1"])
+    act("office", "p3", "refuse_return", note="属于本单位职责")
+    act("handler1", "p3", "sign")
     act("handler1", "p3", "request_extension", reason_code="funding", extra_days="3",
         note="等资金")
     clock(2026, 12, 20)  # after the period

@@ -197,9 +197,10 @@ def test_a_justified_return_may_go_back_to_the_same_unit_on_new_clocks(act, db, 
     clock(2026, 9, 8)
     act("office", "p1", "accept_return")
     again = act("office", "p1", "dispatch", lead_unit_id=world.units["u1"],
-                helper_unit_ids=[str(world.units["u2"])], time_limit_days="5")
-    assert again["deadline"] == again["original_deadline"] == "2026-09-15"
-    assert again["deadline"] != first["deadline"]
+                helper_unit_ids=[str(world.units["u2"])], time_limit_days="3")
+    # Three working days from Tuesday 8 September; the first deadline was 15 September.
+    assert again["deadline"] == again["original_deadline"] == "2026-09-11"
+    assert first["deadline"] == "2026-09-15"
 
 
 def test_office_decisions_on_returns_only_when_returned(act, db, world):
