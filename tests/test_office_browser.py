@@ -574,3 +574,41 @@ def test_a_helper_unit_answers_with_photos_and_the_lead_replies(live, browser):
     expect(latest.get_by_role("img")).to_have_count(1)
     context.close()
     assert not any(failures.values()), {k: v for k, v in failures.items() if v}
+
+
+# Returns (退单) decided by the office (server/ledger/rules.py) -----------------------------------
+
+
+def test_the_office_decides_a_unit_s_return_from_its_work_list(live, browser):
+    from server import auth
+    from server.ledger import workflow
+    from tests.ledger_helpers import add_problem
+
+    db = open_database(live.db_path)
+    try:
+        world = live.world
+        problem_id = add_problem(db, world, status="submitted", description="路面塌陷需修复",
+                                 area_id=world.areas["g1"])
+        office = auth.load_user(db, world.users["office"])
+        handler = auth.load_user(db, world.users["handler2"])
+        with immediate(db):
+            ledger_no = workflow.apply(db, office, problem_id, "accept", {})["ledger_no"]
+            workflow.apply(db, office, problem_id, "dispatch",
+                           {"lead_unit_id": world.units["u2"]})
+            workflow.apply(db, handler, problem_id, "return",
+                           {"reason_code": "not_our_duty", "note": "属于住建局职责"})
+    finally:
+        db.close()
+    context, page = new_page(browser)
+    sign_in(page, live.url, "office")
+    open_from_work_queue(page, "待决定退单", ledger_no)
+    submit_without_browser_checks(page, "退单理由不成立", "确认退回原单位")
+    page.get_by_text("请填写说明").wait_for()
+    assert live.query("SELECT status FROM problems WHERE id = ?", [problem_id]) == [
+        ("returned",)]
+    form = open_action(page, "退单理由不成立")
+    form.get_by_label("说明").fill("路面养护属于本单位职责，请签收办理")
+    submit_action(page, form, "确认退回原单位", "refuse_return")
+    assert live.query("SELECT status, lead_unit_id, unjustified_returns FROM problems"
+                      " WHERE id = ?", [problem_id]) == [("dispatched", world.units["u2"], 1)]
+    context.close()
