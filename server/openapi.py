@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server import validation
+from server import device_health, validation
 from server.views.auth import DEVICE_LOGIN_SCHEMA, SESSION_DEVICE_SCHEMA
 from sync import schemas
 from sync.pull import MAX_CURSOR
@@ -94,7 +94,7 @@ UPLOAD_CHECKSUM = {"name": "Upload-Checksum", "in": "header", "required": False,
                    "description": "<algorithm> <base64 digest of this request's bytes>; "
                                   "a mismatch is 460"}
 HEALTH_HEADER = {"name": "X-Device-Health", "in": "header", "required": False,
-                 "schema": {"type": "string", "maxLength": 1024},
+                 "content": {"application/json": {"schema": device_health.SCHEMA}},
                  "description": "the phone's health, JSON (docs/sync-protocol.md, Device "
                                 "health); sent with a round's first push and pull; a bad one "
                                 "is 400 bad_health and nothing is applied"}

@@ -197,8 +197,12 @@ def test_stats_dashboard_cards_compare_with_the_previous_period(login_as, db, wo
     assert "↑ 25.0 个百分点" in card and "better" in card
     assert "办结率 = 已办结 ÷ 本期立案" in card  # the 口径 in words
     assert "上期：50.00%（n=2）" in card
-    for name in metrics.RATES:  # a card per rate, a rate added later included
-        assert f'id="card-{name}"' in html
+    # The key rates as cards; every rate, a rate added later included, in the table below
+    # with its 口径 in place.
+    for name in metrics.RATES:
+        row = html.split(f'id="row-{name}"')[1].split("</tr>")[0]
+        assert "口径" in row, name
+        assert (f'id="card-{name}"' in html) == (name in ledger_pages.DASHBOARD_RATES)
     assert "docs/" not in html and "metrics.md" not in html
     # One unit, 按期办结率 on 3 problems: below the minimum sample of 5, not ranked.
     assert 'id="dash-ranking-table"' not in html and "没有样本数达到 5" in html

@@ -266,6 +266,10 @@ def _stats_params(params, cfg: dict) -> tuple[metrics.Period, str, int, list[str
 # assessment above the fold, the tables below.
 TREND_RATES = ("completion", "on_time", "satisfaction")
 DASHBOARD_UNITS = 8  # units of the assessment shown beside the trend
+# The key rates, as cards above the fold of a 1366x768 screen (one row of eight); every
+# rate, these included, is in the table below them.
+DASHBOARD_RATES = ("completion", "on_time", "resolution", "satisfaction", "resident_satisfaction",
+                   "response", "overdue", "redo")
 
 
 def previous_period(period: metrics.Period) -> metrics.Period:
@@ -360,6 +364,7 @@ async def stats(request: Request):
         **data, "charts": charts_svg, "rate_names": list(data["rates"]), "notice": notice,
         "helper_rate_names": list(metrics.HELPER_RATES),
         "raw_counts": raw_counts, "cards": cards, "trend_rates": trend_rates,
+        "key_cards": [card for card in cards if card["name"] in DASHBOARD_RATES],
         "dashboard_units": DASHBOARD_UNITS,
         "weights_text": reports.weights_text(data["assessed"].weights),
         "rate_label": lambda name: reports.label_of("rate", name),
