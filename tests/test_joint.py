@@ -12,7 +12,7 @@ import pytest
 from server import auth, masking
 from server.db import immediate
 from server.errors import NotFound
-from server.ledger import joint, problems, queries, workflow
+from server.ledger import clock, joint, problems, work, workflow
 from server.ledger.workflow import TransitionError
 from server.validation import ValidationError
 from sync.pull import read_pull
@@ -279,10 +279,10 @@ def test_the_helper_unit_reads_the_problem_with_its_resident_phone_masked(db, wo
 def test_the_helper_units_queues(act, db, world, joint_problem):
     def queue(key):
         helper = user(db, world, "handler2")
-        [found] = queries.work_queues(db, helper, queries.local_today(), only=key)
+        [found] = work.work_queues(db, helper, clock.local_today(), only=key)
         return [row["id"] for row in found["rows"]]
 
-    assert "joint_to_sign" in queries.work_queue_keys(user(db, world, "handler2"))
+    assert "joint_to_sign" in work.work_queue_keys(user(db, world, "handler2"))
     assert queue("joint_to_sign") == [joint_problem] and queue("joint_to_answer") == []
     act("handler2", "p1", "sign_part")
     assert queue("joint_to_sign") == [] and queue("joint_to_answer") == [joint_problem]
@@ -290,8 +290,8 @@ def test_the_helper_units_queues(act, db, world, joint_problem):
     assert queue("joint_to_answer") == []
     # The lead unit's own queues are not the helper's.
     assert joint_problem not in [
-        row["id"] for q in queries.work_queues(db, user(db, world, "handler2"),
-                                               queries.local_today())
+        row["id"] for q in work.work_queues(db, user(db, world, "handler2"),
+                                               clock.local_today())
         if q["key"] in ("to_sign", "in_hand") for row in q["rows"]]
 
 

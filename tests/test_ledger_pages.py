@@ -392,7 +392,7 @@ def test_the_filters_show_one_row_and_count_the_others(login_as, world):
 
 
 def test_every_work_list_is_paged_to_the_end_of_its_count(login_as, db, world):
-    from server.ledger.queries import WORK_LIMIT
+    from server.ledger.work import WORK_LIMIT
 
     today = clock.local_today()
     due = (today - dt.timedelta(days=1)).isoformat()

@@ -22,7 +22,8 @@
 * ``problems``: reading one problem, its events and its units within a user's scope;
 * ``conflicts``: a problem's open conflicting edits, read from its events;
 * ``tracking``: the resident's tracking link (回执) without login, and their own rating;
-* ``queries``: the ledger's filters, sort, paging, capped counts and the work queues;
+* ``queries``: the ledger's filters, sort, paging and capped counts;
+* ``work``: each role's 我的工作 lists;
 * ``search``: the full-text search (bigrams in FTS5);
 * ``similar``: problems that may be the same one (疑似重复);
 * ``metrics``: every metric formula, in one place (``docs/metrics.md``);

@@ -185,7 +185,7 @@ def parts_for_page(db, problem_id: str) -> list[dict]:
 
 def work_queues(user: authz.User) -> list[tuple]:
     """The helper unit's work lists (key, condition, order, ledger link), as
-    queries.work_queues takes them: parts to sign, and parts signed but not answered."""
+    work.work_queues takes them: parts to sign, and parts signed but not answered."""
     if authz.HANDLER not in user.roles or user.unit_id is None:
         return []
     unit = int(user.unit_id)

@@ -25,6 +25,7 @@ from server.ledger import (
     similar,
     states,
     supervision,
+    work,
     xlsx,
 )
 from server.ledger.problems import STATUSES
@@ -157,7 +158,7 @@ def _due_soon_limit(db) -> dt.date:
 
 
 def _work_data(db, actor: authz.User, only: str | None, page: int) -> dict:
-    queues = queries.work_queues(db, actor, _due_soon_limit(db), only, page)
+    queues = work.work_queues(db, actor, _due_soon_limit(db), only, page)
     rows = [row for queue in queues for row in queue["rows"]]
     flags = supervision.open_flags(db, [row["id"] for row in rows])
     for row in rows:
@@ -172,7 +173,7 @@ async def my_work(request: Request):
     """All the user's work lists, or one of them (``?queue=``) paged to its end."""
     actor = user(request)
     only = request.query_params.get("queue") or None
-    if only is not None and only not in queries.work_queue_keys(actor):
+    if only is not None and only not in work.work_queue_keys(actor):
         return error_page(request, 404)
     data = await store(request).read(_work_data, actor, only, page_number(request))
     return render(request, "ledger/work.html", {**data, "only": only})
