@@ -1413,5 +1413,20 @@ def m024_ask_reporter(db: sqlite_utils.Database) -> None:
     run_script(db, "ALTER TABLE problems ADD COLUMN info_request TEXT;")
 
 
+@migrations()
+def m023_working_set(db: sqlite_utils.Database) -> None:
+    """A phone's working set read newest first (``sync/working_set.py``): the columns
+    that decide whether a problem is in it, so that walking the newest problems
+    down to the cap's floor reads this index alone."""
+    run_script(
+        db,
+        """
+        CREATE INDEX idx_problems_working_set ON problems(
+            found_at, area_id, status, closed_at, reporter_id, lead_unit_id
+        );
+        """,
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     migrations.apply(db)

@@ -15,7 +15,15 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from sync.client import Response, SyncClient, TransportError
 from tests.conftest import api_login
-from tests.sync_helpers import asgi_transport, jpeg, new_id, phone, problem_args, visit_args
+from tests.sync_helpers import (
+    RECENTLY,
+    asgi_transport,
+    jpeg,
+    new_id,
+    phone,
+    problem_args,
+    visit_args,
+)
 from tests.test_uploads import bomb_png
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -29,7 +37,7 @@ CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 def diary_args(**extra) -> dict:
     return {"id": new_id(), "person_kind": "resident", "content": "群众反映路灯不亮",
-            "recorded_at": "2026-05-01T10:00:00+08:00", **extra}
+            "recorded_at": RECENTLY, **extra}
 
 
 def note_args(problem_id: str) -> dict:
