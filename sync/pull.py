@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from server import authz, masking
-from server.ledger.clock import utcnow
+from server.ledger import clock
 from server.timeutil import to_iso
 from sync import working_set
 from sync.epoch import latest_version
@@ -313,7 +313,7 @@ def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, curso
         # The client has seen versions this database never reached: it was
         # restored from a backup. The client starts over and re-sends.
         return {**base, "reset": True, "cursor": 0, "has_more": True, "changes": []}
-    horizon = working_set.Horizon(working_set.cutoff_at(utcnow()))
+    horizon = working_set.Horizon(working_set.cutoff_at(clock.utcnow()))
     changes, next_cursor, has_more = _log_page(db, user, cursor, limit, horizon)
     return {
         **base,
@@ -375,7 +375,7 @@ def read_working_set_pull(db: sqlite_utils.Database, user: authz.User, client_id
     of the working set, read through indexes and paged, pinned at the change
     log's head; then the log from there, with tombstones for records that left
     the set by a change or by time. Answers in the compact page format."""
-    now = now or utcnow()
+    now = now or clock.utcnow()
     latest = latest_version(db)
     base = {"epoch": epoch(db), "last_mutation_id": last_mutation_id(db, client_id)}
     snapshot = cursor is None

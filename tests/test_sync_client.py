@@ -497,7 +497,8 @@ def test_a_restore_after_an_acknowledged_push_gives_a_new_epoch(server, db, worl
     _push_only(field1)
     server.restore(tmp_path / "backup.db", [field1])
 
-    query = f"client_id={field1.state['client_id']}&cursor={field1.state['cursor']}"
+    query = (f"client_id={field1.state['client_id']}&cursor={field1.state['cursor']}"
+             "&format=2")
     answer = server.client.get(f"/api/sync/pull?{query}",
                                headers={"Authorization": f"Bearer {field1.state['token']}"})
 
