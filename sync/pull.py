@@ -125,7 +125,13 @@ PROBLEM_COLUMNS = (
 
 
 def _problems(db, user, ids, horizon):
-    clause, params = working_set.problem_condition(user, horizon)
+    return problem_records(db, user, ids, working_set.problem_condition(user, horizon))
+
+
+def problem_records(db, user, ids, condition: tuple[str, list]) -> dict[str, dict]:
+    """The problems of ``ids`` that meet ``condition`` (on ``problems p``), as a phone
+    receives them: with their events and photos, personal data masked for this user."""
+    clause, params = condition
     rows = {
         row["id"]: row
         for row in db.query(

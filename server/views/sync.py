@@ -17,7 +17,7 @@ from server.errors import ApiError, NotFound
 from server.i18n import gettext as _
 from server.views.auth import read_json
 from server.web import store, user
-from sync import pull, push, uploads
+from sync import lookup, pull, push, uploads
 from sync.epoch import latest_version, raise_mark
 from sync.errors import BadRequest
 from sync.schemas import UUID
@@ -130,6 +130,18 @@ async def sync_pull(request: Request):
     if "latest_version" in result:
         await _mark_served(request, result.pop("latest_version"), result["epoch"])
     return JSONResponse(result)
+
+
+async def problem_lookup(request: Request):
+    """A problem outside the phone's set, found online by ledger number or words."""
+    text = request.query_params.get("q", "").strip()
+    if not text:
+        raise ApiError(400, "lookup_missing", _("workingset.lookup.missing"))
+    if len(text) > lookup.MAX_QUERY:
+        raise ApiError(400, "lookup_too_long",
+                       _("workingset.lookup.too_long", max=lookup.MAX_QUERY))
+    result = await store(request).read(lookup.lookup, user(request), text)
+    return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
 
 # tus uploads --------------------------------------------------------------------
