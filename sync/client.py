@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import http.client
 import json
@@ -102,6 +103,7 @@ class HttpTransport:
         self.host = parts.hostname
         self.port = parts.port
         self.timeout = timeout
+        self.received = 0  # bytes of response bodies as they came over the wire
 
     def __call__(self, method, path, headers, body) -> Response:
         connection_class = (
@@ -109,10 +111,15 @@ class HttpTransport:
         )
         connection = connection_class(self.host, self.port, timeout=self.timeout)
         try:
-            connection.request(method, path, body=body, headers=headers)
+            connection.request(method, path, body=body,
+                               headers={"Accept-Encoding": "gzip", **headers})
             response = connection.getresponse()
-            return Response(response.status, {k.lower(): v for k, v in response.getheaders()},
-                            response.read())
+            raw = response.read()
+            self.received += len(raw)
+            response_headers = {k.lower(): v for k, v in response.getheaders()}
+            if response_headers.get("content-encoding") == "gzip":
+                raw = gzip.decompress(raw)
+            return Response(response.status, response_headers, raw)
         except (OSError, http.client.HTTPException) as error:
             raise TransportError(str(error)) from error
         finally:

@@ -596,7 +596,7 @@ class DocumentClient:
     def pull(self) -> None:
         while True:
             body = self.http.get("/api/sync/pull", headers=self.headers, params={
-                "client_id": self.client_id, "cursor": self.cursor}).json()
+                "client_id": self.client_id, "cursor": self.cursor, "format": 2}).json()
             restored = self._restored(body)
             self.epoch = body["epoch"]
             if restored:
