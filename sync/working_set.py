@@ -155,12 +155,18 @@ def _problem_page(db, user, horizon: Horizon, after, limit: int):
     key_clause, key_params = "", []
     if after:
         key_clause, key_params = " AND (p.found_at, p.rowid) < (?, ?)", list(after)
+    # found_at and rowid only, so that the walk reads the index alone; then the page's ids.
     rows = db.execute(
-        f"SELECT p.found_at, p.rowid, p.id FROM problems p{indexed} WHERE {clause}{key_clause}"
+        f"SELECT p.found_at, p.rowid FROM problems p{indexed} WHERE {clause}{key_clause}"
         " ORDER BY p.found_at DESC, p.rowid DESC LIMIT ?",
         [*params, *key_params, limit],
     ).fetchall()
-    return [row[2] for row in rows], ([rows[-1][0], rows[-1][1]] if len(rows) == limit else None)
+    ids = dict(db.execute(
+        f"SELECT rowid, id FROM problems WHERE rowid IN ({','.join('?' * len(rows))})",
+        [row[1] for row in rows],
+    ).fetchall()) if rows else {}
+    return ([ids[row[1]] for row in rows],
+            [rows[-1][0], rows[-1][1]] if len(rows) == limit else None)
 
 
 def snapshot_page(db, user: authz.User, horizon: Horizon, part: str, after, limit: int):
@@ -197,7 +203,8 @@ def aged_out(db, user: authz.User, since: str, horizon: Horizon) -> dict[str, li
     if horizon.floor is not None:
         floor_clause, floor_params = " AND p.found_at >= ?", [horizon.floor]
     problems = [row[0] for row in db.execute(
-        f"SELECT p.id FROM problems p WHERE p.closed_at >= ? AND p.closed_at < ?"
+        f"SELECT p.id FROM problems p INDEXED BY idx_problems_closed"
+        f" WHERE p.closed_at >= ? AND p.closed_at < ?"
         f" AND p.status IN {_FINISHED_SQL} AND +(p.reporter_id = ? OR ({scope}{floor_clause})"
         f" OR EXISTS (SELECT 1 FROM problem_moves m WHERE m.problem_id = p.id AND {moved_scope}))",
         [since, horizon.cutoff, user.id, *params, *floor_params, *moved_params],
