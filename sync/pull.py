@@ -163,43 +163,14 @@ def problem_records(db, user, ids, condition: tuple[str, list]) -> dict[str, dic
     return rows
 
 
-def _area_or_unit_scope(user, table: str) -> tuple[str, list]:
-    """Rows of ``table`` (problems, or their former places in problem_moves)
-    whose area or lead unit puts them in the user's scope."""
-    clauses = []
-    if user.roles & {authz.OFFICE, authz.LEADER, authz.FIELD}:
-        clauses.append(authz.area_subtree(user, f"{table}.area_id"))
-    if authz.HANDLER in user.roles and user.unit_id is not None:
-        clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
-    if not clauses:
-        return "0", []
-    return (" OR ".join(f"({clause})" for clause, _ in clauses),
-            [param for _, clause_params in clauses for param in clause_params])
-
-
 def _removed_problems(db, user, ids) -> set[str]:
-    """Changed problems no longer on this phone that the user may have held: tombstones.
-
-    That is the user's own reports, problems still in their area or unit (but
-    closed long ago, rejected or merged), problems that were in their area
-    or unit before they moved (problem_moves, kept by a trigger), and problems their
-    unit helps or helped with (joint_parts, removed parts included).
-    """
-    now_clause, now_params = _area_or_unit_scope(user, "p")
-    before_clause, before_params = _area_or_unit_scope(user, "m")
-    # A helper unit (协办), now or before a re-dispatch removed its part.
-    helper_clause, helper_params = "0", []
-    if authz.HANDLER in user.roles and user.unit_id is not None:
-        helper_clause = "p.id IN (SELECT problem_id FROM joint_parts WHERE unit_id = ?)"
-        helper_params = [user.unit_id]
+    """Changed problems no longer on this phone that the user may have held: tombstones."""
+    clause, params = working_set.may_have_held(user)
     return {
         row[0]
         for row in db.execute(
-            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
-            f" AND +(p.reporter_id = ? OR ({now_clause}) OR EXISTS (SELECT 1 FROM"
-            f" problem_moves m WHERE m.problem_id = p.id AND ({before_clause}))"
-            f" OR {helper_clause})",
-            [*ids, user.id, *now_params, *before_params, *helper_params],
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            [*ids, *params],
         )
     }
 
@@ -331,6 +302,15 @@ def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, curso
     }
 
 
+def _versions(db, entity: str, ids: list[str]) -> dict[str, int]:
+    """The version of each record's latest change (the change log's (entity, entity_id) index)."""
+    return dict(db.execute(
+        f"SELECT entity_id, version FROM changes WHERE entity = ?"
+        f" AND entity_id IN ({_placeholders(ids)})",
+        [entity, *ids],
+    ).fetchall())
+
+
 def _snapshot_page(db, user, cursor: Cursor, limit: int) -> tuple[list[dict], Cursor]:
     horizon = working_set.Horizon(cursor.since, cursor.floor)
     parts = working_set.SNAPSHOT_ENTITIES
@@ -345,7 +325,10 @@ def _snapshot_page(db, user, cursor: Cursor, limit: int) -> tuple[list[dict], Cu
             index = parts.index(part) + 1
             part = parts[index] if index < len(parts) else None
     visible = _load(db, user, wanted, horizon)
-    changes = [{"entity": entity, "id": record_id, "version": cursor.version, "data": record}
+    versions = {entity: _versions(db, entity, list(records))
+                for entity, records in visible.items() if records}
+    changes = [{"entity": entity, "id": record_id,
+                "version": versions[entity].get(record_id, cursor.version), "data": record}
                for entity, ids in wanted.items() for record_id in ids
                if (record := visible[entity].get(record_id)) is not None]
     return changes, Cursor(cursor.version, cursor.since, cursor.floor, part, after)

@@ -60,7 +60,13 @@ def _live(table: str) -> str:
 
 
 def scope_clause(user: authz.User, table: str = "p") -> tuple[str, list]:
-    """The user's area subtree or handler's unit: the capped part of the set."""
+    """The problems the user may see (``authz.problem_scope``): the capped part of the set."""
+    return authz.problem_scope(user, table)
+
+
+def _area_or_unit(user: authz.User, table: str) -> tuple[str, list]:
+    """Rows of ``table`` (problems, or their former places in problem_moves) whose area
+    or lead unit puts them in the user's scope."""
     clauses = []
     if user.roles & {authz.OFFICE, authz.LEADER, authz.FIELD}:
         clauses.append(authz.area_subtree(user, f"{table}.area_id"))
@@ -68,8 +74,25 @@ def scope_clause(user: authz.User, table: str = "p") -> tuple[str, list]:
         clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
     if not clauses:
         return "0", []
-    return ("(" + " OR ".join(f"({c})" for c, _ in clauses) + ")",
-            [p for _, params in clauses for p in params])
+    return ("(" + " OR ".join(f"({clause})" for clause, _ in clauses) + ")",
+            [param for _, clause_params in clauses for param in clause_params])
+
+
+def may_have_held(user: authz.User) -> tuple[str, list]:
+    """The condition on ``problems p`` for a problem this user's phone may have held,
+    now or before, whatever its state: the user's own reports, problems in their
+    area or unit, problems that were there before they moved (problem_moves, kept
+    by a trigger), and problems their unit helps or helped with (joint_parts,
+    removed parts included). Only such users receive a problem's tombstone."""
+    now_clause, now_params = _area_or_unit(user, "p")
+    before_clause, before_params = _area_or_unit(user, "m")
+    helper_clause, helper_params = "0", []
+    if authz.HANDLER in user.roles and user.unit_id is not None:
+        helper_clause = "p.id IN (SELECT problem_id FROM joint_parts WHERE unit_id = ?)"
+        helper_params = [user.unit_id]
+    return (f"(p.reporter_id = ? OR {now_clause} OR EXISTS (SELECT 1 FROM problem_moves m"
+            f" WHERE m.problem_id = p.id AND {before_clause}) OR {helper_clause})",
+            [user.id, *now_params, *before_params, *helper_params])
 
 
 def _candidates(user: authz.User, horizon: Horizon, table: str) -> tuple[str, list]:
@@ -197,17 +220,12 @@ def aged_out(db, user: authz.User, since: str, horizon: Horizon) -> dict[str, li
     indexes: the cost follows the records that aged out."""
     if since >= horizon.cutoff:
         return {}
-    scope, params = scope_clause(user, "p")
-    moved_scope, moved_params = scope_clause(user, "m")
-    floor_clause, floor_params = ("", [])
-    if horizon.floor is not None:
-        floor_clause, floor_params = " AND p.found_at >= ?", [horizon.floor]
+    held, held_params = may_have_held(user)
     problems = [row[0] for row in db.execute(
         f"SELECT p.id FROM problems p INDEXED BY idx_problems_closed"
         f" WHERE p.closed_at >= ? AND p.closed_at < ?"
-        f" AND p.status IN {_FINISHED_SQL} AND +(p.reporter_id = ? OR ({scope}{floor_clause})"
-        f" OR EXISTS (SELECT 1 FROM problem_moves m WHERE m.problem_id = p.id AND {moved_scope}))",
-        [since, horizon.cutoff, user.id, *params, *floor_params, *moved_params],
+        f" AND p.status IN {_FINISHED_SQL} AND +{held}",
+        [since, horizon.cutoff, *held_params],
     )]
     visits = [row[0] for row in db.execute(
         "SELECT id FROM visits WHERE author_id = ? AND started_at >= ? AND started_at < ?",
