@@ -1,10 +1,13 @@
-"""Pull: the changes above a cursor that this user may have on their phone.
+"""Pull: what a phone holds of the ledger, and what changed in it since its cursor.
 
-The change log (table ``changes``, kept by triggers) holds one row per record
-at the version of its latest change, so a pull reads only the rows above its
-cursor through the primary key: its cost follows the number of changes, not
-the size of the ledger. Call ``read_pull`` inside one read transaction so
-every row comes from the same snapshot.
+A new phone (cursor 0) gets a snapshot of its working set (``sync/working_set.py``),
+read part by part through indexes, pinned at the change log's head; then, like
+every phone after, the change log above its cursor. The log (table ``changes``,
+kept by triggers) holds one row per record at the version of its latest change,
+so a pull reads only the rows above its cursor through the primary key: its
+cost follows the number of changes, not the size of the ledger. Call
+``read_working_set_pull`` (or ``read_pull``, the log alone in the first
+format) inside one read transaction so every row comes from the same snapshot.
 """
 
 from __future__ import annotations

@@ -3,23 +3,24 @@
 For a user, the phone holds
 
 - their own visits and diary entries begun in the last 90 days;
-- the problems they reported, while open or closed in the last 90 days
-  (never capped: their own are the nearest there are);
-- the problems of their scope (their area subtree; a handler's unit) while open
-  or closed in the last 90 days (for 回头看), capped at the setting
-  ``phone_problem_cap``: when more than that many are held, only those found at
-  or after a *floor* are kept, the found_at of the cap-th newest;
+- the problems they reported, and those of their scope (``authz.problem_scope``:
+  their area subtree; a handler's unit's), while open or closed in the last
+  90 days (for 回头看), capped at the setting ``phone_problem_cap``: when more
+  than that many would be held, only those found at or after a *floor* are
+  kept, the found_at of the cap-th newest (the scope is already the user's own
+  area, the nearest there is: newest is what decides);
 - the areas of their subtree, and all units and categories.
 
 A set is described by a ``Horizon``: the cutoff (now - 90 days) and the floor.
 The floor is fixed when a phone takes a snapshot and travels in its cursor, so
 that membership is a function of a record's state and the horizon alone: a
-record enters only by a change (a new problem is newer than any floor), and
-leaves by a change (closed long ago, merged, moved away) or by time (its
-closure crosses the 90-day line), which ``aged_out`` finds through the
-closed_at index. Between snapshots the set grows past the cap by the problems
-found since; the next snapshot (a reset, a restore, a new phone) tightens it.
-Anything outside the set is looked up online (``server.views.lookup``).
+record enters only by a change (a new problem is newer than any floor; none
+enters because others left), and leaves by a change (closed long ago, merged,
+moved away) or by time (its closure crosses the 90-day line), which
+``aged_out`` finds through the closed_at index. Between snapshots the set grows
+past the cap by the problems found since; the next snapshot (a reset, a
+restore, a new phone) tightens it. Anything outside the set is looked up
+online (``sync/lookup.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from server.settings import settings
 from server.timeutil import to_iso
 
 RECENTLY_CLOSED = dt.timedelta(days=90)
-FINISHED = FINISHED_STATES
 # A phone's previous pull is trusted at most this far back when looking for
 # records that aged out since (a forged or ancient cursor must not scan the
 # ledger); older ones are dropped by the phone's own housekeeping anyway.
@@ -157,12 +157,11 @@ def horizon_for(db, user: authz.User, now: dt.datetime) -> Horizon:
 SNAPSHOT_ENTITIES = ("area", "unit", "category", "visit", "diary", "problem")
 
 
-def _rowid_page(db, table: str, condition: tuple[str, list], after, limit: int,
-                key: str = "id"):
+def _rowid_page(db, table: str, condition: tuple[str, list], after, limit: int):
     clause, params = condition
     after = after or 0
     rows = db.execute(
-        f"SELECT rowid, {key} FROM {table} WHERE {clause} AND rowid > ? ORDER BY rowid LIMIT ?",
+        f"SELECT rowid, id FROM {table} WHERE {clause} AND rowid > ? ORDER BY rowid LIMIT ?",
         [*params, after, limit],
     ).fetchall()
     return [str(row[1]) if table in ("areas", "units", "categories") else row[1]
