@@ -1407,13 +1407,6 @@ def m022_device_health(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m024_ask_reporter(db: sqlite_utils.Database) -> None:
-    """The office's question to a problem's reporter (请补充), open until the reporter adds a
-    note to the problem (``problems.info_request``: the question, NULL when none is open)."""
-    run_script(db, "ALTER TABLE problems ADD COLUMN info_request TEXT;")
-
-
-@migrations()
 def m023_working_set(db: sqlite_utils.Database) -> None:
     """A phone's working set read newest first (``sync/working_set.py``): the columns
     that decide whether a problem is in it, so that walking the newest problems
@@ -1426,6 +1419,13 @@ def m023_working_set(db: sqlite_utils.Database) -> None:
         );
         """,
     )
+
+
+@migrations()
+def m024_ask_reporter(db: sqlite_utils.Database) -> None:
+    """The office's question to a problem's reporter (请补充), open until the reporter adds a
+    note to the problem (``problems.info_request``: the question, NULL when none is open)."""
+    run_script(db, "ALTER TABLE problems ADD COLUMN info_request TEXT;")
 
 
 def migrate(db: sqlite_utils.Database) -> None:
