@@ -14,7 +14,8 @@ the same machine:
 (b) 50 clients at once, each sending single-mutation pushes;
 (c) incremental pull: a phone at the head of the change log pulls after 5 new
     changes (another device of the same official reported 5 problems);
-(d) first sync of a new phone: its pull from cursor 0 to the head.
+(d) first sync of a new phone: the snapshot of its working set, then the log to the
+    head (bench/first_sync_bench.py measures it on its own, with bytes).
 
 Targets: (a) >= 3,000 mutations/s, (b) >= 300 pushes/s, (c) flat in ledger size.
 With --workdir, seeded databases are kept there and reused by later runs (the

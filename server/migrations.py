@@ -1407,6 +1407,21 @@ def m022_device_health(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m023_working_set(db: sqlite_utils.Database) -> None:
+    """A phone's working set read newest first (``sync/working_set.py``): the columns
+    that decide whether a problem is in it, so that walking the newest problems
+    down to the cap's floor reads this index alone."""
+    run_script(
+        db,
+        """
+        CREATE INDEX idx_problems_working_set ON problems(
+            found_at, area_id, status, closed_at, reporter_id, lead_unit_id
+        );
+        """,
+    )
+
+
+@migrations()
 def m024_ask_reporter(db: sqlite_utils.Database) -> None:
     """The office's question to a problem's reporter (请补充), open until the reporter adds a
     note to the problem (``problems.info_request``: the question, NULL when none is open)."""

@@ -145,6 +145,43 @@ PULL_RESPONSE = {
     },
 }
 
+PULL_PAGES_RESPONSE = {
+    "type": "object",
+    "description": "format 2: a snapshot of the working set from cursor 0, then the log",
+    "properties": {
+        "format": {"const": 2},
+        "epoch": {"type": "string"},
+        "cursor": {"type": "string", "description": "opaque: send it back as it came"},
+        "has_more": {"type": "boolean"},
+        "reset": {"type": "boolean"},
+        "snapshot": {"type": "boolean", "description": "this page began a snapshot"},
+        "last_mutation_id": {"type": "integer"},
+        "records": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "versions": {"type": "array", "items": {"type": "integer"}},
+                    "rows": {"type": "array", "items": {"type": "array"}},
+                },
+                "required": ["columns", "versions", "rows"],
+            },
+        },
+        "deleted": {"type": "object", "additionalProperties": {"type": "array"}},
+    },
+    "required": ["format", "epoch", "cursor", "has_more", "reset", "snapshot",
+                 "last_mutation_id", "records", "deleted"],
+}
+LOOKUP_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "problems": {"type": "array", "items": {"type": "object"}},
+        "more": {"type": "boolean"},
+    },
+    "required": ["problems", "more"],
+}
+
 
 def build() -> dict:
     mutation_schemas = {
@@ -238,16 +275,32 @@ def build() -> dict:
             }},
             "/api/sync/pull": {"get": {
                 "security": BEARER,
-                "summary": "Changes above a cursor that this user may hold",
+                "summary": "Changes above a cursor that this user may hold; with format 2, "
+                           "a snapshot of the working set first (docs/sync-protocol.md)",
                 "parameters": [
                     {"name": "client_id", "in": "query", "required": True, "schema": schemas.UUID},
-                    {"name": "cursor", "in": "query",
-                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR}},
+                    {"name": "cursor", "in": "query", "description":
+                     "format 1: a version; format 2: 0 or the cursor of the previous answer",
+                     "schema": {"oneOf": [
+                         {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+                         {"type": "string", "pattern": r"^c2\.[A-Za-z0-9_-]{1,400}$"}]}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "format", "in": "query",
+                     "schema": {"type": "integer", "enum": [1, 2], "default": 1}},
                     HEALTH_HEADER,
                 ],
-                "responses": {"200": _json(PULL_RESPONSE), **_errors(400, 401)},
+                "responses": {"200": _json({"oneOf": [PULL_RESPONSE, PULL_PAGES_RESPONSE]}),
+                              **_errors(400, 401)},
+            }},
+            "/api/problems/lookup": {"get": {
+                "security": BEARER,
+                "summary": "Problems outside the phone's set, found online by ledger number "
+                           "or words within the user's scope (masked as a pull masks them; "
+                           "not to be kept)",
+                "parameters": [{"name": "q", "in": "query", "required": True,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 100}}],
+                "responses": {"200": _json(LOOKUP_RESPONSE), **_errors(400, 401, 403)},
             }},
             "/api/uploads": {
                 "options": {"summary": "tus discovery", "responses": {"204": {

@@ -80,6 +80,7 @@ def build_routes():
         api("/api/openapi.json", openapi.openapi, PUBLIC),
         api("/api/sync/push", sync.sync_push, AUTHENTICATED, methods=["POST"]),
         api("/api/sync/pull", sync.sync_pull, AUTHENTICATED),
+        api("/api/problems/lookup", sync.problem_lookup, "problems.view"),
         api("/api/uploads", sync.tus_options, PUBLIC, methods=["OPTIONS"]),
         api("/api/uploads", sync.tus_create, AUTHENTICATED, methods=["POST"]),
         api("/api/uploads/{upload_id}", sync.tus_head, AUTHENTICATED, methods=["HEAD"]),

@@ -26,6 +26,9 @@ SETTINGS = {
     "extension_leader_days": 10,
     # a web session unused for this many minutes ends (server/auth.py)
     "session_idle_minutes": 120,
+    # a phone holds at most this many problems, the newest when the cap bites
+    # (sync/working_set.py)
+    "phone_problem_cap": 5000,
 }
 # The range a stored value must lie in, where it is not 0 < value <= 100.
 BOUNDS = {
@@ -34,6 +37,7 @@ BOUNDS = {
     "session_idle_minutes": (5, 12 * 60),
     "extension_max_count": (1, 10),
     "extension_leader_days": (1, 60),
+    "phone_problem_cap": (100, 100_000),
 }
 
 

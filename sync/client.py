@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import http.client
 import json
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
+PAGE_FORMAT = 2
 APP_VERSION = "reference-client"
 PUSH_BATCH = 100
 CHUNK_SIZE = 256 * 1024
@@ -58,6 +60,23 @@ class TransportError(Exception):
     """The request may or may not have reached the server; retrying is safe."""
 
 
+def page_changes(body: dict) -> list[dict]:
+    """The changes of a pull's answer in the compact page format (format 2), one
+    dict per record as in format 1: ``{entity, id, version, data}`` or
+    ``{entity, id, deleted: True}``."""
+    changes = []
+    for entity, page in body["records"].items():
+        columns = page["columns"]
+        for version, row in zip(page["versions"], page["rows"], strict=True):
+            data = dict(zip(columns, row, strict=True))
+            changes.append({"entity": entity, "id": str(data["id"]), "version": version,
+                            "data": data})
+    for entity, ids in body["deleted"].items():
+        changes.extend({"entity": entity, "id": str(record_id), "deleted": True}
+                       for record_id in ids)
+    return changes
+
+
 class SyncError(Exception):
     """The server refused in a way retrying will not fix."""
 
@@ -84,6 +103,7 @@ class HttpTransport:
         self.host = parts.hostname
         self.port = parts.port
         self.timeout = timeout
+        self.received = 0  # bytes of response bodies as they came over the wire
 
     def __call__(self, method, path, headers, body) -> Response:
         connection_class = (
@@ -91,10 +111,15 @@ class HttpTransport:
         )
         connection = connection_class(self.host, self.port, timeout=self.timeout)
         try:
-            connection.request(method, path, body=body, headers=headers)
+            connection.request(method, path, body=body,
+                               headers={"Accept-Encoding": "gzip", **headers})
             response = connection.getresponse()
-            return Response(response.status, {k.lower(): v for k, v in response.getheaders()},
-                            response.read())
+            raw = response.read()
+            self.received += len(raw)
+            response_headers = {k.lower(): v for k, v in response.getheaders()}
+            if response_headers.get("content-encoding") == "gzip":
+                raw = gzip.decompress(raw)
+            return Response(response.status, response_headers, raw)
         except (OSError, http.client.HTTPException) as error:
             raise TransportError(str(error)) from error
         finally:
@@ -444,13 +469,18 @@ class SyncClient:
     # Pull -----------------------------------------------------------------
 
     def pull(self, limit: int = 500) -> int:
-        """Fetch changes until up to date; returns how many were applied."""
+        """Fetch changes until up to date; returns how many were applied.
+
+        From cursor 0 (a new phone, or after a restore) the server answers a
+        snapshot of the working set, then the change log from the snapshot's
+        head (page format 2, docs/sync-protocol.md)."""
         applied = 0
         first = True
         while True:
+            cursor = self.state["cursor"]
             query = urllib.parse.urlencode({
-                "client_id": self.state["client_id"], "cursor": self.state["cursor"],
-                "limit": limit,
+                "client_id": self.state["client_id"], "cursor": cursor, "limit": limit,
+                "format": PAGE_FORMAT,
             })
             response = self.request("GET", f"/api/sync/pull?{query}",
                                     headers=self._health_header() if first else None)
@@ -465,7 +495,10 @@ class SyncClient:
                 # the server was restored (other phones may have written since).
                 self.resend_all(body["last_mutation_id"])
                 continue
-            for change in body["changes"]:
+            if cursor in (0, "0"):
+                # A snapshot is the whole set: what the phone held before goes.
+                self.state["records"] = {}
+            for change in page_changes(body):
                 key = f"{change['entity']}:{change['id']}"
                 if change.get("deleted"):
                     self.state["records"].pop(key, None)

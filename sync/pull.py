@@ -1,31 +1,35 @@
-"""Pull: the changes above a cursor that this user may have on their phone.
+"""Pull: what a phone holds of the ledger, and what changed in it since its cursor.
 
-The change log (table ``changes``, kept by triggers) holds one row per record
-at the version of its latest change, so a pull reads only the rows above its
-cursor through the primary key: its cost follows the number of changes, not
-the size of the ledger. Call ``read_pull`` inside one read transaction so
-every row comes from the same snapshot.
+A new phone (cursor 0) gets a snapshot of its working set (``sync/working_set.py``),
+read part by part through indexes, pinned at the change log's head; then, like
+every phone after, the change log above its cursor. The log (table ``changes``,
+kept by triggers) holds one row per record at the version of its latest change,
+so a pull reads only the rows above its cursor through the primary key: its
+cost follows the number of changes, not the size of the ledger. Call
+``read_working_set_pull`` (or ``read_pull``, the log alone in the first
+format) inside one read transaction so every row comes from the same snapshot.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 import sqlite_utils
 
 from server import authz, masking
-from server.timeutil import to_iso, utcnow
+from server.ledger import clock
+from server.timeutil import to_iso
+from sync import working_set
 from sync.epoch import latest_version
 from sync.push import epoch, last_mutation_id
 
 MAX_LIMIT = 1000
 MAX_CURSOR = 2**62
 DEFAULT_LIMIT = 500
-# Closed problems of the official's area stay on the phone this long, for
-# return visits (回头看); the app drops older ones by the same rule.
-RECENTLY_CLOSED = dt.timedelta(days=90)
-FINISHED = ("closed", "rejected", "merged")
 
 
 def _placeholders(ids) -> str:
@@ -52,7 +56,7 @@ def _photos(db, record_type: str, ids: list[str]) -> dict[str, list[str]]:
     return photos
 
 
-def _areas(db, user, ids):
+def _areas(db, user, ids, horizon=None):
     clause, params = authz.area_subtree(user, "areas.id")
     return {
         str(row["id"]): row
@@ -64,7 +68,7 @@ def _areas(db, user, ids):
     }
 
 
-def _units(db, user, ids):
+def _units(db, user, ids, horizon=None):
     return {
         str(row["id"]): row
         for row in db.query(
@@ -73,7 +77,7 @@ def _units(db, user, ids):
     }
 
 
-def _categories(db, user, ids):
+def _categories(db, user, ids, horizon=None):
     return {
         str(row["id"]): row
         for row in db.query(
@@ -84,12 +88,13 @@ def _categories(db, user, ids):
     }
 
 
-def _visits(db, user, ids):
+def _visits(db, user, ids, horizon):
+    clause, params = working_set.visit_condition(user, horizon)
     rows = {
         row["id"]: {**row, "checklist": json.loads(row["checklist"])}
         for row in db.query(
-            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)}) AND +author_id = ?",
-            [*ids, user.id],
+            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            [*ids, *params],
         )
     }
     photos = _photos(db, "visit", list(rows))
@@ -98,31 +103,19 @@ def _visits(db, user, ids):
     return rows
 
 
-def _diaries(db, user, ids):
+def _diaries(db, user, ids, horizon):
+    clause, params = working_set.diary_condition(user, horizon)
     rows = {
         row["id"]: row
         for row in db.query(
-            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)})"
-            " AND +author_id = ?",
-            [*ids, user.id],
+            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            [*ids, *params],
         )
     }
     photos = _photos(db, "diary", list(rows))
     for record_id, row in rows.items():
         row["photos"] = photos.get(record_id, [])
     return rows
-
-
-def phone_problem_scope(user: authz.User) -> tuple[str, list]:
-    """Problems a phone holds: the user's own reports, and the open or recently
-    closed problems the user may see."""
-    clause, params = authz.problem_scope(user, "p")
-    cutoff = to_iso(utcnow() - RECENTLY_CLOSED)
-    return (
-        f"(p.reporter_id = ? OR ({clause} AND (p.status NOT IN ('closed', 'rejected', 'merged')"
-        " OR p.closed_at >= ?)))",
-        [user.id, *params, cutoff],
-    )
 
 
 PROBLEM_COLUMNS = (
@@ -134,8 +127,14 @@ PROBLEM_COLUMNS = (
 )
 
 
-def _problems(db, user, ids):
-    clause, params = phone_problem_scope(user)
+def _problems(db, user, ids, horizon):
+    return problem_records(db, user, ids, working_set.problem_condition(user, horizon))
+
+
+def problem_records(db, user, ids, condition: tuple[str, list]) -> dict[str, dict]:
+    """The problems of ``ids`` that meet ``condition`` (on ``problems p``), as a phone
+    receives them: with their events and photos, personal data masked for this user."""
+    clause, params = condition
     rows = {
         row["id"]: row
         for row in db.query(
@@ -167,43 +166,14 @@ def _problems(db, user, ids):
     return rows
 
 
-def _area_or_unit_scope(user, table: str) -> tuple[str, list]:
-    """Rows of ``table`` (problems, or their former places in problem_moves)
-    whose area or lead unit puts them in the user's scope."""
-    clauses = []
-    if user.roles & {authz.OFFICE, authz.LEADER, authz.FIELD}:
-        clauses.append(authz.area_subtree(user, f"{table}.area_id"))
-    if authz.HANDLER in user.roles and user.unit_id is not None:
-        clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
-    if not clauses:
-        return "0", []
-    return (" OR ".join(f"({clause})" for clause, _ in clauses),
-            [param for _, clause_params in clauses for param in clause_params])
-
-
 def _removed_problems(db, user, ids) -> set[str]:
-    """Changed problems no longer on this phone that the user may have held: tombstones.
-
-    That is the user's own reports, problems still in their area or unit (but
-    closed long ago, rejected or merged), problems that were in their area
-    or unit before they moved (problem_moves, kept by a trigger), and problems their
-    unit helps or helped with (joint_parts, removed parts included).
-    """
-    now_clause, now_params = _area_or_unit_scope(user, "p")
-    before_clause, before_params = _area_or_unit_scope(user, "m")
-    # A helper unit (协办), now or before a re-dispatch removed its part.
-    helper_clause, helper_params = "0", []
-    if authz.HANDLER in user.roles and user.unit_id is not None:
-        helper_clause = "p.id IN (SELECT problem_id FROM joint_parts WHERE unit_id = ?)"
-        helper_params = [user.unit_id]
+    """Changed problems no longer on this phone that the user may have held: tombstones."""
+    clause, params = working_set.may_have_held(user)
     return {
         row[0]
         for row in db.execute(
-            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
-            f" AND +(p.reporter_id = ? OR ({now_clause}) OR EXISTS (SELECT 1 FROM"
-            f" problem_moves m WHERE m.problem_id = p.id AND ({before_clause}))"
-            f" OR {helper_clause})",
-            [*ids, user.id, *now_params, *before_params, *helper_params],
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            [*ids, *params],
         )
     }
 
@@ -221,17 +191,71 @@ LOADERS = {
 REFERENCE_ENTITIES = ("area", "unit", "category")
 
 
-def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, cursor: int,
-              limit: int = DEFAULT_LIMIT) -> dict:
-    latest = latest_version(db)
-    base = {
-        "epoch": epoch(db),
-        "last_mutation_id": last_mutation_id(db, client_id),
-    }
-    if cursor > latest:
-        # The client has seen versions this database never reached: it was
-        # restored from a backup. The client starts over and re-sends.
-        return {**base, "reset": True, "cursor": 0, "has_more": True, "changes": []}
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a phone is: the change-log version it has everything up to (during a
+    snapshot: the head pinned when the snapshot began), the cutoff of its
+    previous pull (for records ageing out since), the cap's floor, and during a
+    snapshot the part being read and the key to continue after."""
+
+    version: int
+    since: str | None = None
+    floor: str | None = None
+    part: str | None = None
+    after: object = None
+
+    def token(self) -> str:
+        raw = json.dumps([self.version, self.since, self.floor, self.part, self.after],
+                         separators=(",", ":"))
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+TOKEN_PREFIX = "c2."
+MAX_TOKEN = 400
+
+
+def _text_or_none(value) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= 40)
+
+
+def parse_cursor(raw: str) -> Cursor | None:
+    """A cursor as sent by a phone: ``0`` (or nothing) for a new snapshot (None),
+    a bare version (a phone from before snapshots: it goes on from there), or a
+    token from a previous answer. Raises BadCursor."""
+    if raw in ("", "0"):
+        return None
+    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_CURSOR:
+        return Cursor(int(raw))
+    if not raw.startswith(TOKEN_PREFIX) or len(raw) > MAX_TOKEN:
+        raise BadCursor(raw)
+    body = raw[len(TOKEN_PREFIX):]
+    try:
+        version, since, floor, part, after = json.loads(
+            base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, TypeError, binascii.Error):
+        raise BadCursor(raw) from None
+    valid_after = after is None or (isinstance(after, int) and not isinstance(after, bool)) or (
+        isinstance(after, list) and len(after) == 2 and _text_or_none(after[0])
+        and isinstance(after[1], int))
+    if not (isinstance(version, int) and not isinstance(version, bool)
+            and 0 <= version <= MAX_CURSOR and _text_or_none(since) and _text_or_none(floor)
+            and (part is None or part in working_set.SNAPSHOT_ENTITIES) and valid_after
+            and (part is not None or after is None)):
+        raise BadCursor(raw)
+    return Cursor(version, since, floor, part, after)
+
+
+def _load(db, user, wanted: dict[str, list[str]], horizon) -> dict[str, dict]:
+    return {entity: LOADERS[entity](db, user, ids, horizon) for entity, ids in wanted.items()}
+
+
+def _log_page(db, user, cursor: int, limit: int, horizon) -> tuple[list[dict], int, bool]:
+    """The changes above ``cursor`` (the next ``limit`` versions) this user holds,
+    and tombstones for those the user may have held."""
     rows = db.execute(
         "SELECT version, entity, entity_id, deleted FROM changes WHERE version > ?"
         " ORDER BY version LIMIT ?",
@@ -241,7 +265,7 @@ def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, curso
     for _version, entity, entity_id, deleted in rows:
         if not deleted:
             wanted.setdefault(entity, []).append(entity_id)
-    visible = {entity: LOADERS[entity](db, user, ids) for entity, ids in wanted.items()}
+    visible = _load(db, user, wanted, horizon)
     hidden_problems = [pid for pid in wanted.get("problem", []) if pid not in visible["problem"]]
     removed = _removed_problems(db, user, hidden_problems) if hidden_problems else set()
     changes = []
@@ -253,11 +277,127 @@ def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, curso
         elif (deleted and entity in REFERENCE_ENTITIES) or entity_id in removed:
             changes.append({"entity": entity, "id": entity_id, "version": version,
                             "deleted": True})
+    return changes, (rows[-1][0] if rows else cursor), len(rows) == limit
+
+
+def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, cursor: int,
+              limit: int = DEFAULT_LIMIT) -> dict:
+    """A pull of the first format: the change log from ``cursor`` on, as a list of
+    changes (a full replay from 0). Phones use ``read_working_set_pull``."""
+    latest = latest_version(db)
+    base = {
+        "epoch": epoch(db),
+        "last_mutation_id": last_mutation_id(db, client_id),
+    }
+    if cursor > latest:
+        # The client has seen versions this database never reached: it was
+        # restored from a backup. The client starts over and re-sends.
+        return {**base, "reset": True, "cursor": 0, "has_more": True, "changes": []}
+    horizon = working_set.Horizon(working_set.cutoff_at(clock.utcnow()))
+    changes, next_cursor, has_more = _log_page(db, user, cursor, limit, horizon)
     return {
         **base,
         "latest_version": latest,
         "reset": False,
-        "cursor": rows[-1][0] if rows else cursor,
-        "has_more": len(rows) == limit,
+        "cursor": next_cursor,
+        "has_more": has_more,
         "changes": changes,
+    }
+
+
+def _versions(db, entity: str, ids: list[str]) -> dict[str, int]:
+    """The version of each record's latest change (the change log's (entity, entity_id) index)."""
+    return dict(db.execute(
+        f"SELECT entity_id, version FROM changes WHERE entity = ?"
+        f" AND entity_id IN ({_placeholders(ids)})",
+        [entity, *ids],
+    ).fetchall())
+
+
+def _snapshot_page(db, user, cursor: Cursor, limit: int) -> tuple[list[dict], Cursor]:
+    horizon = working_set.Horizon(cursor.since, cursor.floor)
+    parts = working_set.SNAPSHOT_ENTITIES
+    part, after = cursor.part, cursor.after
+    wanted: dict[str, list[str]] = {}
+    budget = limit
+    while part is not None and budget > 0:
+        ids, after = working_set.snapshot_page(db, user, horizon, part, after, budget)
+        wanted.setdefault(part, []).extend(ids)
+        budget -= len(ids)
+        if after is None:
+            index = parts.index(part) + 1
+            part = parts[index] if index < len(parts) else None
+    visible = _load(db, user, wanted, horizon)
+    versions = {entity: _versions(db, entity, list(records))
+                for entity, records in visible.items() if records}
+    changes = [{"entity": entity, "id": record_id,
+                "version": versions[entity].get(record_id, cursor.version), "data": record}
+               for entity, ids in wanted.items() for record_id in ids
+               if (record := visible[entity].get(record_id)) is not None]
+    return changes, Cursor(cursor.version, cursor.since, cursor.floor, part, after)
+
+
+def compact(changes: list[dict]) -> dict:
+    """A page's changes with each entity's column names given once: ``records``
+    maps an entity to its ``columns``, the ``versions`` of its rows and the
+    ``rows`` (lists of values in column order); ``deleted`` maps an entity to
+    the ids to remove."""
+    records: dict[str, dict] = {}
+    deleted: dict[str, list] = {}
+    for change in changes:
+        entity = change["entity"]
+        if change.get("deleted"):
+            deleted.setdefault(entity, []).append(change["id"])
+            continue
+        data = change["data"]
+        page = records.get(entity)
+        if page is None:
+            page = records[entity] = {"columns": list(data), "versions": [], "rows": []}
+        elif len(data) != len(page["columns"]) or any(k not in data for k in page["columns"]):
+            raise ValueError(f"{entity} records of one page differ in their columns")
+        page["versions"].append(change["version"])
+        page["rows"].append([data[column] for column in page["columns"]])
+    return {"records": records, "deleted": deleted}
+
+
+def read_working_set_pull(db: sqlite_utils.Database, user: authz.User, client_id: str,
+                          cursor: Cursor | None, limit: int = DEFAULT_LIMIT,
+                          now: dt.datetime | None = None) -> dict:
+    """A phone's pull (format 2, docs/sync-protocol.md): with no cursor a snapshot
+    of the working set, read through indexes and paged, pinned at the change
+    log's head; then the log from there, with tombstones for records that left
+    the set by a change or by time. Answers in the compact page format."""
+    now = now or clock.utcnow()
+    latest = latest_version(db)
+    base = {"epoch": epoch(db), "last_mutation_id": last_mutation_id(db, client_id)}
+    snapshot = cursor is None
+    if snapshot:
+        horizon = working_set.horizon_for(db, user, now)
+        cursor = Cursor(latest, horizon.cutoff, horizon.floor, working_set.SNAPSHOT_ENTITIES[0])
+    if cursor.version > latest:
+        return {**base, "format": 2, "reset": True, "snapshot": False, "cursor": "0",
+                "has_more": True, "records": {}, "deleted": {}}
+    if cursor.part is not None:
+        changes, next_cursor = _snapshot_page(db, user, cursor, limit)
+        has_more = True  # after the snapshot, the log from its head
+    else:
+        horizon = working_set.Horizon(working_set.cutoff_at(now), cursor.floor)
+        oldest = to_iso(now - working_set.RECENTLY_CLOSED - working_set.MAX_AGEING_WINDOW)
+        since = max(cursor.since or horizon.cutoff, oldest)
+        changes, version, has_more = _log_page(db, user, cursor.version, limit, horizon)
+        listed = {(c["entity"], c["id"]) for c in changes}
+        for entity, ids in working_set.aged_out(db, user, since, horizon).items():
+            changes.extend({"entity": entity, "id": record_id, "version": version,
+                            "deleted": True}
+                           for record_id in ids if (entity, record_id) not in listed)
+        next_cursor = Cursor(version, horizon.cutoff, cursor.floor)
+    return {
+        **base,
+        "format": 2,
+        "latest_version": latest,
+        "reset": False,
+        "snapshot": snapshot,
+        "cursor": next_cursor.token(),
+        "has_more": has_more,
+        **compact(changes),
     }

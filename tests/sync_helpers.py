@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import uuid
 
@@ -39,8 +40,12 @@ def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+# Visits and diary entries stay on the phone for 90 days (sync/working_set.py).
+RECENTLY = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(microsecond=0).isoformat()
+
+
 def visit_args(**extra) -> dict:
-    return {"id": new_id(), "method": "sbls", "started_at": "2026-05-01T01:00:00+00:00",
+    return {"id": new_id(), "method": "sbls", "started_at": RECENTLY,
             "checklist": ["no_notice", "direct_scene"], **extra}
 
 

@@ -88,6 +88,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/openapi.json"): PUBLIC,
     ("POST", "/api/sync/push"): ALL,
     ("GET", "/api/sync/pull"): ALL,
+    ("GET", "/api/problems/lookup"): {"field", "office", "handler", "leader"},
     ("OPTIONS", "/api/uploads"): PUBLIC,
     ("POST", "/api/uploads"): ALL,
     ("HEAD", "/api/uploads/{upload_id}"): ALL,

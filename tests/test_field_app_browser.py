@@ -719,6 +719,7 @@ def test_every_screen_passes_axe(browser, server, tmp_path):
         "problem": "#/problem",
         "records": "#/records",
         "area": "#/area",
+        "lookup": "#/lookup",
     }
     for name, hash_ in screens.items():
         page.goto(f"{server.url}/app/{hash_}")

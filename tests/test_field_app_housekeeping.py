@@ -13,6 +13,7 @@ from server.timeutil import to_iso, utcnow
 from tests.test_field_app_browser import (
     ALL_PHOTOS_UPLOADED,
     PHONE,
+    PULLED,
     browser,  # noqa: F401 (fixture)
     capture_problem_with_photo,
     home,
@@ -140,3 +141,18 @@ def test_acknowledged_photos_are_pruned_after_the_grace_period(phone, server, tm
     page.goto(f"{server.url}/app/#/area/{problem}")
     page.get_by_role("heading", name="问题详情").wait_for()
     poll(page, IMAGES_SHOWN)
+
+
+def test_visits_leave_the_phone_90_days_after_they_began(phone, server):  # noqa: F811
+    visit = server.world.visits["v1"]  # field1's, begun now on another device
+    db = open_database(server.db_path)
+    with immediate(db):
+        db["visits"].update(visit, {"started_at": to_iso(utcnow() - 89 * DAY)})
+    db.close()
+    page = phone.new_page()
+    sign_in(page, server, "field1")
+    poll(page, PULLED, f"visit:{visit}")
+
+    page.clock.set_fixed_time(dt.datetime.now(dt.UTC) + 2 * DAY)
+    page.evaluate("window.flApp.tidy()")
+    poll(page, f"(key) => ({PULLED})(key).then((held) => !held)", f"visit:{visit}")

@@ -419,3 +419,21 @@ def test_m021_backfills_the_unit_s_dispatch_and_the_extensions_and_rolls_up_anew
     db.execute("UPDATE problems SET redo_count = 0, unjustified_returns = 1")
     assert not [row for row in rollup() if metrics.unpack(row[5])["redone"]]
     assert all(metrics.unpack(row[5])["unjustified_return"] for row in rollup())
+
+
+def test_m023_lets_the_working_set_walk_the_newest_problems_from_one_index(tmp_path):
+    from server import authz
+    from server.timeutil import now_iso
+    from sync import working_set
+
+    db = open_database(tmp_path / "ledger.db")
+    assert "idx_problems_working_set" in {index.name for index in db["problems"].indexes}
+    user = authz.User(id=1, username="o", display_name="o", roles=frozenset({"office"}),
+                     area_id=1, area_path="/1/", unit_id=None)
+    clause, params = working_set.problem_condition(
+        user, working_set.Horizon(now_iso(), "2026-01-01"), "p")
+    plan = [row[-1] for row in db.execute(
+        "EXPLAIN QUERY PLAN SELECT p.found_at, p.rowid FROM problems p"
+        f" INDEXED BY idx_problems_working_set WHERE {clause} ORDER BY p.found_at DESC", params)]
+    # The whole walk reads the index alone: the rows are looked up only for the page.
+    assert any("COVERING INDEX idx_problems_working_set" in step for step in plan), plan

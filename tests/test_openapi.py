@@ -115,6 +115,13 @@ FUZZ_CONFIG = {
         "include-path": "/api/account/password",
         "checks": {"positive_data_acceptance": {
             "expected-statuses": ["2xx", "401", "403", "422", "429", "503"]}},
+    }, {
+        # A pull's cursor is opaque (0, a bare version, or a cursor an answer gave):
+        # a well-formed one that no answer gave, or a token with format 1, is
+        # refused 400 bad_cursor. Its other parameters are exactly described.
+        "include-path": "/api/sync/pull",
+        "checks": {"positive_data_acceptance": {
+            "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]}},
     }],
 }
 

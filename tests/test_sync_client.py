@@ -15,7 +15,15 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from sync.client import Response, SyncClient, TransportError
 from tests.conftest import api_login
-from tests.sync_helpers import asgi_transport, jpeg, new_id, phone, problem_args, visit_args
+from tests.sync_helpers import (
+    RECENTLY,
+    asgi_transport,
+    jpeg,
+    new_id,
+    phone,
+    problem_args,
+    visit_args,
+)
 from tests.test_uploads import bomb_png
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -29,7 +37,7 @@ CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 def diary_args(**extra) -> dict:
     return {"id": new_id(), "person_kind": "resident", "content": "群众反映路灯不亮",
-            "recorded_at": "2026-05-01T10:00:00+08:00", **extra}
+            "recorded_at": RECENTLY, **extra}
 
 
 def note_args(problem_id: str) -> dict:
@@ -489,7 +497,8 @@ def test_a_restore_after_an_acknowledged_push_gives_a_new_epoch(server, db, worl
     _push_only(field1)
     server.restore(tmp_path / "backup.db", [field1])
 
-    query = f"client_id={field1.state['client_id']}&cursor={field1.state['cursor']}"
+    query = (f"client_id={field1.state['client_id']}&cursor={field1.state['cursor']}"
+             "&format=2")
     answer = server.client.get(f"/api/sync/pull?{query}",
                                headers={"Authorization": f"Bearer {field1.state['token']}"})
 
@@ -587,7 +596,7 @@ class DocumentClient:
     def pull(self) -> None:
         while True:
             body = self.http.get("/api/sync/pull", headers=self.headers, params={
-                "client_id": self.client_id, "cursor": self.cursor}).json()
+                "client_id": self.client_id, "cursor": self.cursor, "format": 2}).json()
             restored = self._restored(body)
             self.epoch = body["epoch"]
             if restored:

@@ -147,14 +147,15 @@ def expected_for(db, world, username: str) -> dict[str, set[str]]:
                 " AND state != 'removed'", [row["id"], world.units[unit]]).fetchone())
         )
         recent = row["status"] not in FINISHED or (row["closed_at"] or "") >= cutoff
-        if row["reporter_id"] == user_id or (in_scope and recent):
+        if (row["reporter_id"] == user_id or in_scope) and recent:
             problems.add(row["id"])
     return {
         "problem": problems,
-        "visit": {r[0] for r in db.execute("SELECT id FROM visits WHERE author_id = ?",
-                                           [user_id])},
-        "diary": {r[0] for r in db.execute("SELECT id FROM diary_entries WHERE author_id = ?",
-                                           [user_id])},
+        "visit": {r[0] for r in db.execute(
+            "SELECT id FROM visits WHERE author_id = ? AND started_at >= ?", [user_id, cutoff])},
+        "diary": {r[0] for r in db.execute(
+            "SELECT id FROM diary_entries WHERE author_id = ? AND recorded_at >= ?",
+            [user_id, cutoff])},
         "area": {str(a) for a in areas},
         "unit": {str(r[0]) for r in db.execute("SELECT id FROM units")},
         "category": {str(r[0]) for r in db.execute("SELECT id FROM categories")},
@@ -226,9 +227,9 @@ def test_a_field_official_never_receives_anothers_visits_or_diaries(client, db, 
     assert not received & others
 
 
-def test_closed_long_ago_stays_on_the_reporters_phone(client, db, world, busy_world):
+def test_closed_long_ago_leaves_even_the_reporters_phone(client, db, world, busy_world):
     problem_id = busy_world["closed_long_ago_v1_by_field2"]
-    assert problem_id in by_entity(Puller(client, "field2").changes())["problem"]
+    assert problem_id not in by_entity(Puller(client, "field2").changes())["problem"]
     assert problem_id not in by_entity(Puller(client, "field1").changes()).get("problem", set())
 
 
@@ -463,19 +464,19 @@ def test_a_pull_reads_one_snapshot(db_path, db, world, monkeypatch):
                           [problem_id]).fetchone()[0]
     real_loader = pull.LOADERS["problem"]
 
-    def edit_meanwhile(reader, user, ids):
+    def edit_meanwhile(reader, user, ids, horizon):
         writer = connect(db_path)  # with the search function the text triggers call
         writer.execute("UPDATE problems SET description = '读取途中改的' WHERE id = ?",
                        [problem_id])
         writer.conn.commit()
         writer.close()
-        return real_loader(reader, user, ids)
+        return real_loader(reader, user, ids, horizon)
 
     monkeypatch.setitem(pull.LOADERS, "problem", edit_meanwhile)
     reader = connect(db_path)
     try:
         user = auth.load_user(reader, world.users["field1"])
-        snapshot = _read_pull_snapshot(reader, user, new_id(), 0, 1000)
+        snapshot = _read_pull_snapshot(reader, user, new_id(), 0, 1000, 1)
         unguarded = pull.read_pull(reader, user, new_id(), 0, 1000)
     finally:
         reader.close()

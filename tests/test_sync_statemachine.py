@@ -32,8 +32,9 @@ from server.auth import token_hash
 from server.db import open_database
 from sync.client import SCHEMA_VERSION, Response, SyncClient, TransportError
 from sync.epoch import raise_mark, read_mark
+from sync.pull import parse_cursor
 from tests.conftest import PASSWORD, build_world
-from tests.sync_helpers import jpeg, new_id
+from tests.sync_helpers import RECENTLY, jpeg, new_id
 
 # Phones: two devices of field1 (area t1) and one of field2 (area t2).
 PHONES = {"a": "field1", "b": "field1", "c": "field2"}
@@ -153,11 +154,11 @@ def test_a_photo_added_to_a_saved_record_reaches_the_other_devices(server, world
     phone_a, phone_b = signed_in(server, "field1"), signed_in(server, "field1")
     if kind == "visit":
         name, args = "visit.save", {"id": new_id(), "method": "ruhu", "place": "村委会",
-                                    "started_at": "2026-05-01T01:00:00+00:00"}
+                                    "started_at": RECENTLY}
     else:
         name, args = "diary.save", {"id": new_id(), "person_kind": "resident",
                                     "content": "反映取暖费偏高",
-                                    "recorded_at": "2026-05-01T03:00:00+00:00"}
+                                    "recorded_at": RECENTLY}
     phone_a.capture(name, args)
     settle(phone_a, phone_b)
     sha = phone_a.add_photo(jpeg(seed=13))
@@ -260,7 +261,7 @@ def test_restore_is_noticed_by_a_phone_with_nothing_queued(server, world, tmp_pa
     problem_id = report(field1, world, "v1")
     settle(field1)  # pushed, acknowledged and pulled: the phone's outbox is empty
     server.restore(backup)
-    write_past(server, field2, world, field1.state["cursor"])
+    write_past(server, field2, world, parse_cursor(field1.state["cursor"]).version)
     settle(field1)
     assert problem_row(server, problem_id) == ("路灯不亮", world.users["field1"])
     assert field1.state["rejected"] == []
@@ -395,7 +396,7 @@ def test_a_problem_keeps_its_visit_when_the_visit_waits_for_its_photo(server, wo
     settle(phone)
     backup = tmp_path / "backup.db"
     server.backup(backup)
-    visit = {"id": new_id(), "method": "ruhu", "started_at": "2026-05-01T01:00:00+00:00",
+    visit = {"id": new_id(), "method": "ruhu", "started_at": RECENTLY,
              "area_id": world.areas["v1"], "photos": [phone.add_photo(jpeg(seed=11))]}
     phone.capture("visit.save", visit)
     phone.announce_photos()  # the network drops before the push
@@ -518,7 +519,7 @@ class SyncMachine(RuleBasedStateMachine):
         existing = data.draw(st.sampled_from([None, *sorted(visits)]), label="visit")
         if existing is None:
             area = data.draw(st.sampled_from(AREA_CHOICES[username]), label="area")
-            args = {"id": new_id(), "started_at": "2026-05-01T01:00:00+00:00",
+            args = {"id": new_id(), "started_at": RECENTLY,
                     **self.area_args(area)}
         else:  # the official edits the visit: same id, same area
             args = {k: v for k, v in visits[existing]["args"].items()
@@ -535,7 +536,7 @@ class SyncMachine(RuleBasedStateMachine):
         diaries = self.captured(phone, "diary")
         existing = data.draw(st.sampled_from([None, *sorted(diaries)]), label="diary")
         args = {"id": existing or new_id(), "person_kind": "resident", "content": content,
-                "recorded_at": "2026-05-01T03:00:00+00:00"}
+                "recorded_at": RECENTLY}
         visits = self.linkable_visits(phone)
         if existing is None and visits and data.draw(st.booleans(), label="link visit"):
             args["visit_id"] = data.draw(st.sampled_from(visits), label="visit")

@@ -17,7 +17,7 @@ from server.errors import ApiError, NotFound
 from server.i18n import gettext as _
 from server.views.auth import read_json
 from server.web import store, user
-from sync import pull, push, uploads
+from sync import lookup, pull, push, uploads
 from sync.epoch import latest_version, raise_mark
 from sync.errors import BadRequest
 from sync.schemas import UUID
@@ -85,19 +85,33 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int, m
     return int(raw)
 
 
-def _read_pull_snapshot(db, current, client_id, cursor, limit):
+def _read_pull_snapshot(db, current, client_id, cursor, limit, page_format):
     db.execute("BEGIN")
     try:
+        if page_format == 2:
+            return pull.read_working_set_pull(db, current, client_id, cursor, limit)
         return pull.read_pull(db, current, client_id, cursor, limit)
     finally:
         db.execute("COMMIT")
+
+
+def _cursor(request: Request, page_format: int):
+    """Format 1: the change log's version. Format 2: ``0`` for a snapshot, or the
+    token of a previous answer (or a bare version, from a phone of before)."""
+    if page_format == 1:
+        return _int_param(request, "cursor", 0, 0, pull.MAX_CURSOR, _("sync.bad.cursor"))
+    try:
+        return pull.parse_cursor(request.query_params.get("cursor", "0"))
+    except pull.BadCursor:
+        raise ApiError(400, "bad_cursor", _("workingset.bad_cursor")) from None
 
 
 async def sync_pull(request: Request):
     client_id = request.query_params.get("client_id", "")
     if not re.fullmatch(UUID["pattern"], client_id):
         raise ApiError(400, "bad_client_id", _("sync.bad.client_id"))
-    cursor = _int_param(request, "cursor", 0, 0, pull.MAX_CURSOR, _("sync.bad.cursor"))
+    page_format = _int_param(request, "format", 1, 1, 2, _("workingset.bad_format"))
+    cursor = _cursor(request, page_format)
     limit = _int_param(request, "limit", pull.DEFAULT_LIMIT, 1, pull.MAX_LIMIT,
                        _("sync.bad.limit", max=pull.MAX_LIMIT))
     health = _health(request)
@@ -110,12 +124,24 @@ async def sync_pull(request: Request):
             if health is not None and device is not None:
                 await store(request).write(device_health.record, device.id, health)
             result = await store(request).read(_read_pull_snapshot, user(request), client_id,
-                                               cursor, limit)
+                                               cursor, limit, page_format)
     except admission.Full:
         return admission.busy(gate)
     if "latest_version" in result:
         await _mark_served(request, result.pop("latest_version"), result["epoch"])
     return JSONResponse(result)
+
+
+async def problem_lookup(request: Request):
+    """A problem outside the phone's set, found online by ledger number or words."""
+    text = request.query_params.get("q", "").strip()
+    if not text:
+        raise ApiError(400, "lookup_missing", _("workingset.lookup.missing"))
+    if len(text) > lookup.MAX_QUERY:
+        raise ApiError(400, "lookup_too_long",
+                       _("workingset.lookup.too_long", max=lookup.MAX_QUERY))
+    result = await store(request).read(lookup.lookup, user(request), text)
+    return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
 
 # tus uploads --------------------------------------------------------------------

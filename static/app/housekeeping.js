@@ -1,6 +1,7 @@
 // Local housekeeping, run by the page at start and after each sync:
-// - problems of the area closed more than 90 days ago leave the phone, by the
-//   rule the server uses to stop sending them (docs/sync-protocol.md, Pull);
+// - problems closed more than 90 days ago, and the user's visits and diary
+//   entries older than that, leave the phone, by the rule of the server's
+//   working set (docs/sync-protocol.md, Pull);
 // - full-size photos the server acknowledged are pruned after a grace
 //   period, keeping a thumbnail for display;
 // - the thumbnails of the area's problems are cached for 回头看 offline.
@@ -10,25 +11,30 @@ import { photosNamed } from './sync.js';
 import { keepThumbs, thumbnail } from './photos.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-const RECENTLY_CLOSED_DAYS = 90; // sync/pull.py RECENTLY_CLOSED
+const RECENTLY_CLOSED_DAYS = 90; // sync/working_set.py RECENTLY_CLOSED
 // Long enough to outlive the database backups an administrator might restore
 // (docs/deployment.md): after a restore the phone uploads its photos again,
 // which needs their bytes.
 const PHOTO_GRACE_DAYS = 14;
 const FINISHED = new Set(['closed', 'rejected', 'merged']);
 
-// The server's rule (sync/pull.py, phone_problem_scope): a phone holds its
-// user's own reports, and other problems while open or closed in the last 90 days.
-function stillHeld(problem, userId, now) {
-  if (problem.reporter_id === userId || !FINISHED.has(problem.status)) return true;
-  return Boolean(problem.closed_at) && now - Date.parse(problem.closed_at) <= RECENTLY_CLOSED_DAYS * DAY_MS;
+// The server's rule (sync/working_set.py): a phone holds problems while open or
+// closed in the last 90 days, and its user's visits and diary entries of the last
+// 90 days. The server also sends their tombstones; this drops them offline too.
+const RECENT = { problem: 'closed_at', visit: 'started_at', diary: 'recorded_at' };
+
+function stillHeld(entity, data, now) {
+  const recent = (iso) => Boolean(iso) && now - Date.parse(iso) <= RECENTLY_CLOSED_DAYS * DAY_MS;
+  if (entity === 'problem' && !FINISHED.has(data.status)) return true;
+  return recent(data[RECENT[entity]]);
 }
 
-async function dropExpiredProblems(now) {
-  const user = await db.getMeta('user');
+async function dropExpired(now) {
   await db.tx('pulled', 'readwrite', async (s) => {
-    for (const row of await s.pulled.byIndex('entity', 'problem')) {
-      if (!stillHeld(row.data, user && user.id, now)) await s.pulled.delete(row.key);
+    for (const entity of Object.keys(RECENT)) {
+      for (const row of await s.pulled.byIndex('entity', entity)) {
+        if (!stillHeld(entity, row.data, now)) await s.pulled.delete(row.key);
+      }
     }
   });
 }
@@ -94,7 +100,7 @@ let running = Promise.resolve();
 export function tidy({ online = false } = {}) {
   running = running.then(async () => {
     const now = Date.now();
-    await dropExpiredProblems(now);
+    await dropExpired(now);
     await prunePhotos(now);
     if (online) await cacheAreaThumbs();
   }).catch((error) => console.error(error));

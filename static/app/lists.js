@@ -92,7 +92,8 @@ export async function areaScreen(view) {
         h('span', { class: 'row-kind' }, p.ledger_no || t('area.unnumbered')),
         h('span', { class: 'row-text' }, clip(p.description, 60)),
         h('span', { class: 'row-meta' }, statusBadge(p.status), ' ', areas.get(String(p.area_id))?.name || '', d !== null ? ` · ${distanceText(d)}` : ''))))) :
-      h('p', { class: 'muted' }, t('area.empty'))));
+      h('p', { class: 'muted' }, t('area.empty')),
+    h('p', null, h('a', { href: '#/lookup', class: 'btn btn-small' }, t('lookup.link')))));
 }
 
 // A deadline, with 暂定 when it runs through a year whose holidays the server does not know yet.

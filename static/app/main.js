@@ -7,6 +7,7 @@ import * as state from './state.js';
 import { homeScreen, rememberSignOut } from './home.js';
 import { visitScreen, visitSummary, diaryScreen, problemScreen, openForms, leaveForms } from './capture.js';
 import { recordsScreen, areaScreen, problemDetail } from './lists.js';
+import { lookupScreen } from './lookup.js';
 import { tidy } from './housekeeping.js';
 
 const SYNC_EVERY_MS = 3 * 60 * 1000;
@@ -27,6 +28,7 @@ const ROUTES = [
   [/^#\/records$/, () => recordsScreen(view), 'records'],
   [/^#\/area$/, () => areaScreen(view), 'area'],
   [/^#\/area\/([\w-]+)$/, (m) => problemDetail(view, m[1]), 'area'],
+  [/^#\/lookup$/, () => lookupScreen(view), 'lookup'],
 ];
 
 async function route() {

@@ -9,6 +9,8 @@ import * as db from './db.js';
 import * as health from './health.js';
 
 export const SCHEMA_VERSION = 1;
+// Pull answers: a snapshot of the working set from cursor 0, then the log; compact pages.
+const PAGE_FORMAT = 2;
 const PUSH_BATCH = 100;
 const CHUNK_SIZE = 256 * 1024;
 const MAX_ATTEMPTS = 5;
@@ -577,6 +579,22 @@ async function acknowledged(s) {
   return ((await s.meta.get('next_mutation_id'))?.v || 1) - 1;
 }
 
+// The changes of a pull's answer in the compact page format (docs/sync-protocol.md,
+// Pull): per entity the column names once, then rows; and the ids to remove.
+export function pageChanges(body) {
+  const changes = [];
+  for (const [entity, page] of Object.entries(body.records || {})) {
+    page.rows.forEach((row, i) => {
+      const data = Object.fromEntries(page.columns.map((column, j) => [column, row[j]]));
+      changes.push({ entity, id: String(data.id), version: page.versions[i], data });
+    });
+  }
+  for (const [entity, ids] of Object.entries(body.deleted || {})) {
+    for (const id of ids) changes.push({ entity, id: String(id), deleted: true });
+  }
+  return changes;
+}
+
 // Pull until up to date. Resolves with {resent, applied}: whether the server
 // turned out restored (everything queued again), and how many changes came.
 async function pull(token, clientId) {
@@ -584,10 +602,12 @@ async function pull(token, clientId) {
   let applied = 0;
   for (let round = 0; round < 10000; round += 1) {
     const cursor = (await db.getMeta('cursor')) || 0;
-    const query = new URLSearchParams({ client_id: clientId, cursor: String(cursor), limit: '500' });
+    const query = new URLSearchParams({ client_id: clientId, cursor: String(cursor), limit: '500',
+      format: String(PAGE_FORMAT) });
     const headers = round === 0 ? await healthHeaders() : {};
     const response = await check(await send('GET', `/api/sync/pull?${query}`, { token, headers }), 200);
     const body = await response.json();
+    const changes = pageChanges(body);
     const restart = await db.tx(['pulled', 'meta', 'outbox', 'records', 'photos'], 'readwrite', async (s) => {
       const epoch = (await s.meta.get('epoch'))?.v;
       await s.meta.put({ k: 'epoch', v: body.epoch });
@@ -598,7 +618,9 @@ async function pull(token, clientId) {
         await resendAll(s, body.last_mutation_id);
         return true;
       }
-      for (const change of body.changes) {
+      // A snapshot (from cursor 0) is the whole working set: what was held before goes.
+      if (String(cursor) === '0') await s.pulled.clear();
+      for (const change of changes) {
         const key = `${change.entity}:${change.id}`;
         if (change.deleted) await s.pulled.delete(key);
         else await s.pulled.put({ key, entity: change.entity, id: change.id, version: change.version, data: change.data });
@@ -610,8 +632,8 @@ async function pull(token, clientId) {
       resent = true;
       continue;
     }
-    applied += body.changes.length;
-    if (body.changes.length) emit({ type: 'changed' });
+    applied += changes.length;
+    if (changes.length) emit({ type: 'changed' });
     if (!body.has_more) break;
   }
   return { resent, applied };
