@@ -789,6 +789,46 @@ def _rollup_sql(features: str) -> tuple[str, str, str]:
     return count_in, count_out, rebuild
 
 
+# A migration that changes the statistics' row-only features drops their indexes and the
+# roll-up's triggers (STATS_DROP), changes the problems, then builds them for its features
+# (_stats_build): the indexes that store them, the roll-up rebuilt from the problems, and
+# the triggers that keep it, watching ``watched``.
+STATS_DROP = """
+        DROP TRIGGER problems_stats_insert;
+        DROP TRIGGER problems_stats_update;
+        DROP TRIGGER problems_stats_delete;
+        DROP INDEX idx_problems_stats_features;
+        DROP INDEX idx_problems_stats_area;"""
+
+
+def _stats_build(features: str, watched: str) -> str:
+    count_in, count_out, rebuild = _rollup_sql(features)
+    return f"""
+        CREATE INDEX idx_problems_stats_features ON problems(
+            accepted_at, status, area_id, lead_unit_id, category_id, ({features}),
+            julianday(accepted_at), deadline
+        );
+        CREATE INDEX idx_problems_stats_area ON problems(
+            area_id, accepted_at, status, lead_unit_id, category_id, ({features}),
+            julianday(accepted_at), deadline
+        );
+        DELETE FROM stats_rollup;
+        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
+        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
+        BEGIN
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
+        BEGIN
+            {count_out}
+            {count_in}
+        END;
+        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
+        BEGIN
+            {count_out}
+        END;"""
+
+
 @migrations()
 def m009_stats_rollup(db: sqlite_utils.Database) -> None:
     """Statistics over long periods read a weekly roll-up instead of every problem.
@@ -919,41 +959,12 @@ def m011_closures(db: sqlite_utils.Database) -> None:
     indexes are rebuilt to store them, the roll-up's triggers watch the two columns and
     pack them, and the roll-up is rebuilt from the problems.
     """
-    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M011)
     watched = ROLLUP_WATCHED_M009 + ", closure_kind, relapsed"
     run_script(
         db,
         f"""
-        DROP INDEX idx_problems_stats_features;
-        DROP INDEX idx_problems_stats_area;
-        CREATE INDEX idx_problems_stats_features ON problems(
-            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M011}),
-            julianday(accepted_at), deadline
-        );
-        CREATE INDEX idx_problems_stats_area ON problems(
-            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M011}),
-            julianday(accepted_at), deadline
-        );
-
-        DROP TRIGGER problems_stats_insert;
-        DROP TRIGGER problems_stats_update;
-        DROP TRIGGER problems_stats_delete;
-        DELETE FROM stats_rollup;
-        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
-
-        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
-        BEGIN
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
-        BEGIN
-            {count_out}
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
-        BEGIN
-            {count_out}
-        END;
+        {STATS_DROP}
+        {_stats_build(STATS_FEATURES_M011, watched)}
         """,
     )
 
@@ -1108,7 +1119,6 @@ def m017_tracking(db: sqlite_utils.Database) -> None:
     did: the statistics indexes are rebuilt to store it, the roll-up's triggers watch the
     column and pack it, and the roll-up is rebuilt from the problems.
     """
-    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M017)
     watched = ROLLUP_WATCHED_M009 + ", closure_kind, relapsed, resident_rating"
     run_script(
         db,
@@ -1129,36 +1139,8 @@ def m017_tracking(db: sqlite_utils.Database) -> None:
         CREATE INDEX idx_tracking_hits_key ON tracking_hits(key, at);
         CREATE INDEX idx_tracking_hits_at ON tracking_hits(at);
 
-        DROP INDEX idx_problems_stats_features;
-        DROP INDEX idx_problems_stats_area;
-        CREATE INDEX idx_problems_stats_features ON problems(
-            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M017}),
-            julianday(accepted_at), deadline
-        );
-        CREATE INDEX idx_problems_stats_area ON problems(
-            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M017}),
-            julianday(accepted_at), deadline
-        );
-
-        DROP TRIGGER problems_stats_insert;
-        DROP TRIGGER problems_stats_update;
-        DROP TRIGGER problems_stats_delete;
-        DELETE FROM stats_rollup;
-        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
-
-        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
-        BEGIN
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
-        BEGIN
-            {count_out}
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
-        BEGIN
-            {count_out}
-        END;
+        {STATS_DROP}
+        {_stats_build(STATS_FEATURES_M017, watched)}
         """,
     )
 
@@ -1342,17 +1324,12 @@ def m021_rules(db: sqlite_utils.Database) -> None:
     are dropped before the backfill, so it does not count every problem out and in.
     Independent of m022 and m024: a database that has them applies it after them.
     """
-    count_in, count_out, rebuild = _rollup_sql(STATS_FEATURES_M021)
     watched = (ROLLUP_WATCHED_M009 + ", closure_kind, relapsed, resident_rating, replied_at,"
                " original_deadline, redo_count, unjustified_returns, unit_dispatched_at")
     run_script(
         db,
         f"""
-        DROP TRIGGER problems_stats_insert;
-        DROP TRIGGER problems_stats_update;
-        DROP TRIGGER problems_stats_delete;
-        DROP INDEX idx_problems_stats_features;
-        DROP INDEX idx_problems_stats_area;
+        {STATS_DROP}
 
         ALTER TABLE problems ADD COLUMN unit_dispatched_at TEXT;
         ALTER TABLE problems ADD COLUMN extension_count INTEGER NOT NULL DEFAULT 0;
@@ -1365,30 +1342,7 @@ def m021_rules(db: sqlite_utils.Database) -> None:
                   WHERE kind = 'approve_extension' GROUP BY problem_id) AS granted
             WHERE problems.id = granted.problem_id;
 
-        CREATE INDEX idx_problems_stats_features ON problems(
-            accepted_at, status, area_id, lead_unit_id, category_id, ({STATS_FEATURES_M021}),
-            julianday(accepted_at), deadline
-        );
-        CREATE INDEX idx_problems_stats_area ON problems(
-            area_id, accepted_at, status, lead_unit_id, category_id, ({STATS_FEATURES_M021}),
-            julianday(accepted_at), deadline
-        );
-        DELETE FROM stats_rollup;
-        INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
-
-        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
-        BEGIN
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
-        BEGIN
-            {count_out}
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
-        BEGIN
-            {count_out}
-        END;
+        {_stats_build(STATS_FEATURES_M021, watched)}
         """,
     )
 
