@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ledger_bench import free_port, rss_kib  # noqa: E402 (bench/, this script's folder)
+
 from server.db import open_database  # noqa: E402
 from server.demo import DEMO_PASSWORD, seed_demo  # noqa: E402
 from sync.client import HttpTransport, SyncClient  # noqa: E402
@@ -70,12 +72,6 @@ def prepare(problems: int, devices: int) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(path: Path, port: int) -> subprocess.Popen:
     code = (
         "import uvicorn; from server.app import create_app;"
@@ -91,13 +87,6 @@ def start_server(path: Path, port: int) -> subprocess.Popen:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("server did not start")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class PeakMemory(threading.Thread):
