@@ -5,6 +5,8 @@
 * ``states``: the states, the values actions take, and ``TransitionError``;
 * ``closures``: callback attempts and answers, the closures without a valid callback,
   the 回头看 and its relapse: the rules and writes of those workflow actions;
+* ``reasons``: the lists of reasons an administrator keeps (不予立案, 退单, 延期, 解释说明)
+  and the check of an action's ``reason_code``;
 * ``rules``: the office's and leaders' decisions on extensions, returns (退单) and 重办:
   the rules and writes of those workflow actions;
 * ``deadlines``: the response clock, the category's limits, overdue, a deadline
