@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,12 +120,39 @@ def single_pushes(base_url: str, count: int) -> list[float]:
     return times
 
 
+def wave(base_url: str, first: int, devices: int, mutations: int, timeout: float,
+         seed: int) -> dict:
+    """One process's share of the devices (accounts rush<first>...), all at once."""
+    return simulate(base_url, [(f"rush{n:04d}", DEMO_PASSWORD)
+                               for n in range(first, first + devices)],
+                    devices, mutations, concurrency=devices, photos=True, timeout=timeout,
+                    seed=seed)
+
+
+def combined(reports: list[dict]) -> str:
+    """What every process's share came to, and each share's latencies."""
+    total = {key: sum(report[key] for report in reports) for key in (
+        "devices", "devices_ok", "mutations_acknowledged", "rejected", "unsent", "errors")}
+    lines = [f"{total['devices']} devices in {len(reports)} processes:"
+             f" {total['devices_ok']} without errors, {total['errors']} errors,"
+             f" {total['rejected']} rejected, {total['mutations_acknowledged']} mutations"
+             f" acknowledged, {total['unsent']} left unsent"]
+    for number, report in enumerate(reports):
+        lines.append(f"-- process {number}: sign-in and first pull {report['setup_seconds']} s,"
+                     f" then {report['seconds']} s")
+        lines.extend("   " + line for line in format_report(report).splitlines()[3:8])
+        lines.extend("   " + sample for sample in report["error_samples"][:3])
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--mutations", type=int, default=5)
     parser.add_argument("--problems", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="share the devices over this many load-generating processes")
     args = parser.parse_args()
     path = prepare(args.problems, args.devices)
     port = free_port()
@@ -135,13 +163,24 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}", flush=True)
     try:
         started = time.perf_counter()
-        report = simulate(base_url, [(f"rush{n:04d}", DEMO_PASSWORD)
-                                     for n in range(args.devices)],
-                          args.devices, args.mutations, concurrency=args.devices,
-                          photos=True, timeout=args.timeout, progress=print)
-        wave = time.perf_counter() - started
-        print(format_report(report))
-        print(f"the whole wave: {wave:.1f} s; server peak RSS {memory.peak / 1024:.0f} MiB")
+        if args.processes == 1:
+            report = simulate(base_url, [(f"rush{n:04d}", DEMO_PASSWORD)
+                                         for n in range(args.devices)],
+                              args.devices, args.mutations, concurrency=args.devices,
+                              photos=True, timeout=args.timeout, progress=print)
+            print(format_report(report))
+        else:
+            share = -(-args.devices // args.processes)
+            starts = list(range(0, args.devices, share))
+            with ProcessPoolExecutor(len(starts)) as pool:
+                reports = list(pool.map(
+                    wave, [base_url] * len(starts), starts,
+                    [min(share, args.devices - first) for first in starts],
+                    [args.mutations] * len(starts), [args.timeout] * len(starts),
+                    range(1, len(starts) + 1)))
+            print(combined(reports))
+        elapsed = time.perf_counter() - started
+        print(f"the whole wave: {elapsed:.1f} s; server peak RSS {memory.peak / 1024:.0f} MiB")
         pushes = single_pushes(base_url, 200)
         print(f"single pushes after the wave: p50 {1000 * statistics.median(pushes):.1f} ms,"
               f" p99 {1000 * percentile(pushes, 0.99):.1f} ms (200)")

@@ -41,7 +41,7 @@ class Settings:
     # Password checks (argon2) running at once, and how many more may wait before a
     # sign-in is answered 503 at once (server/auth.py, PasswordChecks).
     password_checks: int = os.cpu_count() or 1
-    password_check_queue: int = 8 * (os.cpu_count() or 1)
+    password_check_queue: int = 32 * (os.cpu_count() or 1)
     # Pulls and photo uploads running at once; beyond these a request is answered 503 with
     # Retry-After at once (server/admission.py). Each runs on a thread of its own.
     pull_concurrency: int = 4 * (os.cpu_count() or 1)
@@ -71,7 +71,7 @@ def create_app(
     settings = Settings(secure_cookies=secure_cookies)
     if password_checks is not None:
         settings = replace(settings, password_checks=password_checks,
-                           password_check_queue=8 * password_checks)
+                           password_check_queue=32 * password_checks)
     if password_check_queue is not None:
         settings = replace(settings, password_check_queue=password_check_queue)
     if pull_concurrency is not None:

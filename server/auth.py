@@ -35,7 +35,7 @@ MAX_ACCOUNT_FAILURES = 20
 # How often a sign-in waiting for its password check looks whether its client is still there.
 GONE_POLL_SECONDS = 0.5
 # Seconds a sign-in refused for a busy server is told to wait (Retry-After).
-BUSY_RETRY_SECONDS = 5
+BUSY_RETRY_SECONDS = 2
 # New device tokens one web session may obtain for its user (see
 # register_device_from_session), within the sign-in failure window.
 MAX_SESSION_DEVICES = 5

@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--password-check-queue",
             type=int,
             default=None,
-            help="sign-ins that may wait for a check before 503 (default: 8 x checks)",
+            help="sign-ins that may wait for a check before 503 (default: 32 x checks)",
         )
         sub.add_argument(
             "--pull-concurrency", type=int, default=None,
