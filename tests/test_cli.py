@@ -129,7 +129,7 @@ def test_serve_takes_the_client_address_from_the_trusted_proxy_and_bounds_passwo
     assert started["forwarded_allow_ips"] == "127.0.0.1"
     checks = started["app"].state.password_checks
     assert checks.workers == (os.cpu_count() or 1)
-    assert checks.capacity == 9 * checks.workers
+    assert checks.capacity == 33 * checks.workers  # each check and 32 waiting for it
     assert main(["--db", str(db_path), "serve", "--forwarded-allow-ips", "10.0.0.2",
                  "--password-checks", "3", "--password-check-queue", "4"]) == 0
     assert started["forwarded_allow_ips"] == "10.0.0.2"
