@@ -814,6 +814,13 @@ def _stats_build(features: str, watched: str) -> str:
         );
         DELETE FROM stats_rollup;
         INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
+        {_stats_triggers(count_in, count_out, watched)}"""
+
+
+def _stats_triggers(count_in: str, count_out: str, watched: str) -> str:
+    """The triggers that keep the roll-up as problems are inserted, updated in
+    ``watched`` columns, and deleted."""
+    return f"""
         CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
         BEGIN
             {count_in}
@@ -898,20 +905,7 @@ def m009_stats_rollup(db: sqlite_utils.Database) -> None:
             PRIMARY KEY ({ROLLUP_COLUMNS})
         ) WITHOUT ROWID;
         INSERT INTO stats_rollup ({ROLLUP_COLUMNS}, n) {rebuild};
-
-        CREATE TRIGGER problems_stats_insert AFTER INSERT ON problems
-        BEGIN
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_update AFTER UPDATE OF {ROLLUP_WATCHED_M009} ON problems
-        BEGIN
-            {count_out}
-            {count_in}
-        END;
-        CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
-        BEGIN
-            {count_out}
-        END;
+        {_stats_triggers(count_in, count_out, ROLLUP_WATCHED_M009)}
         """,
     )
 
