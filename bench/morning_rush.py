@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger_bench import free_port, rss_kib  # noqa: E402 (bench/, this script's folder)
+from ledger_bench import free_port, rss_kib, start_server  # noqa: E402 (bench/, this script's folder)
 
 from server.db import open_database  # noqa: E402
 from server.demo import DEMO_PASSWORD, seed_demo  # noqa: E402
@@ -71,23 +69,6 @@ def prepare(problems: int, devices: int) -> Path:
             [(f"rush{n:04d}", f"走访干部{n:04d}", *template) for n in range(devices)])
     connection.close()
     return path
-
-
-def start_server(path: Path, port: int) -> subprocess.Popen:
-    code = (
-        "import uvicorn; from server.app import create_app;"
-        f" uvicorn.run(create_app({str(path)!r}), host='127.0.0.1', port={port},"
-        " log_level='warning', backlog=4096)"
-    )
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 class PeakMemory(threading.Thread):
