@@ -21,6 +21,7 @@ from server.paths import TEMPLATES_DIR
 from server.routes import build_routes
 from server.timeutil import local
 from sync.epoch import renew_epoch_if_restored
+from sync.snapshot_pages import SnapshotPages
 from sync.uploads import PhotoStore, repair_forgotten_uploads
 
 
@@ -111,5 +112,6 @@ def create_app(
     app.state.templates = make_templates()
     app.state.photos = PhotoStore(photos_dir(db_path))
     app.state.upload_locks = {}
+    app.state.snapshot_pages = SnapshotPages()
     app.state.drafts = DraftStore()
     return app

@@ -23,7 +23,7 @@ import sqlite_utils
 from server import authz, masking
 from server.ledger import clock
 from server.timeutil import to_iso
-from sync import working_set
+from sync import snapshot_pages, working_set
 from sync.epoch import latest_version
 from sync.push import epoch, last_mutation_id
 
@@ -360,25 +360,71 @@ def compact(changes: list[dict]) -> dict:
     return {"records": records, "deleted": deleted}
 
 
-def read_working_set_pull(db: sqlite_utils.Database, user: authz.User, client_id: str,
-                          cursor: Cursor | None, limit: int = DEFAULT_LIMIT,
-                          now: dt.datetime | None = None) -> dict:
+@dataclass(frozen=True)
+class Answer:
+    """A pull's answer: the members of this phone (``head``: epoch, cursor, ...) and
+    the page's records, either as a dict (``records``: in format 2 ``records`` and
+    ``deleted``) or as a snapshot page shared between phones (``shared``)."""
+
+    head: dict
+    records: dict | None = None
+    shared: snapshot_pages.SharedPage | None = None
+
+    def as_dict(self) -> dict:
+        records = self.records
+        if self.shared is not None:
+            records = json.loads(b"{" + self.shared.members + b"}")
+        return {**self.head, **(records or {})}
+
+
+def dump(value) -> bytes:
+    """JSON as the server's JSON answers write it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _shared_page(db, user, cursor: Cursor, limit: int, latest: int, ledger_epoch: str,
+                 pages: snapshot_pages.SnapshotPages) -> snapshot_pages.SharedPage:
+    key = (ledger_epoch, working_set.snapshot_view(db, user), cursor.since, cursor.floor,
+           cursor.part, json.dumps(cursor.after), limit)
+
+    def build() -> snapshot_pages.SharedPage:
+        changes, following = _snapshot_page(db, user, cursor, limit)
+        return snapshot_pages.SharedPage(dump(compact(changes))[1:-1], latest,
+                                         following.part, following.after)
+
+    return pages.get(key, latest, build)
+
+
+def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: str,
+                       cursor: Cursor | None, limit: int = DEFAULT_LIMIT,
+                       now: dt.datetime | None = None,
+                       pages: snapshot_pages.SnapshotPages | None = None) -> Answer:
     """A phone's pull (format 2, docs/sync-protocol.md): with no cursor a snapshot
     of the working set, read through indexes and paged, pinned at the change
     log's head; then the log from there, with tombstones for records that left
-    the set by a change or by time. Answers in the compact page format."""
+    the set by a change or by time. Answers in the compact page format. With
+    ``pages``, snapshot pages are shared between phones of the same view
+    (``sync/snapshot_pages.py``)."""
     now = now or clock.utcnow()
     latest = latest_version(db)
-    base = {"epoch": epoch(db), "last_mutation_id": last_mutation_id(db, client_id)}
+    ledger_epoch = epoch(db)
+    base = {"epoch": ledger_epoch, "last_mutation_id": last_mutation_id(db, client_id)}
     snapshot = cursor is None
     if snapshot:
         horizon = working_set.horizon_for(db, user, now)
         cursor = Cursor(latest, horizon.cutoff, horizon.floor, working_set.SNAPSHOT_ENTITIES[0])
     if cursor.version > latest:
-        return {**base, "format": 2, "reset": True, "snapshot": False, "cursor": "0",
-                "has_more": True, "records": {}, "deleted": {}}
+        return Answer({**base, "format": 2, "reset": True, "snapshot": False, "cursor": "0",
+                       "has_more": True}, {"records": {}, "deleted": {}})
+    shared = records = None
     if cursor.part is not None:
-        changes, next_cursor = _snapshot_page(db, user, cursor, limit)
+        if pages is None:
+            changes, next_cursor = _snapshot_page(db, user, cursor, limit)
+            records = compact(changes)
+        else:
+            shared = _shared_page(db, user, cursor, limit, latest, ledger_epoch, pages)
+            next_cursor = Cursor(min(cursor.version, shared.built_at), cursor.since,
+                                 cursor.floor, shared.part, shared.after)
         has_more = True  # after the snapshot, the log from its head
     else:
         horizon = working_set.Horizon(working_set.cutoff_at(now), cursor.floor)
@@ -391,7 +437,8 @@ def read_working_set_pull(db: sqlite_utils.Database, user: authz.User, client_id
                             "deleted": True}
                            for record_id in ids if (entity, record_id) not in listed)
         next_cursor = Cursor(version, horizon.cutoff, cursor.floor)
-    return {
+        records = compact(changes)
+    head = {
         **base,
         "format": 2,
         "latest_version": latest,
@@ -399,5 +446,12 @@ def read_working_set_pull(db: sqlite_utils.Database, user: authz.User, client_id
         "snapshot": snapshot,
         "cursor": next_cursor.token(),
         "has_more": has_more,
-        **compact(changes),
     }
+    return Answer(head, records, shared)
+
+
+def read_working_set_pull(db: sqlite_utils.Database, user: authz.User, client_id: str,
+                          cursor: Cursor | None, limit: int = DEFAULT_LIMIT,
+                          now: dt.datetime | None = None) -> dict:
+    """``working_set_answer`` as one dict."""
+    return working_set_answer(db, user, client_id, cursor, limit, now).as_dict()

@@ -142,10 +142,35 @@ def problem_floor(db, user: authz.User, cutoff: str, cap: int) -> str | None:
     return row[0] if row else None
 
 
+def snapshot_cutoff(now: dt.datetime) -> str:
+    """The cutoff of a snapshot taken now: that of the start of the hour, so that the
+    phones starting a snapshot within one hour share its pages (``sync/snapshot_pages.py``).
+    The few records it holds that closed in the last hour before the 90-day line age out
+    at the phone's next pull, whose cutoff is exact."""
+    return cutoff_at(now.replace(minute=0, second=0, microsecond=0))
+
+
 def horizon_for(db, user: authz.User, now: dt.datetime) -> Horizon:
     """The horizon of a new snapshot taken now."""
-    cutoff = cutoff_at(now)
+    cutoff = snapshot_cutoff(now)
     return Horizon(cutoff, problem_floor(db, user, cutoff, problem_cap(db)))
+
+
+def snapshot_view(db, user: authz.User) -> tuple:
+    """What a snapshot page holds for this user besides its horizon and position: two
+    users with the same view receive the same pages. The conditions above and the
+    masking rule (``authz.may_see_resident_phone``) read the user's roles, area and
+    unit, and the user's id only through their own records (reports, visits, diary
+    entries): a user who has none shares the view of everyone with the same roles,
+    area and unit (a new official's first phone, a rollout of many)."""
+    owns = db.execute(
+        "SELECT EXISTS (SELECT 1 FROM problems WHERE reporter_id = ?)"
+        " OR EXISTS (SELECT 1 FROM visits WHERE author_id = ?)"
+        " OR EXISTS (SELECT 1 FROM diary_entries WHERE author_id = ?)",
+        [user.id, user.id, user.id],
+    ).fetchone()[0]
+    return (user.id if owns else None, tuple(sorted(user.roles)), user.area_path,
+            user.unit_id)
 
 
 # Snapshot pages -------------------------------------------------------------------

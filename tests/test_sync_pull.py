@@ -476,7 +476,7 @@ def test_a_pull_reads_one_snapshot(db_path, db, world, monkeypatch):
     reader = connect(db_path)
     try:
         user = auth.load_user(reader, world.users["field1"])
-        snapshot = _read_pull_snapshot(reader, user, new_id(), 0, 1000, 1)
+        snapshot = _read_pull_snapshot(reader, user, new_id(), 0, 1000, 1, None).as_dict()
         unguarded = pull.read_pull(reader, user, new_id(), 0, 1000)
     finally:
         reader.close()

@@ -262,3 +262,115 @@ def test_a_phone_of_before_goes_on_from_its_version(client, db, world, now):
     assert body["snapshot"] is False
     assert [c["id"] for c in page_changes(body)] == [problem_id]
 
+
+
+# Snapshot pages shared between phones (sync/snapshot_pages.py) ----------------------------
+
+
+def new_account(db, world, like: str, username: str) -> None:
+    """An account with the roles, area, unit and password of ``like``, and no records."""
+    template = db["users"].get(world.users[like])
+    world.users[username] = db["users"].insert({
+        **{k: v for k, v in template.items() if k != "id"},
+        "username": username, "display_name": f"测试{username}"}).last_pk
+
+
+def test_phones_of_one_view_share_snapshot_pages(client, db, world, now):
+    for days in range(5):
+        report(db, world, now, area="t1", found_days_ago=days)
+    new_account(db, world, "field1", "rush1")
+    new_account(db, world, "field1", "rush2")
+    pages = client.app.state.snapshot_pages
+    first = phone(client, "rush1")
+    first.pull()
+    builds = pages.builds
+    second = phone(client, "rush2")
+    second.pull()
+    assert pages.builds == builds and pages.hits >= builds
+    assert held(second) == held(first) == in_set(full_replay(client, "rush2"), None)
+    assert held(second)  # areas, units, categories and the area's problems
+
+
+def test_a_shared_page_read_before_a_change_still_brings_the_change(client, db, world, now):
+    problem_id = report(db, world, now, area="t1")
+    new_account(db, world, "field1", "rush1")
+    new_account(db, world, "field1", "rush2")
+    phone(client, "rush1").pull()
+    db["problems"].update(problem_id, {"description": "快照之后改的"})
+    hits = client.app.state.snapshot_pages.hits
+    late = phone(client, "rush2")
+    late.pull()
+    assert client.app.state.snapshot_pages.hits > hits  # the pages read before the change
+    assert late.records("problem")[problem_id]["description"] == "快照之后改的"
+    assert held(late) == in_set(full_replay(client, "rush2"), None)
+
+
+def test_a_user_with_records_of_their_own_has_pages_of_their_own(client, db, world, now):
+    own = report(db, world, now, area="v2", reporter="field1")  # outside field1's area
+    db["problems"].update(own, {"resident_phone": "13812345678"})
+    new_account(db, world, "field1", "rush1")
+    newcomer, reporter = phone(client, "rush1"), phone(client, "field1")
+    newcomer.pull()
+    reporter.pull()
+    assert own not in newcomer.records("problem")
+    assert reporter.records("problem")[own]["resident_phone"] == "13812345678"
+    assert held(reporter) == in_set(full_replay(client, "field1"), None)
+
+
+def test_the_view_names_what_a_snapshot_depends_on(db, world):
+    from server import auth
+
+    new_account(db, world, "field1", "rush1")
+    new_account(db, world, "field1", "rush2")
+    new_account(db, world, "field2", "rush3")
+    new_account(db, world, "handler1", "rush4")
+    new_account(db, world, "handler2", "rush5")
+
+    def view(username):
+        return working_set.snapshot_view(db, auth.load_user(db, world.users[username]))
+
+    assert view("rush1") == view("rush2")
+    assert view("rush1") != view("rush3")  # another area
+    assert view("rush4") != view("rush5")  # another unit
+    assert view("rush1")[0] is None and view("field1")[0] == world.users["field1"]
+    db["visits"].update(world.visits["v2"], {"author_id": world.users["rush2"]})
+    assert view("rush2")[0] == world.users["rush2"]  # a visit of their own
+
+
+def test_a_snapshot_counts_90_days_from_the_start_of_the_hour(client, db, world, now):
+    now["at"] = now["at"].replace(minute=30, second=0)
+    line = now["at"] - working_set.RECENTLY_CLOSED
+    just_out = report(db, world, now, area="t1", status="closed")
+    db["problems"].update(just_out, {"closed_at": to_iso(line - dt.timedelta(minutes=10))})
+    long_out = report(db, world, now, area="t1", status="closed")
+    db["problems"].update(long_out, {"closed_at": to_iso(line - dt.timedelta(minutes=40))})
+    token = api_login(client, "field1")
+    response = client.get("/api/sync/pull", headers={"Authorization": f"Bearer {token}"},
+                          params={"client_id": new_id(), "cursor": "0", "format": 2,
+                                  "limit": 1000})
+    snapshot = {change["id"] for change in page_changes(response.json())}
+    assert just_out in snapshot and long_out not in snapshot
+    field1 = phone(client, "field1")
+    field1.pull()  # the snapshot, then the log, whose line is exact
+    assert just_out not in field1.records("problem")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_a_shared_page_reaches_clients_with_and_without_gzip(client, db, world, now, encoding):
+    report(db, world, now, area="t1")
+    token = api_login(client, "field1")
+
+    def first_page(accept):
+        response = client.get("/api/sync/pull", headers={
+            "Authorization": f"Bearer {token}", "Accept-Encoding": accept},
+            params={"client_id": new_id(), "cursor": "0", "format": 2})
+        assert response.status_code == 200
+        return response
+
+    response = first_page(encoding)
+    assert response.headers.get("content-encoding") == (
+        "gzip" if encoding == "gzip" else None)
+    assert "Accept-Encoding" in response.headers["vary"]
+    body = response.json()
+    assert body["snapshot"] is True and body["records"]["area"]["rows"]
+    assert body["records"] == first_page("gzip").json()["records"]

@@ -32,8 +32,8 @@ def _busy(error: sqlite3.OperationalError) -> bool:
 
 
 def _apply_push(db, current, body, device_id, health):
-    device_health.record(db, device_id, health)
     """The push's answer, and the latest version once its effects are in."""
+    device_health.record(db, device_id, health)
     return push.apply_push(db, current, body, device_id), latest_version(db)
 
 
@@ -85,14 +85,26 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int, m
     return int(raw)
 
 
-def _read_pull_snapshot(db, current, client_id, cursor, limit, page_format):
+def _read_pull_snapshot(db, current, client_id, cursor, limit, page_format, pages):
     db.execute("BEGIN")
     try:
         if page_format == 2:
-            return pull.read_working_set_pull(db, current, client_id, cursor, limit)
-        return pull.read_pull(db, current, client_id, cursor, limit)
+            return pull.working_set_answer(db, current, client_id, cursor, limit, pages=pages)
+        return pull.Answer(pull.read_pull(db, current, client_id, cursor, limit))
     finally:
         db.execute("COMMIT")
+
+
+def _pull_response(request: Request, answer: pull.Answer) -> Response:
+    """A pull's answer; a shared snapshot page as bytes composed without re-encoding
+    it (``sync/snapshot_pages.py``), gzipped when the client accepts it."""
+    if answer.shared is None:
+        return JSONResponse(answer.as_dict())
+    tail = pull.dump(answer.head)[1:]
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(answer.shared.gzip_body(tail), media_type="application/json",
+                        headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return Response(answer.shared.body(tail), media_type="application/json")
 
 
 def _cursor(request: Request, page_format: int):
@@ -123,13 +135,14 @@ async def sync_pull(request: Request):
             device = getattr(request.state, "device", None)
             if health is not None and device is not None:
                 await store(request).write(device_health.record, device.id, health)
-            result = await store(request).read(_read_pull_snapshot, user(request), client_id,
-                                               cursor, limit, page_format)
+            answer = await store(request).read(
+                _read_pull_snapshot, user(request), client_id, cursor, limit, page_format,
+                request.app.state.snapshot_pages)
     except admission.Full:
         return admission.busy(gate)
-    if "latest_version" in result:
-        await _mark_served(request, result.pop("latest_version"), result["epoch"])
-    return JSONResponse(result)
+    if "latest_version" in answer.head:
+        await _mark_served(request, answer.head.pop("latest_version"), answer.head["epoch"])
+    return _pull_response(request, answer)
 
 
 async def problem_lookup(request: Request):
