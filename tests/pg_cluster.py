@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+INITDB = "/usr/lib/postgresql/*/bin/initdb"  # Debian's layout, one folder per major version
 SYSTEM_USER = "fieldledger-pg"  # runs the server when the tests run as root
 SUPERUSER = "fieldledger"
 DBNAME = "fieldledger"
@@ -48,14 +49,11 @@ class PostgresUnavailable(RuntimeError):
 
 def bin_folder() -> Path:
     """The newest installed PostgreSQL's binaries (Debian: /usr/lib/postgresql/N/bin)."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda path: int(Path(path).parent.parent.name),
-    )
+    found = sorted(glob.glob(INITDB), key=lambda path: int(Path(path).parent.parent.name))
     if not found:
         raise PostgresUnavailable(
-            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb):"
-            " run scripts/test, which installs Debian's postgresql package"
+            f"PostgreSQL is not installed (no {INITDB}): run scripts/test, which installs"
+            " Debian's postgresql package"
         )
     return Path(found[-1]).parent
 
@@ -94,13 +92,13 @@ def cluster(dbname: str = DBNAME) -> Iterator[Cluster]:
     sweep_stale()
     parent = _parent_folder()
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
-    (folder / OWNER_FILE).write_text(str(os.getpid()))
-    if os.geteuid() == 0:
-        user = _system_user()
-        os.chown(folder, user.pw_uid, user.pw_gid)
     started = Cluster(folder, dbname)
     atexit.register(started.stop)
     try:
+        (folder / OWNER_FILE).write_text(str(os.getpid()))
+        if os.geteuid() == 0:
+            user = _system_user()
+            os.chown(folder, user.pw_uid, user.pw_gid)
         started.start()
         yield started
     finally:

@@ -178,6 +178,23 @@ def test_other_urls_are_refused_naming_what_is_accepted(url, tmp_path, monkeypat
     assert "give the path of an SQLite file, such as data/fieldledger.db" in err
 
 
+def test_the_process_exits_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--db", POSTGRES_URL, "serve"], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("fieldledger: --db postgresql://fl:***@db1:5432/ledger: ")
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fieldledger_db_is_read_by_the_same_rule(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FIELDLEDGER_DB", POSTGRES_URL)
     err = _refused(["revoke-devices", "field1"], tmp_path, monkeypatch, capsys)

@@ -154,6 +154,6 @@ def test_a_cluster_whose_owner_was_killed_is_swept_by_the_next():
 
 
 def test_a_missing_postgresql_is_named(monkeypatch):
-    monkeypatch.setattr(pg_cluster.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(pg_cluster, "INITDB", "/nonexistent/postgresql/*/bin/initdb")
     with pytest.raises(pg_cluster.PostgresUnavailable, match="scripts/test"):
         pg_cluster.bin_folder()
