@@ -41,3 +41,17 @@ install_project() {  # $1: "" or "[test]"
   make_venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".$1"
 }
+
+install_postgresql_if_missing() {
+  # For the tests marked postgres, which start throw-away clusters of their own
+  # (tests/pg_cluster.py). Debian's postgresql package would also create and start
+  # a cluster "main" on port 5432: postgresql-common goes first, told not to.
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    return
+  fi
+  echo "Installing from Debian: postgresql"
+  apt_install postgresql-common
+  as_root sed -i -E 's/^#? *create_main_cluster *=.*/create_main_cluster = false/' \
+    /etc/postgresql-common/createcluster.conf
+  apt_install postgresql
+}

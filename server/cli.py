@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 from server import auth
+from server.database_url import DatabaseURLError, sqlite_path
 from server.db import immediate, open_database
 
-DEFAULT_DB = os.environ.get("FIELDLEDGER_DB", "data/fieldledger.db")
+DEFAULT_DB = "data/fieldledger.db"
 
 
-def _open(path: str):
+def _open(path: Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return open_database(path)
 
@@ -239,7 +240,11 @@ def cmd_simulate_devices(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldledger", description="FieldLedger 走访台账")
-    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file ({DEFAULT_DB})")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help=f"SQLite database file (default: $FIELDLEDGER_DB, else {DEFAULT_DB})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_serve_options(sub):
@@ -347,12 +352,28 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--photos", action="store_true", help="attach small photos")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", action="store_true", help="print the report as JSON")
-    simulate.set_defaults(func=cmd_simulate_devices)
+    simulate.set_defaults(func=cmd_simulate_devices, opens_database=False)  # talks to --url
     return parser
+
+
+def _database_value(given: str | None) -> tuple[str, str]:
+    """The database a command opens, and where it was named (for a refusal)."""
+    if given is not None:
+        return "--db", given
+    if "FIELDLEDGER_DB" in os.environ:
+        return "FIELDLEDGER_DB", os.environ["FIELDLEDGER_DB"]
+    return "--db", DEFAULT_DB
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "opens_database", True):
+        option, value = _database_value(args.db)
+        try:
+            args.db = sqlite_path(value)
+        except DatabaseURLError as refused:
+            print(f"fieldledger: {option} {refused}", file=sys.stderr)
+            return 2
     return args.func(args)
 
 

@@ -17,6 +17,7 @@ from server.areas import insert_area
 from server.db import immediate, open_database
 from server.ledger import workflow
 from server.timeutil import now_iso
+from tests import pg_cluster
 
 PASSWORD = "secret-pass-1"
 
@@ -194,6 +195,13 @@ def build_world(db) -> World:
                 }
             )
     return world
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL of a database on a throw-away PostgreSQL cluster, one per test run."""
+    with pg_cluster.cluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture

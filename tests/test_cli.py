@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from server import auth
 from server.cli import main
 from server.db import open_database
@@ -135,3 +137,90 @@ def test_serve_takes_the_client_address_from_the_trusted_proxy_and_bounds_passwo
     assert started["forwarded_allow_ips"] == "10.0.0.2"
     checks = started["app"].state.password_checks
     assert (checks.workers, checks.capacity) == (3, 7)
+
+
+def _refused(argv, tmp_path, monkeypatch, capsys) -> str:
+    """Runs the command in an empty folder; it must refuse with exit 2, create nothing
+    and say why on one line."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+    return captured.err
+
+
+POSTGRES_URL = "postgresql://fl:secret@db1:5432/ledger"
+
+EVERY_COMMAND = [
+    ["serve"], ["demo"], ["seed-demo"],
+    ["create-user", "a", "--roles", "admin", "--area", "1", "--password", "long-enough-1"],
+    ["import", "areas", "areas.csv"], ["calendar", "import", "2027.csv"],
+    ["calendar", "export", "2027"], ["revoke-devices", "field1"],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda argv: argv[0])
+@pytest.mark.parametrize("url", [POSTGRES_URL, "postgres://fl@/ledger?host=/run/pg"])
+def test_every_command_refuses_postgresql_for_now(command, url, tmp_path, monkeypatch, capsys):
+    err = _refused(["--db", url, *command], tmp_path, monkeypatch, capsys)
+    assert err.startswith(f"fieldledger: --db {url.replace(':secret@', ':***@')}: ")
+    assert "this build serves SQLite only" in err and "secret" not in err
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://root@localhost/ledger", "http://example.org/x.db", "sqlite:///ledger.db"]
+)
+def test_other_urls_are_refused_naming_what_is_accepted(url, tmp_path, monkeypatch, capsys):
+    err = _refused(["--db", url, "seed-demo"], tmp_path, monkeypatch, capsys)
+    assert f"{url.split('://')[0]}:// is not a database FieldLedger can open" in err
+    assert "give the path of an SQLite file, such as data/fieldledger.db" in err
+
+
+def test_the_process_exits_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--db", POSTGRES_URL, "serve"], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("fieldledger: --db postgresql://fl:***@db1:5432/ledger: ")
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fieldledger_db_is_read_by_the_same_rule(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FIELDLEDGER_DB", POSTGRES_URL)
+    err = _refused(["revoke-devices", "field1"], tmp_path, monkeypatch, capsys)
+    assert err.startswith("fieldledger: FIELDLEDGER_DB postgresql://fl:***@db1:5432/ledger: ")
+    monkeypatch.setenv("FIELDLEDGER_DB", str(tmp_path / "from-env" / "ledger.db"))
+    assert main(["revoke-devices", "nobody"]) == 0
+    assert (tmp_path / "from-env" / "ledger.db").is_file()
+    capsys.readouterr()
+    assert main(["--db", "given.db", "revoke-devices", "nobody"]) == 0  # --db wins
+    assert (tmp_path / "given.db").is_file()
+
+
+def test_a_path_still_opens_sqlite_creating_its_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FIELDLEDGER_DB", raising=False)
+    assert main(["revoke-devices", "nobody"]) == 0
+    assert (tmp_path / "data" / "fieldledger.db").is_file()
+    assert main(["--db", "台账/ledger.db", "revoke-devices", "nobody"]) == 0
+    assert (tmp_path / "台账" / "ledger.db").is_file()
+
+
+def test_simulate_devices_opens_no_database(tmp_path, monkeypatch, capsys):
+    import sync.simulate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sync.simulate, "simulate", lambda *a, **k: {"errors": 0, "unsent": 0})
+    monkeypatch.setattr(sync.simulate, "format_report", lambda report: "report")
+    assert main(["--db", POSTGRES_URL, "simulate-devices", "--devices", "1"]) == 0
+    assert list(tmp_path.iterdir()) == []
