@@ -65,9 +65,13 @@ class LockedOut(AuthError):
 
 
 class Busy(AuthError):
-    """Too many password checks are running and waiting: try again in a moment."""
+    """Too many password checks are running and waiting: try again in ``retry_after`` seconds."""
 
     code = "busy"
+
+    def __init__(self, retry_after: int = BUSY_RETRY_SECONDS):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 class ClientGone(AuthError):
@@ -211,12 +215,12 @@ class PasswordChecks:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @contextlib.contextmanager
-    def admission(self) -> Iterator[None]:
+    def admission(self, client: object = None) -> Iterator[None]:
         try:
-            with self.gate.admit():
+            with self.gate.admit(client):
                 yield
-        except admission.Full:
-            raise Busy() from None
+        except admission.Full as full:
+            raise Busy(full.retry_after) from None
 
     async def run(self, fn: Callable[..., T], *args: Any,
                   gone: Callable[[], Awaitable[bool]] | None = None) -> T:
@@ -303,7 +307,7 @@ async def sign_in(
     and waiting: in both cases nothing is checked (and ``Busy`` counts nothing).
     The slow check runs outside the write transaction, on ``checks``.
     """
-    with checks.admission():
+    with checks.admission(username.strip().casefold()):
         attempt = await store.write(reserve_attempt, username, address)
         candidate = await store.read(find_login, username)
         try:

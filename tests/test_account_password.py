@@ -252,7 +252,7 @@ def test_the_api_is_described(client):
 
 class AlwaysBusy(auth.PasswordChecks):
     @contextlib.contextmanager
-    def admission(self):
+    def admission(self, client=None):
         raise auth.Busy()
         yield
 

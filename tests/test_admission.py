@@ -27,6 +27,59 @@ def test_a_gate_admits_up_to_its_capacity_and_refuses_the_next():
         assert gate.inside == 1
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refuse(gate: admission.Gate, client) -> int:
+    with pytest.raises(admission.Full) as refused, gate.admit(client):
+        pass
+    return refused.value.retry_after
+
+
+def test_before_any_request_has_left_a_refused_client_waits_the_gates_own_time():
+    gate = admission.Gate("sign-in", 1, 2, clock=FakeClock())
+    with gate.admit("a"):
+        assert [refuse(gate, f"phone{n}") for n in range(50)] == [2] * 50
+
+
+def test_the_time_to_wait_is_those_waiting_over_the_throughput():
+    clock = FakeClock()
+    gate = admission.Gate("sign-in", 1, 2, clock=clock)
+    for _ in range(20):  # 20 in the last 10 s: 2 a second
+        with gate.admit():
+            clock.now += 0.4
+    with gate.admit("in"):
+        waits = [refuse(gate, f"phone{n}") for n in range(100)]
+        assert refuse(gate, "phone0") == 50  # asking again is still one client waiting
+        for n in range(200, 400):
+            refuse(gate, f"phone{n}")
+        assert refuse(gate, "late") == admission.MAX_RETRY_AFTER
+    assert waits[:4] == [2, 2, 2, 2]  # a few waiting: the gate's own time
+    assert waits[39] == 20  # 40 waiting at 2 a second
+    assert waits[-1] == 50
+
+
+def test_a_client_let_in_or_gone_long_ago_no_longer_counts_as_waiting():
+    clock = FakeClock()
+    gate = admission.Gate("pull", 1, 2, clock=clock)
+    with gate.admit():
+        for n in range(10):
+            refuse(gate, n)
+    assert gate.waiting == 10
+    with gate.admit(3):
+        pass
+    assert gate.waiting == 9
+    clock.now += admission.WAITING_WINDOW + 1
+    with gate.admit("in"):
+        refuse(gate, "new")
+    assert gate.waiting == 1
+
+
 def test_a_pull_beyond_the_bound_is_busy_at_once(client, app):
     token_phone = phone(client, "field1")
     gate = app.state.gates["pull"]

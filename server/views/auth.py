@@ -78,7 +78,7 @@ def login_error(error: auth.AuthError) -> tuple[int, str, dict]:
         return (429, _("login.locked_out", minutes=error.minutes),
                 {"Retry-After": str(error.minutes * 60)})
     if isinstance(error, auth.Busy):
-        seconds = auth.BUSY_RETRY_SECONDS
+        seconds = error.retry_after
         return 503, _("lockout.busy", seconds=seconds), {"Retry-After": str(seconds)}
     return 401, _("login.bad_credentials"), {}
 

@@ -129,7 +129,7 @@ async def sync_pull(request: Request):
     health = _health(request)
     gate = request.app.state.gates["pull"]
     try:
-        with gate.admit():
+        with gate.admit(client_id):
             if await admission.client_gone(request):
                 return Response(status_code=204)  # nobody to read it
             device = getattr(request.state, "device", None)
@@ -138,8 +138,8 @@ async def sync_pull(request: Request):
             answer = await store(request).read(
                 _read_pull_snapshot, user(request), client_id, cursor, limit, page_format,
                 request.app.state.snapshot_pages)
-    except admission.Full:
-        return admission.busy(gate)
+    except admission.Full as full:
+        return admission.busy(full)
     if "latest_version" in answer.head:
         await _mark_served(request, answer.head.pop("latest_version"), answer.head["epoch"])
     return _pull_response(request, answer)
@@ -239,10 +239,10 @@ async def tus_patch(request: Request):
     gate = request.app.state.gates["upload"]
     async with lock:
         try:
-            with gate.admit():
+            with gate.admit(upload_id):
                 return await _patch(request, upload_id)
-        except admission.Full:
-            response = admission.busy(gate)
+        except admission.Full as full:
+            response = admission.busy(full)
             response.headers.update(TUS_HEADERS)
             return response
         except uploads.UploadError as error:
