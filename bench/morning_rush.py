@@ -71,15 +71,31 @@ def prepare(problems: int, devices: int) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class PeakMemory(threading.Thread):
+    """The server's peak RSS, sampled every 0.1 s, and its CPU use every 10 s."""
+
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak, self.running = pid, 0, True
+        self.cpu: list[float] = []  # cores busy, each 10 s
 
     def run(self) -> None:
+        last = cpu_seconds(self.pid)
+        ticks = 0
         while self.running:
             try:
                 self.peak = max(self.peak, rss_kib(self.pid))
+                ticks += 1
+                if ticks % 100 == 0:
+                    now = cpu_seconds(self.pid)
+                    self.cpu.append((now - last) / 10)
+                    last = now
             except OSError:
                 return
             time.sleep(0.1)
@@ -162,6 +178,8 @@ def main() -> None:
             print(combined(reports))
         elapsed = time.perf_counter() - started
         print(f"the whole wave: {elapsed:.1f} s; server peak RSS {memory.peak / 1024:.0f} MiB")
+        print("server CPU, cores busy each 10 s: "
+              + " ".join(f"{cores:.2f}" for cores in memory.cpu))
         pushes = single_pushes(base_url, 200)
         print(f"single pushes after the wave: p50 {1000 * statistics.median(pushes):.1f} ms,"
               f" p99 {1000 * percentile(pushes, 0.99):.1f} ms (200)")

@@ -21,14 +21,19 @@ from starlette.responses import JSONResponse
 
 from server.i18n import gettext as _
 
-# How long a refused client is told to wait adapts to the rush: the clients refused
-# and not yet let in, divided by how many requests the gate let through per second
-# lately, so that they come back about when there is room for them (and do not spend
-# the server's time on refusals). At least the gate's own Retry-After, at most this.
+# How long a refused client is told to wait adapts to the rush. Refused clients
+# take a place in line, which they keep when refused again; each is told its place
+# divided by the requests the gate let through per second lately, so that they come
+# back one after another about when there is room for them, rather than all every few
+# seconds (spending the server's time on refusals) or all after the same long wait
+# (leaving it idle meanwhile). Clients stretch the time by a random factor of 1 to 2
+# (docs/sync-protocol.md), 1.5 on average: the place is divided by that too. At least
+# the gate's own Retry-After, at most MAX_RETRY_AFTER.
 MAX_RETRY_AFTER = 60
+MEAN_STRETCH = 1.5
 THROUGHPUT_WINDOW = 10.0  # seconds over which the gate's throughput is measured
-# A refused client is counted as waiting until it is let in, or for this long (it was
-# told at most MAX_RETRY_AFTER and waits up to twice that).
+# A refused client keeps its place until it is let in, or for this long after it was
+# last refused (it was told at most MAX_RETRY_AFTER and waits up to twice that).
 WAITING_WINDOW = 2.0 * MAX_RETRY_AFTER + 10
 
 
@@ -53,7 +58,9 @@ class Gate:
         self._lock = threading.Lock()
         self._inside = 0
         self._left: collections.deque[float] = collections.deque()  # when requests left
-        self._waiting: dict[object, float] = {}  # refused client -> when, oldest first
+        # refused client -> (place in line, when last refused), first in line first
+        self._waiting: dict[object, tuple[int, float]] = {}
+        self._tickets = 0
         self.refused = 0  # since start, for the figures
 
     @property
@@ -67,14 +74,17 @@ class Gate:
     @contextlib.contextmanager
     def admit(self, client: object = None) -> Iterator[None]:
         """Let a request in, or raise ``Full``. ``client`` names who asks (a device, an
-        account), so that a client refused again is counted once among those waiting."""
+        account), so that a client refused again keeps its place in line."""
         with self._lock:
             now = self.clock()
             if self._inside >= self.capacity:
                 self.refused += 1
-                self._waiting.pop(client, None)
-                self._waiting[object() if client is None else client] = now
-                raise Full(self.name, self._retry_after(now))
+                client = object() if client is None else client
+                ticket = self._waiting.get(client, (None, 0))[0]
+                if ticket is None:
+                    ticket = self._tickets = self._tickets + 1
+                self._waiting[client] = (ticket, now)  # a known client keeps its place
+                raise Full(self.name, self._retry_after(ticket, now))
             self._inside += 1
             self._waiting.pop(client, None)
         try:
@@ -84,18 +94,21 @@ class Gate:
                 self._inside -= 1
                 self._left.append(self.clock())
 
-    def _retry_after(self, now: float) -> int:
+    def _retry_after(self, ticket: int, now: float) -> int:
         while self._left and self._left[0] < now - THROUGHPUT_WINDOW:
             self._left.popleft()
-        for client, refused_at in list(self._waiting.items()):
+        while self._waiting:
+            client, (_ticket, refused_at) = next(iter(self._waiting.items()))
             if refused_at >= now - WAITING_WINDOW:
                 break
             del self._waiting[client]
         per_second = len(self._left) / THROUGHPUT_WINDOW
         if not per_second:
             return self.retry_after
+        first = next(iter(self._waiting.values()))[0]
+        place = ticket - first + 1
         return max(self.retry_after,
-                   min(MAX_RETRY_AFTER, math.ceil(len(self._waiting) / per_second)))
+                   min(MAX_RETRY_AFTER, math.ceil(place / per_second / MEAN_STRETCH)))
 
 
 def busy(full: Full) -> JSONResponse:

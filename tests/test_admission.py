@@ -47,7 +47,7 @@ def test_before_any_request_has_left_a_refused_client_waits_the_gates_own_time()
         assert [refuse(gate, f"phone{n}") for n in range(50)] == [2] * 50
 
 
-def test_the_time_to_wait_is_those_waiting_over_the_throughput():
+def test_a_refused_client_is_told_its_place_in_line_over_the_throughput():
     clock = FakeClock()
     gate = admission.Gate("sign-in", 1, 2, clock=clock)
     for _ in range(20):  # 20 in the last 10 s: 2 a second
@@ -55,13 +55,32 @@ def test_the_time_to_wait_is_those_waiting_over_the_throughput():
             clock.now += 0.4
     with gate.admit("in"):
         waits = [refuse(gate, f"phone{n}") for n in range(100)]
-        assert refuse(gate, "phone0") == 50  # asking again is still one client waiting
+        # Asking again keeps one's place: 51st in line, 2 a second, stretched 1.5 on average.
+        assert refuse(gate, "phone50") == 17
+        assert refuse(gate, "phone0") == 2
         for n in range(200, 400):
             refuse(gate, f"phone{n}")
         assert refuse(gate, "late") == admission.MAX_RETRY_AFTER
-    assert waits[:4] == [2, 2, 2, 2]  # a few waiting: the gate's own time
-    assert waits[39] == 20  # 40 waiting at 2 a second
-    assert waits[-1] == 50
+    assert waits[:6] == [2] * 6  # near the front: the gate's own time
+    assert waits[59] == 20 and waits[-1] == 34  # 60th and 100th in line
+
+
+def test_those_let_in_leave_the_line_and_those_behind_move_up():
+    clock = FakeClock()
+    gate = admission.Gate("pull", 1, 2, clock=clock)
+    for _ in range(20):
+        with gate.admit():
+            clock.now += 0.4
+    with gate.admit("in"):
+        for n in range(90):
+            refuse(gate, n)
+        assert refuse(gate, 89) == 30
+    for n in range(60):
+        with gate.admit(n):
+            pass
+    assert gate.waiting == 30
+    with gate.admit("in"):  # 30th in line, and 82 let through in 10 s
+        assert refuse(gate, 89) == 3
 
 
 def test_a_client_let_in_or_gone_long_ago_no_longer_counts_as_waiting():
