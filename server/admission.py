@@ -102,9 +102,11 @@ class Gate:
             if refused_at >= now - WAITING_WINDOW:
                 break
             del self._waiting[client]
-        per_second = len(self._left) / THROUGHPUT_WINDOW
-        if not per_second:
+        if not self._left:
             return self.retry_after
+        # Over the window, or since the first departure in it when that is more recent
+        # (the first seconds of a rush): not yet 10 s of departures is not a slow gate.
+        per_second = len(self._left) / max(1.0, now - self._left[0])
         first = next(iter(self._waiting.values()))[0]
         place = ticket - first + 1
         return max(self.retry_after,

@@ -52,7 +52,8 @@ def test_a_refused_client_is_told_its_place_in_line_over_the_throughput():
     gate = admission.Gate("sign-in", 1, 2, clock=clock)
     for _ in range(20):  # 20 in the last 10 s: 2 a second
         with gate.admit():
-            clock.now += 0.4
+            pass
+        clock.now += 0.5
     with gate.admit("in"):
         waits = [refuse(gate, f"phone{n}") for n in range(100)]
         # Asking again keeps one's place: 51st in line, 2 a second, stretched 1.5 on average.
@@ -70,7 +71,8 @@ def test_those_let_in_leave_the_line_and_those_behind_move_up():
     gate = admission.Gate("pull", 1, 2, clock=clock)
     for _ in range(20):
         with gate.admit():
-            clock.now += 0.4
+            pass
+        clock.now += 0.5
     with gate.admit("in"):
         for n in range(90):
             refuse(gate, n)
@@ -79,8 +81,19 @@ def test_those_let_in_leave_the_line_and_those_behind_move_up():
         with gate.admit(n):
             pass
     assert gate.waiting == 30
-    with gate.admit("in"):  # 30th in line, and 82 let through in 10 s
+    with gate.admit("in"):  # 30th in line, and 81 let through in 10 s
         assert refuse(gate, 89) == 3
+
+
+def test_the_first_seconds_of_a_rush_are_not_taken_for_a_slow_gate():
+    clock = FakeClock()
+    gate = admission.Gate("sign-in", 1, 2, clock=clock)
+    for _ in range(8):  # 8 in the first 2 s: 4 a second
+        with gate.admit():
+            pass
+        clock.now += 0.25
+    with gate.admit("in"):
+        assert [refuse(gate, n) for n in range(60)][-1] == 10  # 60th, 4 a second
 
 
 def test_a_client_let_in_or_gone_long_ago_no_longer_counts_as_waiting():
