@@ -29,7 +29,7 @@ from server.i18n import gettext as _
 # (leaving it idle meanwhile). Clients stretch the time by a random factor of 1 to 2
 # (docs/sync-protocol.md), 1.5 on average: the place is divided by that too. At least
 # the gate's own Retry-After, at most MAX_RETRY_AFTER.
-MAX_RETRY_AFTER = 60
+MAX_RETRY_AFTER = 30
 MEAN_STRETCH = 1.5
 THROUGHPUT_WINDOW = 10.0  # seconds over which the gate's throughput is measured
 # A refused client keeps its place until it is let in, or for this long after it was

@@ -253,14 +253,25 @@ def _load(db, user, wanted: dict[str, list[str]], horizon) -> dict[str, dict]:
     return {entity: LOADERS[entity](db, user, ids, horizon) for entity, ids in wanted.items()}
 
 
-def _log_page(db, user, cursor: int, limit: int, horizon) -> tuple[list[dict], int, bool]:
-    """The changes above ``cursor`` (the next ``limit`` versions) this user holds,
-    and tombstones for those the user may have held."""
+def _log_page(db, user, cursor: int, limit: int, horizon,
+              end: int | None = None) -> tuple[list[dict], int, bool]:
+    """The changes above ``cursor`` (the next ``limit`` rows of the log, or those up
+    to version ``end``) this user holds, and tombstones for those the user may have
+    held."""
+    bound, bound_params = ("", []) if end is None else (" AND version <= ?", [end])
     rows = db.execute(
-        "SELECT version, entity, entity_id, deleted FROM changes WHERE version > ?"
+        f"SELECT version, entity, entity_id, deleted FROM changes WHERE version > ?{bound}"
         " ORDER BY version LIMIT ?",
-        [cursor, limit],
+        [cursor, *bound_params, limit],
     ).fetchall()
+    if end is not None:
+        changes = _log_changes(db, user, rows, horizon)
+        return changes, end, True
+    return (_log_changes(db, user, rows, horizon), (rows[-1][0] if rows else cursor),
+            len(rows) == limit)
+
+
+def _log_changes(db, user, rows, horizon) -> list[dict]:
     wanted: dict[str, list[str]] = {}
     for _version, entity, entity_id, deleted in rows:
         if not deleted:
@@ -277,7 +288,24 @@ def _log_page(db, user, cursor: int, limit: int, horizon) -> tuple[list[dict], i
         elif (deleted and entity in REFERENCE_ENTITIES) or entity_id in removed:
             changes.append({"entity": entity, "id": entity_id, "version": version,
                             "deleted": True})
-    return changes, (rows[-1][0] if rows else cursor), len(rows) == limit
+    return changes
+
+
+# A phone's log pages after its first end on a multiple of this many versions, so
+# that the phones of one view read the same pages, which are then shared.
+LOG_ALIGN = 100
+
+
+def log_page_end(db, cursor: int, limit: int) -> int | None:
+    """Where the log page after ``cursor`` ends: at the ``limit``-th change above it,
+    rounded down to a multiple of ``LOG_ALIGN`` unless that leaves nothing; None when
+    fewer than ``limit`` changes are left (the page reads to the head)."""
+    row = db.execute("SELECT version FROM changes WHERE version > ? ORDER BY version"
+                     " LIMIT 1 OFFSET ?", [cursor, limit - 1]).fetchone()
+    if row is None:
+        return None
+    end = row[0] // LOG_ALIGN * LOG_ALIGN
+    return end if end > cursor else row[0]
 
 
 def read_pull(db: sqlite_utils.Database, user: authz.User, client_id: str, cursor: int,
@@ -395,6 +423,22 @@ def _shared_page(db, user, cursor: Cursor, limit: int, latest: int, ledger_epoch
     return pages.get(key, latest, build)
 
 
+def _shared_log_page(db, user, cursor: int, end: int, limit: int, horizon, latest: int,
+                     ledger_epoch: str,
+                     pages: snapshot_pages.SnapshotPages) -> snapshot_pages.SharedPage:
+    """A log page ending at ``end`` (``log_page_end``), shared by the phones of one view.
+    Read at version V >= end, it holds the records whose latest change lies in it as
+    they were at V; a record changed again since comes again further on."""
+    key = (ledger_epoch, working_set.snapshot_view(db, user), "log", cursor, end,
+           horizon.cutoff, horizon.floor, limit)
+
+    def build() -> snapshot_pages.SharedPage:
+        changes, _end, _more = _log_page(db, user, cursor, limit, horizon, end)
+        return snapshot_pages.SharedPage(dump(compact(changes))[1:-1], latest, None, None)
+
+    return pages.get(key, latest, build)
+
+
 def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: str,
                        cursor: Cursor | None, limit: int = DEFAULT_LIMIT,
                        now: dt.datetime | None = None,
@@ -403,8 +447,8 @@ def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: s
     of the working set, read through indexes and paged, pinned at the change
     log's head; then the log from there, with tombstones for records that left
     the set by a change or by time. Answers in the compact page format. With
-    ``pages``, snapshot pages are shared between phones of the same view
-    (``sync/snapshot_pages.py``)."""
+    ``pages``, snapshot pages and whole log pages are shared between phones of the
+    same view (``sync/snapshot_pages.py``)."""
     now = now or clock.utcnow()
     latest = latest_version(db)
     ledger_epoch = epoch(db)
@@ -427,17 +471,25 @@ def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: s
                                  cursor.floor, shared.part, shared.after)
         has_more = True  # after the snapshot, the log from its head
     else:
-        horizon = working_set.Horizon(working_set.cutoff_at(now), cursor.floor)
+        horizon = working_set.Horizon(working_set.pull_cutoff(now), cursor.floor)
         oldest = to_iso(now - working_set.RECENTLY_CLOSED - working_set.MAX_AGEING_WINDOW)
         since = max(cursor.since or horizon.cutoff, oldest)
-        changes, version, has_more = _log_page(db, user, cursor.version, limit, horizon)
-        listed = {(c["entity"], c["id"]) for c in changes}
-        for entity, ids in working_set.aged_out(db, user, since, horizon).items():
-            changes.extend({"entity": entity, "id": record_id, "version": version,
-                            "deleted": True}
-                           for record_id in ids if (entity, record_id) not in listed)
+        aged = working_set.aged_out(db, user, since, horizon)
+        end = log_page_end(db, cursor.version, limit)
+        if pages is not None and end is not None and not aged:
+            shared = _shared_log_page(db, user, cursor.version, end, limit, horizon, latest,
+                                      ledger_epoch, pages)
+            version, has_more = end, True
+        else:
+            changes, version, has_more = _log_page(db, user, cursor.version, limit, horizon,
+                                                   end)
+            listed = {(c["entity"], c["id"]) for c in changes}
+            for entity, ids in aged.items():
+                changes.extend({"entity": entity, "id": record_id, "version": version,
+                                "deleted": True}
+                               for record_id in ids if (entity, record_id) not in listed)
+            records = compact(changes)
         next_cursor = Cursor(version, horizon.cutoff, cursor.floor)
-        records = compact(changes)
     head = {
         **base,
         "format": 2,

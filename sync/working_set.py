@@ -142,17 +142,17 @@ def problem_floor(db, user: authz.User, cutoff: str, cap: int) -> str | None:
     return row[0] if row else None
 
 
-def snapshot_cutoff(now: dt.datetime) -> str:
-    """The cutoff of a snapshot taken now: that of the start of the hour, so that the
-    phones starting a snapshot within one hour share its pages (``sync/snapshot_pages.py``).
-    The few records it holds that closed in the last hour before the 90-day line age out
-    at the phone's next pull, whose cutoff is exact."""
+def pull_cutoff(now: dt.datetime) -> str:
+    """The cutoff of a pull (a snapshot or a log page) now: that of the start of the
+    hour, so that the phones pulling within one hour share pages
+    (``sync/snapshot_pages.py``). A record closed in the hour before the 90-day line
+    leaves at the first pull of the next hour (the phone drops it offline on time)."""
     return cutoff_at(now.replace(minute=0, second=0, microsecond=0))
 
 
 def horizon_for(db, user: authz.User, now: dt.datetime) -> Horizon:
     """The horizon of a new snapshot taken now."""
-    cutoff = snapshot_cutoff(now)
+    cutoff = pull_cutoff(now)
     return Horizon(cutoff, problem_floor(db, user, cutoff, problem_cap(db)))
 
 

@@ -337,7 +337,7 @@ def test_the_view_names_what_a_snapshot_depends_on(db, world):
     assert view("rush2")[0] == world.users["rush2"]  # a visit of their own
 
 
-def test_a_snapshot_counts_90_days_from_the_start_of_the_hour(client, db, world, now):
+def test_a_pull_counts_90_days_from_the_start_of_the_hour(client, db, world, now):
     now["at"] = now["at"].replace(minute=30, second=0)
     line = now["at"] - working_set.RECENTLY_CLOSED
     just_out = report(db, world, now, area="t1", status="closed")
@@ -351,7 +351,10 @@ def test_a_snapshot_counts_90_days_from_the_start_of_the_hour(client, db, world,
     snapshot = {change["id"] for change in page_changes(response.json())}
     assert just_out in snapshot and long_out not in snapshot
     field1 = phone(client, "field1")
-    field1.pull()  # the snapshot, then the log, whose line is exact
+    field1.pull()
+    assert just_out in field1.records("problem")
+    now["at"] += dt.timedelta(minutes=30)  # the next hour: its line has passed the closure
+    field1.pull()
     assert just_out not in field1.records("problem")
 
 
@@ -374,3 +377,35 @@ def test_a_shared_page_reaches_clients_with_and_without_gzip(client, db, world, 
     body = response.json()
     assert body["snapshot"] is True and body["records"]["area"]["rows"]
     assert body["records"] == first_page("gzip").json()["records"]
+
+
+def test_log_pages_after_the_first_end_on_a_multiple_of_the_alignment(db, world, now):
+    for days in range(250):
+        report(db, world, now, area="t1", found_days_ago=days % 30)
+    latest = db.execute("SELECT max(version) FROM changes").fetchone()[0]
+    assert latest > 2 * pull.LOG_ALIGN
+    end = pull.log_page_end(db, 37, 150)
+    assert end % pull.LOG_ALIGN == 0 and 37 < end <= 37 + 150
+    assert pull.log_page_end(db, end, 150) == end + pull.LOG_ALIGN
+    assert pull.log_page_end(db, 37, 40) == 37 + 40  # less than one step: not rounded
+    assert pull.log_page_end(db, latest - 10, 150) is None  # the rest of the log
+
+
+def test_phones_of_one_view_share_log_pages(client, db, world, now):
+    new_account(db, world, "field1", "rush1")
+    new_account(db, world, "field1", "rush2")
+    first, second = phone(client, "rush1"), phone(client, "rush2")
+    first.pull()
+    second.pull()
+    for days in range(3 * pull.LOG_ALIGN):
+        report(db, world, now, area="t1", found_days_ago=days % 30)
+    pages = client.app.state.snapshot_pages
+    first.pull(limit=pull.LOG_ALIGN)
+    builds, hits = pages.builds, pages.hits
+    assert builds >= 2
+    db["problems"].update(next(iter(first.records("problem"))), {"description": "之后改的"})
+    second.pull(limit=pull.LOG_ALIGN)
+    assert pages.builds == builds and pages.hits >= hits + 2  # the same pages, not rebuilt
+    assert held(second) == held(first) | {
+        key: value for key, value in held(second).items() if value.get("description") == "之后改的"}
+    assert held(second) == in_set(full_replay(client, "rush2"), None)
