@@ -135,8 +135,8 @@ def combined(reports: list[dict]) -> str:
              f" {total['rejected']} rejected, {total['mutations_acknowledged']} mutations"
              f" acknowledged, {total['unsent']} left unsent"]
     for number, report in enumerate(reports):
-        lines.append(f"-- process {number}: sign-in and first pull {report['setup_seconds']} s,"
-                     f" then {report['seconds']} s")
+        lines.append(f"-- process {number}: the last device signed in and pulled after"
+                     f" {report['setup_seconds']} s, all done after {report['seconds']} s")
         lines.extend("   " + line for line in format_report(report).splitlines()[3:8])
         lines.extend("   " + sample for sample in report["error_samples"][:3])
     return "\n".join(lines)
