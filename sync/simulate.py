@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import random
 import statistics
 import threading
@@ -51,7 +52,7 @@ def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, round(fraction * len(ordered) + 0.5))
+    rank = max(1, math.ceil(fraction * len(ordered) - 1e-9))  # 0.99 * 100 is 99.000...01
     return ordered[min(rank, len(ordered)) - 1]
 
 
