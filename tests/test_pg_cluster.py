@@ -110,9 +110,13 @@ def test_the_fixture_leaves_nothing_behind(then, exit_code, tmp_path):
 
 
 OWNER_SCRIPT = """
+import signal
 import time
 
 from tests import pg_cluster
+
+# A process started in the background inherits SIGINT ignored: take it as Ctrl-C does.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 opened = pg_cluster.cluster()
 cluster = opened.__enter__()
