@@ -41,6 +41,17 @@ def refuse(gate: admission.Gate, client) -> int:
     return refused.value.retry_after
 
 
+def gate_letting_through(requests: int, every: float) -> admission.Gate:
+    """A gate of one that let ``requests`` through, one each ``every`` seconds."""
+    clock = FakeClock()
+    gate = admission.Gate("sign-in", 1, 2, clock=clock)
+    for _ in range(requests):
+        with gate.admit():
+            pass
+        clock.now += every
+    return gate
+
+
 def test_before_any_request_has_left_a_refused_client_waits_the_gates_own_time():
     gate = admission.Gate("sign-in", 1, 2, clock=FakeClock())
     with gate.admit("a"):
@@ -48,12 +59,7 @@ def test_before_any_request_has_left_a_refused_client_waits_the_gates_own_time()
 
 
 def test_a_refused_client_is_told_its_place_in_line_over_the_throughput():
-    clock = FakeClock()
-    gate = admission.Gate("sign-in", 1, 2, clock=clock)
-    for _ in range(20):  # 20 in the last 10 s: 2 a second
-        with gate.admit():
-            pass
-        clock.now += 0.5
+    gate = gate_letting_through(20, every=0.5)  # 20 in the last 10 s: 2 a second
     with gate.admit("in"):
         waits = [refuse(gate, f"phone{n}") for n in range(100)]
         # Asking again keeps one's place: 51st in line, 2 a second, stretched 1.5 on average.
@@ -68,12 +74,7 @@ def test_a_refused_client_is_told_its_place_in_line_over_the_throughput():
 
 
 def test_those_let_in_leave_the_line_and_those_behind_move_up():
-    clock = FakeClock()
-    gate = admission.Gate("pull", 1, 2, clock=clock)
-    for _ in range(20):
-        with gate.admit():
-            pass
-        clock.now += 0.5
+    gate = gate_letting_through(20, every=0.5)
     with gate.admit("in"):
         for n in range(90):
             refuse(gate, n)
@@ -87,12 +88,7 @@ def test_those_let_in_leave_the_line_and_those_behind_move_up():
 
 
 def test_the_first_seconds_of_a_rush_are_not_taken_for_a_slow_gate():
-    clock = FakeClock()
-    gate = admission.Gate("sign-in", 1, 2, clock=clock)
-    for _ in range(8):  # 8 in the first 2 s: 4 a second
-        with gate.admit():
-            pass
-        clock.now += 0.25
+    gate = gate_letting_through(8, every=0.25)  # 8 in the first 2 s: 4 a second
     with gate.admit("in"):
         assert [refuse(gate, n) for n in range(60)][-1] == 10  # 60th, 4 a second
 
