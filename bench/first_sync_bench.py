@@ -30,7 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sync_bench import Server, device_tokens, ensure_database  # noqa: E402
+from sync_bench import (  # noqa: E402
+    Server,
+    device_tokens,
+    ensure_database,
+    timed_first_pull,
+)
 
 from server.db import open_database  # noqa: E402
 from sync.client import HttpTransport, SyncClient  # noqa: E402
@@ -52,21 +57,12 @@ def first_sync(server: Server, token: str) -> dict:
     transport = HttpTransport(server.url, timeout=300)
     phone = SyncClient(transport)
     phone.state["token"] = token
-    requests = []
-
-    def counting(method, path, headers, body):
-        requests.append(path)
-        return transport(method, path, headers, body)
-
-    phone.transport = counting
-    started = time.perf_counter()
-    phone.pull(limit=1000)
-    seconds = time.perf_counter() - started
+    seconds, requests = timed_first_pull(phone)
     kept = {}
     for key in phone.state["records"]:
         entity = key.split(":", 1)[0]
         kept[entity] = kept.get(entity, 0) + 1
-    return {"seconds": seconds, "bytes": transport.received, "requests": len(requests),
+    return {"seconds": seconds, "bytes": transport.received, "requests": requests,
             "records": kept, "slow_link_seconds": transport.received * 8 / SLOW_LINK_BITS}
 
 

@@ -346,8 +346,8 @@ def bench_pull(server: Server, puller_token: str, writer_token: str, head: int,
             "empty_p50": statistics.median(empty)}
 
 
-def bench_first_sync(server: Server, token: str) -> dict:
-    phone = client(server, token)
+def timed_first_pull(phone: SyncClient) -> tuple[float, int]:
+    """A new phone's whole first pull: its seconds and the requests it took."""
     requests = []
     transport = phone.transport
 
@@ -358,8 +358,13 @@ def bench_first_sync(server: Server, token: str) -> dict:
     phone.transport = counting
     started = time.perf_counter()
     phone.pull(limit=1000)
-    return {"seconds": time.perf_counter() - started, "requests": len(requests),
-            "records": len(phone.state["records"])}
+    return time.perf_counter() - started, len(requests)
+
+
+def bench_first_sync(server: Server, token: str) -> dict:
+    phone = client(server, token)
+    seconds, requests = timed_first_pull(phone)
+    return {"seconds": seconds, "requests": requests, "records": len(phone.state["records"])}
 
 
 # Main ---------------------------------------------------------------------------
