@@ -149,13 +149,20 @@ def local_count(page, store: str) -> int:
     )
 
 
-ALL_PHOTOS_UPLOADED = """() => new Promise((resolve) => {
+def local_read(store: str, request: str, answer: str, param: str = "") -> str:
+    """A page function (of ``param``) that sends ``request`` (``getAll()``, ``get(key)``) to
+    the app's IndexedDB store ``store`` and resolves to ``answer``, a JavaScript expression of
+    the request's result ``r.result``."""
+    return f"""({param}) => new Promise((resolve) => {{
     const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('photos').objectStore('photos').getAll();
-      r.onsuccess = () => { open.result.close(); resolve(r.result.every((p) => p.done)); };
-    };
-  })"""
+    open.onsuccess = () => {{
+      const r = open.result.transaction('{store}').objectStore('{store}').{request};
+      r.onsuccess = () => {{ open.result.close(); resolve({answer}); }};
+    }};
+  }})"""
+
+
+ALL_PHOTOS_UPLOADED = local_read("photos", "getAll()", "r.result.every((p) => p.done)")
 
 
 def poll(page, script: str, arg=None, timeout: float = 20) -> None:
@@ -479,13 +486,7 @@ def test_expired_token_keeps_capturing_and_asks_for_the_password(phone, server):
 # Editing, return visits, Background Sync ------------------------------------------
 
 SYNC_IDLE = "() => import('/static/app/sync.js').then((sync) => !sync.status.running)"
-PULLED = """(key) => new Promise((resolve) => {
-    const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('pulled').objectStore('pulled').get(key);
-      r.onsuccess = () => { open.result.close(); resolve(Boolean(r.result)); };
-    };
-  })"""
+PULLED = local_read("pulled", "get(key)", "Boolean(r.result)", "key")
 
 
 def test_editing_a_synced_problem_before_acceptance_reaches_the_server(phone, server):
@@ -759,16 +760,8 @@ def test_the_timeline_names_every_kind_of_event_in_words(phone, server):
         db.close()
     page = phone.new_page()
     sign_in(page, server, "field1")
-    poll(page, """(key) => new Promise((resolve) => {
-        const open = indexedDB.open('fieldledger');
-        open.onsuccess = () => {
-          const r = open.result.transaction('pulled').objectStore('pulled').get(key);
-          r.onsuccess = () => {
-            open.result.close();
-            resolve((r.result?.data?.events || []).length > 20);
-          };
-        };
-      })""", f"problem:{problem}")
+    poll(page, local_read("pulled", "get(key)", "(r.result?.data?.events || []).length > 20",
+                          "key"), f"problem:{problem}")
     page.goto(f"{server.url}/app/#/area/{problem}")
     page.get_by_role("heading", name="办理过程").wait_for()
     labels = page.locator(".timeline .event strong").all_inner_texts()

@@ -18,6 +18,7 @@ from tests.test_field_app_browser import (
     capture_problem_with_photo,
     home,
     jpeg,
+    local_read,
     pending,
     phone,  # noqa: F401 (fixture)
     playwright,  # noqa: F401 (fixture)
@@ -30,17 +31,9 @@ pytestmark = pytest.mark.browser
 
 THUMB_CACHED = ("(sha) => caches.open('fl-thumbs')"
                 ".then((c) => c.match(`/api/photos/${sha}/thumb`)).then(Boolean)")
-PHOTOS = """() => new Promise((resolve) => {
-    const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('photos').objectStore('photos').getAll();
-      r.onsuccess = () => {
-        open.result.close();
-        resolve(r.result.map((p) => ({ sha: p.sha, blob: Boolean(p.blob), thumb: Boolean(p.thumb),
-          acked: Boolean(p.acked_at), done: p.done })));
-      };
-    };
-  })"""
+PHOTOS = local_read("photos", "getAll()", """r.result.map((p) => ({
+    sha: p.sha, blob: Boolean(p.blob), thumb: Boolean(p.thumb), acked: Boolean(p.acked_at),
+    done: p.done }))""")
 PHOTO_ACKNOWLEDGED = f"() => ({PHOTOS})().then((list) => list.length === 1 && list[0].acked)"
 IMAGES_SHOWN = """() => {
     const images = [...document.querySelectorAll('.thumbs img')];

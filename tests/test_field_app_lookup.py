@@ -12,6 +12,7 @@ from server.timeutil import to_iso, utcnow
 from tests.test_field_app_browser import (
     PULLED,
     browser,  # noqa: F401 (fixture)
+    local_read,
     phone,  # noqa: F401 (fixture)
     playwright,  # noqa: F401 (fixture)
     poll,
@@ -21,13 +22,7 @@ from tests.test_field_app_browser import (
 
 pytestmark = pytest.mark.browser
 DAY = dt.timedelta(days=1)
-STORED = """(key) => new Promise((resolve) => {
-    const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('pulled').objectStore('pulled').getAllKeys();
-      r.onsuccess = () => { open.result.close(); resolve(r.result.includes(key)); };
-    };
-  })"""
+STORED = local_read("pulled", "getAllKeys()", "r.result.includes(key)", "key")
 
 
 def test_a_problem_outside_the_set_is_looked_up_and_not_kept(phone, server):  # noqa: F811

@@ -26,6 +26,7 @@ from tests.test_field_app_browser import (
     capture_problem_with_photo,
     home,
     jpeg,
+    local_read,
     pending,
     photo_bytes_match,
     playwright,  # noqa: F401 (fixture)
@@ -36,16 +37,7 @@ from tests.test_field_app_browser import (
 pytestmark = pytest.mark.browser
 
 SYNC_IDLE = "() => import('/static/app/sync.js').then((sync) => !sync.status.running)"
-HAS_DEFERRED = """() => new Promise((resolve) => {
-    const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('records').objectStore('records').getAll();
-      r.onsuccess = () => {
-        open.result.close();
-        resolve(r.result.some((x) => x.state === 'deferred'));
-      };
-    };
-  })"""
+HAS_DEFERRED = local_read("records", "getAll()", "r.result.some((x) => x.state === 'deferred')")
 # A diary entry in an area outside field1's scope: the server rejects it for good.
 CAPTURE_OUT_OF_SCOPE = """async (area) => {
     const sync = await import('/static/app/sync.js');

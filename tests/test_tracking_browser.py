@@ -19,6 +19,7 @@ from tests.live import axe_violations, sign_in_office
 from tests.test_field_app_browser import (
     browser,  # noqa: F401 (fixture)
     home,
+    local_read,
     pending,
     phone,  # noqa: F401 (fixture)
     playwright,  # noqa: F401 (fixture)
@@ -30,23 +31,9 @@ pytestmark = pytest.mark.browser
 
 SMALL_PHONE = {"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True,
                "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
-LOCAL_META = """(key) => new Promise((resolve) => {
-    const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('meta').objectStore('meta').get(key);
-      r.onsuccess = () => { open.result.close(); resolve(r.result ? r.result.v : null); };
-    };
-  })"""
-LOCAL_PROBLEM_IDS = """() => new Promise((resolve) => {
-    const open = indexedDB.open('fieldledger');
-    open.onsuccess = () => {
-      const r = open.result.transaction('records').objectStore('records').getAll();
-      r.onsuccess = () => {
-        open.result.close();
-        resolve(r.result.filter((x) => x.name === 'problem.report').map((x) => x.id));
-      };
-    };
-  })"""
+LOCAL_META = local_read("meta", "get(key)", "r.result ? r.result.v : null", "key")
+LOCAL_PROBLEM_IDS = local_read(
+    "records", "getAll()", "r.result.filter((x) => x.name === 'problem.report').map((x) => x.id)")
 
 
 def test_a_fresh_report_shows_its_qr_offline_and_only_the_hash_is_sent(phone, server):  # noqa: F811
