@@ -315,3 +315,16 @@ def api_login(client: TestClient, username: str, password: str = PASSWORD) -> st
     )
     assert response.status_code == 201, response.text
     return response.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium under Playwright, for a module's browser tests (tests/live.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.live import launch_chromium
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()

@@ -6,7 +6,7 @@ import pytest
 
 from server.db import open_database
 from tests.conftest import PASSWORD, build_world
-from tests.live import launch_chromium, running_server, sign_in_office
+from tests.live import running_server, sign_in_office
 
 pytestmark = pytest.mark.browser
 
@@ -18,16 +18,6 @@ def live_server(tmp_path_factory):
     db.close()
     with running_server(path) as url:
         yield url, world
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from server.db import open_database
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.ledger import clock, reports
-from tests.live import axe_violations, launch_chromium, running_server, sign_in_office
+from tests.live import axe_violations, running_server, sign_in_office
 
 pytestmark = pytest.mark.browser
 
@@ -26,14 +25,6 @@ def live(tmp_path_factory):
     db.close()
     with running_server(path) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def signed_in(browser, url: str, username: str):

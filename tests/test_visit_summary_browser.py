@@ -7,7 +7,7 @@ import pytest
 
 from server.db import open_database
 from tests.conftest import PASSWORD, build_world
-from tests.live import axe_violations, launch_chromium, running_server
+from tests.live import axe_violations, running_server
 from tests.test_field_app_browser import PHONE, home, pending, poll, sign_in
 
 pytestmark = pytest.mark.browser
@@ -26,16 +26,6 @@ def server(tmp_path_factory):
     db.close()
     with running_server(path) as url:
         yield Server(url, world)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def test_the_phone_and_the_office_show_the_same_summary(browser, server):
