@@ -92,11 +92,16 @@ class Gate:
         finally:
             with self._lock:
                 self._inside -= 1
-                self._left.append(self.clock())
+                now = self.clock()
+                self._left.append(now)
+                self._forget_departures(now)
 
-    def _retry_after(self, ticket: int, now: float) -> int:
+    def _forget_departures(self, now: float) -> None:
         while self._left and self._left[0] < now - THROUGHPUT_WINDOW:
             self._left.popleft()
+
+    def _retry_after(self, ticket: int, now: float) -> int:
+        self._forget_departures(now)
         while self._waiting:
             client, (_ticket, refused_at) = next(iter(self._waiting.items()))
             if refused_at >= now - WAITING_WINDOW:

@@ -93,6 +93,11 @@ def test_the_first_seconds_of_a_rush_are_not_taken_for_a_slow_gate():
         assert [refuse(gate, n) for n in range(60)][-1] == 10  # 60th, 4 a second
 
 
+def test_a_gate_never_refused_keeps_only_the_last_seconds_of_departures():
+    gate = gate_letting_through(1000, every=1.0)
+    assert len(gate._left) <= admission.THROUGHPUT_WINDOW + 1
+
+
 def test_a_client_let_in_or_gone_long_ago_no_longer_counts_as_waiting():
     clock = FakeClock()
     gate = admission.Gate("pull", 1, 2, clock=clock)
