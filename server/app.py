@@ -21,7 +21,7 @@ from server.paths import TEMPLATES_DIR
 from server.routes import build_routes
 from server.timeutil import local
 from sync.epoch import renew_epoch_if_restored
-from sync.snapshot_pages import SnapshotPages
+from sync.shared_pages import SharedPages
 from sync.uploads import PhotoStore, repair_forgotten_uploads
 
 
@@ -112,6 +112,6 @@ def create_app(
     app.state.templates = make_templates()
     app.state.photos = PhotoStore(photos_dir(db_path))
     app.state.upload_locks = {}
-    app.state.snapshot_pages = SnapshotPages()
+    app.state.shared_pages = SharedPages()
     app.state.drafts = DraftStore()
     return app

@@ -23,7 +23,7 @@ import sqlite_utils
 from server import authz, masking
 from server.ledger import clock
 from server.timeutil import to_iso
-from sync import snapshot_pages, working_set
+from sync import shared_pages, working_set
 from sync.epoch import latest_version
 from sync.push import epoch, last_mutation_id
 
@@ -396,7 +396,7 @@ class Answer:
 
     head: dict
     records: dict | None = None
-    shared: snapshot_pages.SharedPage | None = None
+    shared: shared_pages.SharedPage | None = None
 
     def as_dict(self) -> dict:
         records = self.records
@@ -411,13 +411,13 @@ def dump(value) -> bytes:
 
 
 def _shared_page(db, user, cursor: Cursor, limit: int, latest: int, ledger_epoch: str,
-                 pages: snapshot_pages.SnapshotPages) -> snapshot_pages.SharedPage:
-    key = (ledger_epoch, working_set.snapshot_view(db, user), cursor.since, cursor.floor,
+                 pages: shared_pages.SharedPages) -> shared_pages.SharedPage:
+    key = (ledger_epoch, working_set.view_of(db, user), cursor.since, cursor.floor,
            cursor.part, json.dumps(cursor.after), limit)
 
-    def build() -> snapshot_pages.SharedPage:
+    def build() -> shared_pages.SharedPage:
         changes, following = _snapshot_page(db, user, cursor, limit)
-        return snapshot_pages.SharedPage(dump(compact(changes))[1:-1], latest,
+        return shared_pages.SharedPage(dump(compact(changes))[1:-1], latest,
                                          following.part, following.after)
 
     return pages.get(key, latest, build)
@@ -425,16 +425,16 @@ def _shared_page(db, user, cursor: Cursor, limit: int, latest: int, ledger_epoch
 
 def _shared_log_page(db, user, cursor: int, end: int, limit: int, horizon, latest: int,
                      ledger_epoch: str,
-                     pages: snapshot_pages.SnapshotPages) -> snapshot_pages.SharedPage:
+                     pages: shared_pages.SharedPages) -> shared_pages.SharedPage:
     """A log page ending at ``end`` (``log_page_end``), shared by the phones of one view.
     Read at version V >= end, it holds the records whose latest change lies in it as
     they were at V; a record changed again since comes again further on."""
-    key = (ledger_epoch, working_set.snapshot_view(db, user), "log", cursor, end,
+    key = (ledger_epoch, working_set.view_of(db, user), "log", cursor, end,
            horizon.cutoff, horizon.floor, limit)
 
-    def build() -> snapshot_pages.SharedPage:
+    def build() -> shared_pages.SharedPage:
         changes, _end, _more = _log_page(db, user, cursor, limit, horizon, end)
-        return snapshot_pages.SharedPage(dump(compact(changes))[1:-1], latest, None, None)
+        return shared_pages.SharedPage(dump(compact(changes))[1:-1], latest, None, None)
 
     return pages.get(key, latest, build)
 
@@ -442,13 +442,13 @@ def _shared_log_page(db, user, cursor: int, end: int, limit: int, horizon, lates
 def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: str,
                        cursor: Cursor | None, limit: int = DEFAULT_LIMIT,
                        now: dt.datetime | None = None,
-                       pages: snapshot_pages.SnapshotPages | None = None) -> Answer:
+                       pages: shared_pages.SharedPages | None = None) -> Answer:
     """A phone's pull (format 2, docs/sync-protocol.md): with no cursor a snapshot
     of the working set, read through indexes and paged, pinned at the change
     log's head; then the log from there, with tombstones for records that left
     the set by a change or by time. Answers in the compact page format. With
     ``pages``, snapshot pages and whole log pages are shared between phones of the
-    same view (``sync/snapshot_pages.py``)."""
+    same view (``sync/shared_pages.py``)."""
     now = now or clock.utcnow()
     latest = latest_version(db)
     ledger_epoch = epoch(db)

@@ -145,7 +145,7 @@ def problem_floor(db, user: authz.User, cutoff: str, cap: int) -> str | None:
 def pull_cutoff(now: dt.datetime) -> str:
     """The cutoff of a pull (a snapshot or a log page) now: that of the start of the
     hour, so that the phones pulling within one hour share pages
-    (``sync/snapshot_pages.py``). A record closed in the hour before the 90-day line
+    (``sync/shared_pages.py``). A record closed in the hour before the 90-day line
     leaves at the first pull of the next hour (the phone drops it offline on time)."""
     return cutoff_at(now.replace(minute=0, second=0, microsecond=0))
 
@@ -156,7 +156,7 @@ def horizon_for(db, user: authz.User, now: dt.datetime) -> Horizon:
     return Horizon(cutoff, problem_floor(db, user, cutoff, problem_cap(db)))
 
 
-def snapshot_view(db, user: authz.User) -> tuple:
+def view_of(db, user: authz.User) -> tuple:
     """What a snapshot page holds for this user besides its horizon and position: two
     users with the same view receive the same pages. The conditions above and the
     masking rule (``authz.may_see_resident_phone``) read the user's roles, area and

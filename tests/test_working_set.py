@@ -264,7 +264,7 @@ def test_a_phone_of_before_goes_on_from_its_version(client, db, world, now):
 
 
 
-# Snapshot pages shared between phones (sync/snapshot_pages.py) ----------------------------
+# Snapshot pages shared between phones (sync/shared_pages.py) ----------------------------
 
 
 def new_account(db, world, like: str, username: str) -> None:
@@ -280,7 +280,7 @@ def test_phones_of_one_view_share_snapshot_pages(client, db, world, now):
         report(db, world, now, area="t1", found_days_ago=days)
     new_account(db, world, "field1", "rush1")
     new_account(db, world, "field1", "rush2")
-    pages = client.app.state.snapshot_pages
+    pages = client.app.state.shared_pages
     first = phone(client, "rush1")
     first.pull()
     builds = pages.builds
@@ -297,10 +297,10 @@ def test_a_shared_page_read_before_a_change_still_brings_the_change(client, db, 
     new_account(db, world, "field1", "rush2")
     phone(client, "rush1").pull()
     db["problems"].update(problem_id, {"description": "快照之后改的"})
-    hits = client.app.state.snapshot_pages.hits
+    hits = client.app.state.shared_pages.hits
     late = phone(client, "rush2")
     late.pull()
-    assert client.app.state.snapshot_pages.hits > hits  # the pages read before the change
+    assert client.app.state.shared_pages.hits > hits  # the pages read before the change
     assert late.records("problem")[problem_id]["description"] == "快照之后改的"
     assert held(late) == in_set(full_replay(client, "rush2"), None)
 
@@ -327,7 +327,7 @@ def test_the_view_names_what_a_snapshot_depends_on(db, world):
     new_account(db, world, "handler2", "rush5")
 
     def view(username):
-        return working_set.snapshot_view(db, auth.load_user(db, world.users[username]))
+        return working_set.view_of(db, auth.load_user(db, world.users[username]))
 
     assert view("rush1") == view("rush2")
     assert view("rush1") != view("rush3")  # another area
@@ -399,7 +399,7 @@ def test_phones_of_one_view_share_log_pages(client, db, world, now):
     second.pull()
     for days in range(3 * pull.LOG_ALIGN):
         report(db, world, now, area="t1", found_days_ago=days % 30)
-    pages = client.app.state.snapshot_pages
+    pages = client.app.state.shared_pages
     first.pull(limit=pull.LOG_ALIGN)
     builds, hits = pages.builds, pages.hits
     assert builds >= 2

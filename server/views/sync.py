@@ -97,7 +97,7 @@ def _read_pull_snapshot(db, current, client_id, cursor, limit, page_format, page
 
 def _pull_response(request: Request, answer: pull.Answer) -> Response:
     """A pull's answer; a shared snapshot page as bytes composed without re-encoding
-    it (``sync/snapshot_pages.py``), gzipped when the client accepts it."""
+    it (``sync/shared_pages.py``), gzipped when the client accepts it."""
     if answer.shared is None:
         return JSONResponse(answer.as_dict())
     tail = pull.dump(answer.head)[1:]
@@ -137,7 +137,7 @@ async def sync_pull(request: Request):
                 await store(request).write(device_health.record, device.id, health)
             answer = await store(request).read(
                 _read_pull_snapshot, user(request), client_id, cursor, limit, page_format,
-                request.app.state.snapshot_pages)
+                request.app.state.shared_pages)
     except admission.Full as full:
         return admission.busy(full)
     if "latest_version" in answer.head:

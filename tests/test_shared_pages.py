@@ -1,4 +1,4 @@
-"""Snapshot pages shared between phones: one build, bytes that decode as one gzip member."""
+"""Pull pages shared between phones: one build, bytes that decode as one gzip member."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.snapshot_pages import SharedPage, SnapshotPages
+from sync.shared_pages import SharedPage, SharedPages
 
 
 def page(members: bytes = b'"records":{},"deleted":{}', built_at: int = 10,
@@ -43,7 +43,7 @@ def test_the_gzip_body_is_one_member_a_streaming_decoder_reads_to_its_end():
 
 
 def test_a_kept_page_is_built_once():
-    pages, built = SnapshotPages(), []
+    pages, built = SharedPages(), []
 
     def build():
         built.append(1)
@@ -55,7 +55,7 @@ def test_a_kept_page_is_built_once():
 
 
 def test_phones_asking_at_once_wait_for_one_build():
-    pages, built, started = SnapshotPages(), [], threading.Event()
+    pages, built, started = SharedPages(), [], threading.Event()
 
     def build():
         started.set()
@@ -77,7 +77,7 @@ def test_phones_asking_at_once_wait_for_one_build():
 
 
 def test_a_failed_build_leaves_the_next_phone_to_build():
-    pages = SnapshotPages()
+    pages = SharedPages()
 
     def broken():
         raise RuntimeError("disk")
@@ -89,7 +89,7 @@ def test_a_failed_build_leaves_the_next_phone_to_build():
 
 def test_a_page_is_kept_for_max_age_seconds():
     clock = Clock()
-    pages = SnapshotPages(max_age=30, clock=clock)
+    pages = SharedPages(max_age=30, clock=clock)
     first = pages.get(("k",), 10, page)
     clock.now += 29
     assert pages.get(("k",), 10, page) is first
@@ -98,7 +98,7 @@ def test_a_page_is_kept_for_max_age_seconds():
 
 
 def test_a_page_is_kept_while_the_log_is_at_most_max_behind_past_it():
-    pages = SnapshotPages(max_behind=100)
+    pages = SharedPages(max_behind=100)
     first = pages.get(("k",), 10, lambda: page(built_at=10))
     assert pages.get(("k",), 110, page) is first
     assert pages.get(("k",), 5, page) is first  # a reader that began before it was built
@@ -107,7 +107,7 @@ def test_a_page_is_kept_while_the_log_is_at_most_max_behind_past_it():
 
 def test_the_least_recently_used_pages_leave_first_beyond_max_bytes():
     size = page().size
-    pages = SnapshotPages(max_bytes=3 * size)
+    pages = SharedPages(max_bytes=3 * size)
     for key in "abc":
         pages.get((key,), 10, page)
     pages.get(("a",), 10, page)  # a is used again: b is now the oldest
@@ -121,6 +121,6 @@ def test_the_least_recently_used_pages_leave_first_beyond_max_bytes():
 
 
 def test_a_page_larger_than_the_whole_budget_is_not_kept():
-    pages = SnapshotPages(max_bytes=10)
+    pages = SharedPages(max_bytes=10)
     pages.get(("k",), 10, page)
     assert len(pages) == 0

@@ -1,12 +1,12 @@
-"""Snapshot pages shared between phones.
+"""Pull pages shared between phones.
 
 On a rollout morning hundreds of new phones of one office take the same snapshot:
-the same working set (``working_set.snapshot_view``), the same horizon, page after
-page. Each page is read, serialised and compressed once and kept here for a short
-while; every phone that asks for it gets the same bytes, with its own cursor and
-client fields appended.
+the same working set (``working_set.view_of``), the same horizon, page after
+page, then the same log pages (``pull.log_page_end``). Each page is read,
+serialised and compressed once and kept here for a short while; every phone that
+asks for it gets the same bytes, with its own cursor and client fields appended.
 
-A page read at version V may be given to a phone whose snapshot was pinned at P:
+A snapshot page read at version V may be given to a phone whose snapshot was pinned at P:
 its cursor then goes on from min(P, V), so the log after the snapshot brings every
 change made after the page was read (a pin lower than need be only replays a few
 changes; a page read after the pin is newer than need be, which the log also
@@ -38,9 +38,9 @@ TAIL_LEVEL = 6
 
 @dataclass(frozen=True)
 class SharedPage:
-    """A snapshot page: ``members`` are its JSON object members (without braces),
+    """A snapshot or log page: ``members`` are its JSON object members (without braces),
     ``built_at`` the change log's head when it was read, ``part`` and ``after``
-    where the snapshot goes on after it."""
+    where a snapshot goes on after it (None for a log page)."""
 
     members: bytes
     built_at: int
@@ -79,8 +79,8 @@ class _Entry:
     stored: float
 
 
-class SnapshotPages:
-    """The pages of recent snapshots, by everything their content depends on."""
+class SharedPages:
+    """Recent snapshot and log pages, by everything their content depends on."""
 
     def __init__(self, max_bytes: int = 64 * 2**20, max_age: float = 30.0,
                  max_behind: int = 1000, clock: Callable[[], float] = time.monotonic):
