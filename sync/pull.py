@@ -264,11 +264,10 @@ def _log_page(db, user, cursor: int, limit: int, horizon,
         " ORDER BY version LIMIT ?",
         [cursor, *bound_params, limit],
     ).fetchall()
+    changes = _log_changes(db, user, rows, horizon)
     if end is not None:
-        changes = _log_changes(db, user, rows, horizon)
         return changes, end, True
-    return (_log_changes(db, user, rows, horizon), (rows[-1][0] if rows else cursor),
-            len(rows) == limit)
+    return changes, (rows[-1][0] if rows else cursor), len(rows) == limit
 
 
 def _log_changes(db, user, rows, horizon) -> list[dict]:
@@ -410,33 +409,18 @@ def dump(value) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _shared_page(db, user, cursor: Cursor, limit: int, latest: int, ledger_epoch: str,
-                 pages: shared_pages.SharedPages) -> shared_pages.SharedPage:
-    key = (ledger_epoch, working_set.view_of(db, user), cursor.since, cursor.floor,
-           cursor.part, json.dumps(cursor.after), limit)
+def _shared(db, user, pages: shared_pages.SharedPages, latest: int, key: tuple,
+            read) -> shared_pages.SharedPage:
+    """The page of ``key`` as the phones of this user's view share it: ``read`` gives its
+    changes and where a snapshot goes on after it (part, after). A log page (``key``
+    ending at ``log_page_end``) read at version V >= its end holds the records whose
+    latest change lies in it as they were at V; one changed again comes further on."""
 
     def build() -> shared_pages.SharedPage:
-        changes, following = _snapshot_page(db, user, cursor, limit)
-        return shared_pages.SharedPage(dump(compact(changes))[1:-1], latest,
-                                         following.part, following.after)
+        changes, part, after = read()
+        return shared_pages.SharedPage(dump(compact(changes))[1:-1], latest, part, after)
 
-    return pages.get(key, latest, build)
-
-
-def _shared_log_page(db, user, cursor: int, end: int, limit: int, horizon, latest: int,
-                     ledger_epoch: str,
-                     pages: shared_pages.SharedPages) -> shared_pages.SharedPage:
-    """A log page ending at ``end`` (``log_page_end``), shared by the phones of one view.
-    Read at version V >= end, it holds the records whose latest change lies in it as
-    they were at V; a record changed again since comes again further on."""
-    key = (ledger_epoch, working_set.view_of(db, user), "log", cursor, end,
-           horizon.cutoff, horizon.floor, limit)
-
-    def build() -> shared_pages.SharedPage:
-        changes, _end, _more = _log_page(db, user, cursor, limit, horizon, end)
-        return shared_pages.SharedPage(dump(compact(changes))[1:-1], latest, None, None)
-
-    return pages.get(key, latest, build)
+    return pages.get((working_set.view_of(db, user), *key), latest, build)
 
 
 def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: str,
@@ -466,7 +450,13 @@ def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: s
             changes, next_cursor = _snapshot_page(db, user, cursor, limit)
             records = compact(changes)
         else:
-            shared = _shared_page(db, user, cursor, limit, latest, ledger_epoch, pages)
+            def read_snapshot_page():
+                changes, following = _snapshot_page(db, user, cursor, limit)
+                return changes, following.part, following.after
+
+            shared = _shared(db, user, pages, latest,
+                             (ledger_epoch, cursor.since, cursor.floor, cursor.part,
+                              json.dumps(cursor.after), limit), read_snapshot_page)
             next_cursor = Cursor(min(cursor.version, shared.built_at), cursor.since,
                                  cursor.floor, shared.part, shared.after)
         has_more = True  # after the snapshot, the log from its head
@@ -477,8 +467,10 @@ def working_set_answer(db: sqlite_utils.Database, user: authz.User, client_id: s
         aged = working_set.aged_out(db, user, since, horizon)
         end = log_page_end(db, cursor.version, limit)
         if pages is not None and end is not None and not aged:
-            shared = _shared_log_page(db, user, cursor.version, end, limit, horizon, latest,
-                                      ledger_epoch, pages)
+            shared = _shared(
+                db, user, pages, latest,
+                (ledger_epoch, "log", cursor.version, end, horizon.cutoff, horizon.floor, limit),
+                lambda: (_log_page(db, user, cursor.version, limit, horizon, end)[0], None, None))
             version, has_more = end, True
         else:
             changes, version, has_more = _log_page(db, user, cursor.version, limit, horizon,
