@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from server import auth
-from server.database_url import DatabaseURLError, sqlite_path
 from server.db import immediate, open_database
+from server.db.url import DatabaseURLError, sqlite_path
 
 DEFAULT_DB = "data/fieldledger.db"
 

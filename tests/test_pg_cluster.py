@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from server.database_url import parse
+from server.db.url import parse
 from tests import pg_cluster
 
 pytestmark = pytest.mark.postgres

@@ -1,4 +1,4 @@
-"""What a --db value names (server/database_url.py)."""
+"""What a --db value names (server/db/url.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.database_url import (
+from server.db.url import (
     DatabaseURLError,
     PostgresServer,
     SQLiteFile,

@@ -1,4 +1,4 @@
-"""The database layer: one dedicated writer, readers beside it.
+"""The SQLite backend: one dedicated writer, readers beside it.
 
 SQLite in WAL mode lets readers run while one writer holds the write lock.
 All writes go through a single connection owned by a single thread and start
@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from server.db.dialect import SQLITE
 from server.migrations import INDEX_PENDING_SQL, migrate, register_functions
 
 T = TypeVar("T")
@@ -40,11 +41,17 @@ WRITER_PRAGMAS = {
 }
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
+class SqliteDatabase(sqlite_utils.Database):
+    """A sqlite-utils database that also answers the backend-neutral interface."""
+
+    dialect = SQLITE
+
+
+def connect(path: str | Path) -> SqliteDatabase:
     """Open a connection with the pragmas every FieldLedger connection uses."""
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     register_functions(conn)
-    db = sqlite_utils.Database(conn, execute_plugins=False)
+    db = SqliteDatabase(conn, execute_plugins=False)
     db.execute("PRAGMA foreign_keys = ON")
     # An INSERT OR REPLACE then fires the delete triggers of the row it replaces, which
     # the statistics' roll-up needs (m009). sqlite_utils sets it too; this does not rely on it.
