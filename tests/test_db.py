@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from server.db import WRITER_PRAGMAS, Store, connect, immediate, open_database
-from server.migrations import migrations
+from server.db.sqlite_history import migrations
 
 
 def test_open_database_uses_wal_and_foreign_keys(tmp_path):

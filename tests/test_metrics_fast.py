@@ -14,10 +14,10 @@ import pytest
 from server import authz
 from server.areas import insert_area
 from server.db import immediate
+from server.db.sqlite_history import ROLLUP_LEVELS, rollup_key_sql
 from server.ledger import clock, metrics, states
 from server.ledger.problems import STATUSES
 from server.ledger.queries import local_day_start
-from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 from server.timeutil import LOCAL_TZ, parse_iso, to_iso
 from tests.ledger_helpers import add_problem, load
 

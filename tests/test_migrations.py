@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.db import connect, immediate, open_database, search_indexed_at_end
-from server.migrations import _search_body, migrate, migrations, search_body
+from server.db.sqlite_history import migrate, migrations, search_body
+from server.db.sqlite_history._shared import _search_body
 
 SAMPLES = [
     ("幸福社区3号楼顶层漏水，墙面渗水严重", "幸福小区3号楼", "张大爷", "ZF-2026-000123"),
@@ -189,8 +190,8 @@ def test_m009_works_out_past_responses_and_rolls_up_the_cohort(tmp_path):
 
 
 def test_m011_rolls_up_the_closure_kinds_and_relapses_already_there(tmp_path):
+    from server.db.sqlite_history import ROLLUP_LEVELS, rollup_key_sql
     from server.ledger import metrics
-    from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 
     db = connect(tmp_path / "a.db")
     migrations.apply(db, stop_before="m011_closures")
@@ -319,8 +320,8 @@ def test_m018_backfills_a_part_for_each_helper_of_a_dispatched_problem(tmp_path)
 
 
 def test_m017_adds_the_tracking_link_and_rolls_up_the_residents_ratings(tmp_path):
+    from server.db.sqlite_history import ROLLUP_LEVELS, rollup_key_sql
     from server.ledger import metrics
-    from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 
     db = connect(tmp_path / "a.db")
     migrations.apply(db, stop_before="m017_tracking")
@@ -376,8 +377,8 @@ def test_m020_adds_reports_numbered_beside_the_ledgers_counters(tmp_path):
 
 
 def test_m021_backfills_the_unit_s_dispatch_and_the_extensions_and_rolls_up_anew(tmp_path):
+    from server.db.sqlite_history import ROLLUP_LEVELS, rollup_key_sql
     from server.ledger import metrics
-    from server.migrations import ROLLUP_LEVELS, rollup_key_sql
 
     db = connect(tmp_path / "a.db")
     migrations.apply(db, stop_before="m021_rules")

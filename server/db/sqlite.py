@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from server.db.dialect import SQLITE
-from server.migrations import INDEX_PENDING_SQL, migrate, register_functions
+from server.db.sqlite_history import INDEX_PENDING_SQL, migrate, register_functions
 
 T = TypeVar("T")
 
