@@ -20,7 +20,6 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import sqlite3
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -423,11 +422,11 @@ def _creation_order(kind: str, rows: list[CleanRow]) -> list[CleanRow]:
 
 def _create(db, actor: authz.User, resource: Resource, clean: CleanRow) -> list[ImportProblem]:
     try:
-        with db.atomic():  # a savepoint: a failed row leaves nothing half-written behind
+        with db.savepoint("import_row"):  # a failed row leaves nothing half-written behind
             resource.create(db, actor, clean.data)
     except ValidationError as error:
         return _validation_problems(resource, clean.row, error)
-    except sqlite3.IntegrityError:
+    except db.errors.Integrity:
         return [ImportProblem(clean.row, _("import.errors.constraint"))]
     return []
 
@@ -438,7 +437,7 @@ class NotInTransaction(RuntimeError):
 
 def write_rows(db: sqlite_utils.Database, actor: authz.User, cleaned: CleanedImport):
     """Phase 2: create every row; on any problem raise ImportFailed so the caller rolls back."""
-    if not db.conn.in_transaction:
+    if not db.in_transaction:
         raise NotInTransaction()
     resource = resource_for(cleaned.kind)
     problems = list(cleaned.problems)

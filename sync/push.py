@@ -9,7 +9,6 @@ skipped, never applied twice.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import sqlite_utils
 from jsonschema import Draft202012Validator
@@ -103,9 +102,9 @@ def _apply_one(db, ctx: Context, mutation) -> dict:
             raise Rejected("invalid_value", field="args")
         check_args(name, mutation["args"])
         try:
-            with sql.savepoint(db, "mutation"):
+            with db.savepoint("mutation"):
                 HANDLERS[name](db, ctx, mutation["args"])
-        except sqlite3.IntegrityError:
+        except db.errors.Integrity:
             # Data the checks let through but the schema's constraints refuse:
             # still a permanent failure of this one mutation, not of the queue.
             raise Rejected("integrity") from None
