@@ -32,7 +32,7 @@ from server import accounts, areas, audit, authz, categories, units
 from server.db import immediate
 from server.i18n import gettext as _
 from server.resource import Resource
-from server.validation import Field, ValidationError
+from server.validation import Field, ValidationError, holds_nul
 
 KINDS: dict[str, Resource] = {
     "areas": areas.RESOURCE,
@@ -344,6 +344,10 @@ def _raw_values(resource: Resource, mapping: dict[str, str], cells: dict[str, An
 
 
 def _clean_row(resource: Resource, mapping: dict[str, str], number: int, cells: dict) -> dict:
+    holding_nul = [title for title, value in cells.items() if holds_nul(value)]
+    if holding_nul:
+        columns = "、".join(title or _("import.errors.no_column") for title in holding_nul)
+        raise ImportFailed([ImportProblem(number, _("import.errors.nul", columns=columns))])
     if cells.get(EXTRA_CELLS):
         raise ImportFailed(
             [ImportProblem(number, _("import.errors.extra_cells", value=cells[EXTRA_CELLS][:40]))]
