@@ -119,7 +119,7 @@ class SqliteDatabase(sqlite_utils.Database):
             yield
         except BaseException:
             # An error that ended the whole transaction took the savepoint with it.
-            if self.conn.in_transaction:
+            if self.in_transaction:
                 self.execute(f"ROLLBACK TO {name}")
                 self.execute(f"RELEASE {name}")
             raise
@@ -134,7 +134,7 @@ class SqliteDatabase(sqlite_utils.Database):
         to its end, so keep the block short (a long one holds back checkpoints). Inside
         a transaction already open, the block reads in that one.
         """
-        if self.conn.in_transaction:
+        if self.in_transaction:
             yield self
             return
         self.execute("BEGIN")
@@ -205,14 +205,6 @@ def connect(path: str | Path) -> SqliteDatabase:
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA synchronous = NORMAL")
     return db
-
-
-def immediate(db) -> contextlib.AbstractContextManager:
-    """A write transaction that holds the one write lock from its start, on either backend.
-
-    Inside it, ``db.savepoint(name)`` undoes a part that fails.
-    """
-    return db.write_transaction()
 
 
 @contextlib.contextmanager
@@ -303,7 +295,7 @@ class Store:
         return await run_in_threadpool(self.read_sync, fn, *args)
 
     def _write_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        with immediate(self._writer_db) as db:
+        with self._writer_db.write_transaction() as db:
             return fn(db, *args)
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:
