@@ -54,7 +54,7 @@ def prepare(base: Path) -> Path:
         path.with_suffix(".tmp").rename(path)
     started = time.perf_counter()
     db = open_database(path)  # applies any pending migration (m004 builds the search index)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.checkpoint()
     db.close()
     print(f"open + migrate: {time.perf_counter() - started:.1f} s", flush=True)
     return path

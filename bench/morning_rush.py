@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sqlite3
 import statistics
 import sys
 import threading
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from ledger_bench import free_port, rss_kib, start_server  # noqa: E402 (bench/, this script's folder)
 
-from server.db import open_database  # noqa: E402
+from server.db import immediate, open_database  # noqa: E402
 from server.demo import DEMO_PASSWORD, seed_demo  # noqa: E402
 from sync.client import HttpTransport, SyncClient  # noqa: E402
 from sync.ids import uuid7  # noqa: E402
@@ -57,17 +56,16 @@ def prepare(problems: int, devices: int) -> Path:
     shutil.copyfile(base, path)
     if Path(f"{base}.photos").exists():
         shutil.copytree(f"{base}.photos", f"{path}.photos")
-    open_database(path).close()  # migrate once, before the server starts
-    connection = sqlite3.connect(path)
-    with connection:
-        template = connection.execute(
+    db = open_database(path)  # migrate once, before the server starts
+    with immediate(db):
+        template = db.execute(
             "SELECT area_id, password_hash FROM users WHERE username = 'field'").fetchone()
-        connection.executemany(
+        db.executemany(
             "INSERT INTO users (username, display_name, phone, roles, area_id, password_hash,"
             " active, created_at, updated_at) VALUES (?, ?, '', 'field', ?, ?, 1,"
             " '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
             [(f"rush{n:04d}", f"走访干部{n:04d}", *template) for n in range(devices)])
-    connection.close()
+    db.close()
     return path
 
 

@@ -92,7 +92,7 @@ def seed_fallback(db, problems: int) -> None:
                  f"第{n}号问题：路灯不亮", "submitted", now, now, now)
                 for n in range(start, min(problems, start + chunk))
             ]
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO problems (id, reporter_id, area_id, description, status,"
                 " found_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
@@ -110,7 +110,7 @@ def ensure_database(workdir: Path, problems: int) -> Path:
     started = time.perf_counter()
     how = seed(partial, problems)
     db = open_database(partial)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.checkpoint()
     db.close()
     partial.rename(path)
     for suffix in ("-wal", "-shm"):

@@ -159,7 +159,7 @@ class _PathCache:
         self._lock = threading.Lock()
 
     def get(self, db) -> dict[int, tuple[str, str]]:
-        file = db.execute("PRAGMA database_list").fetchone()[2]
+        file = db.identity
         stamp = tuple(db.execute(
             "SELECT count(*), max(version) FROM changes WHERE entity = 'area'"
         ).fetchone())

@@ -280,7 +280,7 @@ def apply_year(db: sqlite_utils.Database, entered: Arrangement, actor_id: int | 
                source: str) -> Applied:
     """Enter the year and recompute provisional deadlines, inside the caller's write
     transaction (so a failure leaves nothing behind). ``actor_id`` None: the command line."""
-    if not db.conn.in_transaction:
+    if not db.in_transaction:
         raise importer.NotInTransaction()
     before = _audit_values(db, entered.year)
     set_year(db, entered.year, entered.holidays, entered.workdays,

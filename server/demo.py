@@ -61,11 +61,9 @@ events in (at, rowid) order:
 from __future__ import annotations
 
 import bisect
-import contextlib
 import datetime as dt
 import queue
 import random
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +72,6 @@ import argon2
 import sqlite_utils
 
 from server import auth, authz
-from server.db import immediate
 from server.ledger.numbering import LEDGER_PREFIX
 from server.settings import settings
 from server.workdays import WorkCalendar
@@ -85,7 +82,6 @@ PROGRESS_EVERY = 100_000
 HISTORY_DAYS = 365
 HOUR = 3600
 DAY = 86400
-BULK_CACHE_KIB = 1_000_000
 
 _LOCAL_OFFSET = 8 * 3600  # Asia/Shanghai has no daylight saving time
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -722,7 +718,7 @@ def _number_areas(city: _Area) -> list[_Area]:
 
 
 def _insert_areas(db: sqlite_utils.Database, areas: list[_Area]) -> None:
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO areas (id, code, name, level, parent_id, path, lat, lng)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -745,7 +741,7 @@ def _insert_units(db, rng: random.Random, city: _Area) -> list[_Unit]:
         town = district.children[0]
         plan.append((town.slug, _government_name(town), town))
     units = [_Unit(n, slug, name, area) for n, (slug, name, area) in enumerate(plan, start=1)]
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO units (id, name, area_id, contact_name, contact_phone) VALUES (?, ?, ?, ?, ?)",
         [(u.id, u.name, u.area.id, _person_name(rng), _landline(rng)) for u in units],
     )
@@ -758,7 +754,7 @@ def _insert_categories(db, units: list[_Unit]) -> list[_Category]:
         _Category(n, spec, unit_by_slug[spec.unit_slug])
         for n, spec in enumerate(CATEGORY_SPECS, start=1)
     ]
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO categories (id, code, name, default_unit_id, time_limit_days,"
         " return_visit_days) VALUES (?, ?, ?, ?, ?, ?)",
         [
@@ -817,7 +813,7 @@ def _insert_users(db, rng: random.Random, world: _World, city: _Area, now_iso: s
             visit_areas = [a for a in person.area.subtree() if 3 <= a.level <= 5]
             world.field_officials.append(_FieldOfficial(user_id, person.visit_weight, visit_areas))
         _register_supervisor(world, person, user_id, city)
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO users (id, username, display_name, phone, roles, area_id, unit_id,"
         " password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
@@ -1003,7 +999,7 @@ class _Writer:
                 continue  # drain, so that put() never blocks on a dead writer
             try:
                 for sql, rows in chunk:
-                    self.db.conn.executemany(sql, rows)
+                    self.db.executemany(sql, rows)
             except BaseException as error:  # handed to the generating thread
                 self.error = error
 
@@ -1073,7 +1069,7 @@ class _Ledger:
         finally:
             self.writer.close()
         years = sorted(set(self.ledger_seq) | set(self.supervision_seq))
-        self.db.conn.executemany(
+        self.db.executemany(
             "INSERT INTO ledger_counters (year, last_no, supervision_last_no) VALUES (?, ?, ?)",
             [(year, self.ledger_seq.get(year, 0), self.supervision_seq.get(year, 0))
              for year in years],
@@ -2184,38 +2180,6 @@ def _pick(rng: random.Random, cumulative: list[float]) -> int:
 # --- Entry points ---------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _bulk_loading(db: sqlite_utils.Database) -> Iterator[None]:
-    """Speed up the one big seeding transaction, then restore the connection's settings.
-
-    The database is new and empty, so durability during the seed buys nothing:
-    a crash leaves a demo file to delete, not user data to lose. Hence
-    synchronous=OFF, and an in-memory rollback journal instead of WAL: with WAL
-    the seed spends most of its system time writing and re-reading WAL frames.
-    The journal mode only changes if no other connection has the file open. Foreign keys
-    are not checked row by row: the generator builds them consistently and
-    tests/test_demo.py runs ``PRAGMA foreign_key_check``. The larger page cache
-    keeps the indexes on random UUID keys in memory while millions of rows go in.
-    """
-    saved = {
-        pragma: db.execute(f"PRAGMA {pragma}").fetchone()[0]
-        for pragma in ("synchronous", "cache_size", "foreign_keys", "busy_timeout",
-                       "journal_mode")
-    }
-    db.execute("PRAGMA synchronous = OFF")
-    db.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
-    db.execute("PRAGMA foreign_keys = OFF")
-    db.execute("PRAGMA busy_timeout = 0")
-    with contextlib.suppress(sqlite3.OperationalError):  # another connection is open
-        db.execute("PRAGMA journal_mode = MEMORY")
-    db.execute(f"PRAGMA busy_timeout = {saved['busy_timeout']}")
-    try:
-        yield
-    finally:
-        for pragma, value in saved.items():
-            db.execute(f"PRAGMA {pragma} = {value}")
-
-
 def _reference_now() -> dt.datetime:
     """Today's midnight in Asia/Shanghai, so that seeding twice in one day gives the same data."""
     local_day = (int(dt.datetime.now(dt.UTC).timestamp()) + _LOCAL_OFFSET) // DAY
@@ -2241,7 +2205,7 @@ def seed_demo(
         raise ValueError("naive datetime: a timezone is required")
     now_ts = int(now.timestamp())
     rng = random.Random(seed)
-    with _bulk_loading(db), immediate(db):
+    with db.bulk_load():  # one write transaction
         if db.execute("SELECT count(*) FROM areas").fetchone()[0]:
             raise DemoDataExists("the database already holds areas")
         world = _build_world(db, rng, _Clock().iso(now_ts))

@@ -20,7 +20,6 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import sqlite3
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from server import accounts, areas, audit, authz, categories, units
 from server.db import immediate
 from server.i18n import gettext as _
 from server.resource import Resource
-from server.validation import Field, ValidationError
+from server.validation import Field, ValidationError, holds_nul
 
 KINDS: dict[str, Resource] = {
     "areas": areas.RESOURCE,
@@ -345,6 +344,10 @@ def _raw_values(resource: Resource, mapping: dict[str, str], cells: dict[str, An
 
 
 def _clean_row(resource: Resource, mapping: dict[str, str], number: int, cells: dict) -> dict:
+    holding_nul = [title for title, value in cells.items() if holds_nul(value)]
+    if holding_nul:
+        columns = "、".join(title or _("import.errors.no_column") for title in holding_nul)
+        raise ImportFailed([ImportProblem(number, _("import.errors.nul", columns=columns))])
     if cells.get(EXTRA_CELLS):
         raise ImportFailed(
             [ImportProblem(number, _("import.errors.extra_cells", value=cells[EXTRA_CELLS][:40]))]
@@ -423,11 +426,11 @@ def _creation_order(kind: str, rows: list[CleanRow]) -> list[CleanRow]:
 
 def _create(db, actor: authz.User, resource: Resource, clean: CleanRow) -> list[ImportProblem]:
     try:
-        with db.atomic():  # a savepoint: a failed row leaves nothing half-written behind
+        with db.savepoint("import_row"):  # a failed row leaves nothing half-written behind
             resource.create(db, actor, clean.data)
     except ValidationError as error:
         return _validation_problems(resource, clean.row, error)
-    except sqlite3.IntegrityError:
+    except db.errors.Integrity:
         return [ImportProblem(clean.row, _("import.errors.constraint"))]
     return []
 
@@ -438,7 +441,7 @@ class NotInTransaction(RuntimeError):
 
 def write_rows(db: sqlite_utils.Database, actor: authz.User, cleaned: CleanedImport):
     """Phase 2: create every row; on any problem raise ImportFailed so the caller rolls back."""
-    if not db.conn.in_transaction:
+    if not db.in_transaction:
         raise NotInTransaction()
     resource = resource_for(cleaned.kind)
     problems = list(cleaned.problems)

@@ -28,6 +28,20 @@ class ValidationError(Exception):
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
+# U+0000 is refused in every text that enters, wherever it comes from (forms,
+# imports, the phones' pushes): PostgreSQL cannot store it in text, and SQLite's
+# search index stops reading at it. See docs/sync-protocol.md.
+NUL = "\x00"
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a text, or a text in a list of them, contains U+0000."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, list):
+        return any(isinstance(item, str) and NUL in item for item in value)
+    return False
+
 
 @dataclass(frozen=True)
 class Field:
@@ -77,6 +91,8 @@ def _choice_code(field: Field, text: str) -> str | None:
 def clean_field(field: Field, value: Any) -> Any:
     """Return the cleaned value or raise ``ValueError`` with the message."""
     label = field.label_text()
+    if holds_nul(value):
+        raise ValueError(_("validation.nul", label=label))
     if field.kind == "choices":
         items = value if isinstance(value, list) else re.split(r"[,，;；、\s]+", _text(value))
         items = [_text(item) for item in items if _text(item)]

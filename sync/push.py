@@ -9,7 +9,6 @@ skipped, never applied twice.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import sqlite_utils
 from jsonschema import Draft202012Validator
@@ -18,6 +17,7 @@ from server import authz
 from server.db import search_indexed_at_end
 from server.i18n import gettext as _
 from server.timeutil import now_iso
+from server.validation import NUL
 from sync import sql
 from sync.errors import BadRequest, Rejected
 from sync.mutations import HANDLERS, Context
@@ -76,8 +76,9 @@ def _client(db, user: authz.User, client_id: str, device_id: int | None) -> int:
 
 
 def _storable(text: str) -> str:
-    """Text as SQLite can store it: a lone UTF-16 surrogate (valid in JSON) becomes '?'."""
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """Text as the database can store it: a lone UTF-16 surrogate (valid in JSON) and
+    U+0000 become '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace(NUL, "?")
 
 
 def _is_storable(text: str) -> bool:
@@ -103,9 +104,9 @@ def _apply_one(db, ctx: Context, mutation) -> dict:
             raise Rejected("invalid_value", field="args")
         check_args(name, mutation["args"])
         try:
-            with sql.savepoint(db, "mutation"):
+            with db.savepoint("mutation"):
                 HANDLERS[name](db, ctx, mutation["args"])
-        except sqlite3.IntegrityError:
+        except db.errors.Integrity:
             # Data the checks let through but the schema's constraints refuse:
             # still a permanent failure of this one mutation, not of the queue.
             raise Rejected("integrity") from None

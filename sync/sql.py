@@ -7,8 +7,6 @@ the handlers issue prepared statements instead (sqlite3 caches them by text).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from functools import cache
 
 import sqlite_utils
@@ -37,19 +35,3 @@ def row(db: sqlite_utils.Database, sql: str, params) -> dict | None:
     if values is None:
         return None
     return dict(zip((column[0] for column in cursor.description), values, strict=True))
-
-
-@contextlib.contextmanager
-def savepoint(db: sqlite_utils.Database, name: str) -> Iterator[None]:
-    """Undo only what the block wrote if it raises (inside the push's transaction)."""
-    db.execute(f"SAVEPOINT {name}")
-    try:
-        yield
-    except BaseException:
-        # An error that ended the whole transaction took the savepoint with it.
-        if db.conn.in_transaction:
-            db.execute(f"ROLLBACK TO {name}")
-            db.execute(f"RELEASE {name}")
-        raise
-    else:
-        db.execute(f"RELEASE {name}")

@@ -9,6 +9,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
 from server.timeutil import utcnow
+from server.validation import NUL
 from sync.errors import Rejected
 from sync.schema_check import Check, compile_check
 from sync.schemas import MUTATIONS, TIMESTAMP, UUID
@@ -92,10 +93,34 @@ def parse_time(value: str, field: str) -> dt.datetime:
     return moment
 
 
+def nul_path(value, path: tuple = ()) -> tuple | None:
+    """Where the first text holding U+0000 is in a JSON value (for a key holding it,
+    the path of its object), or None."""
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and NUL in key:
+            return path
+        found = nul_path(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 def check_args(name: str, args) -> None:
     """Raise ``Rejected`` with the first problem found in a mutation's args."""
     if not isinstance(args, dict):
         raise Rejected("wrong_type", field="args")
+    # Before the schema, so that no message names a field with U+0000 in it.
+    nul = nul_path(args)
+    if nul is not None:
+        raise Rejected("invalid_value", field=".".join(map(str, nul)) or "args")
     if quick_check(name)(args):
         return
     errors = list(validator(name).iter_errors(args))

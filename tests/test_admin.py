@@ -368,6 +368,11 @@ USER_CASES = [
         "display_name",
         T("validation.control_chars", label=T("user.display_name")),
     ),
+    (
+        {"display_name": "张\x00三"},
+        "display_name",
+        T("validation.nul", label=T("user.display_name")),
+    ),
     ({"phone": "电话123456"}, "phone", T("validation.phone", label=T("user.phone"))),
     ({"password": ""}, "password", T("validation.required", label=T("user.password"))),
     ({"password": "short"}, "password", T("validation.too_short", label=T("user.password"), min=8)),
@@ -390,7 +395,7 @@ UNIT_CASES = [
     (
         {"contact_name": "赵\x00六"},
         "contact_name",
-        T("validation.control_chars", label=T("unit.contact_name")),
+        T("validation.nul", label=T("unit.contact_name")),
     ),
     (
         {"contact_phone": "call me"},

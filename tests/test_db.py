@@ -132,3 +132,197 @@ def test_the_writer_alone_is_tuned_for_bulk_writes(tmp_path):
     assert written["cache_size"] == WRITER_PRAGMAS["cache_size"]
     assert written["wal_autocheckpoint"] == WRITER_PRAGMAS["wal_autocheckpoint"]
     assert read["cache_size"] != WRITER_PRAGMAS["cache_size"]
+
+
+# The backend-neutral interface on SQLite ------------------------------------------------
+
+SLOW_QUERY = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+    " SELECT count(*) FROM (SELECT i FROM n LIMIT 100000000)"
+)
+
+
+def test_errors_name_sqlites_exceptions_by_meaning(tmp_path):
+    path = tmp_path / "a.db"
+    db = open_database(path)
+    db["settings"].insert({"key": "a", "value": "1"})
+    with pytest.raises(db.errors.Integrity):
+        db.execute("INSERT INTO settings (key, value) VALUES ('a', '2')")
+    other = connect(path)
+    other.execute("PRAGMA busy_timeout = 0")
+    with immediate(db), pytest.raises(other.errors.Operational) as busy:
+        other.execute("BEGIN IMMEDIATE")
+    assert other.errors.is_busy(busy.value)
+    assert not other.errors.is_interrupted(busy.value)
+    db.conn.set_progress_handler(lambda: 1, 1)
+    with pytest.raises(db.errors.Operational) as interrupted:
+        db.execute("SELECT count(*) FROM settings")
+    db.conn.set_progress_handler(None, 0)
+    assert db.errors.is_interrupted(interrupted.value)
+    assert not db.errors.is_busy(interrupted.value)
+    assert not db.errors.is_busy(ValueError("database is locked"))
+    assert Store.errors is db.errors
+
+
+def test_in_transaction_follows_begin_and_commit(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    assert not db.in_transaction
+    with immediate(db):
+        assert db.in_transaction
+    assert not db.in_transaction
+
+
+def test_a_savepoint_undoes_only_its_own_block(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    with immediate(db):
+        db["settings"].insert({"key": "kept", "value": "1"})
+        with pytest.raises(RuntimeError), db.savepoint("attempt"):
+            db["settings"].insert({"key": "undone", "value": "1"})
+            raise RuntimeError("stop")
+        with db.savepoint("attempt"):
+            db["settings"].insert({"key": "released", "value": "1"})
+        assert db.in_transaction
+    assert sorted(row["key"] for row in db["settings"].rows_where("key IN (?, ?, ?)",
+                  ["kept", "undone", "released"])) == ["kept", "released"]
+
+
+def test_a_savepoint_lets_through_an_error_that_ended_the_transaction(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    db.execute("BEGIN IMMEDIATE")
+    with pytest.raises(RuntimeError, match="ended"), db.savepoint("attempt"):
+        db.execute("ROLLBACK")  # as a RAISE(ROLLBACK) trigger would
+        raise RuntimeError("ended")
+    assert not db.in_transaction
+
+
+def test_a_savepoint_name_must_be_an_identifier(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    with pytest.raises(ValueError), db.savepoint("a; DROP TABLE settings"):
+        pass
+
+
+def test_a_snapshot_sees_one_state_of_the_database(tmp_path):
+    path = tmp_path / "a.db"
+    writer = open_database(path)
+    reader = connect(path)
+
+    def count():
+        return reader.execute("SELECT count(*) FROM settings").fetchone()[0]
+
+    before = count()
+    with reader.snapshot():
+        assert count() == before
+        with immediate(writer):
+            writer["settings"].insert({"key": "new", "value": "1"})
+        assert count() == before
+        assert reader.in_transaction
+    assert not reader.in_transaction
+    assert count() == before + 1
+
+
+def test_a_snapshot_inside_a_transaction_reads_in_it(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    with immediate(db):
+        db["settings"].insert({"key": "mine", "value": "1"})
+        with db.snapshot():
+            assert db["settings"].get("mine")["value"] == "1"
+        assert db.in_transaction  # the snapshot did not end the caller's transaction
+    assert db["settings"].get("mine")["value"] == "1"
+
+
+def test_a_snapshot_that_raises_ends_its_transaction(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    with pytest.raises(RuntimeError), db.snapshot():
+        db.execute("SELECT count(*) FROM settings").fetchone()
+        raise RuntimeError("stop")
+    assert not db.in_transaction
+
+
+def test_bounded_gives_none_when_the_queries_outrun_the_budget(tmp_path):
+    db = open_database(tmp_path / "a.db")
+
+    def slow():
+        return db.execute(SLOW_QUERY).fetchone()[0]
+
+    def quick():
+        return db.execute("SELECT 41 + 1").fetchone()[0]
+
+    assert db.bounded(0.05, slow) is None
+    assert db.bounded(5, quick) == 42
+    assert db.bounded(0, quick) is None  # no time left: not even started
+    with pytest.raises(db.errors.Operational, match="no such table"):
+        db.bounded(5, db.execute, "SELECT * FROM missing")
+    assert db.execute("SELECT 1").fetchone() == (1,)  # the budget ended with the call
+
+
+def test_bulk_load_is_one_write_transaction_with_the_settings_restored(tmp_path):
+    path = tmp_path / "a.db"
+    db = open_database(path)
+    pragmas = ("synchronous", "cache_size", "foreign_keys", "busy_timeout", "journal_mode")
+
+    def settings():
+        return {name: db.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas}
+
+    before = settings()
+    other = connect(path)
+    other.execute("PRAGMA busy_timeout = 0")
+    with db.bulk_load():
+        during = settings()
+        db["settings"].insert({"key": "loaded", "value": "1"})
+        with pytest.raises(other.errors.Operational, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    other.close()
+    assert during["synchronous"] == 0 and during["foreign_keys"] == 0
+    assert during["cache_size"] < before["cache_size"]
+    assert settings() == before
+    assert db["settings"].get("loaded")["value"] == "1"
+    with pytest.raises(RuntimeError), db.bulk_load():
+        db["settings"].insert({"key": "dropped", "value": "1"})
+        raise RuntimeError("stop")
+    assert db.execute("SELECT count(*) FROM settings WHERE key = 'dropped'").fetchone() == (0,)
+    assert settings() == before
+
+
+def test_identity_names_the_file_whatever_the_path_that_opened_it(tmp_path):
+    (tmp_path / "sub").mkdir()
+    first = open_database(tmp_path / "a.db")
+    again = connect(tmp_path / "sub" / ".." / "a.db")
+    (tmp_path / "link.db").symlink_to(tmp_path / "a.db")
+    linked = connect(tmp_path / "link.db")
+    other = open_database(tmp_path / "b.db")
+    assert first.identity == again.identity == linked.identity
+    assert first.identity == str((tmp_path / "a.db").resolve())
+    assert other.identity != first.identity
+    assert connect(":memory:").identity != connect(":memory:").identity
+
+
+def test_executemany_runs_one_statement_over_many_rows(tmp_path):
+    db = open_database(tmp_path / "a.db")
+    with immediate(db):
+        db.executemany("INSERT INTO settings (key, value) VALUES (?, ?)",
+                       [(f"many{n}", str(n)) for n in range(5)])
+    assert db.execute("SELECT count(*) FROM settings WHERE key LIKE 'many%'").fetchone() == (5,)
+
+
+def test_checkpoint_empties_the_wal(tmp_path):
+    path = tmp_path / "a.db"
+    db = open_database(path)
+    with immediate(db):
+        db["settings"].insert({"key": "a", "value": "x" * 10_000})
+    wal = tmp_path / "a.db-wal"
+    assert wal.stat().st_size > 0
+    db.checkpoint()
+    assert wal.stat().st_size == 0
+
+
+def test_the_export_reader_is_a_read_only_connection_of_its_own(tmp_path):
+    store = Store(tmp_path / "a.db")
+    reader = store.export_reader()
+    try:
+        assert reader is not store.reader()
+        assert reader.identity == store.reader().identity
+        with pytest.raises(reader.errors.Operational, match="readonly"):
+            reader.execute("INSERT INTO settings VALUES ('a', 'b')")
+    finally:
+        reader.close()
+        store.close()

@@ -457,6 +457,31 @@ def test_import_rows_in_the_callers_transaction(db, admin):
     assert db.execute("SELECT count(*) FROM units WHERE name = '东城区应急局'").fetchone()[0] == 1
 
 
+
+def test_a_row_holding_nul_is_refused_naming_its_columns_and_nothing_is_saved(db, admin):
+    before = counts(db)
+    rows = [(2, {"单位名称": "东城区应急局", "所属区域": "370102"}),
+            (3, {"单位名称": "东城区\x00民政局", "所属区域": "370102", "联系人": "\x00"}),
+            (4, {"单位名称": "东城区水务局", "所属区域": "370102", "": "\x00"})]
+    with pytest.raises(ImportFailed) as caught, immediate(db):
+        importer.import_rows(db, admin, "units", rows)
+    assert [(problem.row, problem.message) for problem in caught.value.problems] == [
+        (3, _("import.errors.nul", columns="单位名称、联系人")),
+        (4, _("import.errors.nul", columns=_("import.errors.no_column"))),
+    ]
+    assert counts(db) == before
+
+
+def test_an_uploaded_csv_holding_nul_is_refused_and_nothing_is_saved(signed_in, db):
+    client = signed_in("admin")
+    before = counts(db)
+    content = csv_bytes([["单位名称", "所属区域"], ["东城区\x00民政局", "370102"]])
+    response = upload(client, "units", "units.csv", content)
+    assert response.status_code == 400
+    assert _("import.errors.binary_csv") in response.text
+    assert counts(db) == before
+
+
 # Templates --------------------------------------------------------------------
 
 

@@ -515,3 +515,36 @@ def test_a_hash_another_problem_holds_is_rejected(field1, db):
     assert result["results"][1]["error"]["code"] == "tracking_hash_taken"
     assert db.execute("SELECT count(*) FROM problems WHERE id = ?",
                       [second["args"]["id"]]).fetchone()[0] == 0
+
+
+# U+0000 is refused in every text (docs/sync-protocol.md) --------------------------------
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    ({"description": "水压不足\x00五楼停水"}, "description"),
+    ({"place": "幸福社区\x00"}, "place"),
+    ({"photos": ["a" * 64, "\x00"]}, "photos.1"),
+    ({"description\x00": "x"}, "args"),  # a key holding it: the object around it
+])
+def test_a_text_holding_nul_is_an_invalid_value_and_nothing_is_saved(field1, db, args, field):
+    report = problem_args(**args)
+    if "description\x00" in args:
+        del report["description"]
+    before_problems = db.execute("SELECT count(*) FROM problems").fetchone()
+    result = field1.push([{"id": 1, "name": "problem.report", "args": report}, visit(2)])
+    assert statuses(result) == [(1, "rejected"), (2, "applied")]
+    assert result["results"][0]["error"] == {
+        "code": "invalid_value", "message": f"取值无效：{field}"}
+    assert db.execute("SELECT count(*) FROM problems").fetchone() == before_problems
+    row = next(db.query("SELECT * FROM sync_rejections WHERE client_id = ?",
+                        [field1.client_id]))
+    assert "\x00" not in row["args"] and "\x00" not in row["message"]
+    assert json.loads(row["args"]) == report  # kept as JSON, the NUL escaped
+
+
+def test_a_mutation_name_holding_nul_is_recorded_without_it(field1, db):
+    result = field1.push([{"id": 1, "name": "visit.save\x00", "args": visit_args()}])
+    assert result["results"][0]["error"]["code"] == "unknown_mutation"
+    name = db.execute("SELECT name FROM sync_rejections WHERE client_id = ?",
+                      [field1.client_id]).fetchone()[0]
+    assert name == "visit.save?"

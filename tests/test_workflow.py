@@ -13,7 +13,7 @@ from server.errors import NotFound
 from server.ledger import clock, closures, deadlines, numbering, workflow
 from server.ledger.workflow import ACTIONS, TransitionError
 from server.validation import ValidationError
-from tests.conftest import ROLE_USERS
+from tests.conftest import ROLE_USERS, csrf_of
 
 RESIDENT_PHONE = "13812345678"
 
@@ -690,3 +690,22 @@ def test_attempts_count_where_no_event_brought_the_problem_to_callback(act, db, 
     attempt(act, "refused", problem="p3")
     progress = closures.unreachable_progress(db, db["problems"].get(world.problems["p3"]))
     assert (progress.attempts, progress.days, progress.attempts_missing) == (2, 1, 1)
+
+
+def test_a_note_holding_nul_is_refused_by_the_form_and_nothing_is_saved(login_as, db, world):
+    from server.i18n import gettext as _  # a local name: the module loops with "_"
+
+    office = login_as("office")
+    problem_id = world.problems["p1"]
+
+    def events():
+        return db.execute("SELECT count(*) FROM problem_events WHERE problem_id = ?",
+                          [problem_id]).fetchone()
+
+    before = events()
+    response = office.post(f"/problems/{problem_id}/actions/ask_reporter",
+                           data={"note": "请补充\x00照片", "csrf_token": csrf_of(office)})
+    assert response.status_code == 400
+    assert _("validation.nul", label=_("workflow.field.note")) in response.text
+    assert events() == before
+    assert db["problems"].get(problem_id)["info_request"] is None

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from server.db.dialect import SQLITE
+from server.db.errors import BackendErrors
 from server.db.sqlite_history import INDEX_PENDING_SQL, migrate, register_functions
 
 T = TypeVar("T")
@@ -41,10 +44,153 @@ WRITER_PRAGMAS = {
 }
 
 
+# A bulk load's page cache: the indexes on random UUID keys stay in memory
+# while millions of rows go in.
+BULK_CACHE_KIB = 1_000_000
+
+# How many SQLite virtual-machine steps run between two looks at a time budget.
+_BUDGET_CHECK_STEPS = 2000
+
+
+def _is_busy(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _is_interrupted(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "interrupted" in str(error)
+
+
+SQLITE_ERRORS = BackendErrors(
+    Integrity=sqlite3.IntegrityError,
+    Operational=sqlite3.OperationalError,
+    is_busy=_is_busy,
+    is_interrupted=_is_interrupted,
+)
+
+
 class SqliteDatabase(sqlite_utils.Database):
     """A sqlite-utils database that also answers the backend-neutral interface."""
 
     dialect = SQLITE
+    errors = SQLITE_ERRORS
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """The database file's resolved path: two connections to one file share it."""
+        file = self.execute("PRAGMA database_list").fetchone()[2]
+        # Every in-memory database is a store of its own.
+        return str(Path(file).resolve()) if file else f":memory:{id(self)}"
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and empty it."""
+        self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[SqliteDatabase]:
+        """``BEGIN IMMEDIATE``: the write lock is taken at the start or not at all."""
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        else:
+            try:
+                self.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        """Undo only what the block wrote if it raises; call inside a transaction."""
+        if not name.isidentifier():
+            raise ValueError(f"not a savepoint name: {name!r}")
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # An error that ended the whole transaction took the savepoint with it.
+            if self.in_transaction:
+                self.execute(f"ROLLBACK TO {name}")
+                self.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.execute(f"RELEASE {name}")
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[SqliteDatabase]:
+        """The block's reads see one state of the database, whatever is written meanwhile.
+
+        A deferred ``BEGIN``: the snapshot is taken at the block's first read and held
+        to its end, so keep the block short (a long one holds back checkpoints). Inside
+        a transaction already open, the block reads in that one.
+        """
+        if self.in_transaction:
+            yield self
+            return
+        self.execute("BEGIN")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.execute("COMMIT")
+
+    def bounded(self, seconds: float, fn: Callable[..., T], *args: Any) -> T | None:
+        """``fn(*args)``, or None if its queries run longer than ``seconds``."""
+        if seconds <= 0:
+            return None
+        deadline = time.monotonic() + seconds
+        self.conn.set_progress_handler(lambda: time.monotonic() > deadline, _BUDGET_CHECK_STEPS)
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as error:
+            if not self.errors.is_interrupted(error):
+                raise
+            return None
+        finally:
+            self.conn.set_progress_handler(None, 0)
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[SqliteDatabase]:
+        """One write transaction tuned for loading a new database, the settings restored after.
+
+        For a new, empty database durability during the load buys nothing: a crash
+        leaves a file to delete, not user data to lose. Hence synchronous=OFF, and an
+        in-memory rollback journal instead of WAL: with WAL a big load spends most of
+        its system time writing and re-reading WAL frames. The journal mode only
+        changes if no other connection has the file open. Foreign keys are not checked
+        row by row: the loader builds them consistently (and its tests run ``PRAGMA
+        foreign_key_check``). These pragmas take effect only outside a transaction,
+        which is why the transaction is the block's own.
+        """
+        saved = {
+            pragma: self.execute(f"PRAGMA {pragma}").fetchone()[0]
+            for pragma in ("synchronous", "cache_size", "foreign_keys", "busy_timeout",
+                           "journal_mode")
+        }
+        self.execute("PRAGMA synchronous = OFF")
+        self.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
+        self.execute("PRAGMA foreign_keys = OFF")
+        self.execute("PRAGMA busy_timeout = 0")
+        with contextlib.suppress(sqlite3.OperationalError):  # another connection is open
+            self.execute("PRAGMA journal_mode = MEMORY")
+        self.execute(f"PRAGMA busy_timeout = {saved['busy_timeout']}")
+        try:
+            with self.write_transaction():
+                yield self
+        finally:
+            for pragma, value in saved.items():
+                self.execute(f"PRAGMA {pragma} = {value}")
 
 
 def connect(path: str | Path) -> SqliteDatabase:
@@ -62,26 +208,6 @@ def connect(path: str | Path) -> SqliteDatabase:
 
 
 @contextlib.contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the write lock at its start.
-
-    Nested ``db.atomic()`` blocks inside it become savepoints.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.rollback()
-        raise
-    else:
-        try:
-            db.execute("COMMIT")
-        except BaseException:
-            db.rollback()
-            raise
-
-
-@contextlib.contextmanager
 def search_indexed_at_end(db: sqlite_utils.Database) -> Iterator[None]:
     """Problems written in the block enter the full-text index together, at its end.
 
@@ -93,7 +219,7 @@ def search_indexed_at_end(db: sqlite_utils.Database) -> Iterator[None]:
     try:
         yield
     finally:
-        if db.conn.in_transaction:
+        if db.in_transaction:
             db.execute(INDEX_PENDING_SQL)
             db.execute("DELETE FROM problems_search_pending")
             db.execute("DELETE FROM problems_search_deferral")
@@ -104,7 +230,7 @@ def tune_writer(db: sqlite_utils.Database) -> None:
         db.execute(f"PRAGMA {pragma} = {value}")
 
 
-def open_database(path: str | Path) -> sqlite_utils.Database:
+def open_database(path: str | Path) -> SqliteDatabase:
     """Open (creating if needed) a database file, in WAL mode and fully migrated."""
     db = connect(path)
     db.enable_wal()
@@ -114,6 +240,9 @@ def open_database(path: str | Path) -> sqlite_utils.Database:
 
 class Store:
     """Owns the database file for the web app: one writer thread, many readers."""
+
+    # What ``write`` and ``read`` raise when the database refuses, as ``db.errors``.
+    errors = SQLITE_ERRORS
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -137,16 +266,24 @@ class Store:
             )
             self._generation += 1
 
-    def reader(self) -> sqlite_utils.Database:
+    def _read_only_connection(self) -> SqliteDatabase:
+        db = connect(self.path)
+        db.execute("PRAGMA query_only = ON")
+        return db
+
+    def reader(self) -> SqliteDatabase:
         db = getattr(self._local, "db", None)
         if db is None or getattr(self._local, "generation", None) != self._generation:
-            db = connect(self.path)
-            db.execute("PRAGMA query_only = ON")
+            db = self._read_only_connection()
             self._local.db = db
             self._local.generation = self._generation
             with self._lock:
                 self._readers.append(db)
         return db
+
+    def export_reader(self) -> SqliteDatabase:
+        """A read-only connection of its own, for a streamed export; the caller closes it."""
+        return self._read_only_connection()
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(self.reader(), *args)
@@ -158,7 +295,7 @@ class Store:
         return await run_in_threadpool(self.read_sync, fn, *args)
 
     def _write_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        with immediate(self._writer_db) as db:
+        with self._writer_db.write_transaction() as db:
             return fn(db, *args)
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:

@@ -206,7 +206,7 @@ def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
     """The export rows for this filter, in the ledger's order (dates as date/datetime values).
 
     Read in chunks of ``CHUNK`` rows, each in its own short read transaction
-    (``BEGIN`` … ``COMMIT`` around its queries, the cursors drained and
+    (``db.snapshot()`` around its queries, the cursors drained and
     closed), and formatted and yielded only after that transaction has ended:
     however slowly the client downloads, no transaction is open between chunks,
     so checkpoints are not held back and the WAL does not grow. A chunk starts
@@ -340,17 +340,13 @@ def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[
     The transaction ends before this returns (unless the caller had one open:
     then the rows are read in it). Each cursor is read to its end and closed.
     """
-    conn = db.conn
-    own = not conn.in_transaction
     names: list[str] = []
     rows: list[tuple] = []
     events: dict[str, list[tuple]] = {}
-    if own:
-        conn.execute("BEGIN")
-    try:
+    with db.snapshot():
         for condition, values in segments:
-            cursor = conn.execute(f"{select[0]}{condition}{select[1]}",
-                                  [*params, *values, limit - len(rows)])
+            cursor = db.execute(f"{select[0]}{condition}{select[1]}",
+                                [*params, *values, limit - len(rows)])
             try:
                 names = [column[0] for column in cursor.description]
                 rows += cursor.fetchall()
@@ -359,17 +355,11 @@ def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[
             if len(rows) >= limit:
                 break
         if rows:
-            events = _chunk_events(conn, names, rows)
-    except BaseException:
-        if own and conn.in_transaction:
-            conn.rollback()
-        raise
-    if own:
-        conn.commit()
+            events = _chunk_events(db, names, rows)
     return names, rows, events
 
 
-def _chunk_events(conn, names: list[str], rows: list[tuple]) -> dict[str, list[tuple]]:
+def _chunk_events(db, names: list[str], rows: list[tuple]) -> dict[str, list[tuple]]:
     """(kind, note, data) of the extensions granted to and the rejection of the chunk's
     problems that can have them, oldest first, by problem id.
 
@@ -386,7 +376,7 @@ def _chunk_events(conn, names: list[str], rows: list[tuple]) -> dict[str, list[t
     events: dict[str, list[tuple]] = {}
     if not ids:
         return events
-    cursor = conn.execute(_EVENTS, [json.dumps(ids)])
+    cursor = db.execute(_EVENTS, [json.dumps(ids)])
     try:
         for problem_id, kind, note, data in cursor.fetchall():
             events.setdefault(problem_id, []).append((kind, note, data))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
 import urllib.parse
 from collections import Counter
@@ -346,22 +345,6 @@ def mark_overdue(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def bounded(db, seconds: float, fn, *args):
-    """``fn(*args)``, or None if its queries run longer than ``seconds``."""
-    if seconds <= 0:
-        return None
-    deadline = time.monotonic() + seconds
-    db.conn.set_progress_handler(lambda: time.monotonic() > deadline, 2000)
-    try:
-        return fn(*args)
-    except sqlite3.OperationalError as error:
-        if "interrupted" not in str(error):
-            raise
-        return None
-    finally:
-        db.conn.set_progress_handler(None, 0)
-
-
 def _capped_count(db, index: str, condition: str, params: list, cap: int) -> int:
     """How many index entries meet ``condition``, counting no further than ``cap`` + 1."""
     return db.execute(
@@ -438,7 +421,7 @@ def choose_drive(db, user: authz.User, f: Filter) -> None:
         f.drive_index, f.narrow = ID_INDEX, True
         return
     status_index = FOUND_ORDER_INDEXES["status"][1]
-    rowids = bounded(db, INTERSECT_BUDGET_S, common_rowids, db, f)
+    rowids = db.bounded(INTERSECT_BUDGET_S, common_rowids, db, f)
     if rowids is not None and len(rowids) <= NARROW_MAX:
         f.rowids, f.drive_index, f.narrow = rowids, BY_ROWID, True
         return
@@ -484,7 +467,7 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
     rows = None
     if many:
         index = f.drive_index or SORT_INDEXES[f.sort]
-        rows = bounded(db, ORDERED_BUDGET_S, read, f" INDEXED BY {index}")
+        rows = db.bounded(ORDERED_BUDGET_S, read, f" INDEXED BY {index}")
     if rows is None:
         # A broad search with narrow other filters: start from the matches after all,
         # through the id index (the planner may prefer a state's index: 800,000 closed).
@@ -530,11 +513,11 @@ def status_counts(db, user: authz.User, f: Filter) -> dict[str, int | None]:
     if narrow or f.narrow_search:
         indexed = f.drive_clause if narrow else ""
         budget = NARROW_COUNT_BUDGET_S if f.narrow or f.narrow_search else COUNT_BUDGET_S
-        found = bounded(db, budget, counts_in_one_read, db, where, params, indexed)
+        found = db.bounded(budget, counts_in_one_read, db, where, params, indexed)
         return found if found is not None else dict.fromkeys(STATUSES)
     deadline = time.monotonic() + COUNT_BUDGET_S
     return {
-        status: bounded(db, deadline - time.monotonic(), count, db,
+        status: db.bounded(deadline - time.monotonic(), count, db,
                         f"{where} AND p.status = ?", [*params, status])
         for status in STATUSES
     }
@@ -626,7 +609,7 @@ def ledger(db, user: authz.User, f: Filter) -> dict:
     once = reads_once(f)
     matches = None
     if once:
-        matches = bounded(db, NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f)
+        matches = db.bounded(NARROW_COUNT_BUDGET_S, matches_in_one_read, db, user, f)
     if matches is not None:
         found_states = Counter(match[1] for match in matches)
         counts = {status: min(found_states[status], COUNT_CAP + 1) for status in STATUSES}

@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from server import authz
-from server.db import connect
 from server.errors import error_page
 from server.i18n import catalog
 from server.i18n import gettext as _
@@ -105,17 +104,11 @@ def _attachment(extension: str) -> dict:
     }
 
 
-def _export_connection(request: Request):
-    db = connect(store(request).path)
-    db.execute("PRAGMA query_only = ON")
-    return db
-
-
 async def export_csv(request: Request):
     f = queries.parse(request.query_params)
     if f.refused:
         return error_page(request, 400, queries.refused_notice(f))
-    db = _export_connection(request)
+    db = store(request).export_reader()
     actor = user(request)
 
     def chunks():
@@ -132,7 +125,7 @@ async def export_xlsx(request: Request):
     f = queries.parse(request.query_params)
     if f.refused:
         return error_page(request, 400, queries.refused_notice(f))
-    db = _export_connection(request)
+    db = store(request).export_reader()
     actor = user(request)
 
     def chunks():

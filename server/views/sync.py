@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sqlite3
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -24,11 +23,6 @@ from sync.schemas import UUID
 
 RETRY_AFTER_SECONDS = 2
 TUS_HEADERS = {"Tus-Resumable": uploads.TUS_VERSION, "Cache-Control": "no-store"}
-
-
-def _busy(error: sqlite3.OperationalError) -> bool:
-    text = str(error).lower()
-    return "locked" in text or "busy" in text
 
 
 def _apply_push(db, current, body, device_id, health):
@@ -55,6 +49,7 @@ async def sync_push(request: Request):
     body = await read_json(request)
     health = _health(request)
     device = getattr(request.state, "device", None)
+    errors = store(request).errors
     try:
         result, latest = await store(request).write(
             _apply_push, user(request), body, device.id if device else None, health
@@ -62,8 +57,8 @@ async def sync_push(request: Request):
     except BadRequest as error:
         status = 403 if error.code == "client_owner" else 400
         raise ApiError(status, error.code, error.message) from None
-    except sqlite3.OperationalError as error:
-        if _busy(error):
+    except errors.Operational as error:
+        if errors.is_busy(error):
             # A temporary failure: nothing was applied; the client retries.
             return JSONResponse(
                 {"error": {"code": "busy", "message": _("sync.busy")}}, status_code=503,
@@ -86,13 +81,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int, m
 
 
 def _read_pull_snapshot(db, current, client_id, cursor, limit, page_format, pages):
-    db.execute("BEGIN")
-    try:
+    with db.snapshot():
         if page_format == 2:
             return pull.working_set_answer(db, current, client_id, cursor, limit, pages=pages)
         return pull.Answer(pull.read_pull(db, current, client_id, cursor, limit))
-    finally:
-        db.execute("COMMIT")
 
 
 def _pull_response(request: Request, answer: pull.Answer) -> Response:
