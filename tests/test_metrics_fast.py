@@ -74,7 +74,7 @@ def test_the_index_stores_the_row_only_features_as_the_query_spells_them(db, ind
     index_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [index]).fetchone()[0]
     # The query's expression, without the table alias, is one of the index's columns:
     # if a formula changes, a new migration must rebuild the index to match it.
-    assert metrics.stored_features_sql().replace("p.", "") in normalised(index_sql)
+    assert metrics.stored_features_sql(db.dialect).replace("p.", "") in normalised(index_sql)
 
 
 def test_the_rollup_triggers_count_the_features_as_the_query_spells_them(db):
@@ -85,7 +85,7 @@ def test_the_rollup_triggers_count_the_features_as_the_query_spells_them(db):
         " ('problems_stats_insert', 'problems_stats_update', 'problems_stats_delete')"))
     assert set(triggers) == {"problems_stats_insert", "problems_stats_update",
                              "problems_stats_delete"}
-    features = normalised(metrics.stored_features_sql())
+    features = normalised(metrics.stored_features_sql(db.dialect))
     counted_in = features.replace("p.", "NEW.")
     counted_out = features.replace("p.", "OLD.")
     assert counted_in in normalised(triggers["problems_stats_insert"])
@@ -113,7 +113,7 @@ def function_calls(db, sql: str, params: list) -> Counter:
 ])
 def test_the_query_reads_the_features_from_the_index(db, world, username, index):
     user = user_of(db, world, username)
-    sql, params = metrics.cohort_query(user, PERIOD, metrics.monday(PERIOD.start), TODAY,
+    sql, params = metrics.cohort_query(db.dialect, user, PERIOD, metrics.monday(PERIOD.start), TODAY,
                                        metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert f"INDEX {index}" in plan, plan
@@ -128,7 +128,7 @@ def test_the_query_reads_the_features_from_the_index(db, world, username, index)
 def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
     start = THIS_MONDAY - 6 * WEEK
     user = load(db, world, "office_d1")
-    sql, params = metrics.rollup_query(user, start, THIS_MONDAY - DAY, start, TODAY,
+    sql, params = metrics.rollup_query(db.dialect, user, start, THIS_MONDAY - DAY, start, TODAY,
                                        metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "SEARCH r USING PRIMARY KEY (level=? AND week>? AND week<?)" in plan, plan
@@ -337,9 +337,9 @@ def rollup_reads(monkeypatch) -> list:
     reads = []
     real = metrics.rollup_query
 
-    def spy(user, start, end, first_week, *rest):
+    def spy(dialect, user, start, end, first_week, *rest):
         reads.append((start, end))
-        return real(user, start, end, first_week, *rest)
+        return real(dialect, user, start, end, first_week, *rest)
 
     monkeypatch.setattr(metrics, "rollup_query", spy)
     return reads
