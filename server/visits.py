@@ -43,7 +43,8 @@ def latest_visits(db, user: authz.User, limit: int, offset: int = 0) -> list[dic
             [*params, limit, offset],
         ))
 
-    rows = queries.bounded(db, ORDERED_BUDGET_S, read, " INDEXED BY idx_visits_started")
+    rows = queries.bounded(db, ORDERED_BUDGET_S, read,
+                           f" {db.dialect.index_hint('idx_visits_started')}")
     return read("") if rows is None else rows
 
 

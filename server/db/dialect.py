@@ -85,6 +85,12 @@ class Dialect:
             return f"(({expr})::jsonb ->> '{key}')"
         return f"json_extract({expr}, '$.{key}')"
 
+    def json_is_false(self, expr: str, key: str) -> str:
+        """The member ``key`` of the JSON object ``expr`` is false (or 0)."""
+        if self._postgresql:
+            return f"(({expr})::jsonb -> '{key}') IN ('false', '0')"
+        return f"json_extract({expr}, '$.{key}') = 0"
+
     def json_set(self, expr: str, key: str, value: str) -> str:
         """The JSON object ``expr`` (text) with ``key`` set to the number or text ``value``."""
         if self._postgresql:

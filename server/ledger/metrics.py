@@ -416,8 +416,8 @@ def reads_rollup(user: authz.User) -> bool:
     return authz.scope_is_area(user) and user.area_depth <= ROLLUP_MAX_DEPTH
 
 
-def cohort_query(dialect: Dialect, user: authz.User, period: Period, first_week: dt.date, today: dt.date,
-                 codes: bytes) -> tuple[str, list]:
+def cohort_query(dialect: Dialect, user: authz.User, period: Period, first_week: dt.date,
+                 today: dt.date, codes: bytes) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the problems accepted in ``period``, and its
     parameters; weeks are counted from the Monday ``first_week``.
 
@@ -453,8 +453,8 @@ def cohort_query(dialect: Dialect, user: authz.User, period: Period, first_week:
     return sql, params
 
 
-def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.date, first_week: dt.date,
-                 today: dt.date, codes: bytes) -> tuple[str, list]:
+def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.date,
+                 first_week: dt.date, today: dt.date, codes: bytes) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the whole weeks from the Monday ``start`` to the
     Sunday ``end``, read from the roll-up (migration m009), and its parameters.
 
