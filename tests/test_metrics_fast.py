@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from server import authz
 from server.areas import insert_area
 from server.db import immediate
+from server.db.dialect import POSTGRESQL
 from server.ledger import clock, metrics, states
 from server.ledger.problems import STATUSES
 from server.ledger.queries import local_day_start
@@ -113,8 +115,8 @@ def function_calls(db, sql: str, params: list) -> Counter:
 ])
 def test_the_query_reads_the_features_from_the_index(db, world, username, index):
     user = user_of(db, world, username)
-    sql, params = metrics.cohort_query(db.dialect, user, PERIOD, metrics.monday(PERIOD.start), TODAY,
-                                       metrics.child_codes(db, user)[0])
+    sql, params = metrics.cohort_query(db.dialect, user, PERIOD, metrics.monday(PERIOD.start),
+                                       TODAY, metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert f"INDEX {index}" in plan, plan
     calls = function_calls(db, sql, params)
@@ -123,6 +125,23 @@ def test_the_query_reads_the_features_from_the_index(db, world, username, index)
     # call julianday() again (the week), date() (on_time) and more.
     assert calls == Counter({"julianday(-1)": 1, "round(1)": 1, "substr(3)": 1,
                              "instr(2)": 1}), calls
+
+
+@pytest.mark.parametrize("username", ["office", "office_d1", "handler1"])
+def test_the_postgresql_queries_carry_no_sqlite_spelling(db, world, username):
+    user = user_of(db, world, username)
+    codes = metrics.child_codes(db, user)[0]
+    start = THIS_MONDAY - 6 * WEEK
+    queries = [metrics.cohort_query(POSTGRESQL, user, PERIOD, start, TODAY, codes)[0],
+               metrics.rollup_query(POSTGRESQL, user, start, THIS_MONDAY - DAY, start, TODAY,
+                                    codes)[0],
+               metrics.rollup_totals_query(POSTGRESQL, user, start, THIS_MONDAY - DAY, TODAY)[0]]
+    for sql in queries:
+        found = re.findall(r"INDEXED BY|LIMIT -1|\bifnull\(|\binstr\(|\bjulianday\(|\bdate\("
+                           r"| IS 1\b|AS INTEGER", sql)
+        assert found == [], sql
+    assert "fl_julianday(p.accepted_at)" in queries[0]
+    assert "fl_local_day(p.closed_at)" in queries[0]
 
 
 def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
