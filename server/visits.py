@@ -52,7 +52,7 @@ def list_visits(db, user: authz.User, page: int = 1) -> tuple[list[dict], querie
     """A page of visits and their number, counted up to the ledger's cap ("10000+")."""
     clause, params = authz.record_scope(user, "v")
     counted = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM visits v WHERE {clause} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM visits v WHERE {clause} LIMIT ?) AS found",
         [*params, queries.COUNT_CAP + 1],
     ).fetchone()[0]
     page = min(page, queries.MAX_PAGE)

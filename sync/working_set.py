@@ -131,7 +131,7 @@ def problem_floor(db, user: authz.User, cutoff: str, cap: int) -> str | None:
     """
     clause, params = _candidates(user, Horizon(cutoff), "p")
     count = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {clause} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {clause} LIMIT ?) AS found",
         [*params, cap + 1],
     ).fetchone()[0]
     if count <= cap:

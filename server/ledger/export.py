@@ -331,7 +331,7 @@ def _drive(db, f: queries.Filter, where: str, params: list) -> str:
     if not any(parent == 0 and "ORDER BY" in detail for _id, parent, _n, detail in plan):
         return ""  # read in the sort order already
     matches = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?) AS found",
         [*params, SORTED_READ_MAX + 1],
     ).fetchone()[0]
     return f" {db.dialect.index_hint(queries.SORT_INDEXES[f.sort])}" if (

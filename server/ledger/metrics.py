@@ -443,7 +443,7 @@ def cohort_query(dialect: Dialect, user: authz.User, period: Period, first_week:
         f" FROM problems p {dialect.index_hint(index)}"
         " WHERE p.accepted_at >= ? AND p.accepted_at < ?"
         f" AND p.status NOT IN ('rejected', 'merged') AND {scope} {dialect.no_limit}"
-        ") GROUP BY dims, place"
+        ") AS cohort GROUP BY dims, place"
     )
     params = [
         codes, bytes(range(256)), first_week.isoformat(), today.isoformat(),

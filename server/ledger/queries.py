@@ -368,7 +368,7 @@ def _capped_count(db, index: str, condition: str, params: list, cap: int) -> int
     """How many index entries meet ``condition``, counting no further than ``cap`` + 1."""
     return db.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM problems p {db.dialect.index_hint(index)}"
-        f" WHERE {condition} LIMIT ?)", [*params, cap + 1],
+        f" WHERE {condition} LIMIT ?) AS found", [*params, cap + 1],
     ).fetchone()[0]
 
 
@@ -503,7 +503,7 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
 def count(db, where: str, params: list) -> int:
     """The number of matching problems, counting no further than COUNT_CAP + 1."""
     return db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?) AS found",
         [*params, COUNT_CAP + 1],
     ).fetchone()[0]
 

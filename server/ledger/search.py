@@ -117,7 +117,7 @@ def area_keys(db, matching: str, query: str, bounds: list[str], limit: int) -> l
     by_area = db.dialect.index_hint("idx_problem_search_keys_area")
     size = db.execute(
         "SELECT count(*) FROM (SELECT 1 FROM problem_search_keys k"
-        f" {by_area} WHERE {in_area} LIMIT ?)",
+        f" {by_area} WHERE {in_area} LIMIT ?) AS found",
         [*bounds, AREA_DRIVE_MAX + 1],
     ).fetchone()[0]
     if size > AREA_DRIVE_MAX:

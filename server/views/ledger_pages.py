@@ -201,7 +201,7 @@ def _diary_data(db, actor: authz.User, q: str, page: int) -> dict:
         [*values, DIARY_PAGE, (page - 1) * DIARY_PAGE],
     ))
     total = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM diary_entries d WHERE {where} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM diary_entries d WHERE {where} LIMIT ?) AS found",
         [*values, queries.COUNT_CAP + 1],
     ).fetchone()[0]
     return {"rows": rows, "total": total}
