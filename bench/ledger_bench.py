@@ -139,7 +139,7 @@ def pick(db) -> dict:
                          " LIMIT 1 OFFSET 4321")[0],
         "last": last,
         # The local day from which about 100,000 problems were found (a day's worth more).
-        "export_from": one("SELECT date(found_at, '+8 hours') FROM problems"
+        "export_from": one(f"SELECT {db.dialect.local_day('found_at')} FROM problems"
                            " ORDER BY found_at DESC LIMIT 1 OFFSET 99999")[0],
     }
 

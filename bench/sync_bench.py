@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from server import auth  # noqa: E402
 from server.db import immediate, open_database  # noqa: E402
 from sync.client import HttpTransport, SyncClient  # noqa: E402
+from sync.epoch import latest_version  # noqa: E402
 from sync.ids import uuid7  # noqa: E402
 from sync.simulate import percentile  # noqa: E402
 
@@ -146,8 +147,7 @@ def counts(path: Path) -> tuple[int, int]:
     db = open_database(path)
     try:
         problems = db.execute("SELECT count(*) FROM problems").fetchone()[0]
-        head = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()[0]
-        return problems, head
+        return problems, latest_version(db)
     finally:
         db.close()
 

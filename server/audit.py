@@ -66,16 +66,12 @@ def changed(old: dict, new: dict) -> tuple[dict, dict]:
     return {key: old.get(key) for key in keys}, {key: new.get(key) for key in keys}
 
 
-_DEVICE_STATE = (
-    "SELECT d.id, d.name, d.revoked_at, d.revoke_mode, u.username, u.area_id"
-    " FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id IN (SELECT value FROM"
-    " json_each(?))"
-)
-
-
 def device_states(db: sqlite_utils.Database, device_ids: list[int]) -> dict[int, dict]:
     """The devices' revocation state, taken before revoking them (``record_revocations``)."""
-    return {row["id"]: row for row in db.query(_DEVICE_STATE, [json.dumps(device_ids)])}
+    listed, id_list = db.dialect.in_list("d.id", device_ids)
+    return {row["id"]: row for row in db.query(
+        "SELECT d.id, d.name, d.revoked_at, d.revoke_mode, u.username, u.area_id"
+        f" FROM devices d JOIN users u ON u.id = d.user_id WHERE {listed}", [id_list])}
 
 
 def record_revocations(db: sqlite_utils.Database, actor_id: int | None,

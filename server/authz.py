@@ -129,7 +129,7 @@ def area_subtree(user: User, column: str = "area_id") -> tuple[str, list]:
 
 def _any_of(clauses: list[tuple[str, list]]) -> tuple[str, list]:
     if not clauses:
-        return "0", []
+        return "1 = 0", []
     sql = " OR ".join(f"({clause})" for clause, _ in clauses)
     params = [param for _, clause_params in clauses for param in clause_params]
     return f"({sql})", params
@@ -194,7 +194,7 @@ def record_scope(user: User, table: str) -> tuple[str, list]:
 def admin_scope(user: User, table: str, column: str = "area_id") -> tuple[str, list]:
     """Which users, units or areas an administrator may manage."""
     if ADMIN not in user.roles:
-        return "0", []
+        return "1 = 0", []
     return area_subtree(user, f"{table}.{column}")
 
 
@@ -204,7 +204,7 @@ def audit_scope(user: User, table: str) -> tuple[str, list]:
     the subtree stays readable in the entry that moved it), and those about records the
     whole deployment shares (categories, the calendar), which every administrator manages."""
     if ADMIN not in user.roles:
-        return "0", []
+        return "1 = 0", []
     after, after_params = area_subtree(user, f"{table}.area_id")
     before, before_params = area_subtree(user, f"{table}.old_area_id")
     return (

@@ -58,7 +58,7 @@ def area_options(db: sqlite_utils.Database, actor: authz.User) -> list[tuple[str
 def unit_options(db: sqlite_utils.Database,
                  actor: authz.User | None = None) -> list[tuple[str, str]]:
     """Every unit, or given an ``actor`` the units inside the actor's subtree."""
-    clause, params = authz.area_subtree(actor, "units.area_id") if actor else ("1", [])
+    clause, params = authz.area_subtree(actor, "units.area_id") if actor else ("1 = 1", [])
     rows = db.execute(
         f"SELECT name, active FROM units WHERE {clause} ORDER BY active DESC, name", params
     ).fetchall()

@@ -66,7 +66,7 @@ class Resource:
             like = "%" + re.sub(r"([\\%_])", r"\\\1", query) + "%"
             where.append(
                 "("
-                + " OR ".join(f"{self.table}.{c} LIKE ? ESCAPE '\\'" for c in self.search_columns)
+                + " OR ".join(db.dialect.like(f"{self.table}.{c}") for c in self.search_columns)
                 + ")"
             )
             params = [*params, *([like] * len(self.search_columns))]

@@ -125,7 +125,7 @@ def gather(db, user: authz.User, request: ReportRequest) -> ReportData:
     found_params = [*params, *problem_params]
     data.problem_count, data.solved_on_spot, data.closed = db.execute(
         "SELECT count(*), coalesce(sum(p.solved_on_spot), 0),"
-        " coalesce(sum(p.status = 'closed'), 0)"
+        " count(*) FILTER (WHERE p.status = 'closed')"
         f" FROM problems p WHERE {found}", found_params).fetchone()
     data.problems = list(db.query(
         "SELECT p.ledger_no, p.description, p.status, p.area_id, p.deadline, p.solved_on_spot,"

@@ -43,7 +43,7 @@ def latest_visits(db, user: authz.User, limit: int, offset: int = 0) -> list[dic
             [*params, limit, offset],
         ))
 
-    rows = db.bounded(ORDERED_BUDGET_S, read, " INDEXED BY idx_visits_started")
+    rows = db.bounded(ORDERED_BUDGET_S, read, f" {db.dialect.index_hint('idx_visits_started')}")
     return read("") if rows is None else rows
 
 
@@ -51,7 +51,7 @@ def list_visits(db, user: authz.User, page: int = 1) -> tuple[list[dict], querie
     """A page of visits and their number, counted up to the ledger's cap ("10000+")."""
     clause, params = authz.record_scope(user, "v")
     counted = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM visits v WHERE {clause} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM visits v WHERE {clause} LIMIT ?) AS found",
         [*params, queries.COUNT_CAP + 1],
     ).fetchone()[0]
     page = min(page, queries.MAX_PAGE)

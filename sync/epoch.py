@@ -53,7 +53,7 @@ def raise_mark(root: Path, version: int, epoch: str) -> None:
 
 
 def latest_version(db: sqlite_utils.Database) -> int:
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+    row = db.execute(db.dialect.latest_version_sql).fetchone()
     return row[0] if row else 0
 
 

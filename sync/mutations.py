@@ -236,11 +236,6 @@ def _problem_fields(db, ctx: Context, args: dict) -> dict:
     return fields
 
 
-def _next_version_sql() -> str:
-    # The version the change-log trigger is about to give this row.
-    return "(SELECT seq FROM sqlite_sequence WHERE name = 'changes') + 1"
-
-
 def _event(db, problem_id: str, kind: str, actor_id: int, at: str, event_id: str | None = None,
            note: str = "", data: dict | None = None, from_status=None, to_status=None) -> str:
     event_id = event_id or uuid7()
@@ -408,13 +403,15 @@ def update_problem_fields(db, problem: dict, fields: dict,
     if not changes:
         return changes, conflicts
     assignments = ", ".join(f"{field} = ?" for field in changes)
-    field_versions_sql = "json_set(field_versions, " + ", ".join(
-        f"'$.{field}', {_next_version_sql()}" for field in changes
-    ) + ")"
+    # Each field at the version the change-log trigger is about to give this row.
+    field_versions_sql = "field_versions"
+    for field in changes:
+        field_versions_sql = db.dialect.json_set(
+            field_versions_sql, field, db.dialect.next_version_sql)
     db.execute(
         f"UPDATE problems SET {assignments}, field_versions = {field_versions_sql},"
-        f" conflict = conflict OR ?, updated_at = ? WHERE id = ?",
-        [*(change["new"] for change in changes.values()), bool(conflicts), now_iso(),
+        f" conflict = CASE WHEN ? = 1 THEN 1 ELSE conflict END, updated_at = ? WHERE id = ?",
+        [*(change["new"] for change in changes.values()), int(bool(conflicts)), now_iso(),
          problem["id"]],
     )
     return changes, sorted(conflicts)

@@ -36,7 +36,7 @@ def _placeholders(ids) -> str:
     return ",".join("?" * len(ids))
 
 
-# Loaders look records up by id. Their scope conditions are wrapped in ``+( )``,
+# Loaders look records up by id. Their scope conditions are ``unindexed``,
 # which keeps SQLite from using an index for them: with a long id list it would
 # otherwise scan the user's (or the area's) records through the author, reporter
 # or area index — seconds per page on a ledger of a million problems — instead
@@ -93,7 +93,8 @@ def _visits(db, user, ids, horizon):
     rows = {
         row["id"]: {**row, "checklist": json.loads(row["checklist"])}
         for row in db.query(
-            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)})"
+            f" AND {db.dialect.unindexed(clause)}",
             [*ids, *params],
         )
     }
@@ -108,7 +109,8 @@ def _diaries(db, user, ids, horizon):
     rows = {
         row["id"]: row
         for row in db.query(
-            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)})"
+            f" AND {db.dialect.unindexed(clause)}",
             [*ids, *params],
         )
     }
@@ -139,7 +141,7 @@ def problem_records(db, user, ids, condition: tuple[str, list]) -> dict[str, dic
         row["id"]: row
         for row in db.query(
             f"SELECT {PROBLEM_COLUMNS} FROM problems p WHERE p.id IN ({_placeholders(ids)})"
-            f" AND +({clause})",
+            f" AND {db.dialect.unindexed(clause)}",
             [*ids, *params],
         )
     }
@@ -172,7 +174,8 @@ def _removed_problems(db, user, ids) -> set[str]:
     return {
         row[0]
         for row in db.execute(
-            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)}) AND +{clause}",
+            f"SELECT id FROM problems p WHERE id IN ({_placeholders(ids)})"
+            f" AND {db.dialect.unindexed(clause)}",
             [*ids, *params],
         )
     }

@@ -116,7 +116,7 @@ def _apply_one(db, ctx: Context, mutation) -> dict:
             "name": _storable(str(name)), "code": rejection.code, "message": rejection.message,
             "args": _storable(json.dumps(mutation.get("args"), ensure_ascii=False)[:20000]),
             "at": now_iso(),
-        }, replace=True)
+        }, replace_on=("client_id", "mutation_id"))
         return {"id": mutation["id"], "status": "rejected",
                 "error": {"code": rejection.code, "message": rejection.message}}
     return {"id": mutation["id"], "status": "applied"}

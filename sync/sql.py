@@ -13,14 +13,21 @@ import sqlite_utils
 
 
 @cache
-def _insert_sql(verb: str, table: str, columns: tuple[str, ...]) -> str:
-    return (f"{verb} INTO {table} ({', '.join(columns)})"
-            f" VALUES ({', '.join('?' * len(columns))})")
+def _insert_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    sql = (f"INSERT INTO {table} ({', '.join(columns)})"
+           f" VALUES ({', '.join('?' * len(columns))})")
+    if key:
+        updates = ", ".join(f"{column} = excluded.{column}" for column in columns
+                            if column not in key)
+        sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    return sql
 
 
-def insert(db: sqlite_utils.Database, table: str, row: dict, replace: bool = False) -> None:
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
-    db.execute(_insert_sql(verb, table, tuple(row)), tuple(row.values()))
+def insert(db: sqlite_utils.Database, table: str, row: dict,
+           replace_on: tuple[str, ...] = ()) -> None:
+    """Insert ``row``; with ``replace_on`` (a unique key's columns), a row already holding
+    that key takes the new values instead."""
+    db.execute(_insert_sql(table, tuple(row), replace_on), tuple(row.values()))
 
 
 def update(db: sqlite_utils.Database, table: str, record_id, values: dict) -> None:

@@ -39,6 +39,8 @@ RECENTLY_CLOSED = dt.timedelta(days=90)
 # ledger); older ones are dropped by the phone's own housekeeping anyway.
 MAX_AGEING_WINDOW = dt.timedelta(days=400)
 _FINISHED_SQL = "(" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
+# Newest problems first with the columns that decide membership (m023): read alone.
+WORKING_SET_INDEX = "idx_problems_working_set"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def _area_or_unit(user: authz.User, table: str) -> tuple[str, list]:
     if authz.HANDLER in user.roles and user.unit_id is not None:
         clauses.append((f"{table}.lead_unit_id = ?", [user.unit_id]))
     if not clauses:
-        return "0", []
+        return "1 = 0", []
     return ("(" + " OR ".join(f"({clause})" for clause, _ in clauses) + ")",
             [param for _, clause_params in clauses for param in clause_params])
 
@@ -86,7 +88,7 @@ def may_have_held(user: authz.User) -> tuple[str, list]:
     removed parts included). Only such users receive a problem's tombstone."""
     now_clause, now_params = _area_or_unit(user, "p")
     before_clause, before_params = _area_or_unit(user, "m")
-    helper_clause, helper_params = "0", []
+    helper_clause, helper_params = "1 = 0", []
     if authz.HANDLER in user.roles and user.unit_id is not None:
         helper_clause = "p.id IN (SELECT problem_id FROM joint_parts WHERE unit_id = ?)"
         helper_params = [user.unit_id]
@@ -129,13 +131,14 @@ def problem_floor(db, user: authz.User, cutoff: str, cap: int) -> str | None:
     """
     clause, params = _candidates(user, Horizon(cutoff), "p")
     count = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {clause} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {clause} LIMIT ?) AS found",
         [*params, cap + 1],
     ).fetchone()[0]
     if count <= cap:
         return None
     row = db.execute(
-        f"SELECT p.found_at FROM problems p INDEXED BY idx_problems_working_set WHERE {clause}"
+        f"SELECT p.found_at FROM problems p {db.dialect.index_hint(WORKING_SET_INDEX)}"
+        f" WHERE {clause}"
         " ORDER BY p.found_at DESC LIMIT 1 OFFSET ?",
         [*params, cap - 1],
     ).fetchone()
@@ -198,7 +201,8 @@ def _problem_page(db, user, horizon: Horizon, after, limit: int):
     to the floor; else through the reporter, area and unit indexes (at most cap
     problems, sorted)."""
     clause, params = problem_condition(user, horizon, "p")
-    indexed = " INDEXED BY idx_problems_working_set" if horizon.floor is not None else ""
+    indexed = (f" {db.dialect.index_hint(WORKING_SET_INDEX)}" if horizon.floor is not None
+               else "")
     key_clause, key_params = "", []
     if after:
         key_clause, key_params = " AND (p.found_at, p.rowid) < (?, ?)", list(after)
@@ -223,9 +227,9 @@ def snapshot_page(db, user: authz.User, horizon: Horizon, part: str, after, limi
         clause, params = authz.area_subtree(user, "areas.id")
         return _rowid_page(db, "areas", (clause, params), after, limit)
     if part == "unit":
-        return _rowid_page(db, "units", ("1", []), after, limit)
+        return _rowid_page(db, "units", ("1 = 1", []), after, limit)
     if part == "category":
-        return _rowid_page(db, "categories", ("1", []), after, limit)
+        return _rowid_page(db, "categories", ("1 = 1", []), after, limit)
     if part == "visit":
         return _rowid_page(db, "visits", visit_condition(user, horizon), after, limit)
     if part == "diary":
@@ -246,9 +250,9 @@ def aged_out(db, user: authz.User, since: str, horizon: Horizon) -> dict[str, li
         return {}
     held, held_params = may_have_held(user)
     problems = [row[0] for row in db.execute(
-        f"SELECT p.id FROM problems p INDEXED BY idx_problems_closed"
+        f"SELECT p.id FROM problems p {db.dialect.index_hint('idx_problems_closed')}"
         f" WHERE p.closed_at >= ? AND p.closed_at < ?"
-        f" AND p.status IN {_FINISHED_SQL} AND +{held}",
+        f" AND p.status IN {_FINISHED_SQL} AND {db.dialect.unindexed(held)}",
         [since, horizon.cutoff, *held_params],
     )]
     visits = [row[0] for row in db.execute(

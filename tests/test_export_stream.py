@@ -8,6 +8,7 @@ import itertools
 from pathlib import Path
 
 from server.db import connect, immediate
+from server.db.dialect import POSTGRESQL
 from server.ledger import export, queries
 from tests.ledger_helpers import add_problem, load
 
@@ -75,6 +76,16 @@ def test_many_matches_are_read_through_the_sort_index(db, world, monkeypatch):
             assert export._drive(db, probe, where, params) == (
                 f" INDEXED BY {queries.SORT_INDEXES[sort]}")
             assert _same_as_one_query(db, office, f, monkeypatch) == 16  # all but p2
+
+
+def test_an_engine_that_plans_itself_is_not_asked_for_its_plan():
+    class PlansItself:
+        dialect = POSTGRESQL
+
+        def execute(self, *args):
+            raise AssertionError("no query expected")
+
+    assert export._drive(PlansItself(), queries.Filter(), "1 = 1", []) == ""
 
 
 def test_chunks_stop_at_max_rows(db, world, monkeypatch):

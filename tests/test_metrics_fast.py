@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from server import authz
 from server.areas import insert_area
 from server.db import immediate
+from server.db.dialect import POSTGRESQL
 from server.db.sqlite_history import ROLLUP_LEVELS, rollup_key_sql
 from server.ledger import clock, metrics, states
 from server.ledger.problems import STATUSES
@@ -74,7 +76,7 @@ def test_the_index_stores_the_row_only_features_as_the_query_spells_them(db, ind
     index_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [index]).fetchone()[0]
     # The query's expression, without the table alias, is one of the index's columns:
     # if a formula changes, a new migration must rebuild the index to match it.
-    assert metrics.stored_features_sql().replace("p.", "") in normalised(index_sql)
+    assert metrics.stored_features_sql(db.dialect).replace("p.", "") in normalised(index_sql)
 
 
 def test_the_rollup_triggers_count_the_features_as_the_query_spells_them(db):
@@ -85,7 +87,7 @@ def test_the_rollup_triggers_count_the_features_as_the_query_spells_them(db):
         " ('problems_stats_insert', 'problems_stats_update', 'problems_stats_delete')"))
     assert set(triggers) == {"problems_stats_insert", "problems_stats_update",
                              "problems_stats_delete"}
-    features = normalised(metrics.stored_features_sql())
+    features = normalised(metrics.stored_features_sql(db.dialect))
     counted_in = features.replace("p.", "NEW.")
     counted_out = features.replace("p.", "OLD.")
     assert counted_in in normalised(triggers["problems_stats_insert"])
@@ -113,8 +115,8 @@ def function_calls(db, sql: str, params: list) -> Counter:
 ])
 def test_the_query_reads_the_features_from_the_index(db, world, username, index):
     user = user_of(db, world, username)
-    sql, params = metrics.cohort_query(user, PERIOD, metrics.monday(PERIOD.start), TODAY,
-                                       metrics.child_codes(db, user)[0])
+    sql, params = metrics.cohort_query(db.dialect, user, PERIOD, metrics.monday(PERIOD.start),
+                                       TODAY, metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert f"INDEX {index}" in plan, plan
     calls = function_calls(db, sql, params)
@@ -125,10 +127,27 @@ def test_the_query_reads_the_features_from_the_index(db, world, username, index)
                              "instr(2)": 1}), calls
 
 
+@pytest.mark.parametrize("username", ["office", "office_d1", "handler1"])
+def test_the_postgresql_queries_carry_no_sqlite_spelling(db, world, username):
+    user = user_of(db, world, username)
+    codes = metrics.child_codes(db, user)[0]
+    start = THIS_MONDAY - 6 * WEEK
+    queries = [metrics.cohort_query(POSTGRESQL, user, PERIOD, start, TODAY, codes)[0],
+               metrics.rollup_query(POSTGRESQL, user, start, THIS_MONDAY - DAY, start, TODAY,
+                                    codes)[0],
+               metrics.rollup_totals_query(POSTGRESQL, user, start, THIS_MONDAY - DAY, TODAY)[0]]
+    for sql in queries:
+        found = re.findall(r"INDEXED BY|LIMIT -1|\bifnull\(|\binstr\(|\bjulianday\(|\bdate\("
+                           r"| IS 1\b|AS INTEGER", sql)
+        assert found == [], sql
+    assert "fl_julianday(p.accepted_at)" in queries[0]
+    assert "fl_local_day(p.closed_at)" in queries[0]
+
+
 def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
     start = THIS_MONDAY - 6 * WEEK
     user = load(db, world, "office_d1")
-    sql, params = metrics.rollup_query(user, start, THIS_MONDAY - DAY, start, TODAY,
+    sql, params = metrics.rollup_query(db.dialect, user, start, THIS_MONDAY - DAY, start, TODAY,
                                        metrics.child_codes(db, user)[0])
     plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "SEARCH r USING PRIMARY KEY (level=? AND week>? AND week<?)" in plan, plan
@@ -337,9 +356,9 @@ def rollup_reads(monkeypatch) -> list:
     reads = []
     real = metrics.rollup_query
 
-    def spy(user, start, end, first_week, *rest):
+    def spy(dialect, user, start, end, first_week, *rest):
         reads.append((start, end))
-        return real(user, start, end, first_week, *rest)
+        return real(dialect, user, start, end, first_week, *rest)
 
     monkeypatch.setattr(metrics, "rollup_query", spy)
     return reads

@@ -13,6 +13,7 @@ from starlette.datastructures import QueryParams
 
 from server import authz
 from server.db import immediate
+from server.db.dialect import POSTGRESQL
 from server.ledger import queries, search
 from server.timeutil import to_iso
 from tests.ledger_helpers import add_problem, load
@@ -314,6 +315,29 @@ def test_a_narrow_date_range_drives_the_page(db, world):
     f = queries.parse(QueryParams("urgency=critical"))
     queries.choose_drive(db, office, f)
     assert f.narrow and f.drive_index == "idx_problems_urgency_found"
+
+
+class PlansItself:
+    """A database whose engine plans with statistics; any query is a failure."""
+    dialect = POSTGRESQL
+
+    def execute(self, *args):
+        raise AssertionError("no query expected")
+
+
+def test_an_engine_that_plans_itself_is_left_to_plan():
+    f = queries.parse(QueryParams("accepted_from=2026-03-01&status=closed&urgency=critical"))
+    queries.choose_drive(PlansItself(), None, f)
+    assert (f.drive_index, f.narrow, f.presorted, f.rowids) == (None, False, False, None)
+    assert f.drive_clause(POSTGRESQL) == ""
+
+
+def test_the_order_puts_null_first_ascending_and_last_descending():
+    """SQLite's order of NULL, spelt so that PostgreSQL (NULL last ascending) sorts alike."""
+    assert queries.order_by(queries.Filter(sort="deadline", dir="asc")) == (
+        "p.deadline ASC NULLS FIRST, p.rowid ASC NULLS FIRST")
+    assert queries.order_by(queries.Filter(sort="status", dir="desc")) == (
+        "p.status DESC NULLS LAST, p.found_at DESC NULLS LAST, p.rowid DESC NULLS LAST")
 
 
 def test_a_broad_search_within_an_area_is_read_from_the_areas_keys(db, world, monkeypatch):

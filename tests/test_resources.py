@@ -121,7 +121,7 @@ def test_district_admin_scope_is_the_district_subtree(fresh):
 def test_admin_scope_is_empty_for_non_admins(fresh):
     db, world = fresh
     office = actor(db, world, "office")
-    assert authz.admin_scope(office, "users") == ("0", [])
+    assert authz.admin_scope(office, "users") == ("1 = 0", [])
     assert USERS.list(db, office).rows == []
 
 

@@ -82,9 +82,9 @@ def unreachable_progress(db, problem: dict) -> UnreachableProgress:
     # earlier round and does not count.
     cfg = settings(db)
     attempts, days = db.execute(
-        "SELECT count(*), count(DISTINCT date(e.at, '+8 hours')) FROM problem_events e"
+        f"SELECT count(*), count(DISTINCT {db.dialect.local_day('e.at')}) FROM problem_events e"
         " WHERE e.problem_id = ?1 AND e.kind = 'callback'"
-        " AND json_extract(e.data, '$.reached') = 0"
+        f" AND {db.dialect.json_is_false('e.data', 'reached')}"
         " AND NOT EXISTS (SELECT 1 FROM problem_events later WHERE later.problem_id = ?1"
         " AND later.to_status = 'callback' AND (later.at, later.rowid) > (e.at, e.rowid))",
         [problem["id"]],

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from server import areas, authz, masking
+from server.db.dialect import Dialect
 from server.i18n import gettext as _
 from server.ledger import deadlines, joint, queries, reasons
 from server.timeutil import LOCAL_TZ, parse_iso, utcnow
@@ -90,31 +91,35 @@ COLUMNS = (
     Column("resident_phone", 12.5),
 )
 
-_SELECT = (
-    "SELECT p.id, p.ledger_no, p.source, p.found_at, p.area_id, a.name AS area_name, p.place,"
-    " p.description, c.name AS category_name, p.lead_unit_id, un.name AS unit_name,"
-    f" {joint.EXPORT_SQL},"
-    " p.accepted_at, p.dispatched_at, p.closed_at, p.deadline, p.original_deadline,"
-    " p.deadline_provisional, p.closed_on_time, p.supervision, p.supervision_note,"
-    " p.status, p.outcome, p.callback_reached, p.callback_solved, p.satisfaction,"
-    " p.return_visit_result, p.closure_kind, p.closure_reason, p.resident_name,"
-    " p.reject_reason_code, p.return_reason_code, p.extension_reason_code,"
-    " p.explained_reason_code,"
-    " p.resident_phone,"
-    " (SELECT o.ledger_no FROM problems o WHERE o.id = p.merged_into) AS merged_into_no,"
-    " (SELECT e.at || ' ' || e.note FROM problem_events e WHERE e.problem_id = p.id"
-    "  AND e.kind = 'progress' ORDER BY e.at DESC, e.rowid DESC LIMIT 1) AS progress,"
-    " (SELECT e.note FROM problem_events e WHERE e.problem_id = p.id"
-    "  AND e.kind = 'reply' ORDER BY e.at DESC, e.rowid DESC LIMIT 1) AS reply_note"
-)
-# The events a chunk's rows need beyond the problems table (extensions granted, the reason
-# for not accepting), read once per chunk for the rows that can have them.
-_EVENTS = (
-    "SELECT problem_id, kind, note, data FROM problem_events"
-    " WHERE problem_id IN (SELECT value FROM json_each(?))"
-    " AND kind IN ('approve_extension', 'approve_extension_leader', 'reject')"
-    " ORDER BY problem_id, at, rowid"
-)
+
+def _select(dialect: Dialect) -> str:
+    return (
+        "SELECT p.id, p.ledger_no, p.source, p.found_at, p.area_id, a.name AS area_name, p.place,"
+        " p.description, c.name AS category_name, p.lead_unit_id, un.name AS unit_name,"
+        f" {joint.export_sql(dialect)},"
+        " p.accepted_at, p.dispatched_at, p.closed_at, p.deadline, p.original_deadline,"
+        " p.deadline_provisional, p.closed_on_time, p.supervision, p.supervision_note,"
+        " p.status, p.outcome, p.callback_reached, p.callback_solved, p.satisfaction,"
+        " p.return_visit_result, p.closure_kind, p.closure_reason, p.resident_name,"
+        " p.reject_reason_code, p.return_reason_code, p.extension_reason_code,"
+        " p.explained_reason_code,"
+        " p.resident_phone,"
+        " (SELECT o.ledger_no FROM problems o WHERE o.id = p.merged_into) AS merged_into_no,"
+        " (SELECT e.at || ' ' || e.note FROM problem_events e WHERE e.problem_id = p.id"
+        "  AND e.kind = 'progress' ORDER BY e.at DESC, e.rowid DESC LIMIT 1) AS progress,"
+        " (SELECT e.note FROM problem_events e WHERE e.problem_id = p.id"
+        "  AND e.kind = 'reply' ORDER BY e.at DESC, e.rowid DESC LIMIT 1) AS reply_note"
+    )
+
+
+def _events_query(dialect: Dialect, ids: list[str]) -> tuple[str, list]:
+    """The events a chunk's rows need beyond the problems table (extensions granted, the
+    reason for not accepting), read once per chunk for the rows that can have them."""
+    listed, id_list = dialect.in_list("problem_id", ids)
+    return (
+        f"SELECT problem_id, kind, note, data FROM problem_events WHERE {listed}"
+        " AND kind IN ('approve_extension', 'approve_extension_leader', 'reject')"
+        " ORDER BY problem_id, at, rowid", [id_list])
 
 
 def headers() -> list[str]:
@@ -239,7 +244,7 @@ def records(db, user: authz.User, f: queries.Filter) -> Iterator[list]:
     # A chunk's rows are found (and, if the plan does, sorted) by rowid alone; their
     # columns, events included, are read for those rows only.
     select = (  # the segment's condition goes between the two
-        f"{_SELECT}{keys}, p.rowid AS sort_rowid FROM (SELECT p.rowid AS id"
+        f"{_select(db.dialect)}{keys}, p.rowid AS sort_rowid FROM (SELECT p.rowid AS id"
         f" FROM problems p{indexed} WHERE {where} AND ",
         f" ORDER BY {order} LIMIT ?) AS chunk JOIN problems p ON p.rowid = chunk.id"
         f" {queries.JOINS} ORDER BY {order}",
@@ -316,7 +321,9 @@ def _drive(db, f: queries.Filter, where: str, params: list) -> str:
     instead (as ``list_rows`` does for many matches), each a seek and a short read.
     """
     if f.narrow:
-        return f.drive_clause
+        return f.drive_clause(db.dialect)
+    if db.dialect.plans_itself:
+        return ""
     plan = db.execute(
         f"EXPLAIN QUERY PLAN SELECT p.rowid FROM problems p WHERE {where}"
         f" ORDER BY {queries.order_by(f)}", params,
@@ -324,17 +331,17 @@ def _drive(db, f: queries.Filter, where: str, params: list) -> str:
     if not any(parent == 0 and "ORDER BY" in detail for _id, parent, _n, detail in plan):
         return ""  # read in the sort order already
     matches = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?) AS found",
         [*params, SORTED_READ_MAX + 1],
     ).fetchone()[0]
-    return f" INDEXED BY {queries.SORT_INDEXES[f.sort]}" if (
+    return f" {db.dialect.index_hint(queries.SORT_INDEXES[f.sort])}" if (
         matches > SORTED_READ_MAX) else ""
 
 
 def _read_chunk(db, select: tuple[str, str], params: list, segments: list[tuple[str, list]],
                 limit: int) -> tuple[list[str], list[tuple], dict[str, list[tuple]]]:
     """Up to ``limit`` rows of ``select`` with each segment's condition in turn (between
-    its two parts), and the events (``_EVENTS``) of those that can have them, by problem
+    its two parts), and the events (``_events_query``) of those that can have them, by problem
     id: in one read transaction, so each row and its events agree.
 
     The transaction ends before this returns (unless the caller had one open:
@@ -376,7 +383,7 @@ def _chunk_events(db, names: list[str], rows: list[tuple]) -> dict[str, list[tup
     events: dict[str, list[tuple]] = {}
     if not ids:
         return events
-    cursor = db.execute(_EVENTS, [json.dumps(ids)])
+    cursor = db.execute(*_events_query(db.dialect, ids))
     try:
         for problem_id, kind, note, data in cursor.fetchall():
             events.setdefault(problem_id, []).append((kind, note, data))
@@ -401,7 +408,7 @@ def _after(columns: tuple[str, ...], last: tuple | None,
     would make SQLite read and sort every remaining row for each chunk.
     """
     if last is None:
-        return [("1", [])]
+        return [("1 = 1", [])]
     *values, rowid = last
     segments = []
     for j in range(len(columns), -1, -1):

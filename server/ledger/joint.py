@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 
 from server import authz
+from server.db.dialect import Dialect
 from server.i18n import gettext as _
 from server.ledger import clock
 from server.ledger.states import TransitionError
@@ -201,11 +202,12 @@ def work_queues(user: authz.User) -> list[tuple]:
 
 # Export -------------------------------------------------------------------------------------
 
-# The current parts of the export's row ``p``: [[unit id, state], ...] in dispatch order.
-EXPORT_SQL = (
-    "(SELECT json_group_array(json_array(j.unit_id, j.state)) FROM (SELECT unit_id, state"
-    f" FROM joint_parts WHERE problem_id = p.id AND {CURRENT} ORDER BY id) j) AS joint_parts"
-)
+def export_sql(dialect: Dialect) -> str:
+    """The current parts of the export's row ``p``: [[unit id, state], ...] in dispatch
+    order."""
+    return (f"(SELECT {dialect.json_rows('j.unit_id', 'j.state')} FROM (SELECT unit_id, state"
+            f" FROM joint_parts WHERE problem_id = p.id AND {CURRENT} ORDER BY id) j)"
+            " AS joint_parts")
 
 
 def export_cell(text: str | None, unit_names: dict[int, str]) -> str:

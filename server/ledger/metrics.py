@@ -8,7 +8,7 @@ period, Asia/Shanghai days ``start``..``end`` inclusive, and are not rejected
 or merged (those count nowhere). Each problem is taken as it stands at the
 cut-off, the moment the page is computed.
 
-Each problem's ``FEATURES`` (small numbers computed in SQL, packed into one
+Each problem's ``features`` (small numbers computed in SQL, packed into one
 integer) are counted per unit, category, child area, week and features
 (``grouped_counts``: whole weeks from the roll-up of migrations m009/m011, the rest
 from the problems); ``COUNTS`` says, from the features, whether a problem
@@ -25,13 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import authz
+from server.db.dialect import SQLITE, Dialect
 from server.ledger.clock import local_today
 from server.ledger.queries import local_day_start
 from server.settings import SETTINGS, settings  # noqa: F401 (metrics.settings)
 
 MAX_PERIOD_DAYS = 3 * 366
 
-# What is read from each problem of the cohort: FEATURES, small numbers computed
+# What is read from each problem of the cohort: features(), small numbers computed
 # in SQL (NULL counts as 0), each given ``bits`` in one integer per row.
 # A valid callback: the resident was reached and answered both questions.
 VALID_CALLBACK = (
@@ -43,74 +44,84 @@ CLOSURE_CODES = {"unreachable": 1, "no_contact": 2, "explained": 3}
 NO_DEADLINE, DEADLINE_AHEAD, DEADLINE_PASSED = 0, 1, 2
 UNIT_NONE, UNIT_ON_TIME, UNIT_LATE, UNIT_HOLDS = 0, 1, 2, 3
 
-FEATURES: dict[str, tuple[str, int]] = {
-    "closed": ("p.status = 'closed'", 1),
-    # Closed on or before the deadline in force: frozen by the workflow at closing
-    # (closed_on_time); without it, the local closing day against the deadline.
-    "on_time": (
-        "p.status = 'closed' AND coalesce(p.closed_on_time, p.deadline IS NULL"
-        " OR date(p.closed_at, '+8 hours') <= p.deadline) = 1",
-        1,
-    ),
-    "replied": ("p.outcome IS NOT NULL", 1),
-    "claimed_solved": ("p.outcome = 'solved'", 1),
-    "valid_callback": (VALID_CALLBACK, 1),
-    "resident_solved": ("p.callback_solved = 1", 1),
-    "satisfaction": (
-        "CASE p.satisfaction "
-        + " ".join(f"WHEN '{name}' THEN {code}" for name, code in SATISFACTION_CODES.items())
-        + " ELSE 0 END",
-        2,
-    ),
-    # With a unit now (its dispatch starts the response clock; a justified return takes
-    # the problem away from the unit that returned it).
-    "dispatched": ("p.unit_dispatched_at IS NOT NULL", 1),
-    # Signed, with the resident contacted, within the response time from the current
-    # unit's dispatch: frozen at signing (server.ledger.deadlines.responded_in_time).
-    "responded": ("p.responded_in_time IS 1", 1),
-    "closure": (
-        "CASE p.closure_kind "
-        + " ".join(f"WHEN '{name}' THEN {code}" for name, code in CLOSURE_CODES.items())
-        + " ELSE 0 END",
-        2,
-    ),
-    # Reopened by a 回头看 at least once (反弹).
-    "relapsed": ("p.relapsed = 1", 1),
-    # The resident's own rating on the tracking page (群众自评, server/ledger/tracking.py).
-    "resident_rating": (
-        "CASE p.resident_rating "
-        + " ".join(f"WHEN '{name}' THEN {code}" for name, code in SATISFACTION_CODES.items())
-        + " ELSE 0 END",
-        2,
-    ),
-    # The lead unit's reply against the deadline in force: 1 replied on or before it, 2
-    # after it, 3 still in the unit's hands (no reply standing), 0 no unit or no deadline,
-    # or closed without a reply.
-    "unit_reply": (
-        f"CASE WHEN p.lead_unit_id IS NULL OR p.deadline IS NULL THEN {UNIT_NONE}"
-        f" WHEN p.status IN ('dispatched', 'handling') THEN {UNIT_HOLDS}"
-        f" WHEN p.replied_at IS NULL THEN {UNIT_NONE}"
-        f" WHEN date(p.replied_at, '+8 hours') <= p.deadline THEN {UNIT_ON_TIME}"
-        f" ELSE {UNIT_LATE} END",
-        2,
-    ),
-    # Closed on or before the original deadline (the first one, before any extension).
-    "on_time_original": (
-        "p.status = 'closed' AND (coalesce(p.original_deadline, p.deadline) IS NULL"
-        " OR date(p.closed_at, '+8 hours') <= coalesce(p.original_deadline, p.deadline))",
-        1,
-    ),
-    # Sent back to the unit to be done again (重办) at least once.
-    "redone": ("p.redo_count > 0", 1),
-    # Returned by a unit at least once when the office found the return not justified.
-    "unjustified_return": ("p.unjustified_returns > 0", 1),
-    # cfg.today: the local (Asia/Shanghai) day at the cut-off.
-    "deadline": (
-        f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
-        f" WHEN p.deadline < cfg.today THEN {DEADLINE_PASSED} ELSE {DEADLINE_AHEAD} END",
-        2,
-    ),
-}
+@functools.cache
+def features(dialect: Dialect) -> dict[str, tuple[str, int]]:
+    """Each feature's SQL in ``dialect``, and its bits. SQLite's spelling is the one the
+    statistics index and the roll-up's triggers froze (see STORED_FEATURES)."""
+    local_day = dialect.local_day
+    return {
+        "closed": ("p.status = 'closed'", 1),
+        # Closed on or before the deadline in force: frozen by the workflow at closing
+        # (closed_on_time); without it, the local closing day against the deadline.
+        "on_time": (
+            "p.status = 'closed' AND coalesce(p.closed_on_time, "
+            + dialect.as_int(f"p.deadline IS NULL OR {local_day('p.closed_at')} <= p.deadline")
+            + ") = 1",
+            1,
+        ),
+        "replied": ("p.outcome IS NOT NULL", 1),
+        "claimed_solved": ("p.outcome = 'solved'", 1),
+        "valid_callback": (VALID_CALLBACK, 1),
+        "resident_solved": ("p.callback_solved = 1", 1),
+        "satisfaction": (
+            "CASE p.satisfaction "
+            + " ".join(f"WHEN '{name}' THEN {code}" for name, code in SATISFACTION_CODES.items())
+            + " ELSE 0 END",
+            2,
+        ),
+        # With a unit now (its dispatch starts the response clock; a justified return
+        # takes the problem away from the unit that returned it).
+        "dispatched": ("p.unit_dispatched_at IS NOT NULL", 1),
+        # Signed, with the resident contacted, within the response time from the current
+        # unit's dispatch: frozen at signing (server.ledger.deadlines.responded_in_time).
+        "responded": (dialect.same("p.responded_in_time", "1"), 1),
+        "closure": (
+            "CASE p.closure_kind "
+            + " ".join(f"WHEN '{name}' THEN {code}" for name, code in CLOSURE_CODES.items())
+            + " ELSE 0 END",
+            2,
+        ),
+        # Reopened by a 回头看 at least once (反弹).
+        "relapsed": ("p.relapsed = 1", 1),
+        # The resident's own rating on the tracking page (群众自评, server/ledger/tracking.py).
+        "resident_rating": (
+            "CASE p.resident_rating "
+            + " ".join(f"WHEN '{name}' THEN {code}" for name, code in SATISFACTION_CODES.items())
+            + " ELSE 0 END",
+            2,
+        ),
+        # The lead unit's reply against the deadline in force: 1 replied on or before it,
+        # 2 after it, 3 still in the unit's hands (no reply standing), 0 no unit or no
+        # deadline, or closed without a reply.
+        "unit_reply": (
+            f"CASE WHEN p.lead_unit_id IS NULL OR p.deadline IS NULL THEN {UNIT_NONE}"
+            f" WHEN p.status IN ('dispatched', 'handling') THEN {UNIT_HOLDS}"
+            f" WHEN p.replied_at IS NULL THEN {UNIT_NONE}"
+            f" WHEN {local_day('p.replied_at')} <= p.deadline THEN {UNIT_ON_TIME}"
+            f" ELSE {UNIT_LATE} END",
+            2,
+        ),
+        # Closed on or before the original deadline (the first one, before any extension).
+        "on_time_original": (
+            "p.status = 'closed' AND (coalesce(p.original_deadline, p.deadline) IS NULL"
+            f" OR {local_day('p.closed_at')} <= coalesce(p.original_deadline, p.deadline))",
+            1,
+        ),
+        # Sent back to the unit to be done again (重办) at least once.
+        "redone": ("p.redo_count > 0", 1),
+        # Returned by a unit at least once when the office found the return not justified.
+        "unjustified_return": ("p.unjustified_returns > 0", 1),
+        # cfg.today: the local (Asia/Shanghai) day at the cut-off.
+        "deadline": (
+            f"CASE WHEN p.deadline IS NULL THEN {NO_DEADLINE}"
+            f" WHEN p.deadline < cfg.today THEN {DEADLINE_PASSED} ELSE {DEADLINE_AHEAD} END",
+            2,
+        ),
+    }
+
+
+# Each feature's bits, in packing order (the same in every dialect).
+FEATURE_SIZES: dict[str, int] = {name: bits for name, (_sql, bits) in features(SQLITE).items()}
 
 
 def _judged(f: dict) -> bool:
@@ -187,21 +198,21 @@ COUNTS: dict[str, Callable[[dict], bool]] = {
 }
 
 
-FEATURE_BITS = sum(bits for _sql, bits in FEATURES.values())
+FEATURE_BITS = sum(FEATURE_SIZES.values())
 DIM_BITS = 20  # category ids below 2**20
 
 
-def packed_features_sql(count: int = len(FEATURES)) -> str:
+def packed_features_sql(dialect: Dialect, count: int = len(FEATURE_SIZES)) -> str:
     """One integer per row holding every feature (or the first ``count``), each in its bits."""
     parts, shift = [], 0
-    for sql, bits in list(FEATURES.values())[:count]:
-        parts.append(f"(ifnull(({sql}), 0) << {shift})")
+    for sql, bits in list(features(dialect).values())[:count]:
+        parts.append(f"({dialect.flag(sql)} << {shift})")
         shift += bits
     return " | ".join(parts)
 
 
 # The features that depend on the problem row alone, not on today, the calendar or the
-# settings: the first ones of FEATURES. Their packed value is an expression of the index
+# settings: the first ones of features(). Their packed value is an expression of the index
 # STATS_INDEX (migration m011, before it m009), which must spell it exactly as
 # stored_features_sql() does (tests/test_metrics_fast.py checks that it does); else SQLite
 # computes it for every row.
@@ -213,15 +224,15 @@ STATS_INDEX = "idx_problems_stats_features"
 STATS_AREA_INDEX = "idx_problems_stats_area"  # the same, led by area_id (migration m009)
 
 
-def stored_features_sql() -> str:
+def stored_features_sql(dialect: Dialect) -> str:
     """The leading part of packed_features_sql() that STATS_INDEX stores."""
-    assert tuple(FEATURES)[:len(STORED_FEATURES)] == STORED_FEATURES
-    return packed_features_sql(len(STORED_FEATURES))
+    assert tuple(FEATURE_SIZES)[:len(STORED_FEATURES)] == STORED_FEATURES
+    return packed_features_sql(dialect, len(STORED_FEATURES))
 
 
 def unpack(mask: int) -> dict[str, int]:
     features, shift = {}, 0
-    for name, (_sql, bits) in FEATURES.items():
+    for name, bits in FEATURE_SIZES.items():
         features[name] = (mask >> shift) & ((1 << bits) - 1)
         shift += bits
     return features
@@ -336,7 +347,7 @@ def monday(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
-# The query's constants (``cfg.*`` in FEATURES) as bound parameters, numbered ahead of
+# The query's constants (``cfg.*`` in features()) as bound parameters, numbered ahead of
 # the plain ``?`` that follow: SQLite computes an expression of parameters once per
 # statement, while a column of a one-row table (a CTE) is read again for every problem.
 CONSTANTS = {
@@ -360,8 +371,9 @@ def week_sql(julian_day: str, monday: str) -> str:
     so the arithmetic is done in those, exactly: a problem accepted at 23:59:59.999 on a
     local Sunday stays in that week (SQLite rounds a stamp's fractional seconds to the
     millisecond; stored times are whole seconds). Migration m009's roll-up spells it the
-    same way."""
-    return (f"((CAST(round(({julian_day} - {monday}) * 86400000) AS INTEGER) + 28800000)"
+    same way, casting to INTEGER: SQLite's integers have 64 bits, PostgreSQL's INTEGER 32,
+    too few for the milliseconds, hence BIGINT here."""
+    return (f"((CAST(round(({julian_day} - {monday}) * 86400000) AS BIGINT) + 28800000)"
             " / 604800000)")
 
 
@@ -386,13 +398,15 @@ def grouped_counts(db, user: authz.User, period: Period, codes: bytes) -> list[t
     whole_from = period.start if period.start == first_week else first_week + WEEK
     whole_to = monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)  # a Sunday
     if not reads_rollup(user) or whole_from > whole_to:
-        return db.execute(*cohort_query(user, period, first_week, today, codes)).fetchall()
+        return db.execute(
+            *cohort_query(db.dialect, user, period, first_week, today, codes)).fetchall()
     rows = db.execute(
-        *rollup_query(user, whole_from, whole_to, first_week, today, codes)).fetchall()
+        *rollup_query(db.dialect, user, whole_from, whole_to, first_week, today, codes)).fetchall()
     for days in (Period(period.start, whole_from - dt.timedelta(days=1)),
                  Period(whole_to + dt.timedelta(days=1), period.end)):
         if days.start <= days.end:
-            rows += db.execute(*cohort_query(user, days, first_week, today, codes)).fetchall()
+            rows += db.execute(
+                *cohort_query(db.dialect, user, days, first_week, today, codes)).fetchall()
     return rows
 
 
@@ -402,8 +416,8 @@ def reads_rollup(user: authz.User) -> bool:
     return authz.scope_is_area(user) and user.area_depth <= ROLLUP_MAX_DEPTH
 
 
-def cohort_query(user: authz.User, period: Period, first_week: dt.date, today: dt.date,
-                 codes: bytes) -> tuple[str, list]:
+def cohort_query(dialect: Dialect, user: authz.User, period: Period, first_week: dt.date,
+                 today: dt.date, codes: bytes) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the problems accepted in ``period``, and its
     parameters; weeks are counted from the Monday ``first_week``.
 
@@ -422,14 +436,14 @@ def cohort_query(user: authz.User, period: Period, first_week: dt.date, today: d
     index = STATS_AREA_INDEX if by_area else STATS_INDEX
     sql = bind_constants(
         f"SELECT {ALL_DIMENSIONS}, dims, place, count(*) FROM (SELECT"
-        f" ifnull(p.lead_unit_id, 0) * {1 << DIM_BITS} + ifnull(p.category_id, 0) AS dims,"
-        " ((instr(cfg.bytes, substr(cfg.areas, p.area_id + 1, 1)) - 1) * 256"
-        f" + {week_sql('julianday(p.accepted_at)', 'julianday(cfg.week0)')})"
-        f" * {1 << FEATURE_BITS} + ({packed_features_sql()}) AS place"
-        f" FROM problems p INDEXED BY {index}"
+        f" coalesce(p.lead_unit_id, 0) * {1 << DIM_BITS} + coalesce(p.category_id, 0) AS dims,"
+        f" ({dialect.byte_at('cfg.areas', 'p.area_id', 'cfg.bytes')} * 256"
+        f" + {week_sql(dialect.julianday('p.accepted_at'), dialect.julianday('cfg.week0'))})"
+        f" * {1 << FEATURE_BITS} + ({packed_features_sql(dialect)}) AS place"
+        f" FROM problems p {dialect.index_hint(index)}"
         " WHERE p.accepted_at >= ? AND p.accepted_at < ?"
-        f" AND p.status NOT IN ('rejected', 'merged') AND {scope} LIMIT -1"
-        ") GROUP BY dims, place"
+        f" AND p.status NOT IN ('rejected', 'merged') AND {scope} {dialect.no_limit}"
+        ") AS cohort GROUP BY dims, place"
     )
     params = [
         codes, bytes(range(256)), first_week.isoformat(), today.isoformat(),
@@ -439,8 +453,8 @@ def cohort_query(user: authz.User, period: Period, first_week: dt.date, today: d
     return sql, params
 
 
-def rollup_query(user: authz.User, start: dt.date, end: dt.date, first_week: dt.date,
-                 today: dt.date, codes: bytes) -> tuple[str, list]:
+def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.date,
+                 first_week: dt.date, today: dt.date, codes: bytes) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the whole weeks from the Monday ``start`` to the
     Sunday ``end``, read from the roll-up (migration m009), and its parameters.
 
@@ -452,12 +466,12 @@ def rollup_query(user: authz.User, start: dt.date, end: dt.date, first_week: dt.
     features): a year of the city is ~12,000 groups that way, ~110,000 by all
     four at once.
     """
-    stored_bits = sum(FEATURES[name][1] for name in STORED_FEATURES)
-    deadline = FEATURES["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
+    stored_bits = sum(FEATURE_SIZES[name] for name in STORED_FEATURES)
+    deadline = features(dialect)["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     sql = bind_constants(
         "WITH x AS MATERIALIZED (SELECT"
         f" r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
-        " ((instr(cfg.bytes, substr(cfg.areas, r.area_id + 1, 1)) - 1) * 256"
+        f" ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')} * 256"
         f" + r.week - ?5) * {1 << FEATURE_BITS}"
         f" + (r.features | (({deadline.replace('p.', 'r.')}) << {stored_bits})) AS place,"
         " r.n AS n FROM stats_rollup r"
@@ -590,27 +604,28 @@ def totals(db, user: authz.User, period: Period, cfg: dict | None = None) -> dic
     if not reads_rollup(user) or whole_from > whole_to:
         edges = [period]
     else:
-        for mask, n in db.execute(*rollup_totals_query(user, whole_from, whole_to, today)):
+        for mask, n in db.execute(
+                *rollup_totals_query(db.dialect, user, whole_from, whole_to, today)):
             by_mask[mask] += n
         edges = [Period(period.start, whole_from - dt.timedelta(days=1)),
                  Period(whole_to + dt.timedelta(days=1), period.end)]
     for days in edges:
         if days.start <= days.end:
             for _counted, _dims, place, n in db.execute(
-                    *cohort_query(user, days, first_week, today, codes)):
+                    *cohort_query(db.dialect, user, days, first_week, today, codes)):
                 by_mask[place & fmask] += n
     counts = _add_up({(None, mask): n for mask, n in by_mask.items()}).get(
         None, Counter(dict.fromkeys(COUNTS, 0)))
     return {"totals": counts, "rates": rates(counts, float(cfg["satisfaction_weight"]))}
 
 
-def rollup_totals_query(user: authz.User, start: dt.date, end: dt.date,
+def rollup_totals_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.date,
                         today: dt.date) -> tuple[str, list]:
     """The roll-up's problems of the whole weeks from the Monday ``start`` to the Sunday
     ``end`` in the user's subtree, counted by packed features alone (``rollup_query``'s
     features, without its units, areas and weeks)."""
-    stored_bits = sum(FEATURES[name][1] for name in STORED_FEATURES)
-    deadline = FEATURES["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
+    stored_bits = sum(FEATURE_SIZES[name] for name in STORED_FEATURES)
+    deadline = features(dialect)["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     deadline = deadline.replace("p.", "r.").replace("cfg.today", "?1")
     sql = (
         f"SELECT r.features | (({deadline}) << {stored_bits}), sum(r.n) FROM stats_rollup r"
@@ -660,8 +675,8 @@ def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[Reason
     scope, scope_params = authz.problem_scope(user, "p")
     found: dict[str, Counter] = {name: Counter() for name in reasons.LISTS}
     for kind, code, n in db.execute(
-        "SELECT e.kind, json_extract(e.data, '$.reason_code'), count(*)"
-        " FROM problem_events e INDEXED BY idx_problem_events_kind"
+        f"SELECT e.kind, {db.dialect.json_text('e.data', 'reason_code')}, count(*)"
+        f" FROM problem_events e {db.dialect.index_hint('idx_problem_events_kind')}"
         " JOIN problems p ON p.id = e.problem_id"
         f" WHERE e.kind IN ({', '.join('?' * len(kinds))}) AND e.at >= ? AND e.at < ?"
         f" AND {scope} GROUP BY 1, 2",
@@ -703,15 +718,16 @@ def helper_units(db, user: authz.User, period: Period, today: dt.date | None = N
     """The helper units' figures in the cohort (see HELPER_RATES), by unit name."""
     today = today or local_today()
     scope, params = authz.problem_scope(user, "p")
+    answered_day = db.dialect.local_day("j.answered_at")
     rows = db.execute(
-        "SELECT j.unit_id, u.name, count(*), sum(j.signed_at IS NOT NULL),"
-        " sum(j.answered_at IS NOT NULL),"
-        " sum(j.answered_at IS NOT NULL AND (p.deadline IS NULL"
-        "  OR date(j.answered_at, '+8 hours') <= p.deadline)),"
-        " sum(j.answered_at IS NOT NULL OR p.deadline < ?)"
+        "SELECT j.unit_id, u.name, count(*), count(*) FILTER (WHERE j.signed_at IS NOT NULL),"
+        " count(*) FILTER (WHERE j.answered_at IS NOT NULL),"
+        " count(*) FILTER (WHERE j.answered_at IS NOT NULL AND (p.deadline IS NULL"
+        f"  OR {answered_day} <= p.deadline)),"
+        " count(*) FILTER (WHERE j.answered_at IS NOT NULL OR p.deadline < ?)"
         " FROM joint_parts j JOIN problems p ON p.id = j.problem_id"
         " JOIN units u ON u.id = j.unit_id"
-        " WHERE j.state != 'removed' AND NOT j.legacy"
+        " WHERE j.state != 'removed' AND j.legacy = 0"
         " AND p.accepted_at >= ? AND p.accepted_at < ?"
         f" AND p.status NOT IN ('rejected', 'merged') AND {scope}"
         " GROUP BY j.unit_id ORDER BY u.name, j.unit_id",

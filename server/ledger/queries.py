@@ -24,7 +24,6 @@ the counts and to pick the page (``reads_once``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import urllib.parse
 from collections import Counter
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field, fields
 
 from server import authz
 from server.areas import add_area_paths
+from server.db.dialect import Dialect
 from server.i18n import gettext as _
 from server.ledger.clock import local_today
 from server.ledger.problems import STATUSES
@@ -141,12 +141,13 @@ class Filter:
             values[f.name] = value.isoformat() if isinstance(value, dt.date) else value
         return urllib.parse.urlencode(values)
 
-    @property
-    def drive_clause(self) -> str:
+    def drive_clause(self, dialect: Dialect) -> str:
         """How the queries read ``problems p``: through drive_index, by rowid, or as planned."""
         if self.drive_index is None:
             return ""
-        return " NOT INDEXED" if self.drive_index == BY_ROWID else f" INDEXED BY {self.drive_index}"
+        if self.drive_index == BY_ROWID:
+            return f" {dialect.not_indexed}"
+        return f" {dialect.index_hint(self.drive_index)}"
 
     @property
     def active(self) -> bool:
@@ -265,7 +266,7 @@ def conditions(db, user: authz.User, f: Filter, with_status: bool = True,
     reads a million problems through it rather than use a filter's index.
     """
     scope, params = authz.problem_scope(user, "p")
-    where = [f"likelihood({scope}, 0.5)"]
+    where = [db.dialect.likely(scope)]
     params = list(params)
 
     def add(sql: str, *values) -> None:
@@ -300,7 +301,7 @@ def conditions(db, user: authz.User, f: Filter, with_status: bool = True,
         if end:
             add(f"p.{name}_at < ?", local_day_start(end + dt.timedelta(days=1)))
     if f.rowids is not None:  # the problems some of the filters above have in common
-        add("p.rowid IN (SELECT value FROM json_each(?))", json.dumps(f.rowids))
+        add(*db.dialect.in_list("p.rowid", f.rowids))
     if f.q:
         sql, values, broad, _listed = search(
             db, user, f, MAX_DRIVE if drive_search else SEARCH_DRIVE_MAX)
@@ -311,7 +312,8 @@ def conditions(db, user: authz.User, f: Filter, with_status: bool = True,
 
 
 def order_by(f: Filter) -> str:
-    direction = "DESC" if f.dir == "desc" else "ASC"
+    """NULL sorts first, as SQLite sorts it by default (PostgreSQL sorts it last)."""
+    direction = "DESC NULLS LAST" if f.dir == "desc" else "ASC NULLS FIRST"
     return ", ".join(f"{column} {direction}" for column in (*SORTS[f.sort], "p.rowid"))
 
 
@@ -348,8 +350,8 @@ def mark_overdue(rows: list[dict]) -> list[dict]:
 def _capped_count(db, index: str, condition: str, params: list, cap: int) -> int:
     """How many index entries meet ``condition``, counting no further than ``cap`` + 1."""
     return db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p INDEXED BY {index}"
-        f" WHERE {condition} LIMIT ?)", [*params, cap + 1],
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p {db.dialect.index_hint(index)}"
+        f" WHERE {condition} LIMIT ?) AS found", [*params, cap + 1],
     ).fetchone()[0]
 
 
@@ -390,8 +392,8 @@ def common_rowids(db, f: Filter) -> list[int] | None:
     (small, condition_small, params_small), (large, condition_large, params_large) = (
         sized[0][2], sized[1][2])
     return [row[0] for row in db.execute(
-        f"SELECT p.rowid FROM problems p INDEXED BY {large} WHERE {condition_large}"
-        f" AND p.rowid IN (SELECT p.rowid FROM problems p INDEXED BY {small}"
+        f"SELECT p.rowid FROM problems p {db.dialect.index_hint(large)} WHERE {condition_large}"
+        f" AND p.rowid IN (SELECT p.rowid FROM problems p {db.dialect.index_hint(small)}"
         f" WHERE {condition_small}) LIMIT ?",
         [*params_large, *params_small, NARROW_MAX + 1],
     )]
@@ -410,7 +412,11 @@ def choose_drive(db, user: authz.User, f: Filter) -> None:
     other problems are skipped without reading them); else, sorted by discovery,
     an equality filter's (column, found_at) index gives the page in order
     (``presorted``), skipping the problems that filter excludes.
+
+    An engine that plans with statistics (``Dialect.plans_itself``) is left to plan.
     """
+    if db.dialect.plans_itself:
+        return
     listed = search(db, user, f, SEARCH_DRIVE_MAX).listed if f.q else None
     sizes = [(_capped_count(db, index, condition, params, NARROW_MAX), index)
              for index, condition, params in drive_candidates(f)]
@@ -463,23 +469,24 @@ def list_rows(db, user: authz.User, f: Filter, many: bool = False) -> list[dict]
         ))
 
     if f.drive_index and not f.presorted:
-        return as_listed(db, read(f.drive_clause))
+        return as_listed(db, read(f.drive_clause(db.dialect)))
     rows = None
     if many:
         index = f.drive_index or SORT_INDEXES[f.sort]
-        rows = db.bounded(ORDERED_BUDGET_S, read, f" INDEXED BY {index}")
+        rows = db.bounded(ORDERED_BUDGET_S, read, f" {db.dialect.index_hint(index)}")
     if rows is None:
         # A broad search with narrow other filters: start from the matches after all,
         # through the id index (the planner may prefer a state's index: 800,000 closed).
         listed = f.q and search(db, user, f, MAX_DRIVE).listed is not None
-        rows = read(f" INDEXED BY {ID_INDEX}" if listed else "", drive_search=bool(f.q))
+        rows = read(f" {db.dialect.index_hint(ID_INDEX)}" if listed else "",
+                    drive_search=bool(f.q))
     return as_listed(db, rows)
 
 
 def count(db, where: str, params: list) -> int:
     """The number of matching problems, counting no further than COUNT_CAP + 1."""
     return db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM problems p WHERE {where} LIMIT ?) AS found",
         [*params, COUNT_CAP + 1],
     ).fetchone()[0]
 
@@ -511,7 +518,7 @@ def status_counts(db, user: authz.User, f: Filter) -> dict[str, int | None]:
     # state drives the list, not the counts of the other states.
     narrow = drives_every_state(f)
     if narrow or f.narrow_search:
-        indexed = f.drive_clause if narrow else ""
+        indexed = f.drive_clause(db.dialect) if narrow else ""
         budget = NARROW_COUNT_BUDGET_S if f.narrow or f.narrow_search else COUNT_BUDGET_S
         found = db.bounded(budget, counts_in_one_read, db, where, params, indexed)
         return found if found is not None else dict.fromkeys(STATUSES)
@@ -566,8 +573,8 @@ def matches_in_one_read(db, user: authz.User, f: Filter) -> list[tuple]:
     """(rowid, state, sort values...) of every problem matching the filter but its state."""
     where, params = conditions(db, user, f, with_status=False)
     return db.execute(
-        f"SELECT p.rowid, p.status, {', '.join(SORTS[f.sort])} FROM problems p{f.drive_clause}"
-        f" WHERE {where}", params,
+        f"SELECT p.rowid, p.status, {', '.join(SORTS[f.sort])}"
+        f" FROM problems p{f.drive_clause(db.dialect)} WHERE {where}", params,
     ).fetchall()
 
 
@@ -591,11 +598,11 @@ def page_of_matches(db, user: authz.User, f: Filter, matches: list[tuple]) -> li
     start = (f.page - 1) * PAGE_SIZE
     rowids = [match[0] for match in wanted[start:start + PAGE_SIZE]]
     scope, params = authz.problem_scope(user, "p")
+    listed, rowid_list = db.dialect.in_list("p.rowid", rowids)
     return as_listed(db, list(db.query(
-        f"SELECT {LIST_COLUMNS} FROM problems p NOT INDEXED {JOINS}"
-        f" WHERE p.rowid IN (SELECT value FROM json_each(?)) AND {scope}"
-        f" ORDER BY {order_by(f)}",
-        [json.dumps(rowids), *params],
+        f"SELECT {LIST_COLUMNS} FROM problems p {db.dialect.not_indexed} {JOINS}"
+        f" WHERE {listed} AND {scope} ORDER BY {order_by(f)}",
+        [rowid_list, *params],
     )))
 
 
@@ -642,7 +649,7 @@ def filter_options(db, user: authz.User) -> dict:
     scope, params = authz.area_subtree(user, "u.area_id")
     return {
         "categories": list(db.query("SELECT id, name FROM categories ORDER BY code")),
-        "units": list(db.query("SELECT id, name FROM units WHERE active ORDER BY name")),
+        "units": list(db.query("SELECT id, name FROM units WHERE active = 1 ORDER BY name")),
         "areas": list(db.query(
             "SELECT code, name, level FROM areas WHERE path >= ? AND path < ? AND level <= 4"
             " ORDER BY path", authz.subtree_bounds(user),

@@ -66,7 +66,7 @@ _SELECT = "SELECT id, list, code, label, active, position, needs_text FROM reaso
 def options(db: sqlite_utils.Database, list_name: str, *, active_only: bool = False
             ) -> list[Option]:
     """A list's options in their order (the active ones only, for a form)."""
-    where = " AND active" if active_only else ""
+    where = " AND active = 1" if active_only else ""
     return [_option(row) for row in db.execute(
         f"{_SELECT} WHERE list = ?{where} ORDER BY position, id", [list_name])]
 

@@ -249,7 +249,7 @@ _FROM = (" FROM reports r JOIN areas a ON a.id = r.area_id"
 
 def _scope(actor: authz.User) -> tuple[str, list]:
     if not actor.roles & {authz.OFFICE, authz.LEADER}:
-        return "0", []
+        return "1 = 0", []
     return authz.area_subtree(actor, "r.area_id")
 
 

@@ -6,25 +6,28 @@ from __future__ import annotations
 import datetime as dt
 
 from server import authz
+from server.db.dialect import SQLITE, Dialect
 from server.ledger import joint
 from server.ledger.clock import local_today
 from server.ledger.queries import JOINS, LIST_COLUMNS, MAX_PAGE, Count, as_listed, count
 
 WORK_LIMIT = 50
 OPEN = "p.status NOT IN ('closed', 'rejected', 'merged')"
-TODAY = "date('now', '+8 hours')"
 
 
 def work_queue_keys(user: authz.User) -> list[str]:
     """The keys of the work lists this user has, in the order shown."""
-    return [queue[0] for queue in _work_queue_definitions(user, local_today())]
+    # The keys are the same in every dialect.
+    return [queue[0] for queue in _work_queue_definitions(SQLITE, user, local_today())]
 
 
-def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
+def _work_queue_definitions(dialect: Dialect, user: authz.User, soon: dt.date) -> list[tuple]:
     """The user's work lists: (key, condition, order, link to the same list in the ledger).
 
     ``soon`` is the last day of "due within three working days".
     """
+    today = dialect.local_day("CAST(CURRENT_TIMESTAMP AS TEXT)")  # the database's clock
+    awaiting_leader = dialect.json_text("p.extension_request", "awaiting_leader")
     queues = []
     if authz.OFFICE in user.roles:
         queues += [
@@ -32,10 +35,9 @@ def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
             ("verify", "p.status = 'replied'", "p.found_at", "status=replied"),
             ("callback", "p.status = 'callback'", "p.found_at", "status=callback"),
             ("return_visit", "p.status = 'closed' AND p.return_visit_due <= "
-             f"{TODAY} AND p.return_visit_result IS NULL", "p.return_visit_due", None),
+             f"{today} AND p.return_visit_result IS NULL", "p.return_visit_due", None),
             ("extension", "p.extension_request IS NOT NULL AND p.status IN "
-             "('dispatched', 'handling') AND json_extract(p.extension_request,"
-             " '$.awaiting_leader') IS NULL", "p.deadline", None),
+             f"('dispatched', 'handling') AND {awaiting_leader} IS NULL", "p.deadline", None),
             # The office's decisions (server/ledger/rules.py): a unit's return, and a
             # callback "solved but 不满意".
             ("returned", "p.status = 'returned'", "p.updated_at", "status=returned"),
@@ -54,17 +56,18 @@ def _work_queue_definitions(user: authz.User, soon: dt.date) -> list[tuple]:
             ("in_hand", f"{unit} AND p.status = 'handling'", "p.deadline",
              f"status=handling&unit={user.unit_id}"),
             ("due_soon", f"{unit} AND p.status IN ('dispatched', 'handling') AND p.deadline"
-             f" BETWEEN {TODAY} AND '{soon.isoformat()}'", "p.deadline", None),
+             f" BETWEEN {today} AND '{soon.isoformat()}'", "p.deadline", None),
         ]
     queues += joint.work_queues(user)  # a helper unit's parts (协办)
     if authz.LEADER in user.roles:
         queues += [
-            ("overdue", f"{OPEN} AND p.deadline < {TODAY}", "p.deadline", "overdue=yes"),
+            ("overdue", f"{OPEN} AND p.deadline < {today}", "p.deadline", "overdue=yes"),
             ("flagged", f"{OPEN} AND p.supervision = 'flagged'", "p.deadline",
              "supervision=flagged"),
+            # awaiting_leader is only ever set to true (server/ledger/rules.py).
             ("extension_leader", "p.extension_request IS NOT NULL AND p.status IN "
-             "('dispatched', 'handling') AND json_extract(p.extension_request,"
-             " '$.awaiting_leader') = 1", "p.deadline", None),
+             f"('dispatched', 'handling') AND {awaiting_leader} IS NOT NULL", "p.deadline",
+             None),
         ]
     return queues
 
@@ -76,7 +79,7 @@ def work_queues(db, user: authz.User, soon: dt.date, only: str | None = None,
     count (up to COUNT_CAP)."""
     scope, params = authz.problem_scope(user, "p")
     result = []
-    for key, condition, order, link in _work_queue_definitions(user, soon):
+    for key, condition, order, link in _work_queue_definitions(db.dialect, user, soon):
         if only is not None and key != only:
             continue
         where = f"{scope} AND {condition}"

@@ -332,7 +332,7 @@ def append_event(db, problem: dict, kind: str, actor_id: int | None, to_status, 
 def _unit_exists(db, unit_id) -> bool:
     return (
         unit_id is not None
-        and db.execute("SELECT 1 FROM units WHERE id = ? AND active", [unit_id]).fetchone()
+        and db.execute("SELECT 1 FROM units WHERE id = ? AND active = 1", [unit_id]).fetchone()
         is not None
     )
 

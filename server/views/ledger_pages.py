@@ -182,11 +182,9 @@ def _diary_data(db, actor: authz.User, q: str, page: int) -> dict:
     where, values = scope, list(params)
     if q:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where += (
-            " AND (d.content LIKE ? ESCAPE '\\' OR d.person_name LIKE ? ESCAPE '\\'"
-            " OR d.address LIKE ? ESCAPE '\\')"
-        )
-        values += [like] * 3
+        columns = ("d.content", "d.person_name", "d.address")
+        where += " AND (" + " OR ".join(db.dialect.like(column) for column in columns) + ")"
+        values += [like] * len(columns)
     rows = list(db.query(
         "SELECT d.id, d.visit_id, d.person_name, d.person_kind, d.address, d.content,"
         " d.recorded_at, a.name AS area_name, u.display_name AS author_name"
@@ -196,7 +194,7 @@ def _diary_data(db, actor: authz.User, q: str, page: int) -> dict:
         [*values, DIARY_PAGE, (page - 1) * DIARY_PAGE],
     ))
     total = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM diary_entries d WHERE {where} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM diary_entries d WHERE {where} LIMIT ?) AS found",
         [*values, queries.COUNT_CAP + 1],
     ).fetchone()[0]
     return {"rows": rows, "total": total}

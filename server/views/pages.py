@@ -94,8 +94,9 @@ def _action_context(db, actor: authz.User, problem: dict) -> dict:
         "order_actions": supervision.ORDER_ACTIONS,
         **_reason_context(db),
         "default_unit_id": _default_unit_id(db, problem),
-        "categories": list(db.query("SELECT id, name FROM categories WHERE active ORDER BY code")),
-        "units": list(db.query("SELECT id, name FROM units WHERE active ORDER BY name")),
+        "categories": list(db.query(
+            "SELECT id, name FROM categories WHERE active = 1 ORDER BY code")),
+        "units": list(db.query("SELECT id, name FROM units WHERE active = 1 ORDER BY name")),
     }
 
 
