@@ -14,7 +14,6 @@ from starlette.templating import Jinja2Templates
 
 from server import accounts, admission, auth, i18n
 from server.db import Store
-from server.drafts import DraftStore
 from server.errors import EXCEPTION_HANDLERS
 from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
@@ -113,5 +112,4 @@ def create_app(
     app.state.photos = PhotoStore(photos_dir(db_path))
     app.state.upload_locks = {}
     app.state.shared_pages = SharedPages()
-    app.state.drafts = DraftStore()
     return app
