@@ -389,14 +389,16 @@ def test_a_png_is_stored_as_a_png(field1, db):
                       [sha]).fetchone() == ("image/png", 30, 20)
 
 
-def test_a_patch_after_completion_changes_nothing(field1, db):
+def test_a_patch_after_completion_changes_nothing(field1, db, photos):
     data = jpeg()
     url = field1.start(data)
     assert field1.patch(url, 0, data).status_code == 204
     response = field1.patch(url, len(data), b"")
     assert response.status_code == 204
     assert response.headers["upload-offset"] == str(len(data))
+    assert field1.patch(url, 0, data).status_code == 409
     assert attachment_count(db) == 1
+    assert list((photos / "uploads").iterdir()) == []  # no partial file left behind
 
 
 def test_bytes_differing_from_the_announced_sha256_are_refused(field1, db, photos):

@@ -259,12 +259,14 @@ async def _patch(request: Request, upload_id: str) -> Response:
     with photos.appending(upload_id) as f:
         # Read again under the lock: a PATCH on another process may have just completed it.
         upload = await _open_upload(request, upload_id)
+        if upload.completed_at:
+            # A completed upload keeps no partial file: opening it made an empty one.
+            photos.partial(upload.id).unlink(missing_ok=True)
         offset = photos.offset(upload)
         claimed = request.headers.get("upload-offset", "")
         if not (claimed.isascii() and claimed.isdigit()) or int(claimed) != offset:
             raise uploads.UploadError(409, "offset_mismatch", f"Upload-Offset must be {offset}")
         if upload.completed_at:
-            photos.partial(upload.id).unlink(missing_ok=True)  # opening it made an empty one
             return Response(status_code=204, headers={**TUS_HEADERS, "Upload-Offset": str(offset)})
         return await _append(request, photos, upload, f, offset)
 
