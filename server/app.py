@@ -14,7 +14,6 @@ from starlette.templating import Jinja2Templates
 
 from server import accounts, admission, auth, i18n
 from server.db import Store
-from server.drafts import DraftStore
 from server.errors import EXCEPTION_HANDLERS
 from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
@@ -26,12 +25,14 @@ from sync.uploads import PhotoStore, repair_forgotten_uploads
 
 
 def photos_dir(db_path: str | Path) -> Path:
+    """The photos folder when none is named (``--photos``, ``FIELDLEDGER_PHOTOS``)."""
     return Path(f"{db_path}.photos")
 
 
 # Seconds a pull or an upload refused for a busy server is told to wait (clients add jitter).
 PULL_RETRY_SECONDS = 2
 UPLOAD_RETRY_SECONDS = 3
+CPUS = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,25 @@ class Settings:
     secure_cookies: bool = False
     # Password checks (argon2) running at once, and how many more may wait before a
     # sign-in is answered 503 at once (server/auth.py, PasswordChecks).
-    password_checks: int = os.cpu_count() or 1
-    password_check_queue: int = 32 * (os.cpu_count() or 1)
+    password_checks: int = CPUS
+    password_check_queue: int = 32 * CPUS
     # Pulls and photo uploads running at once; beyond these a request is answered 503 with
     # Retry-After at once (server/admission.py). Each runs on a thread of its own.
-    pull_concurrency: int = 4 * (os.cpu_count() or 1)
-    upload_concurrency: int = 4 * (os.cpu_count() or 1)
+    pull_concurrency: int = 4 * CPUS
+    upload_concurrency: int = 4 * CPUS
+
+    def per_worker(self, workers: int) -> Settings:
+        """The bounds above are the machine's: each of ``workers`` processes takes its
+        share (at least 1), so that together they stay within them."""
+        def share(bound: int) -> int:
+            return max(1, bound // workers)
+
+        return replace(
+            self, password_checks=share(self.password_checks),
+            password_check_queue=share(self.password_check_queue),
+            pull_concurrency=share(self.pull_concurrency),
+            upload_concurrency=share(self.upload_concurrency),
+        )
 
 
 def make_templates() -> Jinja2Templates:
@@ -62,12 +76,16 @@ def make_templates() -> Jinja2Templates:
 def create_app(
     db_path: str | Path,
     *,
+    photos: str | Path | None = None,
+    workers: int = 1,
     secure_cookies: bool = False,
     password_checks: int | None = None,
     password_check_queue: int | None = None,
     pull_concurrency: int | None = None,
     upload_concurrency: int | None = None,
 ) -> Starlette:
+    """The app over one database; ``workers`` is how many processes of it serve the
+    machine (the bounds given, or their defaults, are the machine's: Settings.per_worker)."""
     store = Store(db_path)
     settings = Settings(secure_cookies=secure_cookies)
     if password_checks is not None:
@@ -79,6 +97,7 @@ def create_app(
         settings = replace(settings, pull_concurrency=pull_concurrency)
     if upload_concurrency is not None:
         settings = replace(settings, upload_concurrency=upload_concurrency)
+    settings = settings.per_worker(workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -110,8 +129,38 @@ def create_app(
         "upload": admission.Gate("upload", settings.upload_concurrency, UPLOAD_RETRY_SECONDS),
     }
     app.state.templates = make_templates()
-    app.state.photos = PhotoStore(photos_dir(db_path))
+    app.state.photos = PhotoStore(Path(photos) if photos else photos_dir(db_path))
     app.state.upload_locks = {}
     app.state.shared_pages = SharedPages()
-    app.state.drafts = DraftStore()
     return app
+
+
+# What ``fieldledger serve`` hands its worker processes (uvicorn starts them from an
+# import string, so the settings travel in the environment).
+ENVIRONMENT = {
+    "photos": "FIELDLEDGER_PHOTOS",
+    "workers": "FIELDLEDGER_WORKERS",
+    "secure_cookies": "FIELDLEDGER_SECURE_COOKIES",
+    "password_checks": "FIELDLEDGER_PASSWORD_CHECKS",
+    "password_check_queue": "FIELDLEDGER_PASSWORD_CHECK_QUEUE",
+    "pull_concurrency": "FIELDLEDGER_PULL_CONCURRENCY",
+    "upload_concurrency": "FIELDLEDGER_UPLOAD_CONCURRENCY",
+}
+
+
+def app_from_environment() -> Starlette:
+    """The app of ``server.app:app_from_environment``, uvicorn's factory for several
+    workers: the database from ``FIELDLEDGER_DB``, the rest from ``ENVIRONMENT``."""
+    from server.db.url import sqlite_path
+
+    given = {option: os.environ[name] for option, name in ENVIRONMENT.items()
+             if os.environ.get(name)}
+    return create_app(
+        sqlite_path(os.environ["FIELDLEDGER_DB"]),
+        photos=given.get("photos"),
+        workers=int(given.get("workers", 1)),
+        secure_cookies=given.get("secure_cookies") == "1",
+        **{option: int(given[option]) for option in
+           ("password_checks", "password_check_queue", "pull_concurrency", "upload_concurrency")
+           if option in given},
+    )

@@ -21,27 +21,49 @@ def _open(path: Path):
     return open_database(path)
 
 
+def _workers_refused(args) -> bool:
+    """Several workers need a database several processes may write: not an SQLite file."""
+    if args.workers <= 1 or not isinstance(args.db, Path):
+        return False
+    print(f"fieldledger: --workers {args.workers}: an SQLite database is written by one"
+          " process; several workers need PostgreSQL (--db postgresql://...)", file=sys.stderr)
+    return True
+
+
+def serve_environment(args) -> dict[str, str]:
+    """The settings ``server.app:app_from_environment`` reads in each worker."""
+    from server.app import ENVIRONMENT
+
+    given = {
+        "photos": args.photos_dir, "workers": args.workers,
+        "secure_cookies": 1 if args.secure_cookies else None,
+        "password_checks": args.password_checks,
+        "password_check_queue": args.password_check_queue,
+        "pull_concurrency": args.pull_concurrency,
+        "upload_concurrency": args.upload_concurrency,
+    }
+    return {"FIELDLEDGER_DB": str(args.db), **{
+        name: "" if given[option] is None else str(given[option])
+        for option, name in ENVIRONMENT.items()}}
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
     from server.access_log import log_config
-    from server.app import create_app
 
+    if _workers_refused(args):
+        return 2
     _open(args.db).close()
-    app = create_app(
-        args.db,
-        secure_cookies=args.secure_cookies,
-        password_checks=args.password_checks,
-        password_check_queue=args.password_check_queue,
-        pull_concurrency=args.pull_concurrency,
-        upload_concurrency=args.upload_concurrency,
-    )
+    os.environ.update(serve_environment(args))
     print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {args.db})")
     print(f"Field app (手机走访 App), for phones: http://{args.host}:{args.port}/app/")
     if args.host in ("0.0.0.0", "::"):
         print(f"  (a phone opens it at this computer's network address instead of {args.host})")
     uvicorn.run(
-        app,
+        "server.app:app_from_environment",
+        factory=True,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         proxy_headers=True,
@@ -82,6 +104,8 @@ def cmd_demo(args) -> int:
     """Seed a demo database if there is none yet, then serve it."""
     from server.demo import demo_accounts, seed_demo
 
+    if _workers_refused(args):
+        return 2
     db = _open(args.db)
     try:
         if db.execute("SELECT count(*) FROM areas").fetchone()[0] == 0:
@@ -245,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"SQLite database file (default: $FIELDLEDGER_DB, else {DEFAULT_DB})",
     )
+    parser.add_argument(
+        "--photos",
+        dest="photos_dir",
+        metavar="DIR",
+        default=None,
+        help="the photos folder, shared storage when several machines serve"
+        " (default: $FIELDLEDGER_PHOTOS, else the database file's name + .photos)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_serve_options(sub):
@@ -262,24 +294,30 @@ def build_parser() -> argparse.ArgumentParser:
             " failures per client address: list the proxy here)",
         )
         sub.add_argument(
+            "--workers", type=int, default=1,
+            help="server processes (more than 1 needs PostgreSQL); the bounds below are"
+            " the machine's, shared out among them",
+        )
+        sub.add_argument(
             "--password-checks",
             type=int,
             default=None,
-            help="password checks run at once (default: the number of CPUs)",
+            help="password checks run at once on this machine (default: the number of CPUs)",
         )
         sub.add_argument(
             "--password-check-queue",
             type=int,
             default=None,
-            help="sign-ins that may wait for a check before 503 (default: 32 x checks)",
+            help="sign-ins that may wait for a check before 503, on this machine"
+            " (default: 32 x checks)",
         )
         sub.add_argument(
             "--pull-concurrency", type=int, default=None,
-            help="pulls run at once before 503 (default: 4 x CPUs)",
+            help="pulls run at once on this machine before 503 (default: 4 x CPUs)",
         )
         sub.add_argument(
             "--upload-concurrency", type=int, default=None,
-            help="photo uploads run at once before 503 (default: 4 x CPUs)",
+            help="photo uploads run at once on this machine before 503 (default: 4 x CPUs)",
         )
 
     serve = commands.add_parser("serve", help="run the web server")
@@ -367,6 +405,7 @@ def _database_value(given: str | None) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.photos_dir = args.photos_dir or os.environ.get("FIELDLEDGER_PHOTOS") or None
     if getattr(args, "opens_database", True):
         option, value = _database_value(args.db)
         try:

@@ -5,8 +5,9 @@ sign-in page instead of an error. That page carries what was typed as hidden
 fields (never the CSRF token or a password) with the path it was posted to,
 the page to return to and the user whose session it was. After a successful
 sign-in by that same user (``views.auth.login``) the draft is handed to the
-return page through this process's ``DraftStore`` under a random key in the
-URL; the page takes it once (``DraftStore.take``), for that user only, and
+return page through the table ``form_drafts`` under a random key in the URL
+(the table, not memory, because the return page may be served by another
+process); the page takes it once (``take``), for that user only, and
 shows the form open with the text in it: a problem's page the form of the
 action it was typed for, an administration form page (which posts to itself)
 its fields. A draft whose session had vanished
@@ -15,12 +16,14 @@ altogether belongs to whoever signs in from that sign-in page.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import secrets
-import threading
-import time
 import urllib.parse
 from dataclasses import dataclass
+
+from server.auth import token_hash
 
 PREFIX = "draft."  # hidden fields of the sign-in page that carry the typed values
 NOT_CARRIED = frozenset({
@@ -53,12 +56,17 @@ def with_key(url: str, key: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}draft={urllib.parse.quote(key)}"
 
 
+# A draft lives from a sign-in to the page it returns to: seconds, usually.
+LIFETIME = dt.timedelta(minutes=15)
+MAX_PER_OWNER = 1000
+
+
 @dataclass(frozen=True)
 class Draft:
     owner_id: int
     path: str  # where the form was posted
     fields: tuple[tuple[str, str], ...]
-    stored_at: float
+    stored_at: str
 
     def problem_action(self, problem_id: str) -> str | None:
         """The action this draft was typed for, if it was one on this problem."""
@@ -66,36 +74,53 @@ class Draft:
         return match.group(2) if match and match.group(1) == problem_id else None
 
 
-class DraftStore:
-    """Drafts between a sign-in and the page it returns to: seconds, kept in memory."""
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
-    LIFETIME_S = 15 * 60
-    MAX_DRAFTS = 1000
 
-    def __init__(self):
-        self._drafts: dict[str, Draft] = {}
-        self._lock = threading.Lock()
+def _stamp(moment: dt.datetime) -> str:
+    # Microseconds, always written: the newest drafts are the ones a cap keeps.
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
-    def put(self, owner_id: int, path: str, fields: list[tuple[str, str]]) -> str:
-        key = secrets.token_urlsafe(18)
-        now = time.monotonic()
-        with self._lock:
-            for old in [k for k, d in self._drafts.items()
-                        if now - d.stored_at > self.LIFETIME_S]:
-                del self._drafts[old]
-            while len(self._drafts) >= self.MAX_DRAFTS:
-                del self._drafts[next(iter(self._drafts))]
-            self._drafts[key] = Draft(owner_id, path, tuple(fields), now)
-        return key
 
-    def take(self, key: str | None, user_id: int) -> Draft | None:
-        """The draft, once, and only for its owner (anyone else's look discards it)."""
-        if not key:
-            return None
-        with self._lock:
-            draft = self._drafts.pop(key, None)
-        if draft is None or draft.owner_id != user_id:
-            return None
-        if time.monotonic() - draft.stored_at > self.LIFETIME_S:
-            return None
-        return draft
+def put(db, owner_id: int, path: str, fields: list[tuple[str, str]]) -> str:
+    """Keep a draft for its owner; the key for the return page's URL (only its hash is
+    stored). Expired drafts go, and the owner's oldest beyond the cap."""
+    key = secrets.token_urlsafe(18)
+    now = _now()
+    db.execute("DELETE FROM form_drafts WHERE stored_at < ?", [_stamp(now - LIFETIME)])
+    db.execute(
+        "DELETE FROM form_drafts WHERE owner_id = ? AND stored_at <= ("
+        " SELECT stored_at FROM form_drafts WHERE owner_id = ?"
+        " ORDER BY stored_at DESC LIMIT 1 OFFSET ?)",
+        [owner_id, owner_id, MAX_PER_OWNER - 1],
+    )
+    db.execute(
+        "INSERT INTO form_drafts (key_hash, owner_id, path, fields, stored_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [token_hash(key), owner_id, path,
+         json.dumps([list(item) for item in fields], ensure_ascii=False), _stamp(now)],
+    )
+    return key
+
+
+def take(db, key: str | None, user_id: int) -> Draft | None:
+    """The draft, once, and only for its owner (anyone else's look discards it)."""
+    if not key:
+        return None
+    row = db.execute(
+        "DELETE FROM form_drafts WHERE key_hash = ?"
+        " RETURNING owner_id, path, fields, stored_at",
+        [token_hash(key)],
+    ).fetchone()
+    if row is None or row[0] != user_id or row[3] < _stamp(_now() - LIFETIME):
+        return None
+    return Draft(row[0], row[1], tuple(tuple(item) for item in json.loads(row[2])), row[3])
+
+
+async def take_requested(request, user_id: int) -> Draft | None:
+    """The draft whose key the page's address carries (``?draft=``), once."""
+    key = request.query_params.get("draft")
+    if not key:
+        return None
+    return await request.app.state.store.write(take, key, user_id)

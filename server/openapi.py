@@ -329,7 +329,12 @@ def build() -> dict:
                         "application/offset+octet-stream": {
                             "schema": {"type": "string", "format": "binary"}}}},
                     "responses": {"204": {"description": "new Upload-Offset"},
-                                  **_errors(400, 401, 404, 409, 410, 412, 413, 415, 460)},
+                                  **_errors(400, 401, 404, 409, 410, 412, 413, 415, 460),
+                                  "409": _json({"$ref": "#/components/schemas/Error"},
+                                               "offset_mismatch: HEAD for the offset;"
+                                               " busy_upload: another PATCH of this upload is"
+                                               " running (on any server process): wait, HEAD,"
+                                               " resume")},
                 },
             },
             "/api/photos/{sha256}": {"get": {

@@ -446,6 +446,7 @@ class SyncClient:
         if head.status != 200:
             raise SyncError(head.status, head.body)
         offset = int(head.headers["upload-offset"])
+        busy = 0
         while offset < len(data):
             chunk = data[offset:offset + CHUNK_SIZE]
             checksum = base64.b64encode(hashlib.sha1(chunk).digest()).decode()
@@ -455,6 +456,12 @@ class SyncClient:
                 "Upload-Checksum": f"sha1 {checksum}",
             })
             if response.status == 409:  # we were wrong about the offset: ask again
+                if response.json()["error"]["code"] == "busy_upload":
+                    # Another PATCH of this upload is still running: let it end first.
+                    busy += 1
+                    if busy >= self.max_attempts:
+                        raise SyncError(response.status, response.body)
+                    self.sleep(backoff(busy - 1))
                 offset = int(self.request("HEAD", url, None, tus).headers["upload-offset"])
                 continue
             if response.status == 404:

@@ -11,17 +11,26 @@ and sends again what it holds (docs/sync-protocol.md, "Restores and the epoch").
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
 
 MARK_FILE = "highest-version-served"
-# Pulls run in parallel threads: one at a time reads, compares and replaces the mark
-# (else two would race for the same temporary file, or a slower one lower the mark).
+LOCK_FILE = "highest-version-served.lock"
+# Pulls run in parallel threads, and in several processes: one at a time reads, compares
+# and replaces the mark (else two would race for the same temporary file, or a slower
+# one lower the mark). The thread lock orders this process's threads, the file lock
+# the processes (a POSIX lock belongs to a process, not to a thread).
 _mark_lock = threading.Lock()
+# The mark as this process last left it, by folder: a pull at or below it, under the
+# same epoch, has nothing to raise and need not take the file lock.
+_left: dict[Path, tuple[int, str]] = {}
 
 
 def _mark_path(root: Path) -> Path:
@@ -44,12 +53,26 @@ def _write_mark(root: Path, version: int, epoch: str) -> None:
     os.replace(temporary, path)
 
 
+@contextlib.contextmanager
+def _marking(root: Path) -> Iterator[None]:
+    """The mark to this thread alone, among every process that shares the folder."""
+    with _mark_lock, open(Path(root) / LOCK_FILE, "a") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        yield
+
+
 def raise_mark(root: Path, version: int, epoch: str) -> None:
     """Record that versions up to ``version`` were served under ``epoch``."""
-    with _mark_lock:
+    root = Path(root)
+    left = _left.get(root)
+    if left is not None and left[1] == epoch and left[0] >= version:
+        return
+    with _marking(root):
         served, served_epoch = read_mark(root)
         if version > served or epoch != served_epoch:
-            _write_mark(root, max(version, served) if epoch == served_epoch else version, epoch)
+            served = max(version, served) if epoch == served_epoch else version
+            _write_mark(root, served, epoch)
+        _left[root] = (served, epoch)
 
 
 def latest_version(db: sqlite_utils.Database) -> int:
@@ -69,6 +92,7 @@ def renew_epoch_if_restored(db: sqlite_utils.Database, root: Path) -> bool:
     epoch = str(uuid.uuid4())
     db.execute("UPDATE settings SET value = ? WHERE key = 'epoch'", [epoch])
     # Versions from here on are new to every phone: start the mark again.
-    with _mark_lock:
+    with _marking(root):
         _write_mark(root, latest_version(db), epoch)
+        _left[Path(root)] = (latest_version(db), epoch)
     return True

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import sqlite_utils
 
@@ -73,6 +77,28 @@ class PhotoStore:
     def partial(self, upload_id: str) -> Path:
         return self.root / "uploads" / upload_id
 
+    @contextlib.contextmanager
+    def appending(self, upload_id: str) -> Iterator[BinaryIO]:
+        """The partial file, open to append and to read, while no other process appends.
+
+        An exclusive POSIX lock (``fcntl.lockf``; NFSv4 honours it too) for as long as
+        the file is open: another process's PATCH of this upload meanwhile is answered
+        409 ``busy_upload``. A process drops its POSIX locks on a file when it closes
+        *any* descriptor of it, so nothing else opens the partial file while this one is
+        open (``finish`` reads through it), and two PATCHes within one process are kept
+        apart before they get here (``app.state.upload_locks``).
+        """
+        path = self.partial(upload_id)
+        with open(path, "a+b") as file:
+            try:
+                fcntl.lockf(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                raise UploadError(409, "busy_upload", "another PATCH is running") from None
+            if not _same_file(path, file):
+                # The PATCH that held the lock has just completed or discarded the upload.
+                raise UploadError(409, "busy_upload", "another PATCH has just ended")
+            yield file
+
     def photo(self, sha: str) -> Path:
         return self.root / sha[:2] / sha
 
@@ -112,6 +138,13 @@ class PhotoStore:
             return upload.length
         path = self.partial(upload.id)
         return path.stat().st_size if path.exists() else 0
+
+
+def _same_file(path: Path, file: BinaryIO) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(file.fileno()))
+    except FileNotFoundError:
+        return False
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -176,8 +209,9 @@ def image_type(head: bytes) -> str | None:
     return None
 
 
-def open_image(path: Path):
-    """The image at ``path``, opened lazily: only its header has been read.
+def open_image(path: Path | BinaryIO):
+    """The image at ``path`` (or in an open file), opened lazily: only its header has been
+    read.
 
     Raises UploadError: 413 ``image_too_large`` above MAX_PIXELS, 415
     ``not_an_image`` when it is not a JPEG, PNG or WebP Pillow can read.
@@ -213,13 +247,13 @@ def image_size(path: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _sha256_of(path: Path) -> tuple[str, bytes]:
+def _sha256_of(file: BinaryIO) -> tuple[str, bytes]:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        head = f.read(64)
-        digest.update(head)
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    file.seek(0)
+    head = file.read(64)
+    digest.update(head)
+    for chunk in iter(lambda: file.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest(), head
 
 
@@ -244,7 +278,8 @@ def _complete_from_store(db: sqlite_utils.Database, photos: PhotoStore, upload: 
     path = photos.photo(upload.sha256)
     if not path.exists() or path.stat().st_size != upload.length:
         return False
-    sha, head = _sha256_of(path)
+    with open(path, "rb") as file:
+        sha, head = _sha256_of(file)
     mime = image_type(head)
     if sha != upload.sha256 or mime is None:
         return False
@@ -257,23 +292,25 @@ def _complete_from_store(db: sqlite_utils.Database, photos: PhotoStore, upload: 
     return True
 
 
-def finish(photos: PhotoStore, upload: Upload) -> dict:
+def finish(photos: PhotoStore, upload: Upload, received: BinaryIO) -> dict:
     """Check a complete upload and move it into place; returns the attachment row.
 
-    Raises UploadError when the bytes are not what was announced (they are
-    discarded, and may be sent again), or are not an image we keep (the upload
-    ends: ``PhotoStore.refuse``). An image is judged by its header alone,
-    before anything is decoded.
+    ``received`` is the partial file as ``PhotoStore.appending`` holds it: read
+    through it, never opened again (that would drop the lock). Raises UploadError
+    when the bytes are not what was announced (they are discarded, and may be sent
+    again), or are not an image we keep (the upload ends: ``PhotoStore.refuse``).
+    An image is judged by its header alone, before anything is decoded.
     """
     partial = photos.partial(upload.id)
-    sha, head = _sha256_of(partial)
+    sha, head = _sha256_of(received)
     if upload.sha256 and sha != upload.sha256:
         partial.unlink(missing_ok=True)
         raise UploadError(460, "checksum_mismatch", "sha256 of the bytes differs from metadata")
     try:
         if image_type(head) is None:
             raise UploadError(415, "not_an_image", _("uploads.not_an_image"))
-        with open_image(partial) as image:
+        received.seek(0)
+        with open_image(received) as image:
             width, height = image.size
     except UploadError as error:
         photos.refuse(upload.id, error)

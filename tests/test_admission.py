@@ -11,6 +11,7 @@ import time
 import pytest
 
 from server import admission, auth
+from server import app as app_module
 from sync.client import Response, SyncClient
 from tests.sync_helpers import jpeg, new_id, phone
 from tests.test_uploads import Tus, sha256
@@ -161,6 +162,30 @@ class contextlib_admit_all:  # noqa: N801 (used as a context manager)
 
 
 # Sign-in: a client that has gone is not checked --------------------------------------
+
+
+def test_each_worker_takes_its_share_of_the_machine_s_bounds(db_path, world):
+    cpus = app_module.CPUS
+    apps = [app_module.create_app(db_path, workers=workers) for workers in (1, 3)]
+    try:
+        bounds = [(app.state.password_checks.workers, app.state.password_checks.capacity,
+                   app.state.gates["pull"].capacity, app.state.gates["upload"].capacity)
+                  for app in apps]
+    finally:
+        for app in apps:
+            app.state.store.close()
+    assert bounds[0] == (cpus, 33 * cpus, 4 * cpus, 4 * cpus)
+    checks = max(1, cpus // 3)
+    assert bounds[1] == (checks, checks + max(1, 32 * cpus // 3),
+                         max(1, 4 * cpus // 3), max(1, 4 * cpus // 3))
+
+
+def test_bounds_given_are_the_machine_s_too_and_never_below_one():
+    settings = app_module.Settings(password_checks=4, password_check_queue=10,
+                                   pull_concurrency=9, upload_concurrency=2)
+    assert settings.per_worker(4) == app_module.Settings(
+        password_checks=1, password_check_queue=2, pull_concurrency=2, upload_concurrency=1)
+    assert settings.per_worker(1) == settings
 
 
 def test_a_queued_password_check_whose_client_has_gone_never_runs(monkeypatch):

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from server import auth
+from server.app import CPUS, app_from_environment
 from server.cli import main
 from server.db import open_database
+
+
+@pytest.fixture(autouse=True)
+def own_environment(monkeypatch):
+    """``serve`` hands its settings to the workers through the environment: each test
+    gets a copy of it."""
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+
+
+@pytest.fixture
+def factory():
+    """``server.app:app_from_environment`` as a worker calls it (each app's store is closed
+    after the test)."""
+    apps = []
+    yield lambda: apps.append(app_from_environment()) or apps[-1]
+    for app in apps:
+        app.state.store.close()
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """What ``serve`` would have started: uvicorn's options, and the app its factory makes."""
+    import uvicorn
+
+    options = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **given: options.update(app=app, **given))
+    return options
 
 
 def test_create_user_and_sign_in(db_path, world, capsys):
@@ -107,10 +137,7 @@ def test_revoke_devices(db_path, world, client, capsys):
     assert response.json()["error"]["code"] == "device_wiped"
 
 
-def test_serve_and_demo_print_the_field_app_address(db_path, world, capsys, monkeypatch):
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+def test_serve_and_demo_print_the_field_app_address(db_path, world, capsys, started):
     for command in ("serve", "demo"):
         assert main(["--db", str(db_path), command, "--host", "0.0.0.0", "--port", "8123"]) == 0
         out = capsys.readouterr().out
@@ -118,25 +145,55 @@ def test_serve_and_demo_print_the_field_app_address(db_path, world, capsys, monk
 
 
 def test_serve_takes_the_client_address_from_the_trusted_proxy_and_bounds_password_checks(
-    db_path, world, monkeypatch
+    db_path, world, started, factory
 ):
-    import os
-
-    import uvicorn
-
-    started = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
     assert main(["--db", str(db_path), "serve"]) == 0
+    assert (started["app"], started["factory"]) == ("server.app:app_from_environment", True)
     assert started["proxy_headers"] is True
     assert started["forwarded_allow_ips"] == "127.0.0.1"
-    checks = started["app"].state.password_checks
-    assert checks.workers == (os.cpu_count() or 1)
+    checks = factory().state.password_checks
+    assert checks.workers == CPUS
     assert checks.capacity == 33 * checks.workers  # each check and 32 waiting for it
     assert main(["--db", str(db_path), "serve", "--forwarded-allow-ips", "10.0.0.2",
                  "--password-checks", "3", "--password-check-queue", "4"]) == 0
     assert started["forwarded_allow_ips"] == "10.0.0.2"
-    checks = started["app"].state.password_checks
+    checks = factory().state.password_checks
     assert (checks.workers, checks.capacity) == (3, 7)
+
+
+def test_the_factory_serves_the_database_and_settings_serve_was_given(db_path, world, started,
+                                                                      factory, tmp_path):
+    assert main(["--db", str(db_path), "--photos", str(tmp_path / "shared"), "serve",
+                 "--secure-cookies", "--pull-concurrency", "5", "--upload-concurrency", "6"]) == 0
+    assert started["workers"] == 1
+    app = factory()
+    assert app.state.store.path == db_path
+    assert app.state.photos.root == tmp_path / "shared"
+    assert app.state.settings.secure_cookies is True
+    assert (app.state.gates["pull"].capacity, app.state.gates["upload"].capacity) == (5, 6)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_several_workers_on_sqlite_are_refused_and_nothing_starts(command, started, tmp_path,
+                                                                  monkeypatch, capsys):
+    err = _refused(["--db", "ledger.db", command, "--workers", "2"], tmp_path, monkeypatch,
+                   capsys)
+    assert err == ("fieldledger: --workers 2: an SQLite database is written by one process;"
+                   " several workers need PostgreSQL (--db postgresql://...)\n")
+    assert started == {}
+
+
+def test_photos_names_the_photos_folder(db_path, world, started, factory, tmp_path,
+                                        monkeypatch):
+    monkeypatch.setenv("FIELDLEDGER_PHOTOS", str(tmp_path / "from-env"))
+    assert main(["--db", str(db_path), "serve"]) == 0
+    assert factory().state.photos.root == tmp_path / "from-env"
+    assert main(["--db", str(db_path), "--photos", str(tmp_path / "given"), "serve"]) == 0
+    assert factory().state.photos.root == tmp_path / "given"  # --photos wins
+    assert (tmp_path / "given" / "uploads").is_dir()
+    monkeypatch.delenv("FIELDLEDGER_PHOTOS")
+    assert main(["--db", str(db_path), "serve"]) == 0
+    assert factory().state.photos.root == tmp_path / "fieldledger.db.photos"
 
 
 def _refused(argv, tmp_path, monkeypatch, capsys) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import html
 import re
 import urllib.parse
@@ -10,6 +12,7 @@ import pytest
 from starlette.datastructures import FormData
 
 from server import drafts
+from server.app import create_app
 from tests.conftest import PASSWORD, csrf_of, login
 
 NOTE = "已电话联系物业经理，明天上午派人检修二次供水泵房"
@@ -174,16 +177,70 @@ def test_typed_fields_leave_out_the_token_and_passwords():
                                          ("helper_unit_ids", "2")]
 
 
-def test_the_store_gives_a_draft_once_and_forgets_old_ones(monkeypatch):
-    store = drafts.DraftStore()
-    key = store.put(7, "/problems/x/actions/remind", [("note", "n")])
-    assert store.take(key, 8) is None and store.take(key, 7) is None  # a wrong look discards
-    key = store.put(7, "/problems/x/actions/remind", [("note", "n")])
-    assert store.take(key, 7).problem_action("x") == "remind"
-    assert store.take(key, 7) is None
-    key = store.put(7, "/p", [])
-    monkeypatch.setattr(drafts.DraftStore, "LIFETIME_S", -1)
-    assert store.take(key, 7) is None
+def test_a_draft_is_taken_once_by_its_owner_only(db, world):
+    owner, other = world.users["office"], world.users["office_d1"]
+    key = drafts.put(db, owner, "/problems/x/actions/remind", [("note", NOTE)])
+    assert drafts.take(db, key, other) is None
+    assert drafts.take(db, key, owner) is None  # someone else's look discarded it
+    key = drafts.put(db, owner, "/problems/x/actions/remind", [("note", NOTE), ("note", "又")])
+    draft = drafts.take(db, key, owner)
+    assert draft.problem_action("x") == "remind"
+    assert draft.fields == (("note", NOTE), ("note", "又"))
+    assert drafts.take(db, key, owner) is None
+    assert drafts.take(db, None, owner) is None
+
+
+def test_only_the_key_s_hash_is_stored(db, world):
+    key = drafts.put(db, world.users["office"], "/p", [("note", NOTE)])
+    (stored,) = [row["key_hash"] for row in db.query("SELECT key_hash FROM form_drafts")]
+    assert stored == hashlib.sha256(key.encode()).hexdigest() and key not in stored
+
+
+def test_an_expired_draft_is_not_given_and_goes_when_a_new_one_comes(db, world):
+    owner = world.users["office"]
+    old = drafts.put(db, owner, "/p", [("note", "旧")])
+    kept = drafts.put(db, owner, "/p", [("note", "留")])
+    age_draft(db, old, drafts.LIFETIME + dt.timedelta(seconds=1))
+    age_draft(db, kept, drafts.LIFETIME + dt.timedelta(seconds=1))
+    assert drafts.take(db, kept, owner) is None
+    drafts.put(db, world.users["admin"], "/p", [("note", "新")])
+    assert db["form_drafts"].count == 1  # the expired one went, whoever's it was
+
+
+def test_an_owner_keeps_the_newest_drafts_up_to_the_cap(db, world, monkeypatch):
+    monkeypatch.setattr(drafts, "MAX_PER_OWNER", 3)
+    owner, other = world.users["office"], world.users["admin"]
+    others = drafts.put(db, other, "/p", [("note", "别人的")])
+    keys = [drafts.put(db, owner, "/p", [("note", str(n))]) for n in range(5)]
+    assert db.execute("SELECT count(*) FROM form_drafts WHERE owner_id = ?",
+                      [owner]).fetchone()[0] == 3
+    assert [drafts.take(db, key, owner) is not None for key in keys] == [False, False,
+                                                                         True, True, True]
+    assert drafts.take(db, others, other) is not None
+
+
+def test_a_draft_stored_by_one_process_is_taken_on_another(db_path, world, db):
+    """Two app instances over one database file, as two workers behind one address."""
+    from starlette.testclient import TestClient
+
+    url = f"/problems/{world.problems['p1']}/actions/remind"
+    with TestClient(create_app(db_path)) as first, TestClient(create_app(db_path)) as second:
+        login(first, "office")
+        expire_sessions(db)
+        answer = first.post(url, data={"note": NOTE, "csrf_token": csrf_of(first)},
+                            follow_redirects=False)
+        signed_in = sign_in_from(first, answer.text, "office")
+        second.cookies = first.cookies
+        page = second.get(signed_in.headers["location"])
+        assert f">{NOTE}</textarea>" in page.text
+        assert NOTE not in first.get(signed_in.headers["location"]).text  # taken once
+
+
+def age_draft(db, key: str, by: dt.timedelta) -> None:
+    stamp = (dt.datetime.now(dt.UTC) - by).isoformat(timespec="microseconds")
+    db.execute("UPDATE form_drafts SET stored_at = ? WHERE key_hash = ?",
+               [stamp, hashlib.sha256(key.encode()).hexdigest()])
+    db.conn.commit()
 
 
 def test_carried_text_is_escaped_on_the_sign_in_page(app, db, world):

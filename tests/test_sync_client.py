@@ -225,6 +225,30 @@ def test_an_upload_broken_mid_chunk_resumes_from_the_servers_offset(client, db, 
         "Authorization": f"Bearer {sender.state['token']}"}).content == data
 
 
+def test_an_upload_another_patch_holds_is_resumed_after_a_pause(client, db, world):
+    """409 busy_upload: a PATCH of the same upload still running, on any server process."""
+    sender = phone(client, "field1")
+    pauses: list[float] = []
+    sender.sleep = pauses.append
+
+    def busy_first_patch(transport, method, path, headers, body):
+        if method == "PATCH" and sum(m == "PATCH" for m, _p in transport.calls) == 1:
+            return Response(409, {"content-type": "application/json"}, json.dumps(
+                {"error": {"code": "busy_upload", "message": "another PATCH is running"}},
+            ).encode())
+        return transport.real(method, path, headers, body)
+
+    sender.transport = Wrapped(sender.transport, busy_first_patch)
+    sha = sender.add_photo(jpeg(seed=21))
+    sender.capture("visit.save", visit_args(photos=[sha]))
+    sender.sync()
+    assert sender.state["photos"][sha]["done"] is True
+    upload = sender.state["photos"][sha]["upload"]
+    assert [method for method, path in sender.transport.calls if path == upload] == [
+        "HEAD", "PATCH", "HEAD", "PATCH"]
+    assert len(pauses) == 1
+
+
 # Photos the server refuses for good ----------------------------------------------------
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
 import struct
+import subprocess
+import sys
 import time
 import urllib.request
 import zlib
@@ -15,8 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from server import auth
 from server.app import photos_dir
 from server.db import open_database
+from sync import uploads
 from tests.conftest import PASSWORD, api_login, build_world
 from tests.live import running_server
 from tests.sync_helpers import jpeg, new_id, problem_args, visit_args
@@ -298,20 +303,102 @@ def test_an_upload_broken_at_40_percent_resumes_there(field1, db, world, photos)
     assert not (photos / "uploads" / url.rsplit("/", 1)[1]).exists()
 
 
+@contextlib.contextmanager
+def locked_by_another_process(path: Path):
+    """A second process holding the POSIX lock a PATCH takes on ``path``, as another
+    worker's PATCH of the same upload would."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+b');"
+         " fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def locked_elsewhere(path: Path) -> bool:
+    """Whether another process finds ``path`` locked (asked from a second process)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'rb+')\n"
+         "try:\n fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+         "except OSError:\n sys.exit(3)", str(path)],
+        timeout=30,
+    )
+    return probe.returncode == 3
+
+
+def test_a_patch_while_another_process_appends_is_409_and_appends_nothing(field1, photos):
+    data = noisy_jpeg(300, 200)
+    url = field1.start(data)
+    cut = len(data) // 2
+    assert field1.patch(url, 0, data[:cut]).status_code == 204
+    partial = photos / "uploads" / url.rsplit("/", 1)[1]
+    with locked_by_another_process(partial):
+        refused = field1.patch(url, cut, data[cut:])
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "busy_upload"
+        assert refused.headers["tus-resumable"] == "1.0.0"
+        assert partial.stat().st_size == cut
+        assert field1.offset(url) == cut
+    assert field1.patch(url, cut, data[cut:]).status_code == 204
+    assert (photos / sha256(data)[:2] / sha256(data)).read_bytes() == data
+
+
+def test_completing_an_upload_keeps_its_lock_until_the_patch_ends(field1, db, world, photos):
+    """``finish`` reads the bytes through the locked file: opening the partial file again
+    would drop this process's lock while the photo is checked and moved."""
+    data = noisy_jpeg(60, 40)
+    url = field1.start(data)
+    owner = auth.load_user(db, world.users["field1"])
+    upload = uploads.get_upload(db, owner, url.rsplit("/", 1)[1])
+    store = uploads.PhotoStore(photos)
+    with store.appending(upload.id) as received:
+        received.write(data)
+        received.flush()
+        attachment = uploads.finish(store, upload, received)
+        assert attachment["sha256"] == sha256(data)
+        assert locked_elsewhere(store.photo(sha256(data)))
+    assert not locked_elsewhere(store.photo(sha256(data)))
+
+
+def test_a_patch_that_lost_the_race_to_a_completing_one_is_409(field1, photos, monkeypatch):
+    """The other process completed the upload between this PATCH's open and its lock:
+    the file it opened is no longer the upload's."""
+    data = noisy_jpeg(60, 40)
+    url = field1.start(data)
+    partial = photos / "uploads" / url.rsplit("/", 1)[1]
+    real_lockf = uploads.fcntl.lockf
+
+    def completed_meanwhile(file, flags):
+        partial.rename(partial.with_suffix(".elsewhere"))
+        real_lockf(file, flags)
+
+    monkeypatch.setattr(uploads.fcntl, "lockf", completed_meanwhile)
+    refused = field1.patch(url, 0, data)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "busy_upload"
+
+
 def test_a_png_is_stored_as_a_png(field1, db):
     sha = field1.upload(png())
     assert db.execute("SELECT mime, width, height FROM attachments WHERE sha256 = ?",
                       [sha]).fetchone() == ("image/png", 30, 20)
 
 
-def test_a_patch_after_completion_changes_nothing(field1, db):
+def test_a_patch_after_completion_changes_nothing(field1, db, photos):
     data = jpeg()
     url = field1.start(data)
     assert field1.patch(url, 0, data).status_code == 204
     response = field1.patch(url, len(data), b"")
     assert response.status_code == 204
     assert response.headers["upload-offset"] == str(len(data))
+    assert field1.patch(url, 0, data).status_code == 409
     assert attachment_count(db) == 1
+    assert list((photos / "uploads").iterdir()) == []  # no partial file left behind
 
 
 def test_bytes_differing_from_the_announced_sha256_are_refused(field1, db, photos):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import audit, auth, authz, device_health
+from server import audit, auth, authz, device_health, drafts
 from server.accounts import RESOURCE as USERS
 from server.areas import RESOURCE as AREAS
 from server.categories import RESOURCE as CATEGORIES
@@ -56,9 +56,9 @@ def _typed_values(schema, pairs) -> dict:
     return values
 
 
-def _draft_values(request: Request, schema) -> dict | None:
+async def _draft_values(request: Request, schema) -> dict | None:
     """What was typed into this form before a session expired (server/drafts.py), once."""
-    draft = request.app.state.drafts.take(request.query_params.get("draft"), user(request).id)
+    draft = await drafts.take_requested(request, user(request).id)
     if draft is None or draft.path != request.url.path:
         return None
     return _typed_values(schema, draft.fields)
@@ -83,13 +83,13 @@ def resource_views(resource: Resource):
 
     async def new_form(request: Request):
         options = await store(request).read(resource.options, user(request))
-        values = _draft_values(request, resource.schema(True)) or {"active": True}
+        values = await _draft_values(request, resource.schema(True)) or {"active": True}
         return _form_page(request, resource, creating=True, values=values, options=options)
 
     async def edit_form(request: Request):
         record_id = _record_id(request)
         values = await store(request).read(resource.form_values, user(request), record_id)
-        values = _draft_values(request, resource.schema(False)) or values
+        values = await _draft_values(request, resource.schema(False)) or values
         options = await store(request).read(resource.options, user(request))
         return _form_page(request, resource, creating=False, values=values, options=options)
 

@@ -99,11 +99,11 @@ def _posted_draft(form) -> dict | None:
     return {"path": path, "owner": form.get("draft_owner", ""), "fields": fields}
 
 
-def _keep_draft(request: Request, draft: dict | None, user_id: int, next_url: str) -> str:
+async def _keep_draft(request: Request, draft: dict | None, user_id: int, next_url: str) -> str:
     """Where to go after signing in: with the draft's key if it is this user's."""
     if draft is None or not draft["fields"] or draft["owner"] not in ("", str(user_id)):
         return next_url
-    key = request.app.state.drafts.put(user_id, draft["path"], draft["fields"])
+    key = await store(request).write(drafts.put, user_id, draft["path"], draft["fields"])
     return drafts.with_key(next_url, key)
 
 
@@ -126,7 +126,7 @@ async def login(request: Request):
     token = await store(request).write(auth.start_session, user_id)
     current = await store(request).read(auth.load_user, user_id)
     landing_url = landing(current, next_url, phone_sized(form, request.headers))
-    response = redirect(_keep_draft(request, draft, user_id, landing_url))
+    response = redirect(await _keep_draft(request, draft, user_id, landing_url))
     set_cookie(
         request, response, SESSION_COOKIE, token, max_age=int(auth.SESSION_LIFETIME.total_seconds())
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from server import authz, calendar_entry, masking, visits
+from server import authz, calendar_entry, drafts, masking, visits
 from server.i18n import gettext as _
 from server.ledger import (
     clock,
@@ -157,7 +157,7 @@ async def problem_page(request: Request, *, action=None, values=None, errors=Non
 
 async def problem_detail(request: Request):
     problem_id = request.path_params["problem_id"]
-    draft = request.app.state.drafts.take(request.query_params.get("draft"), user(request).id)
+    draft = await drafts.take_requested(request, user(request).id)
     action = draft.problem_action(problem_id) if draft else None
     if action in workflow.ACTIONS:
         # Back from signing in again: the form open, with what was typed before.

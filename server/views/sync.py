@@ -248,40 +248,51 @@ async def _patch(request: Request, upload_id: str) -> Response:
     if request.headers.get("content-type") != "application/offset+octet-stream":
         raise uploads.UploadError(415, "bad_content_type", "application/offset+octet-stream")
     photos = photo_store(request)
-    upload = await _open_upload(request, upload_id)
-    offset = photos.offset(upload)
-    claimed = request.headers.get("upload-offset", "")
-    if not (claimed.isascii() and claimed.isdigit()) or int(claimed) != offset:
-        raise uploads.UploadError(409, "offset_mismatch", f"Upload-Offset must be {offset}")
-    if upload.completed_at:
-        return Response(status_code=204, headers={**TUS_HEADERS, "Upload-Offset": str(offset)})
+    await _open_upload(request, upload_id)  # this user's and not ended, before any file is touched
+    with photos.appending(upload_id) as f:
+        # Read again under the lock: a PATCH on another process may have just completed it.
+        upload = await _open_upload(request, upload_id)
+        if upload.completed_at:
+            # A completed upload keeps no partial file: opening it made an empty one.
+            photos.partial(upload.id).unlink(missing_ok=True)
+        offset = photos.offset(upload)
+        claimed = request.headers.get("upload-offset", "")
+        if not (claimed.isascii() and claimed.isdigit()) or int(claimed) != offset:
+            raise uploads.UploadError(409, "offset_mismatch", f"Upload-Offset must be {offset}")
+        if upload.completed_at:
+            return Response(status_code=204, headers={**TUS_HEADERS, "Upload-Offset": str(offset)})
+        return await _append(request, photos, upload, f, offset)
+
+
+async def _append(request: Request, photos: uploads.PhotoStore, upload: uploads.Upload,
+                  f, offset: int) -> Response:
+    """Append the request's bytes to the locked partial file; complete the upload when
+    they are all there."""
     checksum = uploads.parse_checksum(request.headers.get("upload-checksum"))
     digest = uploads.CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
-    path: Path = photos.partial(upload.id)
     received = offset
-    with open(path, "ab") as f:
-        try:
-            async for chunk in request.stream():
-                if received + len(chunk) > upload.length:
-                    f.truncate(offset)
-                    raise uploads.UploadError(413, "too_large", "more bytes than Upload-Length")
-                f.write(chunk)
-                if digest:
-                    digest.update(chunk)
-                received += len(chunk)
-        except ClientDisconnect:
-            # Keep what arrived: the client resumes from here (unless it had
-            # asked for a checksum, which a partial chunk cannot satisfy).
-            if digest:
+    try:
+        async for chunk in request.stream():
+            if received + len(chunk) > upload.length:
                 f.truncate(offset)
-            return Response(status_code=400)
-        if digest and digest.digest() != checksum[1]:
+                raise uploads.UploadError(413, "too_large", "more bytes than Upload-Length")
+            f.write(chunk)
+            if digest:
+                digest.update(chunk)
+            received += len(chunk)
+    except ClientDisconnect:
+        # Keep what arrived: the client resumes from here (unless it had
+        # asked for a checksum, which a partial chunk cannot satisfy).
+        if digest:
             f.truncate(offset)
-            raise uploads.UploadError(460, "checksum_mismatch", "Upload-Checksum mismatch")
-        f.flush()
-        os.fsync(f.fileno())
+        return Response(status_code=400)
+    if digest and digest.digest() != checksum[1]:
+        f.truncate(offset)
+        raise uploads.UploadError(460, "checksum_mismatch", "Upload-Checksum mismatch")
+    f.flush()
+    os.fsync(f.fileno())
     if received == upload.length:
-        attachment = uploads.finish(photos, upload)
+        attachment = uploads.finish(photos, upload, f)
         await store(request).write(uploads.record_finished, upload, attachment)
     return Response(status_code=204, headers={**TUS_HEADERS, "Upload-Offset": str(received)})
 

@@ -536,6 +536,7 @@ async function uploadOne(token, photo) {
   await check(head, 200);
   let offset = Number(head.headers.get('Upload-Offset'));
   let mismatches = 0;
+  let busy = 0;
   while (offset < photo.size) {
     const chunk = await photo.blob.slice(offset, offset + CHUNK_SIZE).arrayBuffer();
     const response = await send('PATCH', photo.upload, {
@@ -547,6 +548,13 @@ async function uploadOne(token, photo) {
       return;
     }
     if (response.status === 409) {
+      // Another PATCH of this upload is still running (one this phone gave up on, on
+      // any server process): give it time to end before asking where to resume.
+      if ((await errorOf(response)).code === 'busy_upload') {
+        if (busy >= MAX_ATTEMPTS - 1) throw new NetworkError('busy_upload');
+        await sleep(backoff(busy));
+        busy += 1;
+      }
       const again = await check(await send('HEAD', photo.upload, { token, headers: tus }), 200);
       offset = Number(again.headers.get('Upload-Offset'));
       continue;

@@ -42,6 +42,7 @@ from server.db.sqlite_history.m021_rules import m021_rules
 from server.db.sqlite_history.m022_device_health import m022_device_health
 from server.db.sqlite_history.m023_working_set import m023_working_set
 from server.db.sqlite_history.m024_ask_reporter import m024_ask_reporter
+from server.db.sqlite_history.m025_form_drafts import m025_form_drafts
 
 HISTORY = (
     m001_foundation,
@@ -67,6 +68,7 @@ HISTORY = (
     m022_device_health,
     m023_working_set,
     m024_ask_reporter,
+    m025_form_drafts,
 )
 
 migrations = Migrations("fieldledger")
