@@ -94,6 +94,13 @@ def test_execute_gives_a_cursor_like_sqlite3s(pg):
     assert pg.execute("UPDATE areas SET note = ? WHERE level < ?", ("x", 5)).rowcount == 2
 
 
+def test_named_parameters_are_refused_and_scripts_take_none(pg):
+    with pytest.raises(TypeError, match="named parameters"):
+        pg.execute("SELECT :x", {"x": 1})
+    pg.executescript("INSERT INTO areas (name) VALUES ('a'); INSERT INTO areas (name) VALUES ('b')")
+    assert pg["areas"].count == 2
+
+
 def test_executemany_and_query(pg):
     pg.executemany("INSERT INTO areas (name, level) VALUES (?, ?)", [("a", 1), ("b", 2)])
     rows = pg.query("SELECT name, level FROM areas WHERE name LIKE '%' || ? ORDER BY name", ["b"])

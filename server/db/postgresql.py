@@ -251,7 +251,7 @@ class PostgresDatabase:
     # Statements
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.conn.execute(to_postgres_sql(sql), tuple(params) or None)
+        return self.conn.execute(to_postgres_sql(sql), _positional(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
         cursor = self.conn.cursor()
@@ -264,7 +264,7 @@ class PostgresDatabase:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict]:
         cursor = self.conn.cursor(row_factory=dict_row)
-        cursor.execute(to_postgres_sql(sql), tuple(params) or None)
+        cursor.execute(to_postgres_sql(sql), _positional(params))
         yield from cursor
 
     def __getitem__(self, name: str) -> Table:
@@ -398,6 +398,14 @@ class PostgresDatabase:
 
     def __repr__(self) -> str:
         return f"<PostgresDatabase {redact(self.identity)}>"
+
+
+def _positional(params: Sequence[Any]) -> tuple | None:
+    """The parameters for ``$1 …``; None when there are none, which lets a text without
+    parameters hold several statements (as ``executescript`` does on SQLite)."""
+    if isinstance(params, dict):
+        raise TypeError("named parameters are SQLite's only: write the query with ?")
+    return tuple(params) or None
 
 
 # --- Tables: the sqlite-utils subset the code uses ---------------------------------
