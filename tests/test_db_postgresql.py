@@ -102,7 +102,8 @@ def test_named_parameters_are_refused_and_scripts_take_none(pg):
 
 
 def test_executemany_and_query(pg):
-    pg.executemany("INSERT INTO areas (name, level) VALUES (?, ?)", [("a", 1), ("b", 2)])
+    inserted = pg.executemany("INSERT INTO areas (name, level) VALUES (?, ?)", [("a", 1), ("b", 2)])
+    assert inserted.rowcount == 2
     rows = pg.query("SELECT name, level FROM areas WHERE name LIKE '%' || ? ORDER BY name", ["b"])
     assert list(rows) == [{"name": "b", "level": 2}]
 
@@ -171,6 +172,14 @@ def test_table_shape_comes_from_the_catalog(pg):
     assert pg["area_tags"].pks == ["tag", "area_id"]
     assert pg["areas"].columns_dict == {"id": int, "name": str, "level": int, "note": str}
     assert pg["visits"].columns_dict == {"id": int, "area_id": int, "score": float, "photo": bytes}
+
+
+def test_a_schema_change_is_seen_by_the_tables(pg):
+    assert "added" not in pg["areas"].columns_dict
+    pg.execute("ALTER TABLE areas ADD COLUMN added text")
+    assert pg["areas"].columns_dict["added"] is str
+    pg.executescript("CREATE TABLE later (k text PRIMARY KEY); ALTER TABLE later ADD v bigint")
+    assert pg["later"].insert({"k": "a", "v": 1}).last_pk == "a"
 
 
 def test_insert_ignore_and_replace(pg):

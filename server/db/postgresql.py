@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -39,6 +40,8 @@ from server.db.sqlite import BUSY_TIMEOUT_MS
 from server.db.url import redact
 
 T = TypeVar("T")
+
+_SCHEMA_CHANGE = re.compile(r"\s*(ALTER|CREATE|DROP)\b", re.IGNORECASE)
 
 __all__ = [
     "POSTGRES_ERRORS",
@@ -176,10 +179,14 @@ def check_collation(db: PostgresDatabase) -> None:
 
 
 class _Catalog:
-    """What a table's shape says, read from the catalog once per store."""
+    """What a table's shape says, read from the catalog once per store (and again
+    after a schema change through the store's connections)."""
 
     def __init__(self):
         self._tables: dict[str, _TableShape] = {}
+
+    def forget(self) -> None:
+        self._tables = {}
 
     def shape(self, db: PostgresDatabase, name: str) -> _TableShape:
         shape = self._tables.get(name)
@@ -251,6 +258,8 @@ class PostgresDatabase:
     # Statements
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        if _SCHEMA_CHANGE.match(sql):
+            self._catalog.forget()
         return self.conn.execute(to_postgres_sql(sql), _positional(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
@@ -260,6 +269,7 @@ class PostgresDatabase:
 
     def executescript(self, sql: str) -> None:
         """Several statements without parameters, as one text (schema steps)."""
+        self._catalog.forget()
         self.conn.execute(sql)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict]:
