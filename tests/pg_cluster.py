@@ -9,6 +9,9 @@ the binaries run as the system user ``fieldledger-pg`` (made when missing) throu
 (an interrupted test run) is stopped by ``atexit``; one whose owner was killed outright
 is stopped and removed by the next ``cluster()`` (``sweep_stale``).
 
+Databases sort text by bytes (``LC_COLLATE=C``, as SQLite's BINARY) and classify
+characters by Unicode (``LC_CTYPE=C.UTF-8``), the locale FieldLedger requires.
+
 The server trades durability for speed (``fsync = off``): it is thrown away.
 """
 
@@ -70,7 +73,7 @@ class Cluster:
     def start(self) -> None:
         run = _runner(self.folder)
         run("initdb", "-D", self.data, "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
-            "--locale=C.UTF-8", "--no-sync", "--no-instructions")
+            "--locale=C.UTF-8", "--lc-collate=C", "--no-sync", "--no-instructions")
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"unix_socket_directories = '{self.folder}'\n")
             conf.writelines(f"{name} = {value}\n" for name, value in SETTINGS.items())

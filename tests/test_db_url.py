@@ -42,6 +42,7 @@ def test_a_postgresql_url_is_read_as_libpq_reads_it():
 )
 def test_a_unix_socket_folder_is_a_host(url):
     server = parse(url)
+    assert server.url.startswith(("postgresql://", "postgres://"))
     assert server.hosts[0][0] == "/tmp/pg-x"
     assert (server.user, server.dbname) == ("fl", "ledger")
 
@@ -62,11 +63,20 @@ def test_libpq_defaults_are_left_to_libpq():
     [("postgresql://h:54x2/db", "'54x2' is not a port number"),
      ("postgresql://h:70000/db", "'70000' is not a port number"),
      ("postgresql://h/db?sslmode", "not key=value pairs"),
-     ("postgresql:///db?host=a,b,c&port=1,2", "3 hosts but 2 ports")],
+     ("postgresql:///db?host=a,b,c&port=1,2", "3 hosts but 2 ports"),
+     ("postgresql://h/db?colour=blue", 'invalid URI query parameter: "colour"'),
+     ("postgresql://[::1/db", "IPv6")],
 )
 def test_a_malformed_postgresql_url_is_refused(url, says):
     with pytest.raises(DatabaseURLError, match=says):
         parse(url)
+
+
+def test_a_malformed_escape_is_refused_without_the_password():
+    with pytest.raises(DatabaseURLError) as refused:
+        parse("postgresql://fl:pa%zzword@db1/ledger")
+    assert str(refused.value).startswith("postgresql://fl:***@db1/ledger: a % must start")
+    assert "pa%zz" not in str(refused.value)
 
 
 def test_postgresql_is_refused_by_this_build_without_its_password():

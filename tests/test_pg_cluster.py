@@ -63,6 +63,14 @@ def test_the_fixture_serves_a_database_on_a_unix_socket_only(postgres_url):
                         "server_encoding": "UTF8"}
 
 
+def test_new_databases_sort_text_by_bytes(postgres_url):
+    with psycopg.connect(postgres_url) as connection:
+        locale = connection.execute(
+            "SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+    assert locale == ("C", "C.UTF-8")
+
+
 def test_the_cluster_is_stopped_and_removed_on_exit():
     with pg_cluster.cluster("ledger") as cluster:
         folder, postmaster = cluster.folder, cluster.pid

@@ -2,7 +2,7 @@
 
 A value that starts with ``scheme://`` is a URL; anything else is the path of an
 SQLite file, as it always was. ``postgresql://`` and ``postgres://`` URLs are read
-the way libpq reads them (``postgresql://user:password@host:port,host2/dbname?k=v``,
+by libpq's own parser (``postgresql://user:password@host:port,host2/dbname?k=v``,
 a host that starts with ``/`` being a Unix socket folder), so a mistyped one is
 refused at once. ``sqlite://`` URLs are not taken: an SQLite database is named by
 its path alone, which avoids the two readings of ``sqlite:///x`` and ``sqlite:////x``.
@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 EXAMPLE_PATH = "data/fieldledger.db"
@@ -32,7 +34,7 @@ class SQLiteFile:
 
 @dataclass(frozen=True)
 class PostgresServer:
-    url: str = field(repr=False)  # as given, password included: libpq and psycopg take it whole
+    url: str = field(repr=False)  # password included: libpq and psycopg take it whole
     hosts: tuple[tuple[str, int | None], ...]  # empty: libpq's default socket
     dbname: str | None
     user: str | None
@@ -73,45 +75,37 @@ def parse(value: str) -> SQLiteFile | PostgresServer:
 
 
 def parse_postgres(url: str) -> PostgresServer:
-    rest = url.split("://", 1)[1]
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, _, hostlist = netloc.rpartition("@")
-    user, has_password, password = userinfo.partition(":")
+    """Read the URL with libpq's own parser, so it means here what it means to the driver."""
+    scheme, rest = url.split("://", 1)
+    url = f"{scheme.lower()}://{rest}"  # libpq knows the schemes in lower case only
     try:
-        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
-    except ValueError:
-        raise DatabaseURLError(f"{redact(url)}: the part after ? is not key=value pairs") from None
-    hosts = tuple(_host(url, spec) for spec in hostlist.split(",")) if hostlist else ()
-    if "host" in options or "port" in options:
-        hosts = _hosts_from_options(url, options, hosts)
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as refused:
+        raise DatabaseURLError(f"{redact(url)}: {_reason(str(refused))}") from None
+    names = params.pop("host", "").split(",")
+    ports = params.pop("port", "").split(",")
+    if len(ports) == 1:
+        ports *= len(names)
+    if len(ports) != len(names):
+        raise DatabaseURLError(f"{redact(url)}: {len(names)} hosts but {len(ports)} ports")
+    hosts = tuple((name, _port(url, port)) for name, port in zip(names, ports, strict=True))
     return PostgresServer(
         url=url,
-        hosts=hosts,
-        dbname=options.get("dbname") or unquote(path) or None,
-        user=options.get("user") or unquote(user) or None,
-        password=options.get("password") or (unquote(password) if has_password else None),
-        options=options,
+        hosts=() if hosts == (("", None),) else hosts,
+        dbname=params.pop("dbname", None) or None,
+        user=params.pop("user", None) or None,
+        password=params.pop("password", None),
+        options={name: str(value) for name, value in params.items()},
     )
 
 
-def _host(url: str, spec: str) -> tuple[str, int | None]:
-    if spec.startswith("["):  # [::1]:5432
-        host, _, after = spec[1:].partition("]")
-        port = after.removeprefix(":")
-    else:
-        host, _, port = spec.partition(":")
-    return unquote(host), _port(url, port)
-
-
-def _hosts_from_options(url, options, hosts):
-    names = options["host"].split(",") if "host" in options else [h for h, _ in hosts] or [""]
-    ports = options["port"].split(",") if "port" in options else [str(p or "") for _, p in hosts]
-    if len(ports) <= 1:
-        ports = (ports or [""]) * len(names)
-    if len(ports) != len(names):
-        raise DatabaseURLError(f"{redact(url)}: {len(names)} hosts but {len(ports)} ports")
-    return tuple((name, _port(url, port)) for name, port in zip(names, ports, strict=True))
+def _reason(libpq_message: str) -> str:
+    message = libpq_message.strip().splitlines()[0] if libpq_message.strip() else "not a URL"
+    if "percent-encoded" in message:  # libpq quotes the part, which may be the password
+        return "a % must start a two-digit hexadecimal escape, and %00 is refused"
+    if "key/value separator" in message:
+        return "the part after ? is not key=value pairs"
+    return message
 
 
 def _port(url: str, text: str) -> int | None:
