@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from server.db import WRITER_PRAGMAS, Store, connect, immediate, open_database
+from server.db import sqlite as sqlite_backend
 from server.db.sqlite_history import migrations
 
 
@@ -161,7 +162,7 @@ def test_errors_name_sqlites_exceptions_by_meaning(tmp_path):
     assert db.errors.is_interrupted(interrupted.value)
     assert not db.errors.is_busy(interrupted.value)
     assert not db.errors.is_busy(ValueError("database is locked"))
-    assert Store.errors is db.errors
+    assert sqlite_backend.Store.errors is db.errors
 
 
 def test_in_transaction_follows_begin_and_commit(tmp_path):
