@@ -8,7 +8,8 @@ One reader per backend, each giving the same shape:
 - ``indexes``: name -> ``(table, unique, columns, predicate)``, an expression column as
   ``"<expr>"``, ``predicate`` the WHERE of a partial index as the backend writes it (or
   None); indexes that back a PRIMARY KEY or UNIQUE constraint are in ``tables``;
-- ``triggers``: name -> ``(table, timing, events)``.
+- ``triggers``: name -> ``(table, timing, events, columns)``, ``columns`` those of an
+  ``UPDATE OF`` (sorted; empty for any column).
 
 A type becomes its family (SQLite's affinity names); a primary key column counts as NOT
 NULL (SQLite lets a text key hold NULL, but nothing writes one); a default is its literal
@@ -25,7 +26,9 @@ POSTGRES_FAMILIES = {
     "double precision": "REAL", "bytea": "BLOB", "ARRAY": "ARRAY",
 }
 _CAST = re.compile(r"(::[a-z ]+)+$")
-_TRIGGER = re.compile(r"\b(BEFORE|AFTER|INSTEAD OF)\s+(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_TRIGGER = re.compile(
+    r"\b(BEFORE|AFTER|INSTEAD OF)\s+(INSERT|UPDATE|DELETE)\b(?:\s+OF\s+(.*?))?\s+ON\s",
+    re.IGNORECASE | re.DOTALL)
 
 
 def schema_catalog(db) -> dict:
@@ -85,9 +88,10 @@ def _sqlite_predicate(db, index: str) -> str | None:
     return " ".join(found.group(1).split()) if found else None
 
 
-def _trigger_timing(sql: str) -> tuple[str, tuple[str, ...]]:
-    timing, event = _TRIGGER.search(sql).groups()
-    return timing.upper(), (event.upper(),)
+def _trigger_timing(sql: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    timing, event, columns = _TRIGGER.search(sql).groups()
+    columns = sorted(column.strip() for column in columns.split(",")) if columns else ()
+    return timing.upper(), (event.upper(),), tuple(columns)
 
 
 # PostgreSQL ------------------------------------------------------------------------------
@@ -154,7 +158,12 @@ def _postgres_indexes(db) -> dict:
 def _postgres_triggers(db) -> dict:
     rows = _rows(db, """
         SELECT trigger_name::text, event_object_table::text, action_timing::text,
-            array_agg(event_manipulation::text ORDER BY event_manipulation)
-        FROM information_schema.triggers WHERE trigger_schema = current_schema()
-        GROUP BY 1, 2, 3""")
-    return {name: (table, timing, tuple(events)) for name, table, timing, events in rows}
+            array_agg(event_manipulation::text ORDER BY event_manipulation),
+            array(SELECT c.event_object_column::text
+                  FROM information_schema.triggered_update_columns c
+                  WHERE c.trigger_schema = current_schema() AND c.trigger_name = t.trigger_name
+                  ORDER BY 1)
+        FROM information_schema.triggers t WHERE trigger_schema = current_schema()
+        GROUP BY t.trigger_name, t.event_object_table, t.action_timing""")
+    return {name: (table, timing, tuple(events), tuple(columns))
+            for name, table, timing, events, columns in rows}
