@@ -112,11 +112,11 @@ def test_search_covers_place_and_resident_and_follows_edits(db, world):
 
 
 def test_fts_query_shapes():
-    assert search.fts_query("漏水") == '"漏水"'
-    assert search.fts_query("物业不作为") == '"物业 业不 不作 作为"'
-    assert search.fts_query("漏") == '"漏"*'
-    assert search.fts_query("3号楼 ABC") == '"3" "号楼" "ABC"'
-    assert search.fts_query('"，。') is None
+    assert search.fts_query(search.parse_query("漏水")) == '"漏水"'
+    assert search.fts_query(search.parse_query("物业不作为")) == '"物业 业不 不作 作为"'
+    assert search.fts_query(search.parse_query("漏")) == '"漏"*'
+    assert search.fts_query(search.parse_query("3号楼 ABC")) == '"3" "号楼" "ABC"'
+    assert search.fts_query(search.parse_query('"，。')) is None
 
 
 # Filters -----------------------------------------------------------------------------

@@ -16,6 +16,10 @@ character the prefix query ``"漏"*`` (every occurrence starts a bigram or ends
 a run), other words exact tokens; all parts must match. A full ledger number
 (ZF-2026-000123) is looked up on its unique index, and a one-character query
 that is not Chinese falls back to LIKE.
+
+PostgreSQL has no FTS5: ``problem_search_keys.tokens`` holds the same words
+(``fl_search_tokens``), and the query parsed once (``parse_query``) becomes
+``pg_condition`` there instead of ``fts_query`` (docs/postgresql.md, 5.2).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from server.db.postgresql_history._search_tokens import unicode61_tokens
 from server.ledger.numbering import normal_ledger_no
 
 SEARCH_DRIVE_MAX = 5_000
@@ -31,21 +36,88 @@ _CJK_OR_OTHER = re.compile(r"([\u3400-\u9fff]+)|([^\s\u3400-\u9fff]+)")
 _WORD = re.compile(r"[^\W_]+")
 
 
+class Term(NamedTuple):
+    text: str
+    cjk: bool  # a run of CJK characters; else a word of letters and digits
+
+
+def parse_query(text: str) -> list[Term]:
+    """The terms of a search text, every one of which a match must contain."""
+    terms = []
+    for cjk, other in _CJK_OR_OTHER.findall(text):
+        if cjk:
+            terms.append(Term(cjk, True))
+        else:
+            terms.extend(Term(word, False) for word in _WORD.findall(other))
+    return terms
+
+
+def _bigrams(run: str) -> list[str]:
+    return [run[i:i + 2] for i in range(len(run) - 1)]
+
+
 def _quote(token: str) -> str:
     return '"' + token.replace('"', '""') + '"'
 
 
-def fts_query(text: str) -> str | None:
-    """The FTS5 query for a search text (see the module docstring), or None if it has no words."""
-    terms = []
-    for cjk, other in _CJK_OR_OTHER.findall(text):
-        if cjk and len(cjk) == 1:
-            terms.append(_quote(cjk) + "*")
-        elif cjk:
-            terms.append(_quote(" ".join(cjk[i:i + 2] for i in range(len(cjk) - 1))))
+def fts_query(terms: list[Term]) -> str | None:
+    """The FTS5 query for the terms (see the module docstring), or None if there are none."""
+    rendered = []
+    for term in terms:
+        if term.cjk and len(term.text) == 1:
+            rendered.append(_quote(term.text) + "*")
+        elif term.cjk:
+            rendered.append(_quote(" ".join(_bigrams(term.text))))
         else:
-            terms.extend(_quote(word) for word in _WORD.findall(other))
-    return " ".join(terms) or None
+            rendered.append(_quote(term.text))
+    return " ".join(rendered) or None
+
+
+# The text search_body cuts up, as it is concatenated (its CJK runs never span fields).
+SEARCHED_TEXT = ("(p.description || ' ' || p.place || ' ' || p.resident_name"
+                 " || ' ' || coalesce(p.ledger_no, ''))")
+
+
+def pg_condition(terms: list[Term]) -> tuple[str, list] | None:
+    """The PostgreSQL condition on ``problem_search_keys k`` and ``problems p`` matching
+    what ``fts_query`` matches on FTS5, and its parameters; None if there are no terms.
+
+    ``k.tokens`` holds ``fl_search_tokens`` (server/db/postgresql_history/_search_tokens.py):
+    a CJK character or bigram, or a word, must be one of them; a CJK run of three or
+    more characters (FTS5's phrase of consecutive bigrams) must also appear as
+    written. A term unicode61 makes no word of is left out, as FTS5 leaves out an
+    empty phrase; with none left, nothing matches.
+    """
+    if not terms:
+        return None
+    tokens, runs = [], []
+    for term in terms:
+        pieces = (_bigrams(term.text) or [term.text]) if term.cjk else [term.text]
+        for piece in pieces:
+            tokens.extend(unicode61_tokens(piece))
+        if term.cjk and len(term.text) >= 3:
+            runs.append(term.text)
+    if not tokens:
+        return "1 = 0", []
+    sql = "k.tokens @> ?::text[]"
+    sql += "".join(f" AND strpos({SEARCHED_TEXT}, ?) > 0" for _run in runs)
+    return sql, [sorted(set(tokens)), *runs]
+
+
+def match_keys(db, terms: list[Term]) -> tuple[str, list] | None:
+    """A query of the search keys of the problems matching the terms on ``db``'s
+    backend, and its parameters; None if there are no terms."""
+    if db.dialect.name == "postgresql":
+        condition = pg_condition(terms)
+        if condition is None:
+            return None
+        sql, params = condition
+        return (f"SELECT k.key FROM problem_search_keys k JOIN problems p ON p.id = k.problem_id"
+                f" WHERE {sql}", params)
+    query = fts_query(terms)
+    if query is None:
+        return None
+    return "SELECT rowid FROM problems_fts WHERE problems_fts MATCH ?", [query]
 
 
 class Search(NamedTuple):
@@ -77,12 +149,12 @@ def search_condition(db, text: str, drive_max: int | None = None,
             [like] * len(columns),
             True,
         )
-    query = fts_query(text)
-    if query is None:
+    matches = match_keys(db, parse_query(text))
+    if matches is None:
         return Search("1 = 0", [], False)
-    matching = "SELECT rowid FROM problems_fts WHERE problems_fts MATCH ?"
+    matching, query = matches
     drive_max = SEARCH_DRIVE_MAX if drive_max is None else drive_max
-    keys = [row[0] for row in db.execute(f"{matching} LIMIT ?", [query, drive_max + 1])]
+    keys = [row[0] for row in db.execute(f"{matching} LIMIT ?", [*query, drive_max + 1])]
     for bounds in areas:
         if len(keys) > drive_max:
             within = area_keys(db, matching, query, bounds, drive_max)
@@ -98,12 +170,12 @@ def search_condition(db, text: str, drive_max: int | None = None,
         )
     return Search(
         f"(SELECT k.key FROM problem_search_keys k WHERE k.problem_id = p.id) IN ({matching})",
-        [query],
+        query,
         True,
     )
 
 
-def area_keys(db, matching: str, query: str, bounds: list[str], limit: int) -> list[int] | None:
+def area_keys(db, matching: str, query: list, bounds: list[str], limit: int) -> list[int] | None:
     """The keys of the matches inside an area subtree, if it is small and they are at most
     ``limit``; else None.
 
@@ -125,6 +197,6 @@ def area_keys(db, matching: str, query: str, bounds: list[str], limit: int) -> l
     keys = [row[0] for row in db.execute(
         f"SELECT k.key FROM problem_search_keys k {by_area}"
         f" WHERE {in_area} AND {db.dialect.unindexed('k.key')} IN ({matching}) LIMIT ?",
-        [*bounds, query, limit + 1],
+        [*bounds, *query, limit + 1],
     )]
     return keys if len(keys) <= limit else None
