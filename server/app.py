@@ -53,7 +53,8 @@ class Settings:
         """The bounds above are the machine's: each of ``workers`` processes takes its
         share (at least 1), so that together they stay within them."""
         def share(bound: int) -> int:
-            return max(1, bound // workers)
+            # A bound of 0 (no queue at all) stays 0; any other is at least 1 per worker.
+            return 0 if bound == 0 else max(1, bound // workers)
 
         return replace(
             self, password_checks=share(self.password_checks),

@@ -1,9 +1,16 @@
-"""Shared fixtures: a real SQLite file with a small known world, the real ASGI app."""
+"""Shared fixtures: a real database with a small known world, the real ASGI app.
+
+The database is an SQLite file, or with ``--backend postgresql`` (or
+``FIELDLEDGER_TEST_BACKEND=postgresql``) a database of its own on a throw-away
+PostgreSQL cluster (tests/pg_cluster.py), copied from a template built once per run.
+Tests marked ``sqlite_only`` are left out of a PostgreSQL run.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 
@@ -12,12 +19,36 @@ import pytest
 from starlette.testclient import TestClient
 
 from server import auth
-from server.app import create_app
+from server.app import create_app, photos_dir
 from server.areas import insert_area
 from server.db import immediate, open_database
 from server.ledger import workflow
 from server.timeutil import now_iso
 from tests import pg_cluster
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend", choices=BACKENDS,
+        default=os.environ.get("FIELDLEDGER_TEST_BACKEND", "sqlite"),
+        help="the database the tests' ledger lives in: an SQLite file (default) or a"
+             " throw-away PostgreSQL cluster",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("backend") != "postgresql":
+        return
+    left_out = [item for item in items if "sqlite_only" in item.keywords]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if "sqlite_only" not in item.keywords]
+
+
+def pytest_report_header(config):
+    return f"database backend: {config.getoption('backend')}"
 
 PASSWORD = "secret-pass-1"
 
@@ -204,32 +235,72 @@ def postgres_url():
         yield cluster.url
 
 
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "fieldledger.db"
+@pytest.fixture(scope="session")
+def backend(request) -> str:
+    return request.config.getoption("backend")
 
 
 @pytest.fixture(scope="session")
-def world_template(tmp_path_factory, cheap_password_hashing):
-    """The world, built once per test run; each test gets its own copy of the file."""
-    path = tmp_path_factory.mktemp("world") / "fieldledger.db"
-    db = open_database(path)
+def pg_databases(postgres_url):
+    """Makes the tests' databases on the cluster; ``empty`` is a migrated one to copy."""
+    databases = pg_cluster.Databases(postgres_url)
+    name = databases.create(name="fl_empty")
+    open_database(databases.url_of(name)).close()
+    databases.empty = name
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def db_path(request, tmp_path, backend):
+    """Where the test's database lives: a file path, or a postgresql:// URL of a migrated,
+    empty database of its own (dropped after the test)."""
+    if backend == "sqlite":
+        return tmp_path / "fieldledger.db"
+    databases = request.getfixturevalue("pg_databases")
+    name = databases.create(template=databases.empty)
+    request.addfinalizer(lambda: databases.drop(name))
+    return databases.url_of(name)
+
+
+@pytest.fixture
+def photos_folder(db_path, tmp_path, backend):
+    """The app's photos folder: beside the SQLite file as by default; on PostgreSQL, which
+    has no file to put it beside, a folder of the test's."""
+    return photos_dir(db_path) if backend == "sqlite" else tmp_path / "photos"
+
+
+@pytest.fixture(scope="session")
+def world_template(request, tmp_path_factory, cheap_password_hashing, backend):
+    """The world, built once per test run; each test gets its own copy of the database."""
+    if backend == "sqlite":
+        target = tmp_path_factory.mktemp("world") / "fieldledger.db"
+    else:
+        databases = request.getfixturevalue("pg_databases")
+        target = databases.create(template=databases.empty, name="fl_world")
+    db = open_database(target if backend == "sqlite" else databases.url_of(target))
     try:
-        return path, build_world(db)
+        return target, build_world(db)
     finally:
         db.close()
 
 
 @pytest.fixture
-def world(db_path, world_template) -> World:
-    path, built = world_template
-    shutil.copyfile(path, db_path)
+def world(request, db_path, world_template, backend) -> World:
+    template, built = world_template
+    if backend == "sqlite":
+        shutil.copyfile(template, db_path)
+    else:
+        databases = request.getfixturevalue("pg_databases")
+        name = pg_cluster.dbname_of(db_path)
+        databases.drop(name)
+        databases.create(template=template, name=name)
     return copy.deepcopy(built)
 
 
 @pytest.fixture
-def app(db_path, world):
-    return create_app(db_path)
+def app(db_path, world, photos_folder):
+    return create_app(db_path, photos=photos_folder)
 
 
 @pytest.fixture

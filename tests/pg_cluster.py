@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -194,3 +195,42 @@ def _tail(log: Path, lines: int = 20) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     return ""
 
+
+
+class Databases:
+    """Makes databases on a running cluster, each empty or a copy of a template, and drops
+    them. The cluster's defaults (C collation, C.UTF-8 character types) are what
+    ``open_database`` requires."""
+
+    def __init__(self, url: str, prefix: str = "t"):
+        import psycopg
+
+        self._admin = psycopg.connect(url, autocommit=True)
+        self._url = url
+        self._prefix = f"{prefix}{os.getpid()}_"
+        self._numbers = itertools.count(1)
+
+    def url_of(self, name: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(self._url, dbname=name)
+
+    def create(self, template: str | None = None, name: str | None = None) -> str:
+        """A new database (a copy of ``template``, which nobody may be connected to), by name."""
+        name = name or f"{self._prefix}{next(self._numbers)}"
+        self._admin.execute(
+            f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+        )
+        return name
+
+    def drop(self, name: str) -> None:
+        self._admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        self._admin.close()
+
+
+def dbname_of(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return conninfo_to_dict(url)["dbname"]

@@ -186,6 +186,8 @@ def test_bounds_given_are_the_machine_s_too_and_never_below_one():
     assert settings.per_worker(4) == app_module.Settings(
         password_checks=1, password_check_queue=2, pull_concurrency=2, upload_concurrency=1)
     assert settings.per_worker(1) == settings
+    no_queue = app_module.Settings(password_checks=4, password_check_queue=0)
+    assert no_queue.per_worker(2).password_check_queue == 0
 
 
 def test_a_queued_password_check_whose_client_has_gone_never_runs(monkeypatch):
