@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 INITDB = "/usr/lib/postgresql/*/bin/initdb"  # Debian's layout, one folder per major version
 SYSTEM_USER = "fieldledger-pg"  # runs the server when the tests run as root
@@ -211,9 +211,9 @@ class Databases:
         self._numbers = itertools.count(1)
 
     def url_of(self, name: str) -> str:
-        from psycopg.conninfo import make_conninfo
-
-        return make_conninfo(self._url, dbname=name)
+        """The cluster's postgresql:// URL with ``name`` for its database."""
+        parts = urlsplit(self._url)
+        return urlunsplit(parts._replace(path=f"/{quote(name)}"))
 
     def create(self, template: str | None = None, name: str | None = None) -> str:
         """A new database (a copy of ``template``, which nobody may be connected to), by name."""
