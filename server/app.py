@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from server import accounts, admission, auth, i18n
 from server.db import Store
+from server.db.url import PostgresServer, parse, redact
 from server.errors import EXCEPTION_HANDLERS
 from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
@@ -25,7 +26,13 @@ from sync.uploads import PhotoStore, repair_forgotten_uploads
 
 
 def photos_dir(db_path: str | Path) -> Path:
-    """The photos folder when none is named (``--photos``, ``FIELDLEDGER_PHOTOS``)."""
+    """The photos folder when none is named (``--photos``, ``FIELDLEDGER_PHOTOS``): beside
+    the SQLite file. A PostgreSQL database has no file to put it beside: ValueError."""
+    if isinstance(parse(str(db_path)), PostgresServer):
+        raise ValueError(
+            f"{redact(str(db_path))}: a PostgreSQL database has no file to keep the photos"
+            " beside; name the photos folder (photos=, --photos DIR or FIELDLEDGER_PHOTOS)"
+        )
     return Path(f"{db_path}.photos")
 
 
@@ -86,7 +93,9 @@ def create_app(
     upload_concurrency: int | None = None,
 ) -> Starlette:
     """The app over one database; ``workers`` is how many processes of it serve the
-    machine (the bounds given, or their defaults, are the machine's: Settings.per_worker)."""
+    machine (the bounds given, or their defaults, are the machine's: Settings.per_worker).
+    ``photos`` is required when ``db_path`` is a PostgreSQL URL."""
+    photos_root = Path(photos) if photos else photos_dir(db_path)
     store = Store(db_path)
     settings = Settings(secure_cookies=secure_cookies)
     if password_checks is not None:
@@ -130,7 +139,7 @@ def create_app(
         "upload": admission.Gate("upload", settings.upload_concurrency, UPLOAD_RETRY_SECONDS),
     }
     app.state.templates = make_templates()
-    app.state.photos = PhotoStore(Path(photos) if photos else photos_dir(db_path))
+    app.state.photos = PhotoStore(photos_root)
     app.state.upload_locks = {}
     app.state.shared_pages = SharedPages()
     return app
@@ -152,12 +161,12 @@ ENVIRONMENT = {
 def app_from_environment() -> Starlette:
     """The app of ``server.app:app_from_environment``, uvicorn's factory for several
     workers: the database from ``FIELDLEDGER_DB``, the rest from ``ENVIRONMENT``."""
-    from server.db.url import sqlite_path
+    from server.db.url import database_target
 
     given = {option: os.environ[name] for option, name in ENVIRONMENT.items()
              if os.environ.get(name)}
     return create_app(
-        sqlite_path(os.environ["FIELDLEDGER_DB"]),
+        database_target(os.environ["FIELDLEDGER_DB"]),
         photos=given.get("photos"),
         workers=int(given.get("workers", 1)),
         secure_cookies=given.get("secure_cookies") == "1",

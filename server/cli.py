@@ -11,14 +11,30 @@ from pathlib import Path
 
 from server import auth
 from server.db import immediate, open_database
-from server.db.url import DatabaseURLError, sqlite_path
+from server.db.url import DatabaseURLError, database_target, redact
 
 DEFAULT_DB = "data/fieldledger.db"
 
 
-def _open(path: Path):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open_database(path)
+def _open(target: Path | str):
+    """The database, migrated; an SQLite file's folder is created first."""
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return open_database(target)
+
+
+def _shown(target: Path | str) -> str:
+    """The database as messages name it: a URL without its password."""
+    return redact(str(target))
+
+
+def _photos_refused(args) -> bool:
+    """A PostgreSQL database has no file to keep the photos folder beside: it must be named."""
+    if isinstance(args.db, Path) or args.photos_dir:
+        return False
+    print("fieldledger: --photos DIR (or FIELDLEDGER_PHOTOS) is required with a PostgreSQL"
+          " database: the photos folder cannot sit beside a file", file=sys.stderr)
+    return True
 
 
 def _workers_refused(args) -> bool:
@@ -52,11 +68,11 @@ def cmd_serve(args) -> int:
 
     from server.access_log import log_config
 
-    if _workers_refused(args):
+    if _workers_refused(args) or _photos_refused(args):
         return 2
     _open(args.db).close()
     os.environ.update(serve_environment(args))
-    print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {args.db})")
+    print(f"FieldLedger 走访台账: http://{args.host}:{args.port}/  (database: {_shown(args.db)})")
     print(f"Field app (手机走访 App), for phones: http://{args.host}:{args.port}/app/")
     if args.host in ("0.0.0.0", "::"):
         print(f"  (a phone opens it at this computer's network address instead of {args.host})")
@@ -91,11 +107,13 @@ def cmd_seed_demo(args) -> int:
     try:
         accounts = seed_demo(db, seed=args.seed, problems=args.problems, progress=print)
     except DemoDataExists:
-        print(f"{args.db} already holds data; use another --db or delete it.", file=sys.stderr)
+        print(f"{_shown(args.db)} already holds data; use another --db or delete it.",
+              file=sys.stderr)
         return 1
     finally:
         db.close()
-    print(f"Seeded {args.problems} problems in {time.monotonic() - started:.1f} s into {args.db}")
+    print(f"Seeded {args.problems} problems in {time.monotonic() - started:.1f} s"
+          f" into {_shown(args.db)}")
     _print_accounts(accounts)
     return 0
 
@@ -104,7 +122,7 @@ def cmd_demo(args) -> int:
     """Seed a demo database if there is none yet, then serve it."""
     from server.demo import demo_accounts, seed_demo
 
-    if _workers_refused(args):
+    if _workers_refused(args) or _photos_refused(args):
         return 2
     db = _open(args.db)
     try:
@@ -267,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         default=None,
-        help=f"SQLite database file (default: $FIELDLEDGER_DB, else {DEFAULT_DB})",
+        help="an SQLite database file, or a PostgreSQL database's postgresql://user@host/dbname"
+        f" URL (default: $FIELDLEDGER_DB, else {DEFAULT_DB})",
     )
     parser.add_argument(
         "--photos",
@@ -275,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help="the photos folder, shared storage when several machines serve"
-        " (default: $FIELDLEDGER_PHOTOS, else the database file's name + .photos)",
+        " (default: $FIELDLEDGER_PHOTOS, else the database file's name + .photos;"
+        " required with PostgreSQL)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -409,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "opens_database", True):
         option, value = _database_value(args.db)
         try:
-            args.db = sqlite_path(value)
+            args.db = database_target(value)
         except DatabaseURLError as refused:
             print(f"fieldledger: {option} {refused}", file=sys.stderr)
             return 2

@@ -162,7 +162,7 @@ class Resource:
     def unique(self, db, column: str, value: Any, field: str, message: str, exclude_id=None):
         """Raise a field error if another row already has this value."""
         row = db.execute(
-            f"SELECT id FROM {self.table} WHERE {column} = ? AND id IS NOT ?",
+            f"SELECT id FROM {self.table} WHERE {column} = ? AND id IS DISTINCT FROM ?",
             [value, exclude_id],
         ).fetchone()
         if row:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 CHROMIUM = os.environ.get("FIELDLEDGER_CHROMIUM", "/usr/bin/chromium")
@@ -26,19 +26,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(db_path: Path, env: dict | None = None,
-                   startup_seconds: float = 20) -> Iterator[str]:
-    """Serve ``db_path`` with ``fieldledger serve`` on a free port; yields its URL.
+def running_server(db_path: Path | str, env: dict | None = None,
+                   startup_seconds: float = 20, options: Sequence[str] = (),
+                   log: Path | None = None) -> Iterator[str]:
+    """Serve ``db_path`` with ``fieldledger serve [options]`` on a free port; yields its URL.
 
-    The server's output (a line per request) goes to a file next to the
-    database: a pipe nobody reads would fill up and stall the server.
+    The server's output (a line per request) goes to ``log``, by default a file next to
+    the database: a pipe nobody reads would fill up and stall the server.
     """
     port = free_port()
-    log = Path(f"{db_path}.server.log")
+    log = log or Path(f"{db_path}.server.log")
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "--db", str(db_path), "serve", "--port",
-             str(port)],
+             str(port), *options],
             stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"

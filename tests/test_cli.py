@@ -137,16 +137,19 @@ def test_revoke_devices(db_path, world, client, capsys):
     assert response.json()["error"]["code"] == "device_wiped"
 
 
-def test_serve_and_demo_print_the_field_app_address(db_path, world, capsys, started):
+def test_serve_and_demo_print_the_field_app_address(db_path, world, photos_folder, capsys,
+                                                    started):
     for command in ("serve", "demo"):
-        assert main(["--db", str(db_path), command, "--host", "0.0.0.0", "--port", "8123"]) == 0
+        assert main(["--db", str(db_path), "--photos", str(photos_folder), command,
+                     "--host", "0.0.0.0", "--port", "8123"]) == 0
         out = capsys.readouterr().out
         assert "http://0.0.0.0:8123/app/" in out and "手机走访 App" in out
 
 
 def test_serve_takes_the_client_address_from_the_trusted_proxy_and_bounds_password_checks(
-    db_path, world, started, factory
+    db_path, world, photos_folder, started, factory, monkeypatch
 ):
+    monkeypatch.setenv("FIELDLEDGER_PHOTOS", str(photos_folder))
     assert main(["--db", str(db_path), "serve"]) == 0
     assert (started["app"], started["factory"]) == ("server.app:app_from_environment", True)
     assert started["proxy_headers"] is True
@@ -167,7 +170,7 @@ def test_the_factory_serves_the_database_and_settings_serve_was_given(db_path, w
                  "--secure-cookies", "--pull-concurrency", "5", "--upload-concurrency", "6"]) == 0
     assert started["workers"] == 1
     app = factory()
-    assert app.state.store.path == db_path
+    assert _opened(app.state.store) == str(db_path)
     assert app.state.photos.root == tmp_path / "shared"
     assert app.state.settings.secure_cookies is True
     assert (app.state.gates["pull"].capacity, app.state.gates["upload"].capacity) == (5, 6)
@@ -183,6 +186,12 @@ def test_several_workers_on_sqlite_are_refused_and_nothing_starts(command, start
     assert started == {}
 
 
+def _opened(store) -> str:
+    """What a store was opened on: an SQLite file's path, or a PostgreSQL URL."""
+    return str(getattr(store, "path", None) or store.url)
+
+
+@pytest.mark.sqlite_only  # the default folder sits beside the SQLite file
 def test_photos_names_the_photos_folder(db_path, world, started, factory, tmp_path,
                                         monkeypatch):
     monkeypatch.setenv("FIELDLEDGER_PHOTOS", str(tmp_path / "from-env"))
@@ -209,21 +218,30 @@ def _refused(argv, tmp_path, monkeypatch, capsys) -> str:
 
 
 POSTGRES_URL = "postgresql://fl:secret@db1:5432/ledger"
-
-EVERY_COMMAND = [
-    ["serve"], ["demo"], ["seed-demo"],
-    ["create-user", "a", "--roles", "admin", "--area", "1", "--password", "long-enough-1"],
-    ["import", "areas", "areas.csv"], ["calendar", "import", "2027.csv"],
-    ["calendar", "export", "2027"], ["revoke-devices", "field1"],
-]
+PHOTOS_REFUSAL = ("fieldledger: --photos DIR (or FIELDLEDGER_PHOTOS) is required with a"
+                  " PostgreSQL database: the photos folder cannot sit beside a file\n")
 
 
-@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda argv: argv[0])
-@pytest.mark.parametrize("url", [POSTGRES_URL, "postgres://fl@/ledger?host=/run/pg"])
-def test_every_command_refuses_postgresql_for_now(command, url, tmp_path, monkeypatch, capsys):
-    err = _refused(["--db", url, *command], tmp_path, monkeypatch, capsys)
-    assert err.startswith(f"fieldledger: --db {url.replace(':secret@', ':***@')}: ")
-    assert "this build serves SQLite only" in err and "secret" not in err
+@pytest.mark.parametrize("command", [["serve"], ["demo"], ["serve", "--workers", "2"]],
+                         ids=" ".join)
+def test_postgresql_without_photos_is_refused_and_nothing_starts(command, started, tmp_path,
+                                                                 monkeypatch, capsys):
+    monkeypatch.delenv("FIELDLEDGER_PHOTOS", raising=False)
+    err = _refused(["--db", POSTGRES_URL, *command], tmp_path, monkeypatch, capsys)
+    assert err == PHOTOS_REFUSAL  # refused before any connection to db1 is tried
+    assert started == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [("postgresql://fl:secret@db1:70000/ledger", "'70000' is not a port number"),
+     ("postgresql://fl:secret@db1/ledger?colour=blue", "invalid URI query parameter")],
+)
+def test_a_malformed_postgresql_url_is_refused_without_its_password(url, says, tmp_path,
+                                                                   monkeypatch, capsys):
+    err = _refused(["--db", url, "seed-demo"], tmp_path, monkeypatch, capsys)
+    assert err.startswith("fieldledger: --db postgresql://fl:***@db1") and says in err
+    assert "secret" not in err
 
 
 @pytest.mark.parametrize(
@@ -232,7 +250,8 @@ def test_every_command_refuses_postgresql_for_now(command, url, tmp_path, monkey
 def test_other_urls_are_refused_naming_what_is_accepted(url, tmp_path, monkeypatch, capsys):
     err = _refused(["--db", url, "seed-demo"], tmp_path, monkeypatch, capsys)
     assert f"{url.split('://')[0]}:// is not a database FieldLedger can open" in err
-    assert "give the path of an SQLite file, such as data/fieldledger.db" in err
+    assert ("give the path of an SQLite file, such as data/fieldledger.db, or a postgresql://"
+            " URL") in err
 
 
 def test_the_process_exits_2(tmp_path):
@@ -242,20 +261,21 @@ def test_the_process_exits_2(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    environment.pop("FIELDLEDGER_PHOTOS", None)
     done = subprocess.run(
         [sys.executable, "-m", "server.cli", "--db", POSTGRES_URL, "serve"], cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60,
+        env=environment, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("fieldledger: --db postgresql://fl:***@db1:5432/ledger: ")
-    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert done.stderr == PHOTOS_REFUSAL and done.stdout == ""
     assert list(tmp_path.iterdir()) == []
 
 
 def test_fieldledger_db_is_read_by_the_same_rule(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("FIELDLEDGER_DB", POSTGRES_URL)
+    monkeypatch.setenv("FIELDLEDGER_DB", "mysql://fl:secret@db1/ledger")
     err = _refused(["revoke-devices", "field1"], tmp_path, monkeypatch, capsys)
-    assert err.startswith("fieldledger: FIELDLEDGER_DB postgresql://fl:***@db1:5432/ledger: ")
+    assert err.startswith("fieldledger: FIELDLEDGER_DB mysql://fl:***@db1/ledger: ")
     monkeypatch.setenv("FIELDLEDGER_DB", str(tmp_path / "from-env" / "ledger.db"))
     assert main(["revoke-devices", "nobody"]) == 0
     assert (tmp_path / "from-env" / "ledger.db").is_file()

@@ -46,22 +46,21 @@ class PostgresServer:
         return redact(self.url)
 
 
-def sqlite_path(value: str) -> Path:
-    """The SQLite file a ``--db`` value names, or DatabaseURLError: the one reading every
-    command of ``fieldledger`` applies to its database option."""
+def database_target(value: str) -> Path | str:
+    """What a ``--db`` value names, or DatabaseURLError: the path of an SQLite file, or the
+    URL of a PostgreSQL database (as given: libpq and psycopg take it whole). The one
+    reading every command of ``fieldledger`` applies to its database option."""
     target = parse(value)
     if isinstance(target, PostgresServer):
-        raise DatabaseURLError(
-            f"{target.redacted}: this build serves SQLite only (the PostgreSQL backend is"
-            f" not finished); give the path of an SQLite file, such as {EXAMPLE_PATH}"
-        )
+        return target.url
     return target.path
 
 
 def parse(value: str) -> SQLiteFile | PostgresServer:
     if not value.strip():
         raise DatabaseURLError(
-            f"the value is empty; give the path of an SQLite file, such as {EXAMPLE_PATH}"
+            f"the value is empty; give the path of an SQLite file, such as {EXAMPLE_PATH},"
+            " or a postgresql:// URL"
         )
     scheme = _SCHEME.match(value)
     if scheme is None:
@@ -70,7 +69,7 @@ def parse(value: str) -> SQLiteFile | PostgresServer:
         return parse_postgres(value)
     raise DatabaseURLError(
         f"{redact(value)}: {scheme[1]}:// is not a database FieldLedger can open; give the"
-        f" path of an SQLite file, such as {EXAMPLE_PATH}"
+        f" path of an SQLite file, such as {EXAMPLE_PATH}, or a postgresql:// URL"
     )
 
 
