@@ -104,7 +104,8 @@ def _check_photos(db, ctx: Context, photos: list[str], field: str) -> None:
     # must not be a way to attach it to one's own record and then view it.
     for sha in photos:
         upload = db.execute(
-            "SELECT max(completed_at IS NOT NULL) FROM uploads WHERE sha256 = ? AND user_id = ?",
+            "SELECT max(CASE WHEN completed_at IS NULL THEN 0 ELSE 1 END) FROM uploads"
+            " WHERE sha256 = ? AND user_id = ?",
             [sha, ctx.user.id],
         ).fetchone()[0]
         if upload is None:

@@ -33,7 +33,8 @@ DEFAULT_LIMIT = 500
 
 
 def _placeholders(ids) -> str:
-    return ",".join("?" * len(ids))
+    # ``IN ()`` is SQLite's only; ``IN (NULL)`` matches nothing on both engines.
+    return ",".join("?" * len(ids)) or "NULL"
 
 
 # Loaders look records up by id. Their scope conditions are ``unindexed``,

@@ -301,3 +301,163 @@ def test_simulate_devices_opens_no_database(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sync.simulate, "format_report", lambda report: "report")
     assert main(["--db", POSTGRES_URL, "simulate-devices", "--devices", "1"]) == 0
     assert list(tmp_path.iterdir()) == []
+
+
+# --- Every command on PostgreSQL ------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_postgres(pg_databases, request):
+    """The URL of a new, empty database (no schema yet), with a password the cluster's
+    trust authentication ignores and no message may show."""
+    name = pg_databases.create()
+    request.addfinalizer(lambda: pg_databases.drop(name))
+    url = pg_databases.url_of(name)
+    user, at, rest = url.partition("://")[2].partition("@")
+    return f"postgresql://{user}:s3cret-pw@{rest}" if at else url
+
+
+def _tables(url: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return {name for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+AREAS_CSV = ("区划编码,区域名称,层级,上级区域\n370100,青川市,1,\n370102,东城区,2,370100\n"
+             "370102001,杏花街道,3,370102\n")
+
+
+def _import_areas(url: str, tmp_path) -> None:
+    areas = tmp_path / "areas.csv"
+    areas.write_text(AREAS_CSV, encoding="utf-8-sig")
+    assert main(["--db", url, "import", "areas", str(areas)]) == 0
+
+
+@pytest.mark.postgres
+def test_seed_demo_then_serve_with_two_workers_on_postgresql(fresh_postgres, tmp_path, capsys):
+    import urllib.request
+
+    from tests.live import running_server
+
+    assert main(["--db", fresh_postgres, "seed-demo", "--problems", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "Seeded 40 problems" in out and "s3cret-pw" not in out
+    db = open_database(fresh_postgres)
+    try:
+        assert db.execute("SELECT count(*) FROM problems").fetchone()[0] == 40
+        assert db["users"].count > 10
+    finally:
+        db.close()
+    assert main(["--db", fresh_postgres, "seed-demo"]) == 1  # already holds data
+    assert "s3cret-pw" not in capsys.readouterr().err
+    log = tmp_path / "server.log"
+    with running_server(fresh_postgres, options=["--workers", "2"], log=log,
+                        env={"FIELDLEDGER_PHOTOS": str(tmp_path / "photos")}) as url:
+        for _ in range(4):  # whichever worker answers
+            with urllib.request.urlopen(f"{url}/login", timeout=10) as response:
+                assert response.status == 200
+    served = log.read_text(errors="replace")
+    assert "s3cret-pw" not in served and (tmp_path / "photos" / "uploads").is_dir()
+
+
+@pytest.mark.postgres
+def test_demo_seeds_postgresql_and_serves_it_with_several_workers(fresh_postgres, tmp_path,
+                                                                  started, factory, capsys):
+    photos = tmp_path / "photos"
+    assert main(["--db", fresh_postgres, "--photos", str(photos), "demo", "--problems", "20",
+                 "--workers", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Demo accounts" in out and "s3cret-pw" not in out
+    assert started["workers"] == 3
+    app = factory()
+    assert app.state.photos.root == photos
+    assert app.state.settings.pull_concurrency == max(1, 4 * CPUS // 3)
+    assert main(["--db", fresh_postgres, "--photos", str(photos), "demo"]) == 0  # not again
+    db = open_database(fresh_postgres)
+    try:
+        assert db.execute("SELECT count(*) FROM problems").fetchone()[0] == 20
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres
+def test_import_create_user_and_revoke_devices_on_postgresql(fresh_postgres, tmp_path, capsys):
+    _import_areas(fresh_postgres, tmp_path)
+    units = tmp_path / "units.csv"
+    units.write_text("单位名称,所属区域\n东城区体育局,370102\n", encoding="utf-8-sig")
+    assert main(["--db", fresh_postgres, "import", "units", str(units)]) == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("单位名称,所属区域\n东城区档案馆,370102\n无效单位,999999\n",
+                   encoding="utf-8-sig")
+    assert main(["--db", fresh_postgres, "import", "units", str(bad)]) == 2
+    assert "row 3" in capsys.readouterr().err
+    assert main(["--db", fresh_postgres, "create-user", "wang", "--roles", "field",
+                 "--area", "370102001", "--password", "long-enough-1"]) == 0
+    assert main(["--db", fresh_postgres, "create-user", "WANG", "--roles", "field",
+                 "--area", "370102001", "--password", "long-enough-1"]) == 2  # NOCASE
+    db = open_database(fresh_postgres)
+    try:
+        assert [row["name"] for row in db["units"].rows] == ["东城区体育局"]
+        assert db["areas"].count == 3
+        user = next(db["users"].rows_where("username = ?", ["wang"]))
+        assert auth.verify_password(user["password_hash"], "long-enough-1")
+        with db.write_transaction():
+            device_ids = [auth.register_device(db, user["id"], f"手机{n}")[0] for n in (1, 2)]
+    finally:
+        db.close()
+    capsys.readouterr()
+    assert main(["--db", fresh_postgres, "revoke-devices", "Wang", "--wipe"]) == 0
+    assert capsys.readouterr().out == "Revoked 2 device(s) of Wang.\n"
+    db = open_database(fresh_postgres)
+    try:
+        for device_id in device_ids:
+            assert db["devices"].get(device_id)["revoked_at"] is not None
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres
+def test_calendar_import_and_export_on_postgresql(fresh_postgres, tmp_path, capsys):
+    path = tmp_path / "2027.csv"
+    path.write_bytes(CALENDAR_2027.encode("gbk"))
+    assert main(["--db", fresh_postgres, "calendar", "import", str(path)]) == 0
+    assert "Entered 2027: 1 holidays, 1 adjusted working days" in capsys.readouterr().out
+    out = tmp_path / "out.csv"
+    assert main(["--db", fresh_postgres, "calendar", "export", "2027", "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8-sig").splitlines() == CALENDAR_2027.splitlines()
+
+
+@pytest.mark.postgres
+def test_simulate_devices_against_a_served_postgresql_app(fresh_postgres, tmp_path, capsys):
+    import json
+
+    from tests.live import running_server
+
+    assert main(["--db", fresh_postgres, "seed-demo", "--problems", "20"]) == 0
+    capsys.readouterr()
+    with running_server(fresh_postgres, options=["--workers", "2"], log=tmp_path / "server.log",
+                        env={"FIELDLEDGER_PHOTOS": str(tmp_path / "photos")}) as url:
+        code = main(["simulate-devices", "--url", url, "--devices", "3", "--mutations", "3",
+                     "--photos", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, (tmp_path / "server.log").read_text(errors="replace")[-3000:]
+    assert (report["errors"], report["unsent"], report["devices_ok"]) == (0, 0, 3)
+    assert report["mutations_acknowledged"] == 9
+    db = open_database(fresh_postgres)
+    try:
+        assert db.execute("SELECT count(*) FROM attachments").fetchone()[0] > 0
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_postgresql_without_photos_leaves_the_database_untouched(command, fresh_postgres,
+                                                                 started, capsys, monkeypatch):
+    monkeypatch.delenv("FIELDLEDGER_PHOTOS", raising=False)
+    assert main(["--db", fresh_postgres, command, "--workers", "2"]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", PHOTOS_REFUSAL)
+    assert started == {} and _tables(fresh_postgres) == set()

@@ -10,9 +10,9 @@ from server.db.url import (
     DatabaseURLError,
     PostgresServer,
     SQLiteFile,
+    database_target,
     parse,
     redact,
-    database_target,
 )
 
 
