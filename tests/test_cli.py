@@ -347,11 +347,16 @@ def test_seed_demo_then_serve_with_two_workers_on_postgresql(fresh_postgres, tmp
     db = open_database(fresh_postgres)
     try:
         assert db.execute("SELECT count(*) FROM problems").fetchone()[0] == 40
-        assert db["users"].count > 10
+        users = db.execute("SELECT max(id) FROM users").fetchone()[0]
+        assert db["users"].count == users > 10
     finally:
         db.close()
     assert main(["--db", fresh_postgres, "seed-demo"]) == 1  # already holds data
     assert "s3cret-pw" not in capsys.readouterr().err
+    # The seed gave users explicit ids: the next account's id follows them.
+    assert main(["--db", fresh_postgres, "create-user", "newcomer", "--roles", "office",
+                 "--area", "379900000000", "--password", "long-enough-1"]) == 0
+    assert f"(id {users + 1})" in capsys.readouterr().out
     log = tmp_path / "server.log"
     with running_server(fresh_postgres, options=["--workers", "2"], log=log,
                         env={"FIELDLEDGER_PHOTOS": str(tmp_path / "photos")}) as url:

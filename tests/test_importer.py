@@ -74,8 +74,8 @@ def area_paths(db) -> dict[str, str]:
 
 
 @pytest.fixture
-def empty_db(tmp_path):
-    connection = open_database(tmp_path / "empty.db")
+def empty_db(db_path):
+    connection = open_database(db_path)
     yield connection
     connection.close()
 
@@ -128,8 +128,8 @@ def test_second_root_is_refused(empty_db, tmp_path):
     assert counts(empty_db)["areas"] == 0
 
 
-def test_command_line_import(tmp_path, capsys):
-    database = tmp_path / "cli.db"
+def test_command_line_import(db_path, tmp_path, capsys):
+    database = db_path
     good, bad = tmp_path / "areas.csv", tmp_path / "bad.csv"
     good.write_bytes(csv_bytes(AREA_TREE))
     bad.write_bytes(csv_bytes([AREA_TREE[0], ["370199", "无上级区", "县/区", "999999"]]))

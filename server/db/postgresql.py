@@ -380,13 +380,29 @@ class PostgresDatabase:
     def bulk_load(self) -> Iterator[PostgresDatabase]:
         """One write transaction for loading a new database: its commit is not waited
         for, and foreign keys are checked once at its end, not row by row (they are
-        declared DEFERRABLE)."""
+        declared DEFERRABLE). Rows loaded with explicit ids (``executemany`` bypasses
+        ``Table.insert``) move their sequences past them before the commit."""
         self._bulk_loading = True
         try:
             with self.write_transaction():
                 yield self
+                self._move_sequences_past_loaded_ids()
         finally:
             self._bulk_loading = False
+
+    def _move_sequences_past_loaded_ids(self) -> None:
+        sequenced = self.execute(
+            "SELECT c.relname, a.attname FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'"
+            " AND a.attnum > 0 AND NOT a.attisdropped"
+            " AND pg_get_serial_sequence(quote_ident(c.relname), a.attname) IS NOT NULL"
+        ).fetchall()
+        for table, column in sequenced:
+            self[table]._move_sequence_past(
+                column,
+                self.execute(f"SELECT max({_quote(column)}) FROM {_quote(table)}").fetchone()[0],
+            )
 
     # The connection
 
