@@ -357,10 +357,10 @@ def test_bulk_load_defers_foreign_keys_to_the_commit(pg):
 
 def test_bulk_load_moves_sequences_past_the_ids_it_loaded(pg):
     with pg.bulk_load():
-        pg.executemany("INSERT INTO areas (id, name) VALUES (?, ?)", [(5, "a"), (9, "b")])
-        pg.execute("INSERT INTO visits (area_id) VALUES (5)")  # a sequence ahead stays
-    assert pg["areas"].insert({"name": "next"}).last_pk == 10
-    assert pg["visits"].insert({"area_id": 9}).last_pk == 2
+        pg.executemany("INSERT INTO places (id, name) VALUES (?, ?)", [(5, "a"), (9, "b")])
+        pg.execute("INSERT INTO trips (area_id) VALUES (5)")  # a sequence ahead stays
+    assert pg["places"].insert({"name": "next"}).last_pk == 10
+    assert pg["trips"].insert({"area_id": 9}).last_pk == 2
 
 
 def test_identity_names_the_store_without_the_password(pg, pg_url):
