@@ -262,6 +262,63 @@ def cmd_simulate_devices(args) -> int:
     return 1 if report["errors"] or report["unsent"] else 0
 
 
+def cmd_copy_to(args) -> int:
+    """Copy the SQLite file of --db into a PostgreSQL database, then verify the copy."""
+    from server.db import url
+    from server.db.copy import CopyRefused, copy_to, verify
+    from server.db.postgresql import connect
+
+    option, value = _database_value(args.db)
+    try:
+        source = url.parse(value)
+        target = url.parse(args.url)
+    except url.DatabaseURLError as refused:
+        print(f"fieldledger: copy-to: {refused}", file=sys.stderr)
+        return 2
+    if isinstance(source, url.PostgresServer):
+        print(f"fieldledger: copy-to: {option} {source.redacted} is a PostgreSQL database;"
+              " copy-to copies an SQLite file: give its path with --db", file=sys.stderr)
+        return 2
+    if not isinstance(target, url.PostgresServer):
+        print(f"fieldledger: copy-to: {args.url} is not a postgresql:// URL; copy-to writes"
+              " into PostgreSQL (an SQLite file is copied with cp)", file=sys.stderr)
+        return 2
+    if not source.path.is_file():
+        print(f"fieldledger: copy-to: no SQLite file at {source.path}", file=sys.stderr)
+        return 2
+    db = open_database(source.path)
+    try:
+        if not args.verify_only:
+            try:
+                counts = copy_to(db, target.url)
+            except CopyRefused as refused:
+                print(f"fieldledger: copy-to: {refused}", file=sys.stderr)
+                return 2
+            print(f"Copied {sum(counts.values())} rows of {len(counts)} tables from"
+                  f" {source.path} into {target.redacted}.")
+        copied = connect(target.url)
+        try:
+            checks = verify(db, copied)
+        finally:
+            copied.close()
+    finally:
+        db.close()
+    print(f"{'table':<28} {'rows':>9}  {'checksum (SHA-256)':<16}  ok")
+    for check in checks:
+        rows, digest = str(check.source_rows), check.source_checksum[:16]
+        if not check.ok:
+            rows = f"{check.source_rows}/{check.target_rows}"
+            digest = f"{check.source_checksum[:7]}/{check.target_checksum[:8]}"
+        print(f"{check.name:<28} {rows:>9}  {digest:<16}  {'ok' if check.ok else 'DIFFERS'}")
+    differing = [check.name for check in checks if not check.ok]
+    if differing:
+        print(f"The copy differs from {source.path} in: {', '.join(differing)}.",
+              file=sys.stderr)
+        return 1
+    print(f"{target.redacted} holds what {source.path} holds.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldledger", description="FieldLedger 走访台账")
     parser.add_argument(
@@ -391,6 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", action="store_true", help="print the report as JSON")
     simulate.set_defaults(func=cmd_simulate_devices, opens_database=False)  # talks to --url
+
+    copy_to = commands.add_parser(
+        "copy-to", help="copy the SQLite database (--db) into PostgreSQL, and verify the copy"
+    )
+    copy_to.add_argument("url", help="postgresql://... of an empty database")
+    copy_to.add_argument(
+        "--verify-only", action="store_true",
+        help="compare the two databases without copying (counts, checksums, derived checks)",
+    )
+    copy_to.set_defaults(func=cmd_copy_to, opens_database=False)  # reads --db itself
     return parser
 
 
