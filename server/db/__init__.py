@@ -20,9 +20,9 @@ from server.db.sqlite import (
     BUSY_TIMEOUT_MS,
     WRITER_PRAGMAS,
     SqliteDatabase,
-    search_indexed_at_end,
     tune_writer,
 )
+from server.db.dialect import SQLITE
 from server.db.url import PostgresServer, parse
 
 __all__ = [
@@ -74,3 +74,12 @@ def immediate(db) -> contextlib.AbstractContextManager:
     Inside it, ``db.savepoint(name)`` undoes a part that fails.
     """
     return db.write_transaction()
+
+
+def search_indexed_at_end(db) -> contextlib.AbstractContextManager:
+    """Problems written in the block enter the search index together, at its end: SQLite's
+    FTS5 index is deferred (m005); PostgreSQL's GIN index keeps a pending list of its own,
+    so there nothing is deferred."""
+    if db.dialect is SQLITE:
+        return sqlite.search_indexed_at_end(db)
+    return contextlib.nullcontext()
