@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -264,8 +265,10 @@ def cmd_simulate_devices(args) -> int:
 
 def cmd_copy_to(args) -> int:
     """Copy the SQLite file of --db into a PostgreSQL database, then verify the copy."""
+    import psycopg
+
     from server.db import url
-    from server.db.copy import CopyRefused, copy_to, verify
+    from server.db.copy import CopyRefused, copy_to, report_lines, verify
     from server.db.postgresql import connect
 
     option, value = _database_value(args.db)
@@ -289,27 +292,21 @@ def cmd_copy_to(args) -> int:
     db = open_database(source.path)
     try:
         if not args.verify_only:
-            try:
-                counts = copy_to(db, target.url)
-            except CopyRefused as refused:
-                print(f"fieldledger: copy-to: {refused}", file=sys.stderr)
-                return 2
+            counts = copy_to(db, target.url)
             print(f"Copied {sum(counts.values())} rows of {len(counts)} tables from"
                   f" {source.path} into {target.redacted}.")
-        copied = connect(target.url)
-        try:
+        with contextlib.closing(connect(target.url)) as copied:
             checks = verify(db, copied)
-        finally:
-            copied.close()
+    except CopyRefused as refused:
+        print(f"fieldledger: copy-to: {refused}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as failed:
+        reason = (str(failed).strip().splitlines() or [type(failed).__name__])[0]
+        print(f"fieldledger: copy-to: {target.redacted}: {reason}", file=sys.stderr)
+        return 2
     finally:
         db.close()
-    print(f"{'table':<28} {'rows':>9}  {'checksum (SHA-256)':<16}  ok")
-    for check in checks:
-        rows, digest = str(check.source_rows), check.source_checksum[:16]
-        if not check.ok:
-            rows = f"{check.source_rows}/{check.target_rows}"
-            digest = f"{check.source_checksum[:7]}/{check.target_checksum[:8]}"
-        print(f"{check.name:<28} {rows:>9}  {digest:<16}  {'ok' if check.ok else 'DIFFERS'}")
+    print("\n".join(report_lines(checks)))
     differing = [check.name for check in checks if not check.ok]
     if differing:
         print(f"The copy differs from {source.path} in: {', '.join(differing)}.",

@@ -299,3 +299,22 @@ def test_values_are_written_alike_whichever_backend_read_them():
     assert canonical(0.1) == b"f0.1"
     assert canonical("a|b") == b"t3:a|b"
     assert canonical(b"\x00\xff") == canonical(memoryview(b"\x00\xff")) == b"b00ff"
+
+
+def test_verify_only_against_a_database_never_copied_into_fails_naming_every_table(
+        tmp_path, target, capsys):
+    source = tmp_path / "seeded.db"
+    seeded(source, problems=5).close()
+    assert main(["--db", str(source), "copy-to", target, "--verify-only"]) == 1
+    out = capsys.readouterr().out
+    assert "problems" in out and "/absent" in out and "latest version" not in out
+
+
+def test_an_unreachable_server_is_reported_in_one_line(tmp_path, capsys):
+    source = tmp_path / "seeded.db"
+    seeded(source, problems=5).close()
+    url = f"postgresql://fieldledger:secret@/fieldledger?host={tmp_path / 'nowhere'}"
+    assert main(["--db", str(source), "copy-to", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fieldledger: copy-to: postgresql://fieldledger:***@") and \
+        len(err.strip().splitlines()) == 1 and "secret" not in err

@@ -16,13 +16,13 @@ import contextlib
 from pathlib import Path
 
 from server.db import sqlite
+from server.db.dialect import SQLITE
 from server.db.sqlite import (
     BUSY_TIMEOUT_MS,
     WRITER_PRAGMAS,
     SqliteDatabase,
     tune_writer,
 )
-from server.db.dialect import SQLITE
 from server.db.url import PostgresServer, parse
 
 __all__ = [
