@@ -153,7 +153,8 @@ def copy_to(source, target_url: str) -> dict[str, int]:
         _refuse_missing(target, copied)
         with source.snapshot():
             _refuse_nul(source, copied)
-            with target.bulk_load():
+            with target.write_transaction():
+                _refuse_unless_empty(target, copied)  # again, under the write lock
                 counts = _write(source, target, copied)
     finally:
         target.close()
@@ -206,7 +207,8 @@ def _refuse_nul(source, copied: list[_Table]) -> None:
 
 
 def _write(source, target, copied: list[_Table]) -> dict[str, int]:
-    """Inside the target's one write transaction (constraints deferred)."""
+    """Inside the target's one write transaction."""
+    target.execute("SET CONSTRAINTS ALL DEFERRED")  # rows go in table by table
     for table in copied:
         target.execute(f"ALTER TABLE {_quote(table.name)} DISABLE TRIGGER USER")
     for name in HISTORY_FILLED:
