@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -230,12 +231,14 @@ def test_a_target_holding_a_ledger_is_refused(tmp_path, target, capsys):
     assert "copy-to: the target database is not empty" in err and "problems" in err
 
 
-def test_a_target_sorting_text_otherwise_is_refused(tmp_path, pg_databases, capsys):
+def test_a_target_sorting_text_otherwise_is_refused(tmp_path, postgres_url, pg_databases,
+                                                    capsys):
     source = tmp_path / "seeded.db"
     seeded(source, problems=5).close()
     name = "copy_wrong_collation"
-    pg_databases._admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
-                                " LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+                      " LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
     try:
         assert main(["--db", str(source), "copy-to", pg_databases.url_of(name)]) == 2
         err = capsys.readouterr().err
