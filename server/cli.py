@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -280,6 +281,59 @@ def cmd_simulate_devices(args) -> int:
     return 1 if report["errors"] or report["unsent"] else 0
 
 
+def cmd_copy_to(args) -> int:
+    """Copy the SQLite file of --db into a PostgreSQL database, then verify the copy."""
+    import psycopg
+
+    from server.db import url
+    from server.db.copy import CopyRefused, copy_to, report_lines, verify
+    from server.db.postgresql import connect
+
+    option, value = _database_value(args.db)
+    try:
+        source = url.parse(value)
+        target = url.parse(args.url)
+    except url.DatabaseURLError as refused:
+        print(f"fieldledger: copy-to: {refused}", file=sys.stderr)
+        return 2
+    if isinstance(source, url.PostgresServer):
+        print(f"fieldledger: copy-to: {option} {source.redacted} is a PostgreSQL database;"
+              " copy-to copies an SQLite file: give its path with --db", file=sys.stderr)
+        return 2
+    if not isinstance(target, url.PostgresServer):
+        print(f"fieldledger: copy-to: {args.url} is not a postgresql:// URL; copy-to writes"
+              " into PostgreSQL (an SQLite file is copied with cp)", file=sys.stderr)
+        return 2
+    if not source.path.is_file():
+        print(f"fieldledger: copy-to: no SQLite file at {source.path}", file=sys.stderr)
+        return 2
+    db = open_database(source.path)
+    try:
+        if not args.verify_only:
+            counts = copy_to(db, target.url)
+            print(f"Copied {sum(counts.values())} rows of {len(counts)} tables from"
+                  f" {source.path} into {target.redacted}.")
+        with contextlib.closing(connect(target.url)) as copied:
+            checks = verify(db, copied)
+    except CopyRefused as refused:
+        print(f"fieldledger: copy-to: {refused}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as failed:
+        reason = (str(failed).strip().splitlines() or [type(failed).__name__])[0]
+        print(f"fieldledger: copy-to: {target.redacted}: {reason}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    print("\n".join(report_lines(checks)))
+    differing = [check.name for check in checks if not check.ok]
+    if differing:
+        print(f"The copy differs from {source.path} in: {', '.join(differing)}.",
+              file=sys.stderr)
+        return 1
+    print(f"{target.redacted} holds what {source.path} holds.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldledger", description="FieldLedger 走访台账")
     parser.add_argument(
@@ -411,6 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", action="store_true", help="print the report as JSON")
     simulate.set_defaults(func=cmd_simulate_devices, opens_database=False)  # talks to --url
+
+    copy_to = commands.add_parser(
+        "copy-to", help="copy the SQLite database (--db) into PostgreSQL, and verify the copy"
+    )
+    copy_to.add_argument("url", help="postgresql://... of an empty database")
+    copy_to.add_argument(
+        "--verify-only", action="store_true",
+        help="compare the two databases without copying (counts, checksums, derived checks)",
+    )
+    copy_to.set_defaults(func=cmd_copy_to, opens_database=False)  # reads --db itself
     return parser
 
 

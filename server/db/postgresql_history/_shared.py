@@ -203,6 +203,15 @@ $$;
 """
 
 
+STATS_FEATURES_LATEST = STATS_FEATURES_M021  # the head's (a step that changes them moves this)
+
+
+def rollup_rebuild_sql(features: str = STATS_FEATURES_LATEST) -> str:
+    """The roll-up's rows (ROLLUP_COLUMNS, n) computed from the problems, as a rebuild
+    would insert them."""
+    return _rebuild_sql(features)
+
+
 def _rebuild_sql(features: str) -> str:
     return " UNION ALL ".join(
         f"SELECT {rollup_key_sql('p', level, features)}, count(*) FROM problems p"
