@@ -97,12 +97,16 @@ def test_execute_gives_a_cursor_like_sqlite3s(pg):
 def test_named_parameters_are_refused_and_scripts_take_none(pg):
     with pytest.raises(TypeError, match="named parameters"):
         pg.execute("SELECT :x", {"x": 1})
-    pg.executescript("INSERT INTO places (name) VALUES ('a'); INSERT INTO places (name) VALUES ('b')")
+    pg.executescript(
+        "INSERT INTO places (name) VALUES ('a'); INSERT INTO places (name) VALUES ('b')"
+    )
     assert pg["places"].count == 2
 
 
 def test_executemany_and_query(pg):
-    inserted = pg.executemany("INSERT INTO places (name, level) VALUES (?, ?)", [("a", 1), ("b", 2)])
+    inserted = pg.executemany(
+        "INSERT INTO places (name, level) VALUES (?, ?)", [("a", 1), ("b", 2)]
+    )
     assert inserted.rowcount == 2
     rows = pg.query("SELECT name, level FROM places WHERE name LIKE '%' || ? ORDER BY name", ["b"])
     assert list(rows) == [{"name": "b", "level": 2}]
