@@ -38,13 +38,22 @@ def pytest_addoption(parser):
     )
 
 
+def _left_out_on_postgresql(item) -> bool:
+    """A PostgreSQL run leaves out what tests SQLite itself, the browser tests but those
+    marked ``both_backends`` (the browser sees no backend), and the ``postgres`` tests,
+    which make their own PostgreSQL databases and so ran in the SQLite run already."""
+    keywords = item.keywords
+    return ("sqlite_only" in keywords or "postgres" in keywords
+            or ("browser" in keywords and "both_backends" not in keywords))
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("backend") != "postgresql":
         return
-    left_out = [item for item in items if "sqlite_only" in item.keywords]
+    left_out = [item for item in items if _left_out_on_postgresql(item)]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if "sqlite_only" not in item.keywords]
+        items[:] = [item for item in items if not _left_out_on_postgresql(item)]
 
 
 def pytest_report_header(config):
