@@ -465,23 +465,27 @@ def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.dat
     category and features) and for the area and week ones (by area, week and
     features): a year of the city is ~12,000 groups that way, ~110,000 by all
     four at once.
+
+    Every parameter is used (PostgreSQL cannot type one it never sees): the day
+    today takes the place of ``cfg.week0``, which whole weeks do not need.
     """
     stored_bits = sum(FEATURE_SIZES[name] for name in STORED_FEATURES)
     deadline = features(dialect)["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
+    deadline = deadline.replace("p.", "r.").replace("cfg.today", "?3")
     sql = bind_constants(
         "WITH x AS MATERIALIZED (SELECT"
         f" r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
         f" ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')} * 256"
-        f" + r.week - ?5) * {1 << FEATURE_BITS}"
-        f" + (r.features | (({deadline.replace('p.', 'r.')}) << {stored_bits})) AS place,"
+        f" + r.week - ?4) * {1 << FEATURE_BITS}"
+        f" + (r.features | (({deadline}) << {stored_bits})) AS place,"
         " r.n AS n FROM stats_rollup r"
-        " WHERE r.level = ?10 AND r.week BETWEEN ?6 AND ?7 AND r.n > 0"
-        " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?8 AND path < ?9))"
+        " WHERE r.level = ?9 AND r.week BETWEEN ?5 AND ?6 AND r.n > 0"
+        " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8))"
         f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1}, sum(n)"
         " FROM x GROUP BY 2, 3"
         f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, sum(n) FROM x GROUP BY 3"
     )
-    params = [codes, bytes(range(256)), first_week.isoformat(), today.isoformat(),
+    params = [codes, bytes(range(256)), today.isoformat(),
               week_number(first_week), week_number(start), week_number(end),
               *authz.subtree_bounds(user),
               user.area_depth + 1]  # the level of the user's child areas
@@ -582,7 +586,9 @@ def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> di
     return {
         "totals": totals,
         "rates": rates(totals, weight),
-        "units": breakdown("unit"),
+        # In name order, like the categories and areas: the order of the query's groups
+        # is the backend's own (and a frozen report keeps this list as it is).
+        "units": sorted(breakdown("unit"), key=lambda row: row.label),
         "categories": sorted(breakdown("category"), key=lambda row: row.label),
         "areas": sorted(breakdown("area"), key=lambda row: row.label),
         "weeks": weeks,
@@ -730,7 +736,7 @@ def helper_units(db, user: authz.User, period: Period, today: dt.date | None = N
         " WHERE j.state != 'removed' AND j.legacy = 0"
         " AND p.accepted_at >= ? AND p.accepted_at < ?"
         f" AND p.status NOT IN ('rejected', 'merged') AND {scope}"
-        " GROUP BY j.unit_id ORDER BY u.name, j.unit_id",
+        " GROUP BY j.unit_id, u.name ORDER BY u.name, j.unit_id",
         [today.isoformat(), local_day_start(period.start),
          local_day_start(period.end + dt.timedelta(days=1)), *params],
     ).fetchall()
