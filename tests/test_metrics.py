@@ -166,6 +166,14 @@ def test_breakdowns_and_ranking(db, world, ledger):
     assert sum(row.counts["accepted"] for row in result["weeks"]) == 11
 
 
+def test_units_are_listed_by_name_on_every_backend(db, world, ledger):
+    # The groups come back in the backend's own order; a frozen report keeps the list.
+    add_problem(db, world, found_at=at(3), accepted_at=at(2), area_id=world.areas["g1"],
+                lead_unit_id=None, status="accepted")
+    labels = [row.label for row in metrics.compute(db, load(db, world, "office"), PERIOD)["units"]]
+    assert labels == ["", "住建局", "水务集团"]
+
+
 def test_scope(db, world, ledger):
     # office_d1 sees district d1 only: A-F and K-N.
     result = metrics.compute(db, load(db, world, "office_d1"), PERIOD)
