@@ -254,7 +254,9 @@ def parse_cursor(raw: str) -> Cursor | None:
 
 
 def _load(db, user, wanted: dict[str, list[str]], horizon) -> dict[str, dict]:
-    return {entity: LOADERS[entity](db, user, ids, horizon) for entity, ids in wanted.items()}
+    # No ids, no query: PostgreSQL refuses the empty list ``IN ()`` that SQLite takes.
+    return {entity: LOADERS[entity](db, user, ids, horizon) if ids else {}
+            for entity, ids in wanted.items()}
 
 
 def _log_page(db, user, cursor: int, limit: int, horizon,
