@@ -109,11 +109,14 @@ def create_app(
         settings = replace(settings, upload_concurrency=upload_concurrency)
     settings = settings.per_worker(workers)
 
+    def check_restored(db) -> None:
+        renew_epoch_if_restored(db, app.state.photos.root)
+        repair_forgotten_uploads(db, app.state.photos)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         store.open()
-        await store.write(renew_epoch_if_restored, app.state.photos.root)
-        await store.write(repair_forgotten_uploads, app.state.photos)
+        await store.write(check_restored)
         yield
         app.state.password_checks.close()
         store.close()
@@ -142,6 +145,8 @@ def create_app(
     app.state.photos = PhotoStore(photos_root)
     app.state.upload_locks = {}
     app.state.shared_pages = SharedPages()
+    # At start, and on PostgreSQL on every new connection too (docs/sync-protocol.md).
+    store.on_connect = check_restored
     return app
 
 

@@ -631,6 +631,11 @@ class PostgresStore:
     def __init__(self, url: str, readers: int = READERS):
         self.url = url
         self.readers = readers
+        # ``fn(db)`` run in a write transaction on every connection the store opens from
+        # now on, before its first use: the app's restore check (docs/postgresql.md, 4.5).
+        # A failover gives the servers a database that may have gone back in time without
+        # their restarting; their new connections are the first to see it.
+        self.on_connect: Callable[[PostgresDatabase], None] | None = None
         self._lock = threading.Lock()
         self._catalog = _Catalog()
         self._writer_db: PostgresDatabase | None = None
@@ -654,7 +659,10 @@ class PostgresStore:
                 kwargs=_connection_options(),
                 min_size=min(4, self.readers),
                 max_size=self.readers,
-                configure=_configure_reader,
+                configure=self._configure_reader,
+                # A connection the server dropped (a failover, a restart) is found
+                # before a request gets it, and replaced by a checked new one.
+                check=psycopg_pool.ConnectionPool.check_connection,
                 name="fieldledger-readers",
                 open=True,
             )
@@ -687,17 +695,42 @@ class PostgresStore:
     def export_reader(self) -> PostgresDatabase:
         """A read-only connection of its own, for a streamed export; the caller closes it."""
         conn = psycopg.connect(self.url, **_connection_options())
-        _configure_reader(conn)
+        self._configure_reader(conn)
         return PostgresDatabase(conn, self._catalog)
+
+    def _configure_reader(self, conn: psycopg.Connection) -> None:
+        _configure(conn)
+        self._run_on_connect(PostgresDatabase(conn, self._catalog))
+        conn.execute("SET default_transaction_read_only = on")
+
+    def _run_on_connect(self, db: PostgresDatabase) -> None:
+        if self.on_connect is not None:
+            with db.write_transaction():
+                self.on_connect(db)
 
     # Writes
 
     def _write_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._writer_db.conn.closed or self._writer_db.conn.broken:
-            self._writer_db = connect(self.url)  # the server restarted, or a proxy cut it
-            self._writer_db._catalog = self._catalog
-        with self._writer_db.write_transaction() as db:
+            self._reconnect_writer()
+        with contextlib.ExitStack() as stack:
+            try:
+                db = stack.enter_context(self._writer_db.write_transaction())
+            except psycopg.OperationalError:
+                if not self._writer_db.conn.broken:
+                    raise
+                # Lost while idle (the server restarted, failed over, or a proxy cut it):
+                # nothing of this write was sent, so it starts again on a new connection.
+                self._reconnect_writer()
+                db = stack.enter_context(self._writer_db.write_transaction())
             return fn(db, *args)
+
+    def _reconnect_writer(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._writer_db.close()
+        self._writer_db = connect(self.url)
+        self._writer_db._catalog = self._catalog
+        self._run_on_connect(self._writer_db)
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future:
         if self._writer is None:
@@ -720,7 +753,3 @@ class PostgresStore:
             self._pool.close()
             self._writer = self._writer_db = self._pool = None
 
-
-def _configure_reader(conn: psycopg.Connection) -> None:
-    _configure(conn)
-    conn.execute("SET default_transaction_read_only = on")

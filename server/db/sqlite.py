@@ -243,6 +243,9 @@ class Store:
 
     # What ``write`` and ``read`` raise when the database refuses, as ``db.errors``.
     errors = SQLITE_ERRORS
+    # Run on new connections by the PostgreSQL store; a file is restored only while no
+    # server holds it, so the app's check at start-up is enough here.
+    on_connect = None
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
