@@ -13,16 +13,16 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.templating import Jinja2Templates
 
 from server import accounts, admission, auth, i18n
-from server.db import Store
+from server.db import Store, immediate
 from server.db.url import PostgresServer, parse, redact
 from server.errors import EXCEPTION_HANDLERS
 from server.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from server.paths import TEMPLATES_DIR
 from server.routes import build_routes
 from server.timeutil import local
-from sync.epoch import renew_epoch_if_restored
+from sync.epoch import renew_epoch_if_restored, restored
 from sync.shared_pages import SharedPages
-from sync.uploads import PhotoStore, repair_forgotten_uploads
+from sync.uploads import PhotoStore, forgotten_uploads, repair_forgotten_uploads
 
 
 def photos_dir(db_path: str | Path) -> Path:
@@ -113,6 +113,15 @@ def create_app(
         renew_epoch_if_restored(db, app.state.photos.root)
         repair_forgotten_uploads(db, app.state.photos)
 
+    def check_new_connection(db) -> None:
+        """The restore check before a new connection's first use (docs/sync-protocol.md,
+        restores); the write lock only when there is something to do, so that a reader's
+        new connection never waits for a long write."""
+        photos = app.state.photos
+        if restored(db, photos.root) or forgotten_uploads(db, photos):
+            with immediate(db):
+                check_restored(db)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         store.open()
@@ -146,7 +155,7 @@ def create_app(
     app.state.upload_locks = {}
     app.state.shared_pages = SharedPages()
     # At start, and on PostgreSQL on every new connection too (docs/sync-protocol.md).
-    store.on_connect = check_restored
+    store.on_connect = check_new_connection
     return app
 
 

@@ -80,14 +80,20 @@ def latest_version(db: sqlite_utils.Database) -> int:
     return row[0] if row else 0
 
 
-def renew_epoch_if_restored(db: sqlite_utils.Database, root: Path) -> bool:
-    """At start-up: a new epoch if the database is behind what was served, or is
-    not the one that served it (the same backup restored twice). True if renewed."""
+def restored(db: sqlite_utils.Database, root: Path) -> bool:
+    """Whether the database is behind what was served, or is not the one that served it
+    (the same backup restored twice)."""
     served, served_epoch = read_mark(root)
     current = db.execute("SELECT value FROM settings WHERE key = 'epoch'").fetchone()[0]
     behind = latest_version(db) < served
     swapped = served_epoch is not None and served_epoch != current
-    if not (behind or swapped):
+    return behind or swapped
+
+
+def renew_epoch_if_restored(db: sqlite_utils.Database, root: Path) -> bool:
+    """In a write transaction, at start-up (and on PostgreSQL whenever ``restored`` says
+    so on a new connection): a new epoch if the database was restored. True if renewed."""
+    if not restored(db, root):
         return False
     epoch = str(uuid.uuid4())
     db.execute("UPDATE settings SET value = ? WHERE key = 'epoch'", [epoch])

@@ -264,19 +264,28 @@ def repair_forgotten_uploads(db: sqlite_utils.Database, photos: PhotoStore) -> i
     was taken is open again in the database while its bytes sit in the photo
     store under their hash. Run at start-up; returns how many were repaired.
     """
-    repaired = 0
-    for row in db.execute(
+    return sum(_complete_from_store(db, photos, upload)
+               for upload in forgotten_uploads(db, photos))
+
+
+def forgotten_uploads(db: sqlite_utils.Database, photos: PhotoStore) -> list[Upload]:
+    """Open uploads whose photo, by its announced hash and length, the store holds: what
+    ``repair_forgotten_uploads`` checks and completes."""
+    uploads = [Upload(*row) for row in db.execute(
         "SELECT id, user_id, length, sha256, completed_at FROM uploads"
         " WHERE completed_at IS NULL AND sha256 IS NOT NULL"
-    ).fetchall():
-        repaired += _complete_from_store(db, photos, Upload(*row))
-    return repaired
+    ).fetchall()]
+    return [upload for upload in uploads if _stored(photos.photo(upload.sha256), upload)]
+
+
+def _stored(path: Path, upload: Upload) -> bool:
+    return path.exists() and path.stat().st_size == upload.length
 
 
 def _complete_from_store(db: sqlite_utils.Database, photos: PhotoStore, upload: Upload) -> bool:
     """Complete an announced upload whose verified bytes the store already holds."""
     path = photos.photo(upload.sha256)
-    if not path.exists() or path.stat().st_size != upload.length:
+    if not _stored(path, upload):
         return False
     with open(path, "rb") as file:
         sha, head = _sha256_of(file)

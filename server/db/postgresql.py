@@ -631,8 +631,8 @@ class PostgresStore:
     def __init__(self, url: str, readers: int = READERS):
         self.url = url
         self.readers = readers
-        # ``fn(db)`` run in a write transaction on every connection the store opens from
-        # now on, before its first use: the app's restore check (docs/postgresql.md, 4.5).
+        # ``fn(db)`` run on every connection the store opens from now on, before its first
+        # use, outside any transaction: the app's restore check (docs/postgresql.md, 4.5).
         # A failover gives the servers a database that may have gone back in time without
         # their restarting; their new connections are the first to see it.
         self.on_connect: Callable[[PostgresDatabase], None] | None = None
@@ -705,8 +705,7 @@ class PostgresStore:
 
     def _run_on_connect(self, db: PostgresDatabase) -> None:
         if self.on_connect is not None:
-            with db.write_transaction():
-                self.on_connect(db)
+            self.on_connect(db)
 
     # Writes
 
