@@ -374,10 +374,11 @@ def test_with_pauses_inside_write_transactions_no_pull_skips_a_change(ledger, tm
 
 # The order the lock forbids, forced ------------------------------------------------------
 
-def forced_order(url: str, folder: Path) -> tuple[dict, str]:
+def forced_order(url: str, folder: Path) -> dict:
     """Writer A draws a version and waits; writer B draws the next one and commits; a
-    pull runs; then A commits and the phone pulls to the end. Returns how the phone's set
-    differs from the server's, and A's problem."""
+    pull runs; then A commits and the phone pulls to the end. Says whether B had to wait
+    for A, whether the pull ended before A committed, A's problem, and how the phone's
+    set then differs from the server's."""
     with serving(uvicorn_server(url, folder / "photos", folder / "server.log", workers=1)) as urls:
         phone = new_phone(urls, "field1", random.Random(1))
         phone.pull(limit=500)
@@ -393,26 +394,37 @@ def forced_order(url: str, folder: Path) -> tuple[dict, str]:
             b = threading.Thread(target=write_b, daemon=True)
             b.start()
             b.join(1.0)
-            phone.pull(limit=1)
+            # A pull writes too (the device's last sync): with the lock it waits for A.
+            pull = threading.Thread(target=phone.pull, kwargs={"limit": 1}, daemon=True)
+            pull.start()
+            pull.join(1.0)
+            outcome = {"b_waited": b.is_alive(), "pulled_before_a": not pull.is_alive()}
             writer_a.commit()
             b.join(30)
-            assert not b.is_alive()
+            pull.join(60)
+            assert not b.is_alive() and not pull.is_alive()
         phone.pull(limit=1)
-        return differences(phone.state["records"], expected_records(urls, "field1")), first
+        return {**outcome, "first": first,
+                "differences": differences(phone.state["records"],
+                                           expected_records(urls, "field1"))}
 
 
 def test_without_the_lock_the_forced_order_skips_a_change_and_the_test_sees_it(
         ledger, tmp_path):
     url, _world, _name = ledger
     replace_bump_change(url, lock=False)
-    found, first = forced_order(url, tmp_path)
-    assert found == {"missing": [], "extra": [], "different": [f"problem:{first}"]}
+    outcome = forced_order(url, tmp_path)
+    assert not outcome["b_waited"] and outcome["pulled_before_a"]
+    assert outcome["differences"] == {
+        "missing": [], "extra": [], "different": [f"problem:{outcome['first']}"]}
 
 
 def test_with_the_lock_the_same_order_cannot_happen(ledger, tmp_path):
-    """The second writer waits for the first to commit, so the pull sees both or neither."""
+    """The second writer waits for the first to commit, so a pull sees both or neither."""
     url, _world, _name = ledger
-    assert forced_order(url, tmp_path)[0] == NO_DIFFERENCE
+    outcome = forced_order(url, tmp_path)
+    assert outcome["b_waited"]
+    assert outcome["differences"] == NO_DIFFERENCE
 
 
 # Two servers on one database --------------------------------------------------------------
