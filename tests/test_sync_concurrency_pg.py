@@ -225,13 +225,14 @@ def save(phone: SyncClient, out: str) -> None:
     Path(out).write_text(json.dumps(phone.state))
 
 
-def phone_process(urls, username, area_id, seed, until, done, settle, out) -> None:
-    """Push batches of 1-200 mutations and pull, until ``until``; then pull to the end."""
+def phone_process(urls, username, area_id, seed, seconds, done, settle, out) -> None:
+    """Push batches of 1-200 mutations and pull for ``seconds``; then pull to the end."""
     rng = random.Random(seed)
     phone = new_phone(urls, username, rng)
     phone.pull(limit=200)
     own: list[str] = []
-    while time.time() < until:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
         for _ in range(rng.randint(1, 200)):
             capture_one(phone, rng, area_id, own)
         phone.push()
@@ -254,7 +255,7 @@ def puller_process(urls, username, seed, settle, out) -> None:
     save(phone, out)
 
 
-def office_process(url, office_id, category_id, unit_id, seed, until, done) -> None:
+def office_process(url, office_id, category_id, unit_id, seed, seconds, done) -> None:
     """Accept the reports as they come, and dispatch what was accepted."""
     from server import auth
     from server.ledger import workflow
@@ -264,7 +265,8 @@ def office_process(url, office_id, category_id, unit_id, seed, until, done) -> N
     rng = random.Random(seed)
     db = open_database(url)
     office = auth.load_user(db, office_id)
-    while time.time() < until:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
         with immediate(db):
             rows = db.execute(
                 "SELECT id, status FROM problems WHERE status IN ('submitted', 'accepted')"
@@ -309,7 +311,6 @@ def run_stress(url: str, world, folder: Path) -> None:
     spawn = multiprocessing.get_context("spawn")
     settle = spawn.Event()
     with two_servers(url, folder) as urls:
-        until = time.time() + WRITING_SECONDS
         processes, writers, outputs = [], [], {}
         for number in range(PHONES):
             username = ("field1", "field2")[number % 2]
@@ -319,7 +320,7 @@ def run_stress(url: str, world, folder: Path) -> None:
             outputs[out] = username
             writers.append(done)
             processes.append(spawn.Process(target=phone_process, args=(
-                urls, username, area, number, until, done, settle, out)))
+                urls, username, area, number, WRITING_SECONDS, done, settle, out)))
         for number, username in enumerate(PULLERS):
             out = str(folder / f"puller{number}.json")
             outputs[out] = username
@@ -328,7 +329,7 @@ def run_stress(url: str, world, folder: Path) -> None:
         office_done = spawn.Event()
         writers.append(office_done)
         processes.append(spawn.Process(target=office_process, args=(
-            url, world.users["office"], world.category, world.units["u1"], 200, until,
+            url, world.users["office"], world.category, world.units["u1"], 200, WRITING_SECONDS,
             office_done)))
         try:
             for process in processes:
@@ -540,6 +541,7 @@ def test_a_database_restored_behind_a_running_server_answers_a_new_epoch(
     before = pg_databases.create(template=name)
     try:
         with serving(uvicorn_server(url, photos, tmp_path / "server.log", workers=1)) as urls:
+            phone = SyncClient(AnyServer(urls, random.Random(8)), state=phone.state)
             phone.capture("problem.report", {
                 "id": str(uuid.uuid4()), "area_id": world.areas["t1"],
                 "description": "井盖缺失", "found_at": just_now()})
@@ -572,6 +574,7 @@ def test_a_new_reader_connection_notices_the_restore_before_any_write(
     before = pg_databases.create(template=name)
     try:
         with serving(uvicorn_server(url, photos, tmp_path / "server.log", workers=1)) as urls:
+            phone = SyncClient(AnyServer(urls, random.Random(8)), state=phone.state)
             phone.capture("problem.report", {
                 "id": str(uuid.uuid4()), "area_id": world.areas["t1"],
                 "description": "井盖缺失", "found_at": just_now()})
