@@ -497,16 +497,43 @@ def test_store_pool_never_exceeds_its_size(pg_url):
         store.close()
 
 
-def test_store_writer_reconnects_after_its_connection_broke(pg_url):
+def _backend_pid(db) -> int:
+    return db.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_store_writer_reconnects_when_its_connection_was_lost_while_idle(pg_url):
+    """Nothing of the write was sent: it runs on a new connection, checked first."""
     store = PostgresStore(pg_url, readers=1)
+    checked = []
+    store.on_connect = lambda db: checked.append((_backend_pid(db), db.in_transaction))
     try:
-        pid = store.write_sync(lambda db: db.execute("SELECT pg_backend_pid()").fetchone()[0])
+        pid = store.write_sync(_backend_pid)
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(psycopg.OperationalError):
-            store.write_sync(_insert_area, "lost")
         assert store.write_sync(_insert_area, "after") >= 1
+        new_pid = store.write_sync(_backend_pid)
+        assert new_pid != pid
+        assert (new_pid, False) in checked  # outside any transaction, before its first use
         assert store.read_sync(_area_names) == ["after"]
+    finally:
+        store.close()
+
+
+def test_store_runs_on_connect_on_every_new_reader_connection(pg_url):
+    store = PostgresStore(pg_url, readers=1)
+    checked = []
+    try:
+        store.read_sync(_backend_pid)
+        store.on_connect = lambda db: checked.append(_backend_pid(db))
+        first = store.read_sync(_backend_pid)
+        assert first not in checked  # opened before: not checked again
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        # The pool finds the connection dead before handing it out, and replaces it.
+        second = store.read_sync(_backend_pid)
+        assert second != first and checked == [second]
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            store.read_sync(lambda db: db.execute("INSERT INTO places (name) VALUES ('x')"))
     finally:
         store.close()
 
