@@ -12,12 +12,14 @@ from server.db import sqlite as sqlite_backend
 from server.db.sqlite_history import migrations
 
 
+@pytest.mark.sqlite_only
 def test_open_database_uses_wal_and_foreign_keys(tmp_path):
     db = open_database(tmp_path / "a.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
+@pytest.mark.sqlite_only
 def test_a_replaced_problem_is_uncounted_by_its_delete_triggers(world, db):
     """INSERT OR REPLACE fires the replaced row's delete triggers (recursive_triggers),
     which keep the statistics' roll-up and the search keys right."""
@@ -36,6 +38,7 @@ def test_a_replaced_problem_is_uncounted_by_its_delete_triggers(world, db):
         db.execute("SELECT count(*) FROM problems").fetchone())
 
 
+@pytest.mark.sqlite_only
 def test_migrations_apply_once(tmp_path):
     path = tmp_path / "a.db"
     open_database(path).close()
@@ -46,8 +49,8 @@ def test_migrations_apply_once(tmp_path):
     assert "problems" in db.table_names()
 
 
-def test_immediate_rolls_back_on_error(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_immediate_rolls_back_on_error(db_path):
+    db = open_database(db_path)
     before = db["settings"].count
     with pytest.raises(RuntimeError), immediate(db):
         db["settings"].insert({"key": "a", "value": "1"})
@@ -55,6 +58,7 @@ def test_immediate_rolls_back_on_error(tmp_path):
     assert db["settings"].count == before
 
 
+@pytest.mark.sqlite_only
 def test_immediate_takes_the_write_lock_at_begin(tmp_path):
     path = tmp_path / "a.db"
     first = open_database(path)
@@ -67,14 +71,14 @@ def test_immediate_takes_the_write_lock_at_begin(tmp_path):
 
 
 def test_problem_events_are_append_only(world, db):
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(db.errors.Integrity, match="append-only"):
         db.execute("UPDATE problem_events SET note = 'x'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(db.errors.Integrity, match="append-only"):
         db.execute("DELETE FROM problem_events")
 
 
-def test_store_serialises_writes_and_reads_beside_them(tmp_path):
-    store = Store(tmp_path / "a.db")
+def test_store_serialises_writes_and_reads_beside_them(db_path):
+    store = Store(db_path)
     errors = []
 
     def add(db, n):
@@ -106,6 +110,7 @@ def test_store_serialises_writes_and_reads_beside_them(tmp_path):
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_readers_cannot_write(tmp_path):
     store = Store(tmp_path / "a.db")
     with pytest.raises(sqlite3.OperationalError):
@@ -113,14 +118,15 @@ def test_readers_cannot_write(tmp_path):
     store.close()
 
 
-def test_store_reopens_after_close(tmp_path):
-    store = Store(tmp_path / "a.db")
+def test_store_reopens_after_close(db_path):
+    store = Store(db_path)
     store.close()
     store.write_sync(lambda db: db["settings"].insert({"key": "a", "value": "b"}))
     assert store.read_sync(lambda db: db["settings"].get("a")["value"]) == "b"
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_the_writer_alone_is_tuned_for_bulk_writes(tmp_path):
     store = Store(tmp_path / "a.db")
 
@@ -143,6 +149,7 @@ SLOW_QUERY = (
 )
 
 
+@pytest.mark.sqlite_only
 def test_errors_name_sqlites_exceptions_by_meaning(tmp_path):
     path = tmp_path / "a.db"
     db = open_database(path)
@@ -165,16 +172,16 @@ def test_errors_name_sqlites_exceptions_by_meaning(tmp_path):
     assert sqlite_backend.Store.errors is db.errors
 
 
-def test_in_transaction_follows_begin_and_commit(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_in_transaction_follows_begin_and_commit(db_path):
+    db = open_database(db_path)
     assert not db.in_transaction
     with immediate(db):
         assert db.in_transaction
     assert not db.in_transaction
 
 
-def test_a_savepoint_undoes_only_its_own_block(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_a_savepoint_undoes_only_its_own_block(db_path):
+    db = open_database(db_path)
     with immediate(db):
         db["settings"].insert({"key": "kept", "value": "1"})
         with pytest.raises(RuntimeError), db.savepoint("attempt"):
@@ -187,6 +194,7 @@ def test_a_savepoint_undoes_only_its_own_block(tmp_path):
                   ["kept", "undone", "released"])) == ["kept", "released"]
 
 
+@pytest.mark.sqlite_only
 def test_a_savepoint_lets_through_an_error_that_ended_the_transaction(tmp_path):
     db = open_database(tmp_path / "a.db")
     db.execute("BEGIN IMMEDIATE")
@@ -196,14 +204,14 @@ def test_a_savepoint_lets_through_an_error_that_ended_the_transaction(tmp_path):
     assert not db.in_transaction
 
 
-def test_a_savepoint_name_must_be_an_identifier(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_a_savepoint_name_must_be_an_identifier(db_path):
+    db = open_database(db_path)
     with pytest.raises(ValueError), db.savepoint("a; DROP TABLE settings"):
         pass
 
 
-def test_a_snapshot_sees_one_state_of_the_database(tmp_path):
-    path = tmp_path / "a.db"
+def test_a_snapshot_sees_one_state_of_the_database(db_path):
+    path = db_path
     writer = open_database(path)
     reader = connect(path)
 
@@ -221,8 +229,8 @@ def test_a_snapshot_sees_one_state_of_the_database(tmp_path):
     assert count() == before + 1
 
 
-def test_a_snapshot_inside_a_transaction_reads_in_it(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_a_snapshot_inside_a_transaction_reads_in_it(db_path):
+    db = open_database(db_path)
     with immediate(db):
         db["settings"].insert({"key": "mine", "value": "1"})
         with db.snapshot():
@@ -231,14 +239,15 @@ def test_a_snapshot_inside_a_transaction_reads_in_it(tmp_path):
     assert db["settings"].get("mine")["value"] == "1"
 
 
-def test_a_snapshot_that_raises_ends_its_transaction(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_a_snapshot_that_raises_ends_its_transaction(db_path):
+    db = open_database(db_path)
     with pytest.raises(RuntimeError), db.snapshot():
         db.execute("SELECT count(*) FROM settings").fetchone()
         raise RuntimeError("stop")
     assert not db.in_transaction
 
 
+@pytest.mark.sqlite_only
 def test_bounded_gives_none_when_the_queries_outrun_the_budget(tmp_path):
     db = open_database(tmp_path / "a.db")
 
@@ -256,6 +265,7 @@ def test_bounded_gives_none_when_the_queries_outrun_the_budget(tmp_path):
     assert db.execute("SELECT 1").fetchone() == (1,)  # the budget ended with the call
 
 
+@pytest.mark.sqlite_only
 def test_bulk_load_is_one_write_transaction_with_the_settings_restored(tmp_path):
     path = tmp_path / "a.db"
     db = open_database(path)
@@ -284,6 +294,7 @@ def test_bulk_load_is_one_write_transaction_with_the_settings_restored(tmp_path)
     assert settings() == before
 
 
+@pytest.mark.sqlite_only
 def test_identity_names_the_file_whatever_the_path_that_opened_it(tmp_path):
     (tmp_path / "sub").mkdir()
     first = open_database(tmp_path / "a.db")
@@ -297,14 +308,15 @@ def test_identity_names_the_file_whatever_the_path_that_opened_it(tmp_path):
     assert connect(":memory:").identity != connect(":memory:").identity
 
 
-def test_executemany_runs_one_statement_over_many_rows(tmp_path):
-    db = open_database(tmp_path / "a.db")
+def test_executemany_runs_one_statement_over_many_rows(db_path):
+    db = open_database(db_path)
     with immediate(db):
         db.executemany("INSERT INTO settings (key, value) VALUES (?, ?)",
                        [(f"many{n}", str(n)) for n in range(5)])
     assert db.execute("SELECT count(*) FROM settings WHERE key LIKE 'many%'").fetchone() == (5,)
 
 
+@pytest.mark.sqlite_only
 def test_checkpoint_empties_the_wal(tmp_path):
     path = tmp_path / "a.db"
     db = open_database(path)
@@ -316,6 +328,7 @@ def test_checkpoint_empties_the_wal(tmp_path):
     assert wal.stat().st_size == 0
 
 
+@pytest.mark.sqlite_only
 def test_the_export_reader_is_a_read_only_connection_of_its_own(tmp_path):
     store = Store(tmp_path / "a.db")
     reader = store.export_reader()

@@ -69,10 +69,11 @@ END
 $$;
 """
 
+# restrict_violation (SQLSTATE 23001) is an integrity error, as SQLite's RAISE(ABORT) is.
 REFUSE_FUNCTION = """
 CREATE FUNCTION fl_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION '%', TG_ARGV[0];
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'restrict_violation';
 END
 $$;
 """
