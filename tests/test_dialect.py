@@ -2,8 +2,9 @@
 
 The SQLite spellings run on a migrated SQLite database; the PostgreSQL spellings that
 need none of the schema's ``fl_*`` functions run on the throw-away cluster (marked
-``postgres``). The queries here use ``%s`` there, psycopg's placeholder: the
-backend's own ``?`` translation is tested with the backend.
+``postgres``); those that do run, as SQLite's do, on the database of the backend chosen.
+The queries on the cluster use ``%s``, psycopg's placeholder: the backend's own ``?``
+translation is tested with the backend.
 """
 
 from __future__ import annotations
@@ -68,17 +69,46 @@ def test_in_list_gives_the_condition_and_its_one_parameter():
     assert POSTGRESQL.in_list("p.id", (1, 2)) == ("p.id = ANY(?)", [1, 2])
 
 
-def test_the_database_carries_the_sqlite_dialect(db):
-    assert db.dialect is SQLITE
+def test_the_database_carries_its_backends_dialect(db, backend):
+    assert db.dialect is {"sqlite": SQLITE, "postgresql": POSTGRESQL}[backend]
 
 
-# SQLite: the spellings run ---------------------------------------------------------------
+# Either backend: the spellings that use the schema's functions --------------------------
 
 
 def one(db, sql: str, params=()):
     return db.execute(sql, params).fetchone()
 
 
+def test_local_day_and_julianday(db):
+    dialect = db.dialect
+    assert one(db, f"SELECT {dialect.local_day('?')}", ["2026-03-01T16:30:00+00:00"]) == (
+        "2026-03-02",)
+    assert one(db, f"SELECT {dialect.local_day('?')}", ["2026-03-01T15:59:59+00:00"]) == (
+        "2026-03-01",)
+    assert one(db, f"SELECT {dialect.julianday('?')}", ["2000-01-03"]) == (2451546.5,)
+
+
+def test_like_folds_ascii_case_only(db):
+    def matches(text: str, pattern: str) -> bool:
+        return bool(one(db, f"SELECT {db.dialect.like('?')}", [text, pattern])[0])
+
+    assert matches("Water Pipe", "%water%")
+    assert matches("50% off", "%0\\%%") and not matches("500 off", "%0\\%%")
+    assert not matches("ÄRGER", "%ärger%")  # case folding is ASCII only
+
+
+def test_change_log_head(db):
+    top = one(db, "SELECT max(version) FROM changes")[0]
+    assert top > 0
+    assert one(db, db.dialect.latest_version_sql) == (top,)
+    assert one(db, f"SELECT {db.dialect.next_version_sql}") == (top + 1,)
+
+
+# SQLite: the spellings run ---------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
 def test_sqlite_planner_steering_runs_and_steers(db):
     hint, plain = SQLITE.index_hint("idx_problems_found"), SQLITE.not_indexed
     total = one(db, "SELECT count(*) FROM problems")[0]
@@ -96,18 +126,15 @@ def test_sqlite_planner_steering_runs_and_steers(db):
     assert one(db, f"SELECT count(*) FROM (SELECT 1 FROM problems {SQLITE.no_limit})")[0] == total
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_values(db):
-    assert one(db, f"SELECT {SQLITE.local_day('?')}", ["2026-03-01T16:30:00+00:00"]) == (
-        "2026-03-02",)
-    assert one(db, f"SELECT {SQLITE.local_day('?')}", ["2026-03-01T15:59:59+00:00"]) == (
-        "2026-03-01",)
-    assert one(db, f"SELECT {SQLITE.julianday('?')}", ["2000-01-03"]) == (2451546.5,)
     assert one(db, f"SELECT {SQLITE.flag('NULL')}, {SQLITE.flag('2 > 1')},"
                    f" {SQLITE.flag('1 > 2')}, {SQLITE.as_int('2 > 1')}") == (0, 1, 0, 1)
     assert one(db, f"SELECT {SQLITE.same('NULL', 'NULL')}, {SQLITE.same('1', '1')},"
                    f" {SQLITE.same('1', 'NULL')}") == (1, 1, 0)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("values, found", [([1, 3], [1, 3]), ([], []), (["2"], [])])
 def test_sqlite_in_list(db, values, found):
     condition, param = SQLITE.in_list("x", values)
@@ -116,6 +143,7 @@ def test_sqlite_in_list(db, values, found):
     assert [row[0] for row in rows] == found
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_json(db):
     data = json.dumps({"k": "v", "n": 2, "reached": False})
     assert one(db, f"SELECT {SQLITE.json_text('?', 'k')}, {SQLITE.json_text('?1', 'n')},"
@@ -132,26 +160,11 @@ def test_sqlite_json(db):
         "[]",)
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_byte_at(db):
     blob, table = bytes([5, 0, 255]), bytes(range(256))
     read = SQLITE.byte_at("?1", "?3", "?2")
     assert [one(db, f"SELECT {read}", [blob, table, n])[0] for n in range(4)] == [5, 0, 255, 0]
-
-
-def test_sqlite_like_folds_ascii_case_only(db):
-    def matches(text: str, pattern: str) -> bool:
-        return bool(one(db, f"SELECT {SQLITE.like('?')}", [text, pattern])[0])
-
-    assert matches("Water Pipe", "%water%")
-    assert matches("50% off", "%0\\%%") and not matches("500 off", "%0\\%%")
-    assert not matches("ÄRGER", "%ärger%")  # case folding is ASCII only
-
-
-def test_sqlite_change_log_head(db):
-    top = one(db, "SELECT max(version) FROM changes")[0]
-    assert top > 0
-    assert one(db, SQLITE.latest_version_sql) == (top,)
-    assert one(db, f"SELECT {SQLITE.next_version_sql}") == (top + 1,)
 
 
 # PostgreSQL: the spellings that need no fl_* function run on the cluster ---------------
