@@ -58,8 +58,8 @@ def test_create_user_reports_bad_input_and_saves_nothing(db_path, world, capsys)
     assert open_database(db_path)["users"].count == len(world.users)
 
 
-def test_create_user_needs_areas_first(tmp_path, capsys):
-    code = main(["--db", str(tmp_path / "empty.db"), "create-user", "admin", "--roles", "admin",
+def test_create_user_needs_areas_first(db_path, capsys):
+    code = main(["--db", str(db_path), "create-user", "admin", "--roles", "admin",
                  "--area", "1", "--password", "long-enough-1"])
     assert code == 1
     assert "import" in capsys.readouterr().err
@@ -272,6 +272,7 @@ def test_the_process_exits_2(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.sqlite_only  # a path in FIELDLEDGER_DB or --db creates an SQLite file
 def test_fieldledger_db_is_read_by_the_same_rule(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FIELDLEDGER_DB", "mysql://fl:secret@db1/ledger")
     err = _refused(["revoke-devices", "field1"], tmp_path, monkeypatch, capsys)
@@ -284,6 +285,7 @@ def test_fieldledger_db_is_read_by_the_same_rule(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "given.db").is_file()
 
 
+@pytest.mark.sqlite_only  # creates SQLite files
 def test_a_path_still_opens_sqlite_creating_its_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FIELDLEDGER_DB", raising=False)

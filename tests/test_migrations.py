@@ -14,6 +14,9 @@ from server.db import connect, immediate, open_database, search_indexed_at_end
 from server.db.sqlite_history import migrate, migrations, search_body
 from server.db.sqlite_history._shared import _search_body
 
+# SQLite's schema history: PostgreSQL's has its own tests (test_schema_parity.py).
+pytestmark = pytest.mark.sqlite_only
+
 SAMPLES = [
     ("幸福社区3号楼顶层漏水，墙面渗水严重", "幸福小区3号楼", "张大爷", "ZF-2026-000123"),
     ("物业不作为", "", "", None),

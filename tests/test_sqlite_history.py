@@ -6,10 +6,14 @@ import gzip
 import shutil
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from server.db import connect, open_database, sqlite_history
 from server.db.sqlite_history import HISTORY, migrate, migrations
+
+# SQLite's schema history: PostgreSQL's has its own tests (test_schema_parity.py).
+pytestmark = pytest.mark.sqlite_only
 
 # A database migrated by the schema history as it stood in one file (server/migrations.py,
 # through m024), before it became this package: connect(path); migrate(db); then
