@@ -273,10 +273,28 @@ def db_path(request, tmp_path, backend):
 
 
 @pytest.fixture
-def photos_folder(db_path, tmp_path, backend):
+def photos_folder(request, db_path, tmp_path):
+    return photos_folder_of(request, db_path, tmp_path)
+
+
+def new_database(request, folder, name: str):
+    """A database for a fixture of wider scope than ``db_path``'s: an SQLite file ``name``
+    in ``folder``, or on a PostgreSQL run a new, migrated database of the cluster (dropped
+    when ``request``'s scope ends)."""
+    if request.config.getoption("backend") == "sqlite":
+        return folder / name
+    databases = request.getfixturevalue("pg_databases")
+    dbname = databases.create(template=databases.empty)
+    request.addfinalizer(lambda: databases.drop(dbname))
+    return databases.url_of(dbname)
+
+
+def photos_folder_of(request, database, folder):
     """The app's photos folder: beside the SQLite file as by default; on PostgreSQL, which
-    has no file to put it beside, a folder of the test's."""
-    return photos_dir(db_path) if backend == "sqlite" else tmp_path / "photos"
+    has no file to put it beside, ``photos`` in ``folder``."""
+    if request.config.getoption("backend") == "sqlite":
+        return photos_dir(database)
+    return folder / "photos"
 
 
 @pytest.fixture(scope="session")

@@ -28,18 +28,21 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(db_path: Path | str, env: dict | None = None,
                    startup_seconds: float = 20, options: Sequence[str] = (),
-                   log: Path | None = None) -> Iterator[str]:
-    """Serve ``db_path`` with ``fieldledger serve [options]`` on a free port; yields its URL.
+                   log: Path | None = None, photos: Path | None = None) -> Iterator[str]:
+    """Serve ``db_path`` (a file or a postgresql:// URL) with ``fieldledger [--photos
+    photos] serve [options]`` on a free port; yields its URL.
 
     The server's output (a line per request) goes to ``log``, by default a file next to
-    the database: a pipe nobody reads would fill up and stall the server.
+    the database (a URL needs ``log``): a pipe nobody reads would fill up and stall the
+    server.
     """
     port = free_port()
     log = log or Path(f"{db_path}.server.log")
+    photos_option = ["--photos", str(photos)] if photos else []
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--db", str(db_path), "serve", "--port",
-             str(port), *options],
+            [sys.executable, "-m", "server.cli", "--db", str(db_path), *photos_option, "serve",
+             "--port", str(port), *options],
             stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"

@@ -27,7 +27,7 @@ from server.ledger.clock import local_today
 from server.ledger.problems import STATUSES
 from server.ledger.workflow import derive_status
 from server.timeutil import LOCAL_TZ, local_date, parse_iso
-from tests.conftest import login
+from tests.conftest import login, new_database
 
 NOW = dt.datetime(2026, 3, 1, 2, 10, tzinfo=dt.UTC)
 PROBLEMS = 300
@@ -44,17 +44,6 @@ DISPATCHED = {"dispatched", "handling", "returned", "replied", "callback", "clos
 SUPERVISION_ORDER = ("none", "reminded", "supervised", "flagged")
 # Digits of an area's code its children share (统计用区划代码 levels).
 CODE_PREFIX = {1: 4, 2: 6, 3: 9, 4: 12, 5: 15}
-
-
-def new_database(request, folder, name: str):
-    """Where a seed goes: an SQLite file in ``folder``, or on a PostgreSQL run a new, migrated
-    database of the cluster (dropped when ``request``'s scope ends)."""
-    if request.config.getoption("backend") == "sqlite":
-        return folder / name
-    databases = request.getfixturevalue("pg_databases")
-    dbname = databases.create(template=databases.empty)
-    request.addfinalizer(lambda: databases.drop(dbname))
-    return databases.url_of(dbname)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +21,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from server.db import immediate, open_database
+from server.db import connect, immediate, open_database
 from server.views.field_app import VERSION_SALT_ENV
-from tests.conftest import PASSWORD, build_world
+from tests.conftest import PASSWORD, build_world, new_database, photos_folder_of
 from tests.live import CHROMIUM, CHROMIUM_ARGS, axe_violations, launch_chromium, running_server
 
 pytestmark = pytest.mark.browser
@@ -39,28 +38,31 @@ PHONE = {
 
 
 class Server:
-    def __init__(self, url, db_path, world, salt):
-        self.url, self.db_path, self.world, self.salt = url, db_path, world, salt
+    def __init__(self, url, db_path, photos, world, salt):
+        self.url, self.db_path, self.photos, self.world, self.salt = (
+            url, db_path, photos, world, salt)
 
     def query(self, sql, params=()):
-        connection = sqlite3.connect(self.db_path)
+        connection = connect(self.db_path)
         try:
-            return connection.execute(sql, params).fetchall()
+            return [tuple(row) for row in connection.execute(sql, params).fetchall()]
         finally:
             connection.close()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fieldapp")
-    path = folder / "fieldledger.db"
+    path = new_database(request, folder, "fieldledger.db")
+    photos = photos_folder_of(request, path, folder)
     db = open_database(path)
     world = build_world(db)
     db.close()
     salt = folder / "version-salt"
     salt.write_text("0")
-    with running_server(path, env={VERSION_SALT_ENV: str(salt)}) as url:
-        yield Server(url, path, world, salt)
+    with running_server(path, env={VERSION_SALT_ENV: str(salt)}, log=folder / "server.log",
+                        photos=photos) as url:
+        yield Server(url, path, photos, world, salt)
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +184,14 @@ def poll(page, script: str, arg=None, timeout: float = 20) -> None:
 
 
 def photo_bytes_match(server: Server, sha: str) -> bool:
-    path = Path(f"{server.db_path}.photos") / sha[:2] / sha
+    path = server.photos / sha[:2] / sha
     return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha
 
 
 # The day in the field ------------------------------------------------------------
 
 
+@pytest.mark.both_backends
 def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
     playwright, server, tmp_path
 ):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,10 @@ import chinese_calendar
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from server.db import immediate, open_database
+from server.db import connect, immediate, open_database
 from server.timeutil import now_iso
 from server.workdays import set_year
-from tests.conftest import PASSWORD, World, build_world
+from tests.conftest import PASSWORD, World, build_world, new_database, photos_folder_of
 from tests.live import axe_violations, launch_chromium, running_server, sign_in_office
 
 pytestmark = pytest.mark.browser
@@ -40,13 +39,13 @@ LEDGER_NO = re.compile(r"ZF-\d{4}-\d{6}")
 @dataclass
 class Live:
     url: str
-    db_path: Path
+    db_path: Path | str
     world: World
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        connection = sqlite3.connect(self.db_path)
+        connection = connect(self.db_path)
         try:
-            return connection.execute(sql, params).fetchall()
+            return [tuple(row) for row in connection.execute(sql, params).fetchall()]
         finally:
             connection.close()
 
@@ -89,15 +88,17 @@ def add_resident(db, world: World) -> None:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    path = tmp_path_factory.mktemp("office") / "fieldledger.db"
+def live(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("office")
+    path = new_database(request, folder, "fieldledger.db")
     db = open_database(path)
     world = build_world(db)
     add_diary_entry(db, world)
     add_resident(db, world)
     cover_calendar_years(db)
     db.close()
-    with running_server(path) as url:
+    with running_server(path, log=folder / "server.log",
+                        photos=photos_folder_of(request, path, folder)) as url:
         yield Live(url, path, world)
 
 
@@ -269,6 +270,7 @@ def expect_listed_under(page, url: str, status: str, ledger_no: str) -> None:
     expect(row).to_contain_text(status)
 
 
+@pytest.mark.both_backends
 def test_a_reported_problem_goes_from_intake_to_closed(live, page):
     url = live.url
     sign_in(page, url, "office")
