@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from sync.client import Response, SyncClient, TransportError
+from sync.epoch import latest_version
 from tests.conftest import api_login
 from tests.sync_helpers import (
     RECENTLY,
@@ -59,10 +60,6 @@ def count(db, table: str, record_id: str) -> int:
 def last_id(db, client: SyncClient) -> int:
     return db.execute("SELECT last_mutation_id FROM sync_clients WHERE client_id = ?",
                       [client.state["client_id"]]).fetchone()[0]
-
-
-def latest_version(db) -> int:
-    return db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()[0]
 
 
 def offline(method, path, headers, body):
@@ -323,6 +320,10 @@ def test_an_upload_that_already_ended_is_taken_as_refused(client, db, world):
 # Restores from backup ------------------------------------------------------------------
 
 
+# A backup here is a copy of the SQLite file; the tests that restore one are SQLite's.
+restores_a_file = pytest.mark.sqlite_only
+
+
 def copy_database(source, target) -> None:
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
@@ -333,13 +334,13 @@ def copy_database(source, target) -> None:
 class Server:
     """The app, which a test can stop, restore from a backup and start again."""
 
-    def __init__(self, db_path):
-        self.db_path = db_path
+    def __init__(self, db_path, photos):
+        self.db_path, self.photos = db_path, photos
         self.client: TestClient | None = None
         self.start()
 
     def start(self) -> None:
-        self.client = TestClient(create_app(self.db_path))
+        self.client = TestClient(create_app(self.db_path, photos=self.photos))
         self.client.__enter__()
 
     def stop(self) -> None:
@@ -357,8 +358,8 @@ class Server:
 
 
 @pytest.fixture
-def server(db_path, world):
-    running = Server(db_path)
+def server(db_path, world, photos_folder):
+    running = Server(db_path, photos_folder)
     yield running
     running.stop()
 
@@ -376,6 +377,7 @@ def capture_visits(device: SyncClient, n: int, **extra) -> list[str]:
     return ids
 
 
+@restores_a_file
 def test_a_restore_noticed_by_a_push_gap_resends_everything(server, db, world, tmp_path):
     field1 = phone(server.client, "field1")
     before = capture_visits(field1, 2)
@@ -402,6 +404,7 @@ def test_a_restore_noticed_by_a_push_gap_resends_everything(server, db, world, t
     assert set(field1.records("visit")) == set(before + after + newest) | {world.visits["v1"]}
 
 
+@restores_a_file
 def test_a_restore_noticed_by_a_pull_from_the_future_resends_everything(server, db, world,
                                                                        tmp_path):
     field1 = phone(server.client, "field1")
@@ -420,6 +423,7 @@ def test_a_restore_noticed_by_a_pull_from_the_future_resends_everything(server, 
     assert set(field1.records("visit")) == set(before + after) | {world.visits["v1"]}
 
 
+@restores_a_file
 def test_a_restore_is_noticed_even_after_others_wrote_to_the_server(server, db, world,
                                                                     tmp_path):
     field1, field2 = phone(server.client, "field1"), phone(server.client, "field2")
@@ -439,6 +443,7 @@ def test_a_restore_is_noticed_even_after_others_wrote_to_the_server(server, db, 
     assert on_server(db, "visits", before + after) == [1] * 5
 
 
+@restores_a_file
 def test_after_a_restore_the_phone_pulls_everything_again(server, db, world, tmp_path):
     field1 = phone(server.client, "field1")
     capture_visits(field1, 1)
@@ -455,6 +460,7 @@ def test_after_a_restore_the_phone_pulls_everything_again(server, db, world, tmp
     assert field1.records("problem")[world.problems["p1"]]["description"] == "恢复后办公室改的描述"
 
 
+@restores_a_file
 def test_a_photo_uploaded_after_the_backup_is_sent_again(server, db, world, tmp_path):
     field1 = phone(server.client, "field1")
     capture_visits(field1, 1)
@@ -477,6 +483,7 @@ def test_a_photo_uploaded_after_the_backup_is_sent_again(server, db, world, tmp_
                       [sha]).fetchone() == (1,)
 
 
+@restores_a_file
 def test_an_upload_the_server_forgot_is_announced_again(server, db, world, tmp_path):
     field1 = phone(server.client, "field1")
     capture_visits(field1, 1)
@@ -510,6 +517,7 @@ def _push_only(device: SyncClient) -> None:
     assert device.state["outbox"] == []
 
 
+@restores_a_file
 def test_a_restore_after_an_acknowledged_push_gives_a_new_epoch(server, db, world, tmp_path):
     field1 = phone(server.client, "field1")
     report = problem_args()
@@ -530,6 +538,7 @@ def test_a_restore_after_an_acknowledged_push_gives_a_new_epoch(server, db, worl
     assert answer.json()["epoch"] != epoch
 
 
+@restores_a_file
 def test_the_reference_client_sends_again_a_note_acknowledged_before_a_restore(
         server, db, world, tmp_path):
     field1 = phone(server.client, "field1")
@@ -549,6 +558,7 @@ def test_the_reference_client_sends_again_a_note_acknowledged_before_a_restore(
     assert field1.state["rejected"] == []
 
 
+@restores_a_file
 def test_a_lower_last_mutation_id_in_a_pull_is_a_restore_for_the_reference_client(
         server, db, world, tmp_path, monkeypatch):
     # Even if the server had not noticed (no new epoch), the phone does.
@@ -632,6 +642,7 @@ class DocumentClient:
                 return
 
 
+@restores_a_file
 def test_a_client_written_from_the_document_recovers_the_note(server, db, world, tmp_path):
     device = DocumentClient(server.client, api_login(server.client, "field1"))
     report = problem_args()

@@ -24,7 +24,8 @@ from sync.schemas import PUSH_BODY
 from tests.conftest import PASSWORD, build_world
 from tests.sync_helpers import new_id
 
-pytestmark = pytest.mark.slow
+# It probes SQLite's file lock and checks the file with PRAGMA integrity_check after the kill.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = PUSH_BODY["properties"]["mutations"]["maxItems"]  # the most one push may carry

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.i18n import catalog
+from sync.epoch import latest_version
 from sync.schemas import MUTATIONS
 from tests.conftest import api_login, post_form
 from tests.ledger_helpers import add_problem
@@ -94,7 +95,8 @@ def phone(client):
 
 
 def snapshot(db) -> dict:
-    return {table: list(db.query(f"SELECT * FROM {table} ORDER BY rowid")) for table in TRACKED}
+    """Every row of the tracked tables, in an order that does not depend on the backend."""
+    return {table: sorted(db.query(f"SELECT * FROM {table}"), key=repr) for table in TRACKED}
 
 
 def row(db, table: str, record_id: str) -> dict:
@@ -110,10 +112,6 @@ def links(db, record_type: str, record_id: str) -> list[str]:
     return [r[0] for r in db.execute(
         "SELECT sha256 FROM attachment_links WHERE record_type = ? AND record_id = ?"
         " ORDER BY position", [record_type, record_id])]
-
-
-def latest_version(db) -> int:
-    return db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()[0]
 
 
 def in_future(days: float) -> str:

@@ -13,6 +13,7 @@ from server.db import connect
 from server.timeutil import now_iso, to_iso, utcnow
 from server.views.sync import _read_pull_snapshot
 from sync import pull
+from sync.epoch import latest_version
 from tests.conftest import USERS, api_login
 from tests.sync_helpers import new_id, phone, problem_args, visit_args
 
@@ -65,10 +66,6 @@ def subtree(area: str) -> set[str]:
         if not more:
             return found
         found |= more
-
-
-def latest_version(db) -> int:
-    return db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()[0]
 
 
 def days_ago(days: int) -> str:
@@ -412,6 +409,7 @@ def _traced_pull(db_path, user_id: int, cursor: int) -> tuple[dict, list[str], i
         reader.close()
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans, traced statements and VM steps
 def test_the_change_log_is_read_through_its_primary_key(db_path, db, world):
     _result, plans, _steps = _traced_pull(db_path, world.users["field1"], 0)
     [(sql, plan)] = [(sql, plan) for sql, plan in plans if "FROM changes" in sql]
@@ -438,6 +436,7 @@ def _bulk_problems(db, world, count: int) -> None:
             " found_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans, traced statements and VM steps
 def test_pull_cost_follows_the_changes_not_the_ledger(db_path, db, world):
     user_id = world.users["field1"]
     cursor = latest_version(db)

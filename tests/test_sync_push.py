@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 
 import pytest
@@ -12,7 +11,7 @@ from starlette.testclient import TestClient
 import server.db
 from server import auth
 from server.app import create_app
-from server.db import immediate
+from server.db import immediate, open_database
 from sync import mutations, push
 from sync.errors import Rejected
 from tests.conftest import api_login
@@ -74,7 +73,8 @@ def visit_ids(db) -> set[str]:
 
 
 def snapshot(db) -> dict:
-    return {table: list(db.query(f"SELECT * FROM {table} ORDER BY rowid")) for table in TRACKED}
+    """Every row of the tracked tables, in an order that does not depend on the backend."""
+    return {table: sorted(db.query(f"SELECT * FROM {table}"), key=repr) for table in TRACKED}
 
 
 def statuses(result: dict) -> list[tuple[int, str]]:
@@ -241,7 +241,7 @@ def test_a_constraint_failure_is_a_rejection_of_that_mutation(field1, db, monkey
 
     def save_then_break(db, ctx, args):
         real(db, ctx, args)
-        raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+        raise db.errors.Integrity("FOREIGN KEY constraint failed")
 
     monkeypatch.setitem(mutations.HANDLERS, "visit.save", save_then_break)
     broken = visit(1)
@@ -417,15 +417,32 @@ def test_a_role_without_capture_gets_rejections_not_an_error(client, db):
 
 
 @pytest.fixture
-def impatient_app(db_path, world, monkeypatch):
+def impatient_app(db_path, world, photos_folder, monkeypatch):
     monkeypatch.setattr(server.db, "BUSY_TIMEOUT_MS", 100)
-    return create_app(db_path)
+    return create_app(db_path, photos=photos_folder)
 
 
-def _hold_write_lock(db_path) -> sqlite3.Connection:
-    holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    return holder
+class WriteLockHolder:
+    """Another connection that holds the write lock, on either backend, until released."""
+
+    def __init__(self, db_path):
+        self._taken, self._released = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(db_path,))
+        self._thread.start()
+        assert self._taken.wait(10)
+
+    def _hold(self, db_path) -> None:
+        holder = open_database(db_path)
+        try:
+            with immediate(holder):
+                self._taken.set()
+                self._released.wait()
+        finally:
+            holder.close()
+
+    def release(self) -> None:
+        self._released.set()
+        self._thread.join()
 
 
 def test_a_locked_database_answers_503_and_applies_nothing(impatient_app, db_path, db):
@@ -434,12 +451,11 @@ def test_a_locked_database_answers_503_and_applies_nothing(impatient_app, db_pat
         field1.push([visit(1)])
         before = snapshot(db)
         body = field1.body([visit(1), visit(2), bad_visit(3)])
-        holder = _hold_write_lock(db_path)
+        holder = WriteLockHolder(db_path)
         try:
             response = field1.post(body)
         finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+            holder.release()
         assert response.status_code == 503
         assert response.headers["retry-after"].isdigit()
         assert response.json()["error"]["code"] == "busy"
@@ -453,14 +469,13 @@ def test_a_locked_database_answers_503_and_applies_nothing(impatient_app, db_pat
 
 
 def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(client, field1, db_path, db):
-    holder = _hold_write_lock(db_path)
-    release = threading.Timer(0.3, lambda: holder.execute("ROLLBACK"))
+    holder = WriteLockHolder(db_path)
+    release = threading.Timer(0.3, holder.release)
     release.start()
     try:
         result = field1.push([visit(1)])
     finally:
         release.join()
-        holder.close()
     assert result["last_mutation_id"] == 1
     assert last_id(db, field1.client_id) == 1
 

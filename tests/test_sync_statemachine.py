@@ -56,14 +56,14 @@ def noop_sleep(_seconds: float) -> None:
 class Server:
     """The app on a database file; stopped and started again around a restore."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, photos: Path | None = None):
+        self.path, self.photos = path, photos or photos_dir(path)
         self.app = None
         self.client: TestClient | None = None
         self.start()
 
     def start(self) -> None:
-        self.app = create_app(self.path)
+        self.app = create_app(self.path, photos=self.photos)
         self.client = TestClient(self.app)
         self.client.__enter__()
 
@@ -192,10 +192,13 @@ def test_parallel_pulls_keep_the_highest_version_served(tmp_path):
 
 # Restores, one scenario at a time -------------------------------------------
 
+# A backup here is a copy of the SQLite file; the tests that restore one are SQLite's.
+restores_a_file = pytest.mark.sqlite_only
+
 
 @pytest.fixture
-def server(db_path, world):
-    running = Server(db_path)
+def server(db_path, world, photos_folder):
+    running = Server(db_path, photos_folder)
     yield running
     running.stop()
 
@@ -253,6 +256,7 @@ def fresh_records(phone: Phone) -> dict:
     return fresh.state["records"]
 
 
+@restores_a_file
 def test_restore_is_noticed_by_a_phone_with_nothing_queued(server, world, tmp_path):
     field1, field2 = signed_in(server, "field1"), signed_in(server, "field2")
     settle(field1, field2)
@@ -267,6 +271,7 @@ def test_restore_is_noticed_by_a_phone_with_nothing_queued(server, world, tmp_pa
     assert field1.state["rejected"] == []
 
 
+@restores_a_file
 def test_after_a_push_gap_the_phone_pulls_everything_again(server, world, tmp_path):
     phone_a, phone_b = signed_in(server, "field1"), signed_in(server, "field1")
     settle(phone_a, phone_b)
@@ -286,6 +291,7 @@ def test_after_a_push_gap_the_phone_pulls_everything_again(server, world, tmp_pa
     assert phone_a.state["records"] == fresh_records(phone_a)
 
 
+@restores_a_file
 def test_restore_resends_records_with_their_photos(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
@@ -303,6 +309,7 @@ def test_restore_resends_records_with_their_photos(server, world, tmp_path):
     assert response.status_code == 200
 
 
+@restores_a_file
 def test_an_upload_the_restored_server_forgot_is_started_again(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
@@ -322,6 +329,7 @@ def test_an_upload_the_restored_server_forgot_is_started_again(server, world, tm
     assert response.status_code == 200
 
 
+@restores_a_file
 def test_restore_is_noticed_by_a_phone_that_lost_nothing(server, world, tmp_path):
     phone_a, phone_b, phone_c = (signed_in(server, "field1") for _ in range(3))
     settle(phone_a, phone_b, phone_c)
@@ -338,6 +346,7 @@ def test_restore_is_noticed_by_a_phone_that_lost_nothing(server, world, tmp_path
     assert f"problem:{later}" in phone_a.state["records"]
 
 
+@restores_a_file
 def test_a_photo_uploaded_after_the_backup_survives_the_restore(server, world, tmp_path):
     phone = signed_in(server, "field1")
     sha = phone.add_photo(jpeg(seed=9))
@@ -354,6 +363,7 @@ def test_a_photo_uploaded_after_the_backup_survives_the_restore(server, world, t
     assert response.status_code == 200
 
 
+@restores_a_file
 def test_a_photo_announced_after_the_backup_is_sent_again(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
@@ -368,6 +378,7 @@ def test_a_photo_announced_after_the_backup_is_sent_again(server, world, tmp_pat
     assert problem_row(server, problem_id) is not None
 
 
+@restores_a_file
 def test_restore_keeps_a_note_on_a_problem_from_another_phone(server, world, tmp_path):
     phone_a, phone_b = signed_in(server, "field1"), signed_in(server, "field1")
     settle(phone_a, phone_b)
@@ -391,6 +402,7 @@ def test_restore_keeps_a_note_on_a_problem_from_another_phone(server, world, tmp
         db.close()
 
 
+@restores_a_file
 def test_a_problem_keeps_its_visit_when_the_visit_waits_for_its_photo(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
@@ -421,6 +433,7 @@ def test_a_rejection_whose_answer_was_lost_reaches_the_phone(server, world):
     assert [r["code"] for r in phone.state["rejected"]] == ["area_out_of_scope"]
 
 
+@restores_a_file
 def test_a_record_waiting_for_its_photo_survives_a_lost_answer(server, world, tmp_path):
     phone = signed_in(server, "field1")
     settle(phone)
@@ -434,6 +447,7 @@ def test_a_record_waiting_for_its_photo_survives_a_lost_answer(server, world, tm
     assert problem_row(server, problem_id) is not None
 
 
+@restores_a_file
 def test_a_second_restore_of_the_same_backup_is_noticed(server, world, tmp_path):
     phone_a, phone_b, phone_c = (signed_in(server, "field1") for _ in range(3))
     settle(phone_a, phone_b, phone_c)
@@ -807,7 +821,7 @@ class SyncMachine(RuleBasedStateMachine):
                 assert rows == [expected], (name, key, args, rows)
                 expected_counts["notes" if kind == "note" else TABLES[kind]] += 1
                 for sha in args.get("photos", []):
-                    assert (photos_dir(self.server.path) / sha[:2] / sha).exists()
+                    assert (self.server.photos / sha[:2] / sha).exists()
                     assert db.execute("SELECT 1 FROM attachments WHERE sha256 = ?",
                                       [sha]).fetchone(), (name, key, "photo missing")
                     assert db.execute("SELECT count(*) FROM attachment_links WHERE sha256 = ?"
@@ -863,4 +877,5 @@ TestSync.settings = settings(
     max_examples=50, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestSync = pytest.mark.slow(TestSync)
+# Its rules back up and restore the SQLite file it builds.
+TestSync = pytest.mark.sqlite_only(pytest.mark.slow(TestSync))

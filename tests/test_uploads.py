@@ -19,10 +19,9 @@ import pytest
 from PIL import Image
 
 from server import auth
-from server.app import photos_dir
 from server.db import open_database
 from sync import uploads
-from tests.conftest import PASSWORD, api_login, build_world
+from tests.conftest import PASSWORD, api_login
 from tests.live import running_server
 from tests.sync_helpers import jpeg, new_id, problem_args, visit_args
 
@@ -34,8 +33,8 @@ JPEG_HEADER = b"\xff\xd8\xff"
 
 
 @pytest.fixture
-def photos(db_path, world) -> Path:
-    return photos_dir(db_path)
+def photos(photos_folder, world) -> Path:
+    return photos_folder
 
 
 def sha256(data: bytes) -> str:
@@ -682,14 +681,11 @@ def test_the_browser_route_needs_a_session(client, problem_photos):
 # The real tus-py client against a real server -----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("live") / "fieldledger.db"
-    db = open_database(path)
-    build_world(db)
-    db.close()
-    with running_server(path) as url:
-        yield url, path
+@pytest.fixture
+def live_server(db_path, world, photos_folder, tmp_path):
+    with running_server(db_path, env={"FIELDLEDGER_PHOTOS": str(photos_folder)},
+                        log=tmp_path / "server.log") as url:
+        yield url, db_path
 
 
 def _live_token(url: str) -> str:
@@ -705,7 +701,8 @@ def _live_token(url: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("upload_checksum", [False, True], ids=["plain", "sha1 checksums"])
-def test_tus_py_uploads_resume_against_a_live_server(live_server, upload_checksum):
+def test_tus_py_uploads_resume_against_a_live_server(live_server, upload_checksum,
+                                                     photos_folder):
     from tusclient import client as tus_client
 
     url, db_path = live_server
@@ -729,7 +726,7 @@ def test_tus_py_uploads_resume_against_a_live_server(live_server, upload_checksu
     resumed.upload()
     assert resumed.offset == len(data)
 
-    assert (photos_dir(db_path) / sha[:2] / sha).read_bytes() == data
+    assert (photos_folder / sha[:2] / sha).read_bytes() == data
     db = open_database(db_path)
     try:
         assert db.execute("SELECT mime, width, height FROM attachments WHERE sha256 = ?",

@@ -179,9 +179,9 @@ def test_under_the_cap_a_new_phone_gets_the_newest(client, db, world, now, monke
 
 def test_the_cap_is_a_setting(db):
     assert working_set.problem_cap(db) == 5000
-    db["settings"].upsert({"key": "phone_problem_cap", "value": "800"}, pk="key")
+    db["settings"].upsert({"key": "phone_problem_cap", "value": "800"})
     assert working_set.problem_cap(db) == 800
-    db["settings"].upsert({"key": "phone_problem_cap", "value": "5"}, pk="key")  # out of bounds
+    db["settings"].upsert({"key": "phone_problem_cap", "value": "5"})  # out of bounds
     assert working_set.problem_cap(db) == 5000
 
 
