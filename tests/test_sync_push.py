@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
 import server.db
+import server.db.postgresql
 from server import auth
 from server.app import create_app
 from server.db import immediate, open_database
+from server.db.dialect import SQLITE
+from server.db.placeholders import to_postgres_sql
 from sync import mutations, push
 from sync.errors import Rejected
 from tests.conftest import api_login
@@ -77,6 +82,27 @@ def snapshot(db) -> dict:
     return {table: sorted(db.query(f"SELECT * FROM {table}"), key=repr) for table in TRACKED}
 
 
+@contextlib.contextmanager
+def statements_run(db, monkeypatch) -> Iterator[list[str]]:
+    """The SQL texts ``db`` runs inside the block: SQLite's trace callback, or every text
+    the PostgreSQL backend hands its driver."""
+    statements: list[str] = []
+    if db.dialect is SQLITE:
+        db.conn.set_trace_callback(statements.append)
+        try:
+            yield statements
+        finally:
+            db.conn.set_trace_callback(None)
+        return
+
+    def traced(sql: str) -> str:
+        statements.append(sql)
+        return to_postgres_sql(sql)
+
+    monkeypatch.setattr(server.db.postgresql, "to_postgres_sql", traced)
+    yield statements
+
+
 def statuses(result: dict) -> list[tuple[int, str]]:
     return [(r["id"], r["status"]) for r in result["results"]]
 
@@ -125,19 +151,14 @@ def test_later_mutations_in_a_batch_see_earlier_ones(field1, db, world):
     assert kinds == ["reported", "note"]
 
 
-def test_a_push_reads_the_client_and_each_reference_row_once(db, world):
+def test_a_push_reads_the_client_and_each_reference_row_once(db, world, monkeypatch):
     user = auth.load_user(db, world.users["field1"])
     reports = [{"id": n, "name": "problem.report", "args": problem_args(
         area_id=world.areas["t1"], category_id=world.category, suggested_unit_id=world.units["u1"])}
         for n in range(1, 101)]
-    statements = []
-    db.conn.set_trace_callback(statements.append)
-    try:
-        with immediate(db):
-            result = push.apply_push(db, user, {"client_id": new_id(), "schema_version": 1,
-                                                "mutations": reports})
-    finally:
-        db.conn.set_trace_callback(None)
+    with statements_run(db, monkeypatch) as statements, immediate(db):
+        result = push.apply_push(db, user, {"client_id": new_id(), "schema_version": 1,
+                                            "mutations": reports})
     assert {r["status"] for r in result["results"]} == {"applied"}
 
     def count(fragment: str) -> int:
