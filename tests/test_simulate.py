@@ -18,7 +18,7 @@ def test_percentile_is_the_nearest_rank():
 @pytest.mark.slow
 def test_simulated_phones_sign_in_pull_and_push_their_records(db_path, world, photos_folder,
                                                               tmp_path):
-    with running_server(db_path, env={"FIELDLEDGER_PHOTOS": str(photos_folder)},
+    with running_server(db_path, photos=photos_folder,
                         log=tmp_path / "server.log") as url:
         report = simulate(url, [("field1", PASSWORD), ("field2", PASSWORD)], devices=4,
                           mutations_per_device=3, concurrency=4, photos=True)

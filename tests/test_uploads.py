@@ -683,7 +683,7 @@ def test_the_browser_route_needs_a_session(client, problem_photos):
 
 @pytest.fixture
 def live_server(db_path, world, photos_folder, tmp_path):
-    with running_server(db_path, env={"FIELDLEDGER_PHOTOS": str(photos_folder)},
+    with running_server(db_path, photos=photos_folder,
                         log=tmp_path / "server.log") as url:
         yield url, db_path
 
