@@ -244,6 +244,7 @@ def test_new_columns_in_the_xlsx(login_as, office_cases):
     assert by_description["时限暂定的问题"]["办理时限"] == dt.datetime.fromisoformat(LATER)
 
 
+@pytest.mark.sqlite_only  # counts statements with sqlite3's trace callback
 def test_events_are_read_once_per_chunk(db, world, office_cases, monkeypatch):
     monkeypatch.setattr(export, "CHUNK", 4)
     statements = []

@@ -7,6 +7,8 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import pytest
+
 from server.db import connect, immediate
 from server.db.dialect import POSTGRESQL
 from server.ledger import export, queries
@@ -62,6 +64,7 @@ def test_chunks_give_the_rows_of_one_query_for_every_sort(db, world, monkeypatch
     assert sizes == {17, 8}  # every problem for the city office; unit u1's for the handler
 
 
+@pytest.mark.sqlite_only  # SQLite's planner steering (EXPLAIN QUERY PLAN, INDEXED BY)
 def test_many_matches_are_read_through_the_sort_index(db, world, monkeypatch):
     _sample_problems(db, world)
     monkeypatch.setattr(export, "SORTED_READ_MAX", 0)  # every match is one too many
@@ -98,6 +101,7 @@ def test_chunks_stop_at_max_rows(db, world, monkeypatch):
     assert _export(db, office, f) == whole[:7]
 
 
+@pytest.mark.sqlite_only  # SQLite's WAL file and its checkpoint, through pragmas
 def test_no_transaction_is_open_between_chunks(db_path, db, world, monkeypatch):
     monkeypatch.setattr(export, "CHUNK", 3)
     _sample_problems(db, world)

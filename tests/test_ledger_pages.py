@@ -353,6 +353,7 @@ def test_area_paths_follow_an_edit_of_an_area(login_as, db, world):
     assert "杏林街道 › 幸福社区" in html and "杏花街道 › 幸福社区" not in html
 
 
+@pytest.mark.sqlite_only  # counts statements with sqlite3's trace callback
 def test_area_paths_cost_no_query_per_row(db, world):
     from server import areas
     from server.ledger import queries
@@ -481,3 +482,12 @@ def test_the_ends_of_the_date_range_still_filter(login_as, world):
     response = client.get("/problems/export.csv?closed_from=1900-01-01&closed_to=2999-12-31")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
+
+
+def test_a_problem_read_for_its_page_carries_no_rowid(db, world):
+    from server.ledger import problems
+    from tests.ledger_helpers import load
+
+    problem = problems.get_problem(db, load(db, world, "office"), world.problems["p1"])
+    assert "rowid" not in problem
+    assert problem["events"] and not [event for event in problem["events"] if "rowid" in event]

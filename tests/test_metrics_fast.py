@@ -16,6 +16,7 @@ from server import authz
 from server.areas import insert_area
 from server.db import immediate
 from server.db.dialect import POSTGRESQL
+from server.db.postgresql_history import _shared as postgresql_history
 from server.db.sqlite_history import ROLLUP_LEVELS, rollup_key_sql
 from server.ledger import clock, metrics, states
 from server.ledger.problems import STATUSES
@@ -71,6 +72,7 @@ def normalised(sql: str) -> str:
     return " ".join(sql.split())
 
 
+@pytest.mark.sqlite_only  # the index's SQL as SQLite keeps it (sqlite_master)
 @pytest.mark.parametrize("index", [metrics.STATS_INDEX, metrics.STATS_AREA_INDEX])
 def test_the_index_stores_the_row_only_features_as_the_query_spells_them(db, index):
     index_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [index]).fetchone()[0]
@@ -79,6 +81,7 @@ def test_the_index_stores_the_row_only_features_as_the_query_spells_them(db, ind
     assert metrics.stored_features_sql(db.dialect).replace("p.", "") in normalised(index_sql)
 
 
+@pytest.mark.sqlite_only  # the triggers' SQL as SQLite keeps it (sqlite_master)
 def test_the_rollup_triggers_count_the_features_as_the_query_spells_them(db):
     """The roll-up's triggers pack the row-only features exactly as the statistics read
     them from the index: a changed formula needs a migration that rewrites both."""
@@ -109,6 +112,7 @@ def function_calls(db, sql: str, params: list) -> Counter:
                    if row[1] in ("Function", "PureFunc"))
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan and bytecode (EXPLAIN)
 @pytest.mark.parametrize("username, index", [
     ("office", metrics.STATS_INDEX), ("handler1", metrics.STATS_INDEX),
     ("office_d1", metrics.STATS_AREA_INDEX), ("office@t1", metrics.STATS_AREA_INDEX),
@@ -144,6 +148,7 @@ def test_the_postgresql_queries_carry_no_sqlite_spelling(db, world, username):
     assert "fl_local_day(p.closed_at)" in queries[0]
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan and bytecode (EXPLAIN)
 def test_the_rollup_query_reads_a_range_of_weeks_by_the_primary_key(db, world):
     start = THIS_MONDAY - 6 * WEEK
     user = load(db, world, "office_d1")
@@ -397,9 +402,17 @@ def rollup(db) -> Counter:
         " FROM stats_rollup")})
 
 
+def backend_rollup_key_sql(db, row: str, level: int) -> str:
+    """The roll-up key as the database's own schema history spells it."""
+    if db.dialect is POSTGRESQL:
+        return postgresql_history.rollup_key_sql(
+            row, level, postgresql_history.STATS_FEATURES_LATEST)
+    return rollup_key_sql(row, level)
+
+
 def rebuilt_rollup(db) -> Counter:
     return Counter({tuple(row[:7]): row[7] for level in ROLLUP_LEVELS for row in db.execute(
-        f"SELECT {rollup_key_sql('p', level)}, count(*) FROM problems p"
+        f"SELECT {backend_rollup_key_sql(db, 'p', level)}, count(*) FROM problems p"
         " WHERE p.accepted_at IS NOT NULL AND p.status NOT IN ('rejected', 'merged')"
         " GROUP BY 1, 2, 3, 4, 5, 6, 7")})
 

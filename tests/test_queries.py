@@ -76,6 +76,7 @@ def test_broad_search_gives_the_same_rows(db, world, monkeypatch, query):
     assert f.broad_search
 
 
+@pytest.mark.sqlite_only  # traces SQLite's statements for its INDEXED BY hint
 @pytest.mark.parametrize("query", ["q=漏水", "q=水&sort=ledger_no&dir=asc",
                                    "q=水&sort=deadline&dir=desc"])
 def test_a_page_not_found_in_order_in_time_reads_the_matches_first(db, world, monkeypatch,
@@ -307,6 +308,7 @@ def test_a_driven_page_is_the_page_the_planner_gives(db, world, monkeypatch, nar
             assert driven["counts"] == expected["counts"], query
 
 
+@pytest.mark.sqlite_only  # SQLite's planner steering (the drive chosen); PostgreSQL plans itself
 def test_a_narrow_date_range_drives_the_page(db, world):
     office = load(db, world, "office")
     f = queries.parse(QueryParams("accepted_from=2026-03-01&status=closed"))
@@ -340,6 +342,7 @@ def test_the_order_puts_null_first_ascending_and_last_descending():
         "p.status DESC NULLS LAST, p.found_at DESC NULLS LAST, p.rowid DESC NULLS LAST")
 
 
+@pytest.mark.sqlite_only  # SQLite's planner steering (the drive chosen); PostgreSQL plans itself
 def test_a_broad_search_within_an_area_is_read_from_the_areas_keys(db, world, monkeypatch):
     """A word with many matches in the whole ledger but few in the area: listed, not checked
     row by row, and the page drives by those matches."""
@@ -385,7 +388,7 @@ def test_search_keys_follow_the_problems_area(db, world, monkeypatch):
     assert found("370102") == set() and found("370103") == {moved}
     assert db.execute(
         "SELECT count(*) FROM problem_search_keys k JOIN problems p ON p.id = k.problem_id"
-        " WHERE k.area_id IS NOT p.area_id").fetchone() == (0,)
+        " WHERE k.area_id IS DISTINCT FROM p.area_id").fetchone() == (0,)
 
 
 # Bad parameters ---------------------------------------------------------------------------
@@ -501,6 +504,7 @@ def test_random_filters_over_http_never_500(client, world, params):
     assert response.status_code == 200
 
 
+@pytest.mark.sqlite_only  # SQLite's planner steering (the drive chosen); PostgreSQL plans itself
 def test_two_filters_that_rarely_meet_drive_by_their_common_rows(db, world, monkeypatch):
     monkeypatch.setattr(queries, "NARROW_MAX", 1)
     for _ in range(2):  # the unit's other problems have no category
@@ -513,6 +517,7 @@ def test_two_filters_that_rarely_meet_drive_by_their_common_rows(db, world, monk
     assert str(data["total"]) == "1" and data["counts"]["handling"].value == 1
 
 
+@pytest.mark.sqlite_only  # SQLite's planner steering (the drive chosen); PostgreSQL plans itself
 def test_a_problem_moved_out_of_scope_between_the_reads_is_not_shown(db, world, monkeypatch):
     """Few matches are read once, then the page's rows: the scope holds for both."""
     moved = add_problem(db, world, urgency="critical", lead_unit_id=world.units["u1"],

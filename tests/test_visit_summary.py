@@ -64,7 +64,7 @@ def test_facts_of_a_stored_visit(db, world):
         "author_id": world.users["field1"], "area_id": world.areas["v1"],
         "person_name": "李四", "person_kind": "resident", "content": "路灯不亮",
         "recorded_at": START, "created_at": START, "updated_at": START,
-    }, alter=False)
+    })
     visit = get_visit(db, load(db, world, "field1"), world.visits["v1"])
     summary = text(facts_of(visit))
     assert "走访对象：1人（群众1人）" in summary and "谈话对象：李*" in summary

@@ -114,8 +114,8 @@ def test_a_signing_freezes_whether_it_was_a_response(act, db, world):
 ])
 def test_the_response_time_counts_working_days(db, dispatched, signed, limit, responded):
     with immediate(db):
-        db.execute("INSERT OR REPLACE INTO settings (key, value)"
-                   " VALUES ('response_limit_days', ?)", [str(limit)])
+        db.execute("INSERT INTO settings (key, value) VALUES ('response_limit_days', ?)"
+                   " ON CONFLICT (key) DO UPDATE SET value = excluded.value", [str(limit)])
     assert deadlines.responded_in_time(db, dispatched, signed, True) is responded
     assert deadlines.responded_in_time(db, dispatched, signed, False) is False
 
