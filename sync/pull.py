@@ -89,12 +89,24 @@ def _categories(db, user, ids, horizon=None):
     }
 
 
+# Records are read by their columns, named: a table's storage may hold more (PostgreSQL's
+# explicit rowid column), which must never reach a phone.
+VISIT_COLUMNS = (
+    "id, author_id, area_id, place, method, checklist, companions, started_at, ended_at,"
+    " lat, lng, accuracy_m, created_at, updated_at"
+)
+DIARY_COLUMNS = (
+    "id, visit_id, author_id, area_id, person_name, person_kind, phone, address, content,"
+    " recorded_at, created_at, updated_at"
+)
+
+
 def _visits(db, user, ids, horizon):
     clause, params = working_set.visit_condition(user, horizon)
     rows = {
         row["id"]: {**row, "checklist": json.loads(row["checklist"])}
         for row in db.query(
-            f"SELECT * FROM visits WHERE id IN ({_placeholders(ids)})"
+            f"SELECT {VISIT_COLUMNS} FROM visits WHERE id IN ({_placeholders(ids)})"
             f" AND {db.dialect.unindexed(clause)}",
             [*ids, *params],
         )
@@ -110,7 +122,7 @@ def _diaries(db, user, ids, horizon):
     rows = {
         row["id"]: row
         for row in db.query(
-            f"SELECT * FROM diary_entries WHERE id IN ({_placeholders(ids)})"
+            f"SELECT {DIARY_COLUMNS} FROM diary_entries WHERE id IN ({_placeholders(ids)})"
             f" AND {db.dialect.unindexed(clause)}",
             [*ids, *params],
         )

@@ -190,6 +190,23 @@ def test_a_full_pull_holds_exactly_what_the_user_may_have(client, db, world, bus
     assert tombstones.get("problem", set()) <= (in_area | own) - expected["problem"]
 
 
+def test_pulled_records_carry_their_fields_and_no_storage_column(client, world):
+    sender = phone(client, "field1")
+    sender.capture("visit.save", visit_args(area_id=world.areas["v1"]))
+    sender.capture("diary.save", {"id": new_id(), "person_kind": "resident",
+                                  "content": "路灯不亮", "recorded_at": now_iso()})
+    sender.capture("problem.report", problem_args(area_id=world.areas["v1"]))
+    sender.push()
+    received = {change["entity"]: change["data"] for change in
+                Puller(client, "field1").changes() if not change.get("deleted")}
+    for entity in ("problem", "visit", "diary"):
+        assert "rowid" not in received[entity], entity
+    assert set(received["visit"]) == {
+        *(name.strip() for name in pull.VISIT_COLUMNS.split(",")), "photos"}
+    assert set(received["diary"]) == {
+        *(name.strip() for name in pull.DIARY_COLUMNS.split(",")), "photos"}
+
+
 @pytest.mark.parametrize("username", ["field1", "office", "leader_d2"])
 def test_resident_phones_are_masked_for_those_who_may_not_see_them(client, db, world,
                                                                   busy_world, username):
