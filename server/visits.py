@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from server import authz
+from server.db import record
 from server.errors import NotFound
 from server.ledger import queries
 from server.ledger.problems import PAGE_SIZE
@@ -71,11 +72,12 @@ def get_visit(db, user: authz.User, visit_id: str) -> dict:
     )
     if not rows:
         raise NotFound(visit_id)
-    visit = rows[0]
+    visit = record(rows[0])
     visit["checklist"] = json.loads(visit["checklist"])
-    visit["diary"] = list(
+    visit["diary"] = [
+        record(entry) for entry in
         db.query("SELECT * FROM diary_entries WHERE visit_id = ? ORDER BY recorded_at", [visit_id])
-    )
+    ]
     problem_clause, problem_params = authz.problem_scope(user, "p")
     visit["problems"] = list(
         db.query(

@@ -271,3 +271,19 @@ def test_the_timeline_shows_an_edit_with_the_phone_masked_as_in_the_record(
              old=_("audit.no_value"), new="3号楼") in page.text
     for number in hidden:
         assert number not in page.text
+
+
+def test_a_visit_read_for_its_page_carries_no_storage_column(db, world):
+    from server.visits import get_visit
+    from tests.ledger_helpers import load
+
+    db["diary_entries"].insert({
+        "id": "01900000-0000-7000-8000-0000000000d1", "visit_id": world.visits["v1"],
+        "author_id": world.users["field1"], "area_id": world.areas["v1"],
+        "person_kind": "resident", "content": "路灯不亮",
+        "recorded_at": "2026-05-01T10:00:00+08:00",
+        "created_at": "2026-05-01T10:00:00+08:00", "updated_at": "2026-05-01T10:00:00+08:00",
+    })
+    visit = get_visit(db, load(db, world, "field1"), world.visits["v1"])
+    assert "rowid" not in visit
+    assert visit["diary"] and not [entry for entry in visit["diary"] if "rowid" in entry]

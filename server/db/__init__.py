@@ -83,3 +83,13 @@ def search_indexed_at_end(db) -> contextlib.AbstractContextManager:
     if db.dialect is SQLITE:
         return sqlite.search_indexed_at_end(db)
     return contextlib.nullcontext()
+
+
+# Columns a table holds for storage alone: PostgreSQL's explicit ``rowid`` of the tables
+# keyed by text (SQLite's is implicit, and ``SELECT *`` never returns it).
+STORAGE_COLUMNS = frozenset({"rowid"})
+
+
+def record(row: dict) -> dict:
+    """A row read with ``SELECT *`` as the record it stores, without storage columns."""
+    return {key: value for key, value in row.items() if key not in STORAGE_COLUMNS}

@@ -7,6 +7,7 @@ import json
 import sqlite_utils
 
 from server import areas, authz
+from server.db import record
 from server.errors import NotFound
 
 STATUSES = (
@@ -76,7 +77,7 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
     if not rows:
         raise NotFound(problem_id)
     problem = areas.add_area_paths(db, rows)[0]
-    problem = _without_rowid(problem)  # PostgreSQL's explicit rowid column stays inside
+    problem = record(problem)
     problem["photos"] = [
         row[0] for row in db.execute(
             "SELECT sha256 FROM attachment_links WHERE record_type = 'problem' AND record_id = ?"
@@ -84,7 +85,7 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
         )
     ]
     problem["events"] = [
-        {**_without_rowid(event), "data": json.loads(event["data"])}
+        {**record(event), "data": json.loads(event["data"])}
         for event in db.query(
             "SELECT e.*, u.display_name AS actor_name FROM problem_events e"
             " LEFT JOIN users u ON u.id = e.actor_id WHERE e.problem_id = ? ORDER BY e.at, e.rowid",
@@ -101,10 +102,6 @@ def get_problem(db, user: authz.User, problem_id: str) -> dict:
     for event in problem["events"]:
         event["photos"] = event_photos.get(event["id"], [])
     return problem
-
-
-def _without_rowid(row: dict) -> dict:
-    return {key: value for key, value in row.items() if key != "rowid"}
 
 
 def get_problem_row(db, user: authz.User, problem_id: str) -> dict:
