@@ -37,7 +37,8 @@ class Captured(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_the_serve_command_logs_requests_without_search_words(monkeypatch, db_path, world):
+def test_the_serve_command_logs_requests_without_search_words(monkeypatch, db_path,
+                                                             photos_folder, world):
     """The configuration ``serve`` hands uvicorn, applied as uvicorn applies it, then a
     record logged exactly as uvicorn's HTTP protocol logs a request."""
     seen = {}
@@ -48,7 +49,8 @@ def test_the_serve_command_logs_requests_without_search_words(monkeypatch, db_pa
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
-    assert cli.main(["--db", str(db_path), "serve", "--port", "8999"]) == 0
+    assert cli.main(["--db", str(db_path), "--photos", str(photos_folder),
+                     "serve", "--port", "8999"]) == 0
     logging.config.dictConfig(seen["log_config"])
     logger = logging.getLogger("uvicorn.access")
     captured = Captured()
@@ -65,18 +67,18 @@ def test_the_serve_command_logs_requests_without_search_words(monkeypatch, db_pa
 
 
 @pytest.mark.slow
-def test_a_real_server_writes_no_search_words(db_path, world):
+def test_a_real_server_writes_no_search_words(db_path, photos_folder, world, tmp_path):
     import urllib.request
-    from pathlib import Path
 
     from tests.live import running_server
 
-    with running_server(db_path) as url:
+    log = tmp_path / "server.log"
+    with running_server(db_path, log=log, photos=photos_folder) as url:
         urllib.request.urlopen(f"{url}/api/healthz?q=%E5%BC%A0%E4%B8%89", timeout=5).read()
         # Anonymous: sent on to the sign-in page, whose ``next`` carries the search.
         urllib.request.urlopen(f"{url}/problems?q=%E5%B9%B8%E7%A6%8F%E8%B7%AF&page=2",
                                timeout=5).read()
-    log = Path(f"{db_path}.server.log").read_text(errors="replace")
+    log = log.read_text(errors="replace")
     assert '"GET /api/healthz?q=- HTTP/1.1" 200' in log
     assert "/problems?q=-&page=2" in log
     assert "%E5" not in log and "张三" not in log

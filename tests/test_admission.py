@@ -164,9 +164,10 @@ class contextlib_admit_all:  # noqa: N801 (used as a context manager)
 # Sign-in: a client that has gone is not checked --------------------------------------
 
 
-def test_each_worker_takes_its_share_of_the_machine_s_bounds(db_path, world):
+def test_each_worker_takes_its_share_of_the_machine_s_bounds(db_path, photos_folder, world):
     cpus = app_module.CPUS
-    apps = [app_module.create_app(db_path, workers=workers) for workers in (1, 3)]
+    apps = [app_module.create_app(db_path, photos=photos_folder, workers=workers)
+            for workers in (1, 3)]
     try:
         bounds = [(app.state.password_checks.workers, app.state.password_checks.capacity,
                    app.state.gates["pull"].capacity, app.state.gates["upload"].capacity)

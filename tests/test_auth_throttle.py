@@ -79,9 +79,9 @@ def attempt_rows(db) -> list[dict]:
 
 
 def test_parallel_wrong_passwords_from_one_address_check_no_more_than_allowed(
-    db_path, world, checks
+    db_path, photos_folder, world, checks
 ):
-    app = create_app(db_path, password_checks=2, password_check_queue=1000)
+    app = create_app(db_path, photos=photos_folder, password_checks=2, password_check_queue=1000)
 
     async def flood():
         return await asyncio.gather(
@@ -104,9 +104,9 @@ def test_parallel_wrong_passwords_from_one_address_check_no_more_than_allowed(
 
 
 def test_parallel_wrong_passwords_from_many_addresses_check_no_more_than_the_account_allows(
-    db_path, world, checks
+    db_path, photos_folder, world, checks
 ):
-    app = create_app(db_path, password_checks=2, password_check_queue=1000)
+    app = create_app(db_path, photos=photos_folder, password_checks=2, password_check_queue=1000)
 
     async def flood():
         return await asyncio.gather(*(
@@ -122,8 +122,8 @@ def test_parallel_wrong_passwords_from_many_addresses_check_no_more_than_the_acc
     assert checks.calls <= auth.MAX_ACCOUNT_FAILURES
 
 
-def test_an_attempt_is_counted_before_its_check_ends(db_path, world, db, checks):
-    app = create_app(db_path, password_checks=1, password_check_queue=10)
+def test_an_attempt_is_counted_before_its_check_ends(db_path, photos_folder, world, db, checks):
+    app = create_app(db_path, photos=photos_folder, password_checks=1, password_check_queue=10)
     checks.release.clear()
 
     async def scenario():
@@ -226,9 +226,11 @@ def test_a_refused_attempt_is_not_counted(app, world, db, checks):
 # Bounded password checks --------------------------------------------------------------
 
 
-def test_with_one_check_at_a_time_parallel_checks_never_overlap(db_path, world, checks):
+def test_with_one_check_at_a_time_parallel_checks_never_overlap(
+    db_path, photos_folder, world, checks
+):
     checks.delay = 0.02
-    app = create_app(db_path, password_checks=1, password_check_queue=100)
+    app = create_app(db_path, photos=photos_folder, password_checks=1, password_check_queue=100)
     users = ["office", "leader", "field1", "field2", "handler1", "handler2", "admin"]
 
     async def crowd():
@@ -240,9 +242,9 @@ def test_with_one_check_at_a_time_parallel_checks_never_overlap(db_path, world, 
     assert checks.most_at_once == 1
 
 
-def test_checks_at_once_follow_the_setting(db_path, world, checks):
+def test_checks_at_once_follow_the_setting(db_path, photos_folder, world, checks):
     checks.delay = 0.02
-    app = create_app(db_path, password_checks=3, password_check_queue=100)
+    app = create_app(db_path, photos=photos_folder, password_checks=3, password_check_queue=100)
 
     async def crowd():
         return await asyncio.gather(*(
@@ -253,8 +255,10 @@ def test_checks_at_once_follow_the_setting(db_path, world, checks):
     assert 1 <= checks.most_at_once <= 3
 
 
-def test_beyond_the_queue_a_sign_in_is_answered_503_at_once(db_path, world, db, checks):
-    app = create_app(db_path, password_checks=1, password_check_queue=0)
+def test_beyond_the_queue_a_sign_in_is_answered_503_at_once(
+    db_path, photos_folder, world, db, checks
+):
+    app = create_app(db_path, photos=photos_folder, password_checks=1, password_check_queue=0)
     checks.release.clear()
 
     async def scenario():

@@ -301,7 +301,8 @@ def test_reason_actions_by_role(app, db, world, role, action):
     after = db.execute("SELECT count(*) FROM problem_events").fetchone()[0]
     assert after == events + (1 if allowed else 0)
     if allowed:
-        code = db.execute("SELECT json_extract(data, '$.reason_code') FROM problem_events"
+        reason_code = db.dialect.json_text("data", "reason_code")
+        code = db.execute(f"SELECT {reason_code} FROM problem_events"
                           " WHERE problem_id = ? AND kind = ?", [problem_id, action]).fetchone()
         assert code == (valid["reason_code"],)
 

@@ -219,12 +219,13 @@ def test_an_owner_keeps_the_newest_drafts_up_to_the_cap(db, world, monkeypatch):
     assert drafts.take(db, others, other) is not None
 
 
-def test_a_draft_stored_by_one_process_is_taken_on_another(db_path, world, db):
+def test_a_draft_stored_by_one_process_is_taken_on_another(db_path, photos_folder, world, db):
     """Two app instances over one database file, as two workers behind one address."""
     from starlette.testclient import TestClient
 
     url = f"/problems/{world.problems['p1']}/actions/remind"
-    with TestClient(create_app(db_path)) as first, TestClient(create_app(db_path)) as second:
+    with (TestClient(create_app(db_path, photos=photos_folder)) as first,
+          TestClient(create_app(db_path, photos=photos_folder)) as second):
         login(first, "office")
         expire_sessions(db)
         answer = first.post(url, data={"note": NOTE, "csrf_token": csrf_of(first)},

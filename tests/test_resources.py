@@ -19,8 +19,8 @@ from tests.conftest import build_world
 
 
 @pytest.fixture
-def fresh(tmp_path):
-    db = open_database(tmp_path / "resources.db")
+def fresh(db_path):
+    db = open_database(db_path)
     world = build_world(db)
     yield db, world
     db.close()

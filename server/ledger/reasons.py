@@ -121,7 +121,7 @@ def _get(db, option_id: int) -> Option | None:
 def _clean_label(db, list_name: str, raw, option_id: int | None = None) -> str:
     label = LABEL.clean({"label": raw})["label"]
     taken = db.execute(
-        "SELECT 1 FROM reason_options WHERE list = ? AND label = ? AND id IS NOT ?",
+        "SELECT 1 FROM reason_options WHERE list = ? AND label = ? AND id IS DISTINCT FROM ?",
         [list_name, label, option_id]).fetchone()
     if taken:
         raise ValidationError({"label": _("reasons.duplicate", label=label)})
@@ -154,7 +154,8 @@ def add(db: sqlite_utils.Database, actor_id: int | None, list_name: str, raw_lab
                           " WHERE list = ?", [list_name]).fetchone()[0]
     option_id = db.execute(
         "INSERT INTO reason_options (list, code, label, position, needs_text)"
-        " VALUES (?, '', ?, ?, ?)", [list_name, label, position, int(needs_text)]).lastrowid
+        " VALUES (?, '', ?, ?, ?) RETURNING id",
+        [list_name, label, position, int(needs_text)]).fetchone()[0]
     db.execute("UPDATE reason_options SET code = 'c' || id WHERE id = ?", [option_id])
     option = _get(db, option_id)
     _audit(db, actor_id, "create", None, option)
