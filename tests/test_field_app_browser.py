@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from server.app import photos_dir
 from server.db import connect, immediate, open_database
 from server.views.field_app import VERSION_SALT_ENV
 from tests.conftest import PASSWORD, build_world, new_database, photos_folder_of
@@ -852,7 +853,7 @@ def demo_server(tmp_path_factory):
     seed_demo(db, problems=30)
     db.close()
     with running_server(path) as url:
-        yield Server(url, path, None, None)
+        yield Server(url, path, photos_dir(path), None, None)
 
 
 def signed_in_home(page) -> None:

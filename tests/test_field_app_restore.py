@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from server.app import photos_dir
 from server.db import open_database
 from tests import live
 from tests.conftest import build_world
@@ -52,7 +53,8 @@ class RestorableServer(Server):
     again on the same port (the phones' origin, hence their storage, stays)."""
 
     def __init__(self, db_path: Path, world, port: int, monkeypatch):
-        super().__init__(f"http://127.0.0.1:{port}", db_path, world, None)
+        super().__init__(f"http://127.0.0.1:{port}", db_path, photos_dir(db_path), world,
+                         None)
         monkeypatch.setattr(live, "free_port", lambda: port)
         self.running = None
 
