@@ -32,6 +32,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
+from server.db import savepoints
 from server.db.dialect import POSTGRESQL
 from server.db.errors import BackendErrors, NotFound
 from server.db.locks import WRITE_LOCK
@@ -323,21 +324,9 @@ class PostgresDatabase:
                 self.execute("SET LOCAL synchronous_commit = off")
             yield self
 
-    @contextlib.contextmanager
-    def savepoint(self, name: str) -> Iterator[None]:
+    def savepoint(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Undo only what the block wrote if it raises; call inside a transaction."""
-        if not name.isidentifier():
-            raise ValueError(f"not a savepoint name: {name!r}")
-        self.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            if self.in_transaction:
-                self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                self.execute(f"RELEASE SAVEPOINT {name}")
-            raise
-        else:
-            self.execute(f"RELEASE SAVEPOINT {name}")
+        return savepoints.savepoint(self, name)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[PostgresDatabase]:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from server.db import savepoints
 from server.db.dialect import SQLITE
 from server.db.errors import BackendErrors
 from server.db.sqlite_history import INDEX_PENDING_SQL, migrate, register_functions
@@ -109,22 +110,9 @@ class SqliteDatabase(sqlite_utils.Database):
                 self.rollback()
                 raise
 
-    @contextlib.contextmanager
-    def savepoint(self, name: str) -> Iterator[None]:
+    def savepoint(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Undo only what the block wrote if it raises; call inside a transaction."""
-        if not name.isidentifier():
-            raise ValueError(f"not a savepoint name: {name!r}")
-        self.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            # An error that ended the whole transaction took the savepoint with it.
-            if self.in_transaction:
-                self.execute(f"ROLLBACK TO {name}")
-                self.execute(f"RELEASE {name}")
-            raise
-        else:
-            self.execute(f"RELEASE {name}")
+        return savepoints.savepoint(self, name)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[SqliteDatabase]:
