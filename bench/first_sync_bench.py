@@ -3,6 +3,7 @@
     .venv/bin/python bench/first_sync_bench.py --workdir /tmp/ws/bench             # 10k, 100k, 1M
     .venv/bin/python bench/first_sync_bench.py --sizes 10000 --workdir /tmp/ws/bench
     .venv/bin/python bench/first_sync_bench.py --sizes 10000 --before   # also the full replay
+    .venv/bin/python bench/first_sync_bench.py --db postgresql://…/fieldledger --photos DIR
 
 For each size a demo city is seeded (or reused from --workdir, as
 ``bench/sync_bench.py`` names them: ledger-<size>.db) and served by
@@ -13,7 +14,8 @@ client: the snapshot of their working set, then the change log from its head
 they came over the wire (gzip), requests, records kept, and the time those
 bytes take at 400 kbit/s (a slow 3G link). ``--before`` also times the first
 sync of before the working set: the whole change log replayed (format 1,
-uncompressed).
+uncompressed). ``--db`` measures the ledger already in a database (a file or a
+``postgresql://`` URL) instead of seeding one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from sync_bench import (  # noqa: E402
     Server,
+    counts,
     device_tokens,
     ensure_database,
     timed_first_pull,
@@ -96,6 +99,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workdir", default="/tmp/first-sync-bench")
     parser.add_argument("--before", action="store_true", help="also the full replay of before")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--db", help="measure the ledger in this database (a file or a"
+                        " postgresql:// URL) instead of seeding; --sizes is then ignored")
+    parser.add_argument("--photos", help="the photos folder (required with a postgresql:// --db)")
     return parser.parse_args(argv)
 
 
@@ -104,13 +110,14 @@ def main(argv=None) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in [None] if args.db else [int(s) for s in args.sizes.split(",")]:
+        path = args.db or ensure_database(workdir, size)
+        size = size or counts(path)[0]
         print(f"{size:,} problems", flush=True)
-        path = ensure_database(workdir, size)
         ids = user_ids(path)
         tokens = dict(zip(USERS, device_tokens(path, [ids[name] for name in USERS]),
                           strict=True))
-        server = Server(path, workdir / f"server-{size}.log")
+        server = Server(path, workdir / f"server-{size}.log", args.photos)
         try:
             for name in USERS:
                 load = os.getloadavg()[0]

@@ -3,6 +3,7 @@ problems.
 
     .venv/bin/python bench/ledger_bench.py [--base /tmp/ledger_bench/seed-1m.db]
         [--repeat 20] [--only ledger|stats|export|home ...]
+    .venv/bin/python bench/ledger_bench.py --db postgresql://…/fieldledger --photos DIR
 
 The database is cached under /tmp/ledger_bench: ``--base`` (made with
 ``server.demo.seed_demo(db, seed=1, problems=1_000_000)`` if missing, which
@@ -12,6 +13,10 @@ real uvicorn in a child process; requests go over HTTP with httpx, one at a
 time, and the figures are wall-clock times seen by the client. Export memory
 is the server process's resident set (/proc/<pid>/status), sampled while a
 100,000-row export streams to a client that throws the bytes away.
+
+``--db`` measures the ledger already in a database instead: a file, or a
+``postgresql://`` URL (bench/postgres.py serves one; ``fieldledger --db
+/tmp/ledger_bench/ledger-1m.db copy-to URL`` fills it with the same million).
 """
 
 from __future__ import annotations
@@ -66,11 +71,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(path: Path, port: int) -> subprocess.Popen:
+def start_server(path: Path | str, port: int, photos: str | None = None) -> subprocess.Popen:
     code = (
         "import uvicorn; from server.app import create_app;"
-        f" uvicorn.run(create_app({str(path)!r}), host='127.0.0.1', port={port},"
-        " log_level='warning')"
+        f" uvicorn.run(create_app({str(path)!r}, photos={photos!r}), host='127.0.0.1',"
+        f" port={port}, log_level='warning')"
     )
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     for _ in range(200):
@@ -193,9 +198,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=REPEAT)
     parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only this part (may be given more than once)")
+    parser.add_argument("--db", help="measure the ledger in this database (a file or a"
+                        " postgresql:// URL) instead of --base's copy")
+    parser.add_argument("--photos", help="the photos folder (required with a postgresql:// --db)")
     args = parser.parse_args(argv)
     parts = args.only or PARTS
-    path = prepare(Path(args.base))
+    path = args.db or prepare(Path(args.base))
     db = open_database(path)
     values = pick(db)
     accounts = {}
@@ -208,7 +216,7 @@ def main(argv=None) -> int:
     print(f"problems: {problems:,}; accounts: {accounts}")
 
     port = free_port()
-    server = start_server(path, port)
+    server = start_server(path, port, args.photos)
     base_url = f"http://127.0.0.1:{port}"
     try:
         office = login(base_url, accounts["office"])

@@ -4,6 +4,8 @@
     .venv/bin/python bench/sync_bench.py --quick               # 10k only, shorter runs
     .venv/bin/python bench/sync_bench.py --sizes 10000,100000 --workdir /tmp/sync-bench
     .venv/bin/python bench/sync_bench.py --sizes 1000000 --workdir /tmp/sync-bench --batches-only
+    .venv/bin/python bench/sync_bench.py --db postgresql://…/fieldledger --photos DIR \
+        --workers 1,2                                          # an existing ledger, any backend
 
 For each ledger size a database is seeded with the demo city (``server.demo``)
 and served by ``fieldledger serve`` in a subprocess. Measured, from clients on
@@ -19,7 +21,11 @@ the same machine:
 
 Targets: (a) >= 3,000 mutations/s, (b) >= 300 pushes/s, (c) flat in ledger size.
 With --workdir, seeded databases are kept there and reused by later runs (the
-pushes of a run stay in them).
+pushes of a run stay in them). With --db, the ledger already in that database (a
+file or a ``postgresql://`` URL, e.g. a 1M ledger ``fieldledger copy-to`` moved
+there; bench/postgres.py serves one) is measured instead, and its pushes stay too.
+``--workers 1,2`` runs (b) once per number of worker processes (``serve
+--workers``, PostgreSQL only); the rest runs on the first.
 """
 
 from __future__ import annotations
@@ -162,13 +168,19 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, path: Path, log: Path):
+    """``fieldledger serve`` on a free port: ``path`` is a file or a postgresql:// URL,
+    which needs ``photos``; ``workers`` above 1 is ``serve --workers``."""
+
+    def __init__(self, path: Path | str, log: Path, photos: Path | None = None,
+                 workers: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "ab")  # noqa: SIM115 -- closed in stop()
+        photos_option = ["--photos", str(photos)] if photos else []
+        workers_option = ["--workers", str(workers)] if workers > 1 else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--db", str(path), "serve",
-             "--port", str(self.port)],
+            [sys.executable, "-m", "server.cli", "--db", str(path), *photos_option, "serve",
+             "--port", str(self.port), *workers_option],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -185,6 +197,10 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server: its process and, with --workers, its workers."""
+        return sum(map(cpu_seconds, [self.pid, *children(self.pid)]))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -272,15 +288,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
 def bench_batches(server: Server, token: str, mutations: int, capture=report_problem) -> dict:
     phone = client(server, token)
     for n in range(mutations):
         capture(phone, n)
-    load_before, cpu_before = load_average(), cpu_seconds(server.pid)
+    load_before, cpu_before = load_average(), server.cpu_seconds()
     started = time.perf_counter()
     latencies = timed_pushes(phone)
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(server.pid) - cpu_before
+    cpu = server.cpu_seconds() - cpu_before
     return {"mutations": mutations, "seconds": elapsed, "per_second": mutations / elapsed,
             "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
             "server_cpu_us": 1e6 * cpu / mutations, "load": (load_before, load_average())}
@@ -377,6 +398,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="the first size only (default 10k), fewer mutations and rounds")
     parser.add_argument("--workdir", help="keep (and reuse) seeded databases here")
+    parser.add_argument("--db", help="measure the ledger in this database (a file or a"
+                        " postgresql:// URL) instead of seeding; --sizes is then ignored")
+    parser.add_argument("--photos", help="the photos folder (required with a postgresql:// --db)")
+    parser.add_argument("--workers", default="1",
+                        help="worker processes for (b), comma-separated (e.g. 1,2); the"
+                        " other parts run with the first")
     parser.add_argument("--batch-mutations", type=int, default=10_000,
                         help="mutations for (a), sent 100 per push")
     parser.add_argument("--pushes-each", type=int, default=20,
@@ -392,68 +419,82 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     sizes = [int(size) for size in (args.sizes or "10000,100000,1000000").split(",") if size]
+    workers = [int(n) for n in args.workers.split(",")]
     if args.quick:
         sizes = sizes[:1]
         args.batch_mutations, args.pushes_each, args.pull_rounds = 2_000, 5, 10
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sync-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"sync benchmark, {os.cpu_count()} CPUs, databases in {workdir}", flush=True)
+    photos = Path(args.photos) if args.photos else None
+    print(f"sync benchmark, {os.cpu_count()} CPUs, databases in {args.db or workdir}",
+          flush=True)
     figures: dict = {"date": dt.date.today().isoformat(), "cpus": os.cpu_count(), "sizes": {}}
     try:
-        for index, size in enumerate(sizes):
-            print(f"\n== ledger of {size:,} problems", flush=True)
-            path = ensure_database(workdir, size)
-            users = field_users(path)
-            puller = next((u for u in users if u[1] == PULLER), users[0])
-            tokens = device_tokens(path, [puller[0], puller[0], puller[0]]
-                                   + [users[n % len(users)][0]
-                                      for n in range(CONCURRENT_CLIENTS)])
+        for index, size in enumerate([None] if args.db else sizes):
+            path = args.db or ensure_database(workdir, size)
             problems, head = counts(path)
-            load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-            print(f"  {problems:,} problems, change log head {head:,}; load average {load}",
-                  flush=True)
-            server = Server(path, workdir / f"server-{size}.log")
-            result: dict = {"problems": problems}
-            try:
-                a = bench_batches(server, tokens[2], args.batch_mutations)
-                result["batches"] = a
-                print(f"  (a) {a['mutations']:,} problem.report in batches of 100:"
-                      f" {describe_batches(a)}", flush=True)
-                mixed = bench_batches(server, tokens[2], args.batch_mutations, capture_mixed)
-                result["batches_mixed"] = mixed
-                print(f"      {mixed['mutations']:,} visits, diaries and problems (1:1:3):"
-                      f" {describe_batches(mixed)}", flush=True)
-                if args.batches_only:
-                    continue
-                if index == 0:
-                    b = bench_concurrent(server, tokens[3:], args.pushes_each)
-                    result["concurrent"] = b
-                    print(f"  (b) {b['clients']} clients x {args.pushes_each} single-mutation"
-                          f" pushes: {b['per_second']:,.0f} pushes/s"
-                          f" (p50 {ms(b['p50'])}, p95 {ms(b['p95'])}),"
-                          f" errors {len(b['errors'])}", flush=True)
-                    for error in b["errors"][:5]:
-                        print(f"      {error}")
-                _problems, head = counts(path)
-                c = bench_pull(server, tokens[0], tokens[1], head, args.pull_rounds)
-                result["pull"] = c
-                print(f"  (c) pull of 5 new changes: p50 {ms(c['p50'])}, p95 {ms(c['p95'])}"
-                      f" (nothing new: p50 {ms(c['empty_p50'])})", flush=True)
-                if not args.no_first_sync:
-                    d = bench_first_sync(server, tokens[0])
-                    result["first_sync"] = d
-                    print(f"  (d) first sync of a new phone: {d['seconds']:.1f} s,"
-                          f" {d['requests']} pulls of up to 1000 changes,"
-                          f" {d['records']:,} records kept", flush=True)
-            finally:
-                server.stop()
-            figures["sizes"][size] = result
+            print(f"\n== ledger of {problems:,} problems", flush=True)
+            result = bench_ledger(args, path, workdir, photos, workers, first=index == 0)
+            figures["sizes"][size or problems] = result
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     return 0
+
+
+def bench_ledger(args, path, workdir: Path, photos: Path | None, workers: list[int],
+                 first: bool) -> dict:
+    """(a) to (d) over one ledger; (b) only on the first, once per number of workers."""
+    users = field_users(path)
+    puller = next((u for u in users if u[1] == PULLER), users[0])
+    tokens = device_tokens(path, [puller[0], puller[0], puller[0]]
+                           + [users[n % len(users)][0] for n in range(CONCURRENT_CLIENTS)])
+    problems, head = counts(path)
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"  {problems:,} problems, change log head {head:,}; load average {load}", flush=True)
+    log = workdir / f"server-{problems}.log"
+    result: dict = {"problems": problems}
+    server = Server(path, log, photos, workers[0])
+    try:
+        a = bench_batches(server, tokens[2], args.batch_mutations)
+        result["batches"] = a
+        print(f"  (a) {a['mutations']:,} problem.report in batches of 100:"
+              f" {describe_batches(a)}", flush=True)
+        mixed = bench_batches(server, tokens[2], args.batch_mutations, capture_mixed)
+        result["batches_mixed"] = mixed
+        print(f"      {mixed['mutations']:,} visits, diaries and problems (1:1:3):"
+              f" {describe_batches(mixed)}", flush=True)
+        if args.batches_only:
+            return result
+        if first:
+            for count in workers:
+                if count != workers[0]:
+                    server.stop()
+                    server = Server(path, log, photos, count)
+                b = bench_concurrent(server, tokens[3:], args.pushes_each)
+                result[f"concurrent_{count}_workers"] = b
+                print(f"  (b) {b['clients']} clients x {args.pushes_each} single-mutation"
+                      f" pushes, {count} worker(s): {b['per_second']:,.0f} pushes/s"
+                      f" (p50 {ms(b['p50'])}, p95 {ms(b['p95'])}),"
+                      f" errors {len(b['errors'])}", flush=True)
+                for error in b["errors"][:5]:
+                    print(f"      {error}")
+        _problems, head = counts(path)
+        c = bench_pull(server, tokens[0], tokens[1], head, args.pull_rounds)
+        result["pull"] = c
+        print(f"  (c) pull of 5 new changes: p50 {ms(c['p50'])}, p95 {ms(c['p95'])}"
+              f" (nothing new: p50 {ms(c['empty_p50'])})", flush=True)
+        if not args.no_first_sync:
+            d = bench_first_sync(server, tokens[0])
+            result["first_sync"] = d
+            print(f"  (d) first sync of a new phone: {d['seconds']:.1f} s,"
+                  f" {d['requests']} pulls of up to 1000 changes,"
+                  f" {d['records']:,} records kept", flush=True)
+    finally:
+        server.stop()
+    return result
 
 
 if __name__ == "__main__":

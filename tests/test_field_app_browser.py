@@ -184,9 +184,16 @@ def poll(page, script: str, arg=None, timeout: float = 20) -> None:
         time.sleep(0.2)
 
 
-def photo_bytes_match(server: Server, sha: str) -> bool:
+def stored_photo(server: Server, sha: str) -> str:
+    """"ok" when the photos folder holds these bytes under their hash; else what it holds,
+    for the failure's message."""
     path = server.photos / sha[:2] / sha
-    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha
+    if not path.exists():
+        held = sorted(str(found.relative_to(server.photos)) for found in server.photos.rglob("*"))
+        return f"no {path.name}; the photos folder holds {held}"
+    data = path.read_bytes()
+    found = hashlib.sha256(data).hexdigest()
+    return "ok" if found == sha else f"{len(data)} bytes whose SHA-256 is {found}"
 
 
 # The day in the field ------------------------------------------------------------
@@ -308,7 +315,7 @@ def test_offline_day_survives_reload_and_restart_then_syncs_by_itself(
                         " AND record_id = ?", [problem_id])
     assert len(shas) == 1
     sha = shas[0][0]
-    assert photo_bytes_match(server, sha)
+    assert stored_photo(server, sha) == "ok"
     width, height = server.query("SELECT width, height FROM attachments WHERE sha256 = ?",
                                  [sha])[0]
     assert max(width, height) == 1600
@@ -393,7 +400,7 @@ def test_dropped_connections_mid_sync_retry_without_duplicates(phone, server, tm
                             [user, "村民反映自来水浑浊"])) == 1
     sha = server.query("SELECT sha256 FROM attachment_links WHERE record_id = ?",
                        [problems[0][0]])[0][0]
-    assert photo_bytes_match(server, sha)
+    assert stored_photo(server, sha) == "ok"
 
 
 def test_update_while_typing_keeps_the_form(phone, server):
@@ -537,7 +544,7 @@ def test_a_return_visit_note_with_a_photo_becomes_a_problem_event(phone, server,
     assert len(events) == 1
     shas = server.query("SELECT sha256 FROM attachment_links WHERE record_type = 'event'"
                         " AND record_id = ?", [events[0][0]])
-    assert len(shas) == 1 and photo_bytes_match(server, shas[0][0])
+    assert len(shas) == 1 and stored_photo(server, shas[0][0]) == "ok"
     assert server.query("SELECT count(*) FROM attachments WHERE sha256 = ?", [shas[0][0]]) == [(1,)]
 
 

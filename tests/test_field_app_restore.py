@@ -29,10 +29,10 @@ from tests.test_field_app_browser import (
     jpeg,
     local_read,
     pending,
-    photo_bytes_match,
     playwright,  # noqa: F401 (fixture)
     poll,
     sign_in,
+    stored_photo,
 )
 
 pytestmark = pytest.mark.browser
@@ -172,7 +172,7 @@ def test_after_a_restore_the_phones_send_everything_again_exactly_once(
     assert server.query("SELECT sha256 FROM attachment_links WHERE record_id = ?",
                         [mine[0][0]]) == [(sha,)]
     assert server.query("SELECT count(*) FROM attachments WHERE sha256 = ?", [sha]) == [(1,)]
-    assert photo_bytes_match(server, sha)
+    assert stored_photo(server, sha) == "ok"
     assert len(server.query("SELECT id FROM problems WHERE description = ?",
                             ["幸福社区北门下水道堵塞"])) == 1
     assert server.query("SELECT count(*) FROM problem_events WHERE problem_id = ? AND kind = 'note'"
