@@ -89,6 +89,31 @@ def cheap_password_hashing():
     auth.set_hasher(argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
+def _settings(environment) -> dict[str, str]:
+    return {name: value for name, value in environment.items()
+            if name.startswith("FIELDLEDGER_")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_settings():
+    """``fieldledger serve`` hands its settings to uvicorn's workers in ``os.environ``; a
+    test that runs it in the test process must give it a copy (``own_environment``). A
+    leaked FIELDLEDGER_PHOTOS or FIELDLEDGER_DB would reach every server started later."""
+    before = _settings(os.environ)
+    yield
+    leaked = _settings(os.environ)
+    os.environ.update(before)
+    for name in leaked.keys() - before.keys():
+        del os.environ[name]
+    assert leaked == before, f"the test left FIELDLEDGER_ settings in os.environ: {leaked}"
+
+
+@pytest.fixture
+def own_environment(monkeypatch):
+    """A copy of ``os.environ`` for this test: what it sets there leaves with it."""
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+
+
 @dataclass
 class World:
     areas: dict[str, int] = field(default_factory=dict)

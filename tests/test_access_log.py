@@ -38,7 +38,8 @@ class Captured(logging.Handler):
 
 
 def test_the_serve_command_logs_requests_without_search_words(monkeypatch, db_path,
-                                                             photos_folder, world):
+                                                             photos_folder, world,
+                                                             own_environment):
     """The configuration ``serve`` hands uvicorn, applied as uvicorn applies it, then a
     record logged exactly as uvicorn's HTTP protocol logs a request."""
     seen = {}

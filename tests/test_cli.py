@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from server import auth
@@ -13,10 +11,8 @@ from server.db import open_database
 
 
 @pytest.fixture(autouse=True)
-def own_environment(monkeypatch):
-    """``serve`` hands its settings to the workers through the environment: each test
-    gets a copy of it."""
-    monkeypatch.setattr(os, "environ", os.environ.copy())
+def each_test_owns_its_environment(own_environment):
+    """``serve`` hands its settings to the workers through the environment."""
 
 
 @pytest.fixture
