@@ -267,6 +267,54 @@ def test_a_text_holding_nul_refuses_the_copy_before_writing(tmp_path, target, ca
         pg.close()
 
 
+def test_a_row_whose_parent_is_missing_refuses_the_copy_and_nothing_stays(tmp_path, target,
+                                                                         capsys):
+    """SQLite keeps foreign keys only where they were on; PostgreSQL checks every one."""
+    source = tmp_path / "seeded.db"
+    seeded(source, problems=5).close()
+    lite = open_database(source)
+    problem_id = lite.execute("SELECT id FROM problems ORDER BY rowid LIMIT 1").fetchone()[0]
+    lite.execute("PRAGMA foreign_keys = OFF")
+    with immediate(lite):
+        lite.execute("UPDATE problems SET area_id = 987654 WHERE id = ?", [problem_id])
+    lite.close()
+
+    assert main(["--db", str(source), "copy-to", target]) == 2
+    err = capsys.readouterr().err
+    assert "a row of problems names what the SQLite file does not hold" in err
+    assert "(area_id)=(987654)" in err and "Nothing was copied" in err
+    pg = open_database(target)
+    try:
+        assert pg.execute("SELECT count(*) FROM problems").fetchone()[0] == 0
+        assert pg.execute("SELECT count(*) FROM areas").fetchone()[0] == 0
+    finally:
+        pg.close()
+
+
+def test_the_copy_puts_back_every_foreign_key(full_ledger, target, pg_databases):
+    """The copy takes the foreign keys off while rows go in (one join each to put them
+    back is far quicker than a check per row): they end as the schema history made them."""
+    path, _phone = full_ledger
+    lite = open_database(path)
+    try:
+        copy_to(lite, target)
+    finally:
+        lite.close()
+    copied, new = open_database(target), open_database(pg_databases.url_of(pg_databases.empty))
+    try:
+        assert len(foreign_keys(new)) > 30
+        assert foreign_keys(copied) == foreign_keys(new)
+    finally:
+        copied.close()
+        new.close()
+
+
+def foreign_keys(pg) -> list[tuple]:
+    return pg.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated"
+        " FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2").fetchall()
+
+
 def test_a_postgresql_source_or_an_sqlite_target_is_refused(tmp_path, target, capsys):
     assert main(["--db", target, "copy-to", target]) == 2
     assert "is a PostgreSQL database; copy-to copies an SQLite file" in capsys.readouterr().err
