@@ -7,7 +7,8 @@ change log included, so phones' cursors and the epoch stay valid; SQLite's rowid
 four text-keyed tables goes into their ``rowid`` column. What the triggers would have
 kept is then set from the copied rows: the identity sequences, the change log's
 sequence and the search tokens (the roll-up is copied, and ``verify`` checks it equals
-a rebuild).
+a rebuild). The foreign keys are off while rows go in and put back after; then the
+target is analysed.
 
 ``verify`` compares every table's row count and a SHA-256 over its rows in key order,
 each value written by ``canonical`` on both sides, then three derived checks.
@@ -156,6 +157,9 @@ def copy_to(source, target_url: str) -> dict[str, int]:
             with target.write_transaction():
                 _refuse_unless_empty(target, copied)  # again, under the write lock
                 counts = _write(source, target, copied)
+        # The planner's statistics, which autovacuum would gather only later: without
+        # them the first pages served from the copy may pick slow plans.
+        target.execute("ANALYZE")
     finally:
         target.close()
     return counts
