@@ -20,7 +20,7 @@ from server.demo import seed_demo
 from server.ledger import clock as ledger_clock
 from server.ledger import metrics, queries
 from server.ledger.search import search_condition
-from server.views.ledger_pages import _stats_data
+from server.views.ledger_pages import _stats_data, _stats_side_tables
 from tests.test_schema_parity import POSTGRES_ONLY_COLUMNS, SQLITE_ONLY_TABLES
 
 pytestmark = pytest.mark.postgres
@@ -173,6 +173,7 @@ def stats_page(db, username: str, period: metrics.Period) -> dict:
     user = user_named(db, username)
     cfg = metrics.settings(db)
     data = _stats_data(db, user, period, "completion", 5, cfg)
+    data.update(_stats_side_tables(db, user, period))
     data["totals_alone"] = metrics.totals(db, user, period, cfg)
     return data
 

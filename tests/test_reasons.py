@@ -389,6 +389,62 @@ def test_reasons_are_counted_by_event_within_the_period_and_scope(act, db, world
         db, leader_d2, everything).values() for row in rows)
 
 
+def rollup_rebuilt(db) -> list[tuple]:
+    """The roll-up as m026 builds it from the events and their problems' areas."""
+    return db.execute(
+        f"SELECT {db.dialect.local_day('e.at')}, p.area_id, e.kind,"
+        f" coalesce({db.dialect.json_text('e.data', 'reason_code')}, ''), count(*)"
+        " FROM problem_events e JOIN problems p ON p.id = e.problem_id"
+        f" WHERE e.kind IN ({', '.join('?' * len(reasons.KINDS))})"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", list(reasons.KINDS.values())).fetchall()
+
+
+def rollup_kept(db) -> list[tuple]:
+    return db.execute("SELECT day, area_id, kind, code, n FROM reason_rollup WHERE n != 0"
+                      " ORDER BY 1, 2, 3, 4").fetchall()
+
+
+def test_the_reason_rollup_follows_new_events_and_moved_problems(act, db, world, clock):
+    clock(2026, 12, 1)
+    act("office", "p1", "reject", reason_code="duplicate", note="重复")
+    act("handler1", "p3", "return", reason_code="not_our_duty", note="不归我们管")
+    act("office", "p3", "refuse_return", note="属于本单位职责")
+    clock(2026, 12, 2)
+    act("handler1", "p3", "return", reason_code="not_our_duty", note="不归我们管")
+    assert len(rollup_kept(db)) == 3 and rollup_kept(db) == rollup_rebuilt(db)
+    office = auth.load_user(db, world.users["office"])
+    period = metrics.Period(dt.date(2026, 12, 1), dt.date(2026, 12, 2))
+    before = metrics.reason_counts(db, office, period)
+
+    # p3 moves to the other district: its two returns go with it, out of its old subtree.
+    old_area = db.execute("SELECT area_id FROM problems WHERE id = ?",
+                          [world.problems["p3"]]).fetchone()[0]
+    with immediate(db):
+        db.execute("UPDATE problems SET area_id = ? WHERE id = ?",
+                   [world.areas["d2"], world.problems["p3"]])
+    assert rollup_kept(db) == rollup_rebuilt(db)
+    assert db.execute("SELECT count(*) FROM reason_rollup WHERE area_id = ?",
+                      [old_area]).fetchone()[0] == 0
+    assert metrics.reason_counts(db, office, period) == before  # the city sees both areas
+    leader_d2 = auth.load_user(db, world.users["leader_d2"])
+    returned = {row.code: row.count for row in metrics.reason_counts(
+        db, leader_d2, period)["return"]}
+    assert returned["not_our_duty"] == 2
+
+
+def test_a_scope_beyond_an_area_counts_reasons_from_the_events(act, db, world, clock):
+    """A handler's scope is the unit's problems, which the roll-up by area cannot tell."""
+    clock(2026, 12, 1)
+    act("handler1", "p3", "return", reason_code="not_our_duty", note="不归我们管")
+    act("office", "p1", "reject", reason_code="duplicate", note="重复")
+    handler = auth.load_user(db, world.users["handler1"])
+    counted = metrics.reason_counts(db, handler, metrics.Period(dt.date(2026, 12, 1),
+                                                                 dt.date(2026, 12, 1)))
+    assert [(row.code, row.count) for row in counted["return"] if row.count] == [
+        ("not_our_duty", 1)]
+    assert all(row.count == 0 for row in counted["reject"])  # p1 is not the unit's
+
+
 def test_events_without_a_reason_are_counted_as_unspecified(db, world):
     from tests.test_export import add_event
 

@@ -672,24 +672,17 @@ def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[Reason
     unused), then any deactivated option or no reason that was chosen, each with its share.
 
     Unlike the cohort above, these are events, not problems: a problem returned twice in
-    the period counts twice. The events are read through ``idx_problem_events_kind``
-    (kind, at), migration m019.
+    the period counts twice. A scope that is an area subtree reads the roll-up
+    ``reason_rollup`` (m026: events by local day, area, kind and code); another scope
+    reads the events through ``idx_problem_events_kind`` (kind, at), migration m019,
+    and their problems.
     """
     from server.ledger import reasons
 
     kinds = {kind: name for name, kind in reasons.KINDS.items()}
-    scope, scope_params = authz.problem_scope(user, "p")
     found: dict[str, Counter] = {name: Counter() for name in reasons.LISTS}
-    for kind, code, n in db.execute(
-        f"SELECT e.kind, {db.dialect.json_text('e.data', 'reason_code')}, count(*)"
-        f" FROM problem_events e {db.dialect.index_hint('idx_problem_events_kind')}"
-        " JOIN problems p ON p.id = e.problem_id"
-        f" WHERE e.kind IN ({', '.join('?' * len(kinds))}) AND e.at >= ? AND e.at < ?"
-        f" AND {scope} GROUP BY 1, 2",
-        [*kinds, local_day_start(period.start),
-         local_day_start(period.end + dt.timedelta(days=1)), *scope_params],
-    ):
-        found[kinds[kind]][code] += n
+    for kind, code, n in db.execute(*_reason_events_query(db.dialect, user, period, kinds)):
+        found[kinds[kind]][code or None] += n
     result = {}
     for name, options in reasons.all_lists(db).items():
         counts = found[name]
@@ -703,6 +696,26 @@ def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[Reason
         result[name] = [ReasonRow(code, label, active, counts[code], Rate(counts[code], total))
                         for code, label, active in rows]
     return result
+
+
+def _reason_events_query(dialect: Dialect, user: authz.User, period: Period,
+                         kinds: dict[str, str]) -> tuple[str, list]:
+    """(kind, reason code or '' or NULL, events) of the period in the user's scope."""
+    marks = ", ".join("?" * len(kinds))
+    if authz.scope_is_area(user):
+        area, area_params = authz.area_subtree(user, "r.area_id")
+        return (f"SELECT r.kind, r.code, sum(r.n) FROM reason_rollup r"
+                f" WHERE r.day >= ? AND r.day <= ? AND r.kind IN ({marks}) AND {area}"
+                " GROUP BY 1, 2",
+                [period.start.isoformat(), period.end.isoformat(), *kinds, *area_params])
+    scope, scope_params = authz.problem_scope(user, "p")
+    return (f"SELECT e.kind, {dialect.json_text('e.data', 'reason_code')}, count(*)"
+            f" FROM problem_events e {dialect.index_hint('idx_problem_events_kind')}"
+            " JOIN problems p ON p.id = e.problem_id"
+            f" WHERE e.kind IN ({marks}) AND e.at >= ? AND e.at < ?"
+            f" AND {scope} GROUP BY 1, 2",
+            [*kinds, local_day_start(period.start),
+             local_day_start(period.end + dt.timedelta(days=1)), *scope_params])
 
 
 # Helper units (协办), counted apart from the lead units -------------------------------------

@@ -273,26 +273,30 @@ def previous_period(period: metrics.Period) -> metrics.Period:
 def _stats_data(db, actor: authz.User, period: metrics.Period, rank_by: str, min_n: int,
                 cfg: dict) -> dict:
     result = metrics.compute(db, actor, period, cfg)
-    result["helper_units"] = metrics.helper_units(db, actor, period)
     ranked, unranked = metrics.rank(result["units"], rank_by, min_n)
     assessed = assessment.assess(result["units"], assessment.weights(db), min_n)
     return {**result, "period": period, "rank_by": rank_by, "min_n": min_n,
-            "ranked": ranked, "unranked": unranked, "assessed": assessed,
+            "ranked": ranked, "unranked": unranked, "assessed": assessed}
+
+
+def _stats_side_tables(db, actor: authz.User, period: metrics.Period) -> dict:
+    return {"helper_units": metrics.helper_units(db, actor, period),
             "reason_counts": metrics.reason_counts(db, actor, period)}
 
 
 async def _dashboard_data(request: Request) -> dict:
-    """The period's figures and, at the same time on a second reader (SQLite works
-    outside the GIL), the previous period's totals: the page waits for the longer of the
-    two, not for both one after the other."""
+    """The period's figures and, at the same time on other readers (SQLite and psycopg
+    work outside the GIL), the previous period's totals, then the helper units and the
+    counts by reason: the page waits for the longest, not for all one after the other."""
     db_store, actor = store(request), user(request)
     cfg = await db_store.read(metrics.settings)
     period, rank_by, min_n, ignored = _stats_params(request.query_params, cfg)
     previous = previous_period(period)
-    data, before = await asyncio.gather(
+    data, before, side_tables = await asyncio.gather(
         db_store.read(_stats_data, actor, period, rank_by, min_n, cfg),
-        db_store.read(metrics.totals, actor, previous, cfg))
-    return {**data, "ignored": ignored, "previous": previous,
+        db_store.read(metrics.totals, actor, previous, cfg),
+        db_store.read(_stats_side_tables, actor, period))
+    return {**data, **side_tables, "ignored": ignored, "previous": previous,
             "previous_rates": before["rates"]}
 
 

@@ -43,6 +43,7 @@ from server.db.sqlite_history.m022_device_health import m022_device_health
 from server.db.sqlite_history.m023_working_set import m023_working_set
 from server.db.sqlite_history.m024_ask_reporter import m024_ask_reporter
 from server.db.sqlite_history.m025_form_drafts import m025_form_drafts
+from server.db.sqlite_history.m026_reason_rollup import m026_reason_rollup
 
 HISTORY = (
     m001_foundation,
@@ -69,6 +70,7 @@ HISTORY = (
     m023_working_set,
     m024_ask_reporter,
     m025_form_drafts,
+    m026_reason_rollup,
 )
 
 migrations = Migrations("fieldledger")
