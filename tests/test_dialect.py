@@ -28,6 +28,7 @@ SPELLINGS = [
     ("flag", ("a = 1",), "ifnull((a = 1), 0)", "coalesce((a = 1)::int, 0)"),
     ("as_int", ("a = 1",), "a = 1", "(a = 1)::int"),
     ("same", ("a", "b"), "a IS b", "a IS NOT DISTINCT FROM b"),
+    ("int_sum", ("r.n",), "sum(r.n)", "sum(r.n)::bigint"),
     ("json_text", ("e.data", "k"), "json_extract(e.data, '$.k')", "((e.data)::jsonb ->> 'k')"),
     ("json_is_false", ("e.data", "k"), "json_extract(e.data, '$.k') = 0",
      "((e.data)::jsonb -> 'k') IN ('false', '0')"),
@@ -200,6 +201,8 @@ def test_postgresql_flag_and_same(pg):
     assert pg_one(pg, f"SELECT {POSTGRESQL.flag('NULL::boolean')}, {POSTGRESQL.flag('2 > 1')},"
                       f" {POSTGRESQL.flag('1 > 2')}, {POSTGRESQL.flag('2')},"
                       f" {POSTGRESQL.as_int('2 > 1')}") == (0, 1, 0, 2, 1)
+    assert pg_one(pg, f"SELECT {POSTGRESQL.int_sum('n')} FROM (VALUES (2::bigint), (3)) AS t(n)"
+                  ) == (5,)
     assert pg_one(pg, f"SELECT {POSTGRESQL.same('NULL::int', 'NULL::int')},"
                       f" {POSTGRESQL.same('1', '1')}, {POSTGRESQL.same('1', 'NULL::int')}") == (
         True, True, False)

@@ -67,6 +67,11 @@ class Dialect:
         """The condition ``expr`` as 0 or 1 (SQLite's comparisons already are numbers)."""
         return f"({expr})::int" if self._postgresql else expr
 
+    def int_sum(self, expr: str) -> str:
+        """The sum of the integers ``expr`` as an integer (PostgreSQL sums bigints as
+        numeric, which is slower to read back)."""
+        return f"sum({expr})::bigint" if self._postgresql else f"sum({expr})"
+
     def same(self, a: str, b: str) -> str:
         """``a`` equals ``b``, NULL equal to NULL."""
         return f"{a} IS NOT DISTINCT FROM {b}" if self._postgresql else f"{a} IS {b}"

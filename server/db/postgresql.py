@@ -124,8 +124,13 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_loader("json", TextLoader)
     conn.adapters.register_loader("jsonb", TextLoader)
     conn.adapters.register_dumper(bool, _BooleanDumper)
+    # psycopg prepares a statement run five times; PostgreSQL may then plan it once for
+    # any values (a generic plan). The ledger's and the statistics' best plans depend on
+    # the values (a town's subtree or the city's, a week or a year): each execution is
+    # planned for its own, as SQLite plans each statement it prepares.
     conn.execute(
-        "SELECT set_config('TimeZone', 'UTC', false), set_config('lock_timeout', $1, false)",
+        "SELECT set_config('TimeZone', 'UTC', false), set_config('lock_timeout', $1, false),"
+        " set_config('plan_cache_mode', 'force_custom_plan', false)",
         (f"{BUSY_TIMEOUT_MS}ms",),
     )
 

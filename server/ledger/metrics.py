@@ -481,9 +481,10 @@ def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.dat
         " r.n AS n FROM stats_rollup r"
         " WHERE r.level = ?9 AND r.week BETWEEN ?5 AND ?6 AND r.n > 0"
         " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8))"
-        f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1}, sum(n)"
+        f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1},"
+        f" {dialect.int_sum('n')}"
         " FROM x GROUP BY 2, 3"
-        f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, sum(n) FROM x GROUP BY 3"
+        f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, {dialect.int_sum('n')} FROM x GROUP BY 3"
     )
     params = [codes, bytes(range(256)), today.isoformat(),
               week_number(first_week), week_number(start), week_number(end),
@@ -634,7 +635,8 @@ def rollup_totals_query(dialect: Dialect, user: authz.User, start: dt.date, end:
     deadline = features(dialect)["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     deadline = deadline.replace("p.", "r.").replace("cfg.today", "?1")
     sql = (
-        f"SELECT r.features | (({deadline}) << {stored_bits}), sum(r.n) FROM stats_rollup r"
+        f"SELECT r.features | (({deadline}) << {stored_bits}), {dialect.int_sum('r.n')}"
+        " FROM stats_rollup r"
         " WHERE r.level = ?4 AND r.week BETWEEN ?2 AND ?3 AND r.n > 0"
         " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?5 AND path < ?6) GROUP BY 1"
     )
@@ -704,7 +706,7 @@ def _reason_events_query(dialect: Dialect, user: authz.User, period: Period,
     marks = ", ".join("?" * len(kinds))
     if authz.scope_is_area(user):
         area, area_params = authz.area_subtree(user, "r.area_id")
-        return (f"SELECT r.kind, r.code, sum(r.n) FROM reason_rollup r"
+        return (f"SELECT r.kind, r.code, {dialect.int_sum('r.n')} FROM reason_rollup r"
                 f" WHERE r.day >= ? AND r.day <= ? AND r.kind IN ({marks}) AND {area}"
                 " GROUP BY 1, 2",
                 [period.start.isoformat(), period.end.isoformat(), *kinds, *area_params])
