@@ -676,8 +676,7 @@ def reason_counts(db, user: authz.User, period: Period) -> dict[str, list[Reason
     Unlike the cohort above, these are events, not problems: a problem returned twice in
     the period counts twice. A scope that is an area subtree reads the roll-up
     ``reason_rollup`` (m026: events by local day, area, kind and code); another scope
-    reads the events through ``idx_problem_events_kind`` (kind, at), migration m019,
-    and their problems.
+    (an office user who is also a handler) reads the events of its problems.
     """
     from server.ledger import reasons
 
@@ -712,8 +711,7 @@ def _reason_events_query(dialect: Dialect, user: authz.User, period: Period,
                 [period.start.isoformat(), period.end.isoformat(), *kinds, *area_params])
     scope, scope_params = authz.problem_scope(user, "p")
     return (f"SELECT e.kind, {dialect.json_text('e.data', 'reason_code')}, count(*)"
-            f" FROM problem_events e {dialect.index_hint('idx_problem_events_kind')}"
-            " JOIN problems p ON p.id = e.problem_id"
+            " FROM problem_events e JOIN problems p ON p.id = e.problem_id"
             f" WHERE e.kind IN ({marks}) AND e.at >= ? AND e.at < ?"
             f" AND {scope} GROUP BY 1, 2",
             [*kinds, local_day_start(period.start),

@@ -20,7 +20,7 @@ STEPS = (
     "m010_pilot", "m011_closures", "m013_lockout", "m014_accounts", "m015_audit",
     "m016_supervision", "m017_tracking", "m018_joint", "m019_reasons", "m020_reports",
     "m021_rules", "m022_device_health", "m023_working_set", "m024_ask_reporter",
-    "m025_form_drafts", "m026_reason_rollup",
+    "m025_form_drafts", "m026_reason_rollup", "m027_events_kind_index",
 )
 LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 

@@ -44,6 +44,7 @@ from server.db.sqlite_history.m023_working_set import m023_working_set
 from server.db.sqlite_history.m024_ask_reporter import m024_ask_reporter
 from server.db.sqlite_history.m025_form_drafts import m025_form_drafts
 from server.db.sqlite_history.m026_reason_rollup import m026_reason_rollup
+from server.db.sqlite_history.m027_events_kind_index import m027_events_kind_index
 
 HISTORY = (
     m001_foundation,
@@ -71,6 +72,7 @@ HISTORY = (
     m024_ask_reporter,
     m025_form_drafts,
     m026_reason_rollup,
+    m027_events_kind_index,
 )
 
 migrations = Migrations("fieldledger")
