@@ -136,7 +136,8 @@ def test_a_seeded_ledger_is_copied_and_verified(tmp_path, target, capsys):
     out = capsys.readouterr().out
     assert "Copied" in out and "holds what" in out
     assert "DIFFERS" not in out
-    for line in ("problems", "changes", "stats_rollup = rebuild", "latest version", "search ("):
+    for line in ("problems", "changes", "stats_rollup = rebuild", "reason_rollup = rebuild",
+                 "latest version", "search ("):
         assert f"\n{line}" in out
 
     lite, pg = open_database(source), open_database(target)

@@ -11,7 +11,7 @@ a rebuild). The foreign keys are off while rows go in and put back after; then t
 target is analysed.
 
 ``verify`` compares every table's row count and a SHA-256 over its rows in key order,
-each value written by ``canonical`` on both sides, then three derived checks.
+each value written by ``canonical`` on both sides, then four derived checks.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from server.db import postgresql
 from server.db.dialect import SQLITE
 from server.db.postgresql_history import migrate
 from server.db.postgresql_history._shared import rollup_rebuild_sql, tokens_sql
-from server.ledger import search
+from server.ledger import reasons, search
 
 # The text-keyed tables whose SQLite rowid queries use (ordering ties, cursors): PostgreSQL
 # keeps it in a column named rowid, which the copy fills with SQLite's.
@@ -282,8 +282,9 @@ def _move_change_sequence(source, target) -> None:
 
 
 def verify(source, target) -> list[TableCheck]:
-    """Every table on both sides, then the derived checks: the roll-up equals its rebuild,
-    the change log's latest version is the same, and sampled words find the same problems."""
+    """Every table on both sides, then the derived checks: the roll-ups equal their
+    rebuilds, the change log's latest version is the same, and sampled words find the
+    same problems."""
     checks = []
     with source.snapshot(), target.snapshot():
         for table in tables(source):
@@ -296,6 +297,7 @@ def verify(source, target) -> list[TableCheck]:
         if any(check.target_checksum == "absent" for check in checks):
             return checks  # the derived checks need the whole schema
         checks.append(_rollup_check(target))
+        checks.append(_reason_rollup_check(target))
         checks.append(_latest_version_check(source, target))
         checks.append(_search_check(source, target))
     return checks
@@ -338,6 +340,20 @@ def _rollup_check(target) -> TableCheck:
         f"SELECT {columns} FROM ({rollup_rebuild_sql()}) AS r"
         f" ({columns}) ORDER BY {columns}")
     return TableCheck("stats_rollup = rebuild", *_pair(checksum(copied), checksum(rebuilt)))
+
+
+def _reason_rollup_check(target) -> TableCheck:
+    """The counts by reason (m026) equal those the events and their problems give."""
+    kinds = list(reasons.KINDS.values())
+    marks = ", ".join("?" * len(kinds))
+    copied = target.execute(
+        "SELECT day, area_id, kind, code, n FROM reason_rollup WHERE n != 0 ORDER BY 1, 2, 3, 4")
+    rebuilt = target.execute(
+        "SELECT fl_local_day(e.at), p.area_id, e.kind,"
+        " coalesce(e.data::jsonb ->> 'reason_code', ''), count(*)"
+        " FROM problem_events e JOIN problems p ON p.id = e.problem_id"
+        f" WHERE e.kind IN ({marks}) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", kinds)
+    return TableCheck("reason_rollup = rebuild", *_pair(checksum(copied), checksum(rebuilt)))
 
 
 def _latest_version_check(source, target) -> TableCheck:
