@@ -151,8 +151,13 @@ def _postgres_indexes(db) -> dict:
         WHERE t.relnamespace = current_schema()::regnamespace
             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid
                             AND c.contype IN ('p', 'u', 'x'))""")
-    return {name: (table, unique, tuple(columns), predicate)
+    return {name: (table, unique, _without_trailing_rowid(columns), predicate)
             for name, table, unique, predicate, columns in rows}
+
+
+def _without_trailing_rowid(columns: list[str]) -> tuple[str, ...]:
+    """SQLite's indexes end with the rowid without naming it; PostgreSQL's name it (m028)."""
+    return tuple(columns[:-1] if len(columns) > 1 and columns[-1] == "rowid" else columns)
 
 
 def _postgres_triggers(db) -> dict:

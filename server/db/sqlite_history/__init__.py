@@ -45,6 +45,7 @@ from server.db.sqlite_history.m024_ask_reporter import m024_ask_reporter
 from server.db.sqlite_history.m025_form_drafts import m025_form_drafts
 from server.db.sqlite_history.m026_reason_rollup import m026_reason_rollup
 from server.db.sqlite_history.m027_events_kind_index import m027_events_kind_index
+from server.db.sqlite_history.m028_order_indexes import m028_order_indexes
 
 HISTORY = (
     m001_foundation,
@@ -73,6 +74,7 @@ HISTORY = (
     m025_form_drafts,
     m026_reason_rollup,
     m027_events_kind_index,
+    m028_order_indexes,
 )
 
 migrations = Migrations("fieldledger")
