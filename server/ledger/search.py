@@ -168,6 +168,15 @@ def search_condition(db, text: str, drive_max: int | None = None,
             False,
             listed=len(keys),
         )
+    if db.dialect.name == "postgresql":
+        # The problem's own keys row checked where it stands (one probe of its unique
+        # problem_id), the planner free to read the matches first when they are fewer.
+        sql, params = pg_condition(parse_query(text))
+        return Search(
+            f"EXISTS (SELECT 1 FROM problem_search_keys k WHERE k.problem_id = p.id AND {sql})",
+            params,
+            True,
+        )
     return Search(
         f"(SELECT k.key FROM problem_search_keys k WHERE k.problem_id = p.id) IN ({matching})",
         query,
