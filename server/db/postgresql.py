@@ -124,13 +124,8 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_loader("json", TextLoader)
     conn.adapters.register_loader("jsonb", TextLoader)
     conn.adapters.register_dumper(bool, _BooleanDumper)
-    # psycopg prepares a statement run five times; PostgreSQL may then plan it once for
-    # any values (a generic plan). The ledger's and the statistics' best plans depend on
-    # the values (a town's subtree or the city's, a week or a year): each execution is
-    # planned for its own, as SQLite plans each statement it prepares.
     conn.execute(
-        "SELECT set_config('TimeZone', 'UTC', false), set_config('lock_timeout', $1, false),"
-        " set_config('plan_cache_mode', 'force_custom_plan', false)",
+        "SELECT set_config('TimeZone', 'UTC', false), set_config('lock_timeout', $1, false)",
         (f"{BUSY_TIMEOUT_MS}ms",),
     )
 
@@ -696,6 +691,12 @@ class PostgresStore:
         _configure(conn)
         self._run_on_connect(PostgresDatabase(conn, self._catalog))
         conn.execute("SET default_transaction_read_only = on")
+        # psycopg prepares a statement run five times; PostgreSQL may then plan it once
+        # for any values (a generic plan). The pages' best plans depend on the values (a
+        # town's subtree or the city's, a week or a year: a district's year took 2 s
+        # with the plan the city's made), so a reader plans each execution for its own,
+        # as SQLite does. The writer's short statements keep their cached plans.
+        conn.execute("SET plan_cache_mode = force_custom_plan")
 
     def _run_on_connect(self, db: PostgresDatabase) -> None:
         if self.on_connect is not None:
