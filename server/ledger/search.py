@@ -112,9 +112,8 @@ def match_keys(db, terms: list[Term]) -> tuple[str, list] | None:
         if condition is None:
             return None
         sql, params = condition
-        # The problem's text is read only for a phrase (a CJK run of three or more).
-        joined = " JOIN problems p ON p.id = k.problem_id" if SEARCHED_TEXT in sql else ""
-        return f"SELECT k.key FROM problem_search_keys k{joined} WHERE {sql}", params
+        return (f"SELECT k.key FROM problem_search_keys k JOIN problems p ON p.id = k.problem_id"
+                f" WHERE {sql}", params)
     query = fts_query(terms)
     if query is None:
         return None
