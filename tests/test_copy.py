@@ -248,48 +248,50 @@ def test_a_target_sorting_text_otherwise_is_refused(tmp_path, postgres_url, pg_d
         pg_databases.drop(name)
 
 
-def test_a_text_holding_nul_refuses_the_copy_before_writing(tmp_path, target, capsys):
-    source = tmp_path / "seeded.db"
-    seeded(source, problems=5).close()
-    lite = open_database(source)
-    problem_id = lite.execute("SELECT id FROM problems ORDER BY rowid LIMIT 1").fetchone()[0]
-    with immediate(lite):
-        lite.execute("UPDATE problems SET place = ? WHERE id = ?", ["3号楼\x00东侧", problem_id])
-    lite.close()
-
-    assert main(["--db", str(source), "copy-to", target]) == 2
-    err = capsys.readouterr().err
-    assert "NUL" in err and f"problems (id='{problem_id}'): place" in err
-    pg = open_database(target)
-    try:
-        assert pg.execute("SELECT count(*) FROM problems").fetchone()[0] == 0
-        assert pg.execute("SELECT count(*) FROM areas").fetchone()[0] == 0
-    finally:
-        pg.close()
-
-
-def test_a_row_whose_parent_is_missing_refuses_the_copy_and_nothing_stays(tmp_path, target,
-                                                                         capsys):
-    """SQLite keeps foreign keys only where they were on; PostgreSQL checks every one."""
+def seeded_with_first_problem(tmp_path, sql: str, value) -> tuple[str, str]:
+    """A seeded SQLite file whose first problem ``sql`` changes (``?`` its value, ``?2`` its
+    id; foreign keys off, as a file written without them): the file and the id."""
     source = tmp_path / "seeded.db"
     seeded(source, problems=5).close()
     lite = open_database(source)
     problem_id = lite.execute("SELECT id FROM problems ORDER BY rowid LIMIT 1").fetchone()[0]
     lite.execute("PRAGMA foreign_keys = OFF")
     with immediate(lite):
-        lite.execute("UPDATE problems SET area_id = 987654 WHERE id = ?", [problem_id])
+        lite.execute(sql, [value, problem_id])
     lite.close()
+    return str(source), problem_id
 
-    assert main(["--db", str(source), "copy-to", target]) == 2
-    err = capsys.readouterr().err
-    assert "a row of problems names what the SQLite file does not hold" in err
-    assert "(area_id)=(987654)" in err and "Nothing was copied" in err
+
+def assert_nothing_copied(target) -> None:
     pg = open_database(target)
     try:
         assert pg.execute("SELECT count(*) FROM problems").fetchone()[0] == 0
         assert pg.execute("SELECT count(*) FROM areas").fetchone()[0] == 0
     finally:
         pg.close()
+
+
+def test_a_text_holding_nul_refuses_the_copy_before_writing(tmp_path, target, capsys):
+    source, problem_id = seeded_with_first_problem(
+        tmp_path, "UPDATE problems SET place = ?1 WHERE id = ?2", "3号楼\x00东侧")
+
+    assert main(["--db", source, "copy-to", target]) == 2
+    err = capsys.readouterr().err
+    assert "NUL" in err and f"problems (id='{problem_id}'): place" in err
+    assert_nothing_copied(target)
+
+
+def test_a_row_whose_parent_is_missing_refuses_the_copy_and_nothing_stays(tmp_path, target,
+                                                                         capsys):
+    """SQLite keeps foreign keys only where they were on; PostgreSQL checks every one."""
+    source, _problem_id = seeded_with_first_problem(
+        tmp_path, "UPDATE problems SET area_id = ?1 WHERE id = ?2", 987654)
+
+    assert main(["--db", source, "copy-to", target]) == 2
+    err = capsys.readouterr().err
+    assert "a row of problems names what the SQLite file does not hold" in err
+    assert "(area_id)=(987654)" in err and "Nothing was copied" in err
+    assert_nothing_copied(target)
 
 
 def test_the_copy_puts_back_every_foreign_key(full_ledger, target, pg_databases):
