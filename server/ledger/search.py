@@ -149,7 +149,8 @@ def search_condition(db, text: str, drive_max: int | None = None,
             [like] * len(columns),
             True,
         )
-    matches = match_keys(db, parse_query(text))
+    terms = parse_query(text)
+    matches = match_keys(db, terms)
     if matches is None:
         return Search("1 = 0", [], False)
     matching, query = matches
@@ -171,7 +172,7 @@ def search_condition(db, text: str, drive_max: int | None = None,
     if db.dialect.name == "postgresql":
         # The problem's own keys row checked where it stands (one probe of its unique
         # problem_id), the planner free to read the matches first when they are fewer.
-        sql, params = pg_condition(parse_query(text))
+        sql, params = pg_condition(terms)
         return Search(
             f"EXISTS (SELECT 1 FROM problem_search_keys k WHERE k.problem_id = p.id AND {sql})",
             params,
