@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from server.db import postgresql
 from server.db.dialect import SQLITE
 from server.db.postgresql_history import migrate
-from server.db.postgresql_history._shared import rollup_rebuild_sql, tokens_sql
-from server.ledger import reasons, search
+from server.db.postgresql_history._shared import (
+    REASON_ROLLUP_REBUILD,
+    rollup_rebuild_sql,
+    tokens_sql,
+)
+from server.ledger import search
 
 # The text-keyed tables whose SQLite rowid queries use (ordering ties, cursors): PostgreSQL
 # keeps it in a column named rowid, which the copy fills with SQLite's.
@@ -344,15 +348,9 @@ def _rollup_check(target) -> TableCheck:
 
 def _reason_rollup_check(target) -> TableCheck:
     """The counts by reason (m026) equal those the events and their problems give."""
-    kinds = list(reasons.KINDS.values())
-    marks = ", ".join("?" * len(kinds))
     copied = target.execute(
         "SELECT day, area_id, kind, code, n FROM reason_rollup WHERE n != 0 ORDER BY 1, 2, 3, 4")
-    rebuilt = target.execute(
-        "SELECT fl_local_day(e.at), p.area_id, e.kind,"
-        " coalesce(e.data::jsonb ->> 'reason_code', ''), count(*)"
-        " FROM problem_events e JOIN problems p ON p.id = e.problem_id"
-        f" WHERE e.kind IN ({marks}) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", kinds)
+    rebuilt = target.execute(f"{REASON_ROLLUP_REBUILD} ORDER BY 1, 2, 3, 4")
     return TableCheck("reason_rollup = rebuild", *_pair(checksum(copied), checksum(rebuilt)))
 
 

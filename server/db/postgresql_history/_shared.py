@@ -257,3 +257,14 @@ CREATE TRIGGER problems_stats_update AFTER UPDATE OF {watched} ON problems
 CREATE TRIGGER problems_stats_delete AFTER DELETE ON problems
     FOR EACH ROW EXECUTE FUNCTION fl_stats_rollup();
 """
+
+
+# The events that choose a reason from a list (server.ledger.reasons.KINDS) as m026 froze
+# them, and the reason roll-up's rows (day, area_id, kind, code, n) computed from the
+# events and their problems' areas, as m026 fills it and ``copy-to`` checks it.
+REASON_KINDS = "'reject', 'return', 'request_extension', 'close_explained'"
+REASON_ROLLUP_REBUILD = f"""SELECT fl_local_day(e.at), p.area_id, e.kind,
+        coalesce(e.data::jsonb ->> 'reason_code', ''), count(*)
+    FROM problem_events e JOIN problems p ON p.id = e.problem_id
+    WHERE e.kind IN ({REASON_KINDS})
+    GROUP BY 1, 2, 3, 4"""

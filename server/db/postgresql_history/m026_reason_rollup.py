@@ -3,11 +3,11 @@ event: per local day of the event, the problem's area, the event's kind and the 
 chosen ('' for none), how many events. Kept by triggers as events are added and problems
 move between areas; events are never changed or deleted."""
 
-from server.db.postgresql_history._shared import run_script
-
-# The events that choose a reason from a list (server.ledger.reasons.KINDS), as they
-# were when this step was written.
-REASON_KINDS = "'reject', 'return', 'request_extension', 'close_explained'"
+from server.db.postgresql_history._shared import (
+    REASON_KINDS,
+    REASON_ROLLUP_REBUILD,
+    run_script,
+)
 
 SCRIPT = f"""
 CREATE TABLE reason_rollup (
@@ -19,11 +19,7 @@ CREATE TABLE reason_rollup (
     PRIMARY KEY (day, area_id, kind, code)
 );
 INSERT INTO reason_rollup (day, area_id, kind, code, n)
-    SELECT fl_local_day(e.at), p.area_id, e.kind,
-        coalesce(e.data::jsonb ->> 'reason_code', ''), count(*)
-    FROM problem_events e JOIN problems p ON p.id = e.problem_id
-    WHERE e.kind IN ({REASON_KINDS})
-    GROUP BY 1, 2, 3, 4;
+    {REASON_ROLLUP_REBUILD};
 CREATE FUNCTION fl_reason_counted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO reason_rollup AS r (day, area_id, kind, code, n)
