@@ -76,6 +76,29 @@ def test_broad_search_gives_the_same_rows(db, world, monkeypatch, query):
     assert f.broad_search
 
 
+def test_a_search_is_listed_when_its_matches_are_few_and_checked_row_by_row_when_many(
+        db, world, monkeypatch):
+    def matched(found: search.Search) -> set[str]:
+        return {row[0] for row in db.execute(
+            f"SELECT p.id FROM problems p WHERE {found.sql}", found.params)}
+
+    few = search.search_condition(db, "漏水")
+    many = search.search_condition(db, "漏水", drive_max=0)
+    assert few.listed and not few.broad and many.broad and many.listed is None
+    assert matched(few) == matched(many) != set()
+    if db.dialect.name == "postgresql":
+        # Checked in the row, where the GIN index (and its guess) plays no part.
+        assert many.sql.startswith("arraycontains(p.search_tokens")
+        # A guess of many is taken without counting; one of few is counted.
+        monkeypatch.setattr(search, "BROAD_GUESS", 0)
+        assert search.search_condition(db, "漏水").broad
+        monkeypatch.setattr(search, "BROAD_GUESS", 10**9)
+        assert search.search_condition(db, "漏水").listed
+        # After the ordered read failed, the planner may start from the index.
+        late = search.search_condition(db, "漏水", drive_max=search.SEARCH_DRIVE_MAX + 1)
+        assert late.sql.startswith("p.search_tokens @>") and matched(late) == matched(few)
+
+
 @pytest.mark.sqlite_only  # traces SQLite's statements for its INDEXED BY hint
 @pytest.mark.parametrize("query", ["q=漏水", "q=水&sort=ledger_no&dir=asc",
                                    "q=水&sort=deadline&dir=desc"])
@@ -327,11 +350,67 @@ class PlansItself:
         raise AssertionError("no query expected")
 
 
-def test_an_engine_that_plans_itself_is_left_to_plan():
-    f = queries.parse(QueryParams("accepted_from=2026-03-01&status=closed&urgency=critical"))
+@pytest.mark.parametrize("query", ["accepted_from=2026-03-01&overdue=yes", "status=closed",
+                                   "area=370102&supervision=flagged", ""])
+def test_an_engine_that_plans_itself_is_left_to_plan_one_filter(query):
+    f = queries.parse(QueryParams(query))
     queries.choose_drive(PlansItself(), None, f)
     assert (f.drive_index, f.narrow, f.presorted, f.rowids) == (None, False, False, None)
     assert f.drive_clause(POSTGRESQL) == ""
+
+
+@pytest.mark.parametrize("narrow_max", [0, 3, 10_000])
+def test_filters_that_may_be_correlated_are_read_as_a_list_of_rowids(db, world, monkeypatch,
+                                                                    narrow_max):
+    """planned_drive (PostgreSQL's choose_drive): two filters, the narrowest read as rowids
+    when few enough; never a state's, whose rowids would empty the other states' counts."""
+    for n in range(6):
+        add_problem(db, world, status="closed", accepted_at=f"2026-03-0{n + 1}T02:00:00Z",
+                    closed_at=f"2026-03-{n + 10}T02:00:00Z", urgency="critical")
+    monkeypatch.setattr(queries, "NARROW_MAX", narrow_max)
+    office = load(db, world, "office")
+    for query in ("accepted_from=2026-03-01&accepted_to=2026-03-02&closed_to=2026-03-11"
+                  "&status=closed", "urgency=critical&status=closed&accepted_from=2026-03-04",
+                  "status=closed&urgency=critical"):
+        f = queries.parse(QueryParams(query))
+        queries.planned_drive(db, office, f)
+        listed = f.rowids is not None
+        assert listed == (f.drive_index == queries.BY_ROWID)
+        assert not listed or len(f.rowids) <= narrow_max
+        if query.startswith("accepted_from=2026-03-01&accepted_to"):  # two problems
+            assert listed == (narrow_max >= 2)
+        driven = queries.ledger(db, office, f)
+        with monkeypatch.context() as plain:
+            plain.setattr(queries, "choose_drive", lambda db, user, f: None)
+            expected = queries.ledger(db, office, queries.parse(QueryParams(query)))
+        assert [row["id"] for row in driven["rows"]] == [row["id"] for row in expected["rows"]]
+        assert driven["rows"], query
+        if listed:
+            assert driven["counts"] == expected["counts"]
+            assert sum(count.value for count in driven["counts"].values()) == len(
+                driven["rows"])
+
+
+@pytest.mark.parametrize("query", ["q=漏水", "q=水&sort=ledger_no&dir=asc",
+                                   "q=水&sort=deadline&dir=desc", "sort=status&dir=asc"])
+def test_a_page_read_after_the_ordered_read_ran_out_of_time_is_the_same(db, world,
+                                                                        monkeypatch, query):
+    """Out of time in sort order, the matches are read first (on PostgreSQL in an order no
+    index gives, ``order_by(unindexed=True)``): the same rows."""
+    expected = queries.ledger(db, load(db, world, "office"), queries.parse(QueryParams(query)))
+    monkeypatch.setattr(queries, "SEARCH_DRIVE_MAX", 0)
+    monkeypatch.setattr(queries, "COUNT_CAP", 0)
+    monkeypatch.setattr(queries, "ORDERED_BUDGET_S", 0)
+    rows = queries.ledger(db, load(db, world, "office"), queries.parse(QueryParams(query)))
+    assert [row["id"] for row in rows["rows"]] == [row["id"] for row in expected["rows"]]
+    assert rows["rows"]
+
+
+def test_the_order_no_index_gives_is_the_same_order():
+    f = queries.Filter(sort="status", dir="asc")
+    assert queries.order_by(f, unindexed=True) == (
+        "p.status || '' ASC NULLS FIRST, p.found_at || '' ASC NULLS FIRST,"
+        " p.rowid + 0 ASC NULLS FIRST")
 
 
 def test_the_order_puts_null_first_ascending_and_last_descending():

@@ -86,8 +86,9 @@ def search_indexed_at_end(db) -> contextlib.AbstractContextManager:
 
 
 # Columns a table holds for storage alone: PostgreSQL's explicit ``rowid`` of the tables
-# keyed by text (SQLite's is implicit, and ``SELECT *`` never returns it).
-STORAGE_COLUMNS = frozenset({"rowid"})
+# keyed by text (SQLite's is implicit, and ``SELECT *`` never returns it), and its
+# problems' search words (m029; SQLite's are in FTS5).
+STORAGE_COLUMNS = frozenset({"rowid", "search_tokens"})
 
 
 def record(row: dict) -> dict:

@@ -5,10 +5,10 @@ SQLite, migrates it to the head, reads the source in one snapshot and writes the
 in one transaction with its triggers off: every row goes over as it is (``COPY``), the
 change log included, so phones' cursors and the epoch stay valid; SQLite's rowid of the
 four text-keyed tables goes into their ``rowid`` column. What the triggers would have
-kept is then set from the copied rows: the identity sequences, the change log's
-sequence and the search tokens (the roll-up is copied, and ``verify`` checks it equals
-a rebuild). The foreign keys are off while rows go in and put back after; then the
-target is analysed.
+kept is then set from the copied rows: the identity sequences and the change log's
+sequence (the roll-up is copied, and ``verify`` checks it equals a rebuild); only the
+trigger that works out each problem's search words stays on. The foreign keys are off
+while rows go in and put back after; then the target is analysed.
 
 ``verify`` compares every table's row count and a SHA-256 over its rows in key order,
 each value written by ``canonical`` on both sides, then four derived checks.
@@ -28,7 +28,6 @@ from server.db.postgresql_history import migrate
 from server.db.postgresql_history._shared import (
     REASON_ROLLUP_REBUILD,
     rollup_rebuild_sql,
-    tokens_sql,
 )
 from server.ledger import search
 
@@ -43,6 +42,7 @@ _SQLITE_ONLY = re.compile(
 # Tables the schema history fills as it creates them (the epoch, the default reasons):
 # a target holding only these rows is empty; the copy replaces them with the source's.
 HISTORY_FILLED = ("reason_options", "settings")
+SEARCH_TOKENS_TRIGGER = "problems_search_tokens_insert"  # m029
 
 SAMPLED_WORDS = 50
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]{2,}")
@@ -224,6 +224,8 @@ def _write(source, target, copied: list[_Table]) -> dict[str, int]:
         target.execute(f"ALTER TABLE {table} DROP CONSTRAINT {_quote(name)}")
     for table in copied:
         target.execute(f"ALTER TABLE {_quote(table.name)} DISABLE TRIGGER USER")
+    # Each problem's search words are worked out as it goes in (m029).
+    target.execute(f"ALTER TABLE problems ENABLE TRIGGER {SEARCH_TOKENS_TRIGGER}")
     for name in HISTORY_FILLED:
         target.execute(f"DELETE FROM {_quote(name)}")
     counts = {}
@@ -247,9 +249,6 @@ def _write(source, target, copied: list[_Table]) -> dict[str, int]:
         target.execute(f"ALTER TABLE {_quote(table.name)} ENABLE TRIGGER USER")
     _move_sequences(target)
     _move_change_sequence(source, target)
-    target.execute(
-        f"UPDATE problem_search_keys k SET tokens = {tokens_sql('p')}"
-        " FROM problems p WHERE p.id = k.problem_id")
     return counts
 
 

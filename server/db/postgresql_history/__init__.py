@@ -21,7 +21,7 @@ STEPS = (
     "m016_supervision", "m017_tracking", "m018_joint", "m019_reasons", "m020_reports",
     "m021_rules", "m022_device_health", "m023_working_set", "m024_ask_reporter",
     "m025_form_drafts", "m026_reason_rollup", "m027_events_kind_index",
-    "m028_order_indexes",
+    "m028_order_indexes", "m029_row_search_tokens",
 )
 LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 

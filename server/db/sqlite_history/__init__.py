@@ -46,6 +46,7 @@ from server.db.sqlite_history.m025_form_drafts import m025_form_drafts
 from server.db.sqlite_history.m026_reason_rollup import m026_reason_rollup
 from server.db.sqlite_history.m027_events_kind_index import m027_events_kind_index
 from server.db.sqlite_history.m028_order_indexes import m028_order_indexes
+from server.db.sqlite_history.m029_row_search_tokens import m029_row_search_tokens
 
 HISTORY = (
     m001_foundation,
@@ -75,6 +76,7 @@ HISTORY = (
     m026_reason_rollup,
     m027_events_kind_index,
     m028_order_indexes,
+    m029_row_search_tokens,
 )
 
 migrations = Migrations("fieldledger")
