@@ -172,7 +172,10 @@ def stats_page(db, username: str, period: metrics.Period) -> dict:
     and the previous period's totals."""
     user = user_named(db, username)
     cfg = metrics.settings(db)
-    data = _stats_data(db, user, period, "completion", 5, cfg)
+    today = ledger_clock.local_today()
+    parts = [row for part in (metrics.UNIT_AND_CATEGORY, metrics.AREA_AND_WEEK)
+             for row in metrics.rollup_part(db, user, period, part, today)]
+    data = _stats_data(db, user, period, "completion", 5, cfg, parts, today)
     data.update(_stats_side_tables(db, user, period))
     data["totals_alone"] = metrics.totals(db, user, period, cfg)
     return data

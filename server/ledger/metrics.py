@@ -386,21 +386,47 @@ def week_number(day: dt.date) -> int:
 ALL_DIMENSIONS, UNIT_AND_CATEGORY, AREA_AND_WEEK = 0, 1, 2
 
 
-def grouped_counts(db, user: authz.User, period: Period, codes: bytes) -> list[tuple]:
+def whole_weeks(period: Period) -> tuple[dt.date, dt.date]:
+    """The first Monday and the last Sunday of the whole weeks inside ``period`` (the
+    first after the last when there are none)."""
+    first_week = monday(period.start)
+    whole_from = period.start if period.start == first_week else first_week + WEEK
+    return whole_from, monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)
+
+
+def rollup_part(db, user: authz.User, period: Period, part: int,
+                today: dt.date | None = None) -> list[tuple]:
+    """The rows of ``grouped_counts`` that the roll-up gives for ``period``'s whole weeks
+    toward one ``part`` (UNIT_AND_CATEGORY or AREA_AND_WEEK), [] if it gives none: the
+    statistics page reads the two parts on two readers at once, and hands them to
+    ``compute`` (``rollup_rows``)."""
+    whole_from, whole_to = whole_weeks(period)
+    if not reads_rollup(user) or whole_from > whole_to:
+        return []
+    codes, _children = child_codes(db, user)
+    return db.execute(*rollup_query(
+        db.dialect, user, whole_from, whole_to, monday(period.start),
+        today or local_today(), codes, part)).fetchall()
+
+
+def grouped_counts(db, user: authz.User, period: Period, codes: bytes,
+                   rollup_rows: list[tuple] | None = None,
+                   today: dt.date | None = None) -> list[tuple]:
     """(which breakdowns, unit and category, child-area code and week number and packed
     features, problems) over the cohort, each group possibly in several rows; ``codes``
     from ``child_codes``.
 
     Whole weeks come from the roll-up when ``reads_rollup`` (the user's child areas are
     towns or above), the days at the ends of the period from the problems.
+    ``rollup_rows``: the roll-up's rows read already (``rollup_part``, both parts, with
+    the same ``today``).
     """
-    first_week, today = monday(period.start), local_today()  # one today for every part
-    whole_from = period.start if period.start == first_week else first_week + WEEK
-    whole_to = monday(period.end + dt.timedelta(days=1)) - dt.timedelta(days=1)  # a Sunday
+    first_week, today = monday(period.start), today or local_today()  # one for every part
+    whole_from, whole_to = whole_weeks(period)
     if not reads_rollup(user) or whole_from > whole_to:
         return db.execute(
             *cohort_query(db.dialect, user, period, first_week, today, codes)).fetchall()
-    rows = db.execute(
+    rows = list(rollup_rows) if rollup_rows is not None else db.execute(
         *rollup_query(db.dialect, user, whole_from, whole_to, first_week, today, codes)).fetchall()
     for days in (Period(period.start, whole_from - dt.timedelta(days=1)),
                  Period(whole_to + dt.timedelta(days=1), period.end)):
@@ -454,9 +480,11 @@ def cohort_query(dialect: Dialect, user: authz.User, period: Period, first_week:
 
 
 def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.date,
-                 first_week: dt.date, today: dt.date, codes: bytes) -> tuple[str, list]:
+                 first_week: dt.date, today: dt.date, codes: bytes,
+                 part: int = ALL_DIMENSIONS) -> tuple[str, list]:
     """The SQL of ``grouped_counts`` over the whole weeks from the Monday ``start`` to the
-    Sunday ``end``, read from the roll-up (migration m009), and its parameters.
+    Sunday ``end``, read from the roll-up (migration m009), and its parameters; only the
+    rows toward ``part`` (UNIT_AND_CATEGORY or AREA_AND_WEEK) unless ALL_DIMENSIONS.
 
     The roll-up holds each problem's row-only features packed as STORED_FEATURES;
     the deadline feature is worked out from the deadline kept for open problems
@@ -472,20 +500,32 @@ def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.dat
     stored_bits = sum(FEATURE_SIZES[name] for name in STORED_FEATURES)
     deadline = features(dialect)["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     deadline = deadline.replace("p.", "r.").replace("cfg.today", "?3")
-    sql = bind_constants(
-        "WITH x AS MATERIALIZED (SELECT"
-        f" r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
-        f" ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')} * 256"
-        f" + r.week - ?4) * {1 << FEATURE_BITS}"
-        f" + (r.features | (({deadline}) << {stored_bits})) AS place,"
-        " r.n AS n FROM stats_rollup r"
-        " WHERE r.level = ?9 AND r.week BETWEEN ?5 AND ?6 AND r.n > 0"
-        " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8))"
-        f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1},"
-        f" {dialect.int_sum('n')}"
-        " FROM x GROUP BY 2, 3"
-        f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, {dialect.int_sum('n')} FROM x GROUP BY 3"
-    )
+    packed = f"(r.features | (({deadline}) << {stored_bits}))"
+    rows = (" FROM stats_rollup r"
+            " WHERE r.level = ?9 AND r.week BETWEEN ?5 AND ?6 AND r.n > 0"
+            " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8)")
+    if part == UNIT_AND_CATEGORY:  # the area bytes and the first week used, as said above
+        sql = bind_constants(
+            f"SELECT {UNIT_AND_CATEGORY}, r.unit_id * {1 << DIM_BITS} + r.category_id,"
+            f" {packed}, {dialect.int_sum('r.n')}{rows}"
+            " AND length(?1) + length(?2) + ?4 >= 0 GROUP BY 2, 3")
+    elif part == AREA_AND_WEEK:
+        sql = bind_constants(
+            f"SELECT {AREA_AND_WEEK}, 0, ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')}"
+            f" * 256 + r.week - ?4) * {1 << FEATURE_BITS} + {packed},"
+            f" {dialect.int_sum('r.n')}{rows} GROUP BY 3")
+    else:
+        sql = bind_constants(
+            "WITH x AS MATERIALIZED (SELECT"
+            f" r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
+            f" ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')} * 256"
+            f" + r.week - ?4) * {1 << FEATURE_BITS} + {packed} AS place,"
+            f" r.n AS n{rows})"
+            f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1},"
+            f" {dialect.int_sum('n')}"
+            " FROM x GROUP BY 2, 3"
+            f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, {dialect.int_sum('n')} FROM x GROUP BY 3"
+        )
     params = [codes, bytes(range(256)), today.isoformat(),
               week_number(first_week), week_number(start), week_number(end),
               *authz.subtree_bounds(user),
@@ -536,11 +576,13 @@ def _add_up(problems_by_mask: dict[tuple, int]) -> dict[object, Counter]:
     return result
 
 
-def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> dict:
+def compute(db, user: authz.User, period: Period, cfg: dict | None = None,
+            rollup_rows: list[tuple] | None = None, today: dt.date | None = None) -> dict:
     """Totals and breakdowns (by unit, category, child area, week) for the statistics page.
 
     The query's groups are first added up per (dimension key, packed features),
-    a few hundred each, and only those are turned into counts.
+    a few hundred each, and only those are turned into counts. ``rollup_rows``: the
+    roll-up's two parts read already (``rollup_part``) for the day ``today``.
     """
     cfg = cfg or settings(db)
     weight = float(cfg["satisfaction_weight"])
@@ -551,7 +593,7 @@ def compute(db, user: authz.User, period: Period, cfg: dict | None = None) -> di
     fmask, dmask = (1 << FEATURE_BITS) - 1, (1 << DIM_BITS) - 1
     unit_of, category_of, area_of, week_of = (
         defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int))
-    for counted, dims, place, n in grouped_counts(db, user, period, codes):
+    for counted, dims, place, n in grouped_counts(db, user, period, codes, rollup_rows, today):
         mask = place & fmask
         if counted != AREA_AND_WEEK:
             unit_of[dims >> DIM_BITS << FEATURE_BITS | mask] += n

@@ -271,8 +271,8 @@ def previous_period(period: metrics.Period) -> metrics.Period:
 
 
 def _stats_data(db, actor: authz.User, period: metrics.Period, rank_by: str, min_n: int,
-                cfg: dict) -> dict:
-    result = metrics.compute(db, actor, period, cfg)
+                cfg: dict, rollup_rows: list[tuple], today: dt.date) -> dict:
+    result = metrics.compute(db, actor, period, cfg, rollup_rows, today)
     ranked, unranked = metrics.rank(result["units"], rank_by, min_n)
     assessed = assessment.assess(result["units"], assessment.weights(db), min_n)
     return {**result, "period": period, "rank_by": rank_by, "min_n": min_n,
@@ -285,17 +285,22 @@ def _stats_side_tables(db, actor: authz.User, period: metrics.Period) -> dict:
 
 
 async def _dashboard_data(request: Request) -> dict:
-    """The period's figures and, at the same time on other readers (SQLite and psycopg
-    work outside the GIL), the previous period's totals, then the helper units and the
-    counts by reason: the page waits for the longest, not for all one after the other."""
+    """The period's figures, the previous period's totals, the helper units and the counts
+    by reason, read on several readers at once (SQLite and psycopg work outside the GIL):
+    the page waits for the longest, not for all one after the other. The period's whole
+    weeks come from the roll-up in two parts, each on a reader of its own (a city's year
+    is 160,000 rows of it: 230 ms in one query on SQLite, 115 ms for each part)."""
     db_store, actor = store(request), user(request)
     cfg = await db_store.read(metrics.settings)
     period, rank_by, min_n, ignored = _stats_params(request.query_params, cfg)
-    previous = previous_period(period)
-    data, before, side_tables = await asyncio.gather(
-        db_store.read(_stats_data, actor, period, rank_by, min_n, cfg),
+    previous, today = previous_period(period), clock.local_today()
+    by_unit, by_area, before, side_tables = await asyncio.gather(
+        db_store.read(metrics.rollup_part, actor, period, metrics.UNIT_AND_CATEGORY, today),
+        db_store.read(metrics.rollup_part, actor, period, metrics.AREA_AND_WEEK, today),
         db_store.read(metrics.totals, actor, previous, cfg),
         db_store.read(_stats_side_tables, actor, period))
+    data = await db_store.read(_stats_data, actor, period, rank_by, min_n, cfg,
+                               by_unit + by_area, today)
     return {**data, **side_tables, "ignored": ignored, "previous": previous,
             "previous_rates": before["rates"]}
 
