@@ -501,31 +501,24 @@ def rollup_query(dialect: Dialect, user: authz.User, start: dt.date, end: dt.dat
     deadline = features(dialect)["deadline"][0].replace("p.deadline IS NULL", "r.deadline = ''")
     deadline = deadline.replace("p.", "r.").replace("cfg.today", "?3")
     packed = f"(r.features | (({deadline}) << {stored_bits}))"
+    dims = f"r.unit_id * {1 << DIM_BITS} + r.category_id"
+    place = (f"({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')} * 256"
+             f" + r.week - ?4) * {1 << FEATURE_BITS} + {packed}")
     rows = (" FROM stats_rollup r"
             " WHERE r.level = ?9 AND r.week BETWEEN ?5 AND ?6 AND r.n > 0"
             " AND r.area_id IN (SELECT id FROM areas WHERE path >= ?7 AND path < ?8)")
     if part == UNIT_AND_CATEGORY:  # the area bytes and the first week used, as said above
-        sql = bind_constants(
-            f"SELECT {UNIT_AND_CATEGORY}, r.unit_id * {1 << DIM_BITS} + r.category_id,"
-            f" {packed}, {dialect.int_sum('r.n')}{rows}"
-            " AND length(?1) + length(?2) + ?4 >= 0 GROUP BY 2, 3")
+        sql = (f"SELECT {UNIT_AND_CATEGORY}, {dims}, {packed}, {dialect.int_sum('r.n')}{rows}"
+               " AND length(?1) + length(?2) + ?4 >= 0 GROUP BY 2, 3")
     elif part == AREA_AND_WEEK:
-        sql = bind_constants(
-            f"SELECT {AREA_AND_WEEK}, 0, ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')}"
-            f" * 256 + r.week - ?4) * {1 << FEATURE_BITS} + {packed},"
-            f" {dialect.int_sum('r.n')}{rows} GROUP BY 3")
+        sql = f"SELECT {AREA_AND_WEEK}, 0, {place}, {dialect.int_sum('r.n')}{rows} GROUP BY 3"
     else:
-        sql = bind_constants(
-            "WITH x AS MATERIALIZED (SELECT"
-            f" r.unit_id * {1 << DIM_BITS} + r.category_id AS dims,"
-            f" ({dialect.byte_at('cfg.areas', 'r.area_id', 'cfg.bytes')} * 256"
-            f" + r.week - ?4) * {1 << FEATURE_BITS} + {packed} AS place,"
-            f" r.n AS n{rows})"
-            f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1},"
-            f" {dialect.int_sum('n')}"
-            " FROM x GROUP BY 2, 3"
-            f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, {dialect.int_sum('n')} FROM x GROUP BY 3"
-        )
+        sql = (f"WITH x AS MATERIALIZED (SELECT {dims} AS dims, {place} AS place, r.n AS n{rows})"
+               f" SELECT {UNIT_AND_CATEGORY}, dims, place & {(1 << FEATURE_BITS) - 1},"
+               f" {dialect.int_sum('n')} FROM x GROUP BY 2, 3"
+               f" UNION ALL SELECT {AREA_AND_WEEK}, 0, place, {dialect.int_sum('n')}"
+               " FROM x GROUP BY 3")
+    sql = bind_constants(sql)
     params = [codes, bytes(range(256)), today.isoformat(),
               week_number(first_week), week_number(start), week_number(end),
               *authz.subtree_bounds(user),
